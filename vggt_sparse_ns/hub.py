@@ -1,0 +1,97 @@
+"""Finding checkpoint files: a local directory or file, or a Hugging Face hub repo through
+huggingface_hub's cache. Failures become one ``WeightsUnavailableError`` naming the file
+and how to get it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+
+class WeightsUnavailableError(RuntimeError):
+    """The weights could not be found locally nor fetched."""
+
+
+@dataclass(frozen=True)
+class CheckpointFiles:
+    weights: Path
+    config: Path | None
+    """config.json beside the weights, if there is one."""
+
+
+def _looks_like_repo_id(source: str) -> bool:
+    parts = source.split("/")
+    return len(parts) == 2 and all(parts) and not source.startswith((".", "~")) and not os.path.isabs(source)
+
+
+def _from_directory(directory: Path, weight_names: Sequence[str]) -> CheckpointFiles:
+    for name in weight_names:
+        if (directory / name).is_file():
+            config = directory / "config.json"
+            return CheckpointFiles(directory / name, config if config.is_file() else None)
+    raise WeightsUnavailableError(
+        f"No weights in {directory}: expected one of {', '.join(weight_names)} (with an optional config.json)."
+    )
+
+
+def _from_hub(repo_id: str, weight_names: Sequence[str], how_to_get: str) -> CheckpointFiles:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, GatedRepoError, RepositoryNotFoundError
+
+    failure = None
+    for name in weight_names:
+        try:
+            weights = Path(hf_hub_download(repo_id, name))
+        except EntryNotFoundError:
+            continue
+        except GatedRepoError:
+            raise WeightsUnavailableError(
+                f"{repo_id} is gated: accept its licence on its hub page and log in (`hf auth login`). {how_to_get}"
+            ) from None
+        except RepositoryNotFoundError:
+            raise WeightsUnavailableError(f"No hub repository {repo_id}. {how_to_get}") from None
+        except Exception as error:  # offline, no cache entry, network or permission errors
+            failure = failure or f"{type(error).__name__}: {error}".splitlines()[0]
+            continue
+        try:
+            config = Path(hf_hub_download(repo_id, "config.json"))
+        except Exception:
+            config = None
+        return CheckpointFiles(weights, config)
+    reason = f" ({failure})" if failure else ""
+    raise WeightsUnavailableError(
+        f"Could not get {' or '.join(weight_names)} of {repo_id}: it is not in the Hugging Face cache and the hub "
+        f"could not be reached{reason}. {how_to_get}"
+    )
+
+
+def resolve_checkpoint(source: str | os.PathLike, weight_names: Sequence[str], how_to_get: str) -> CheckpointFiles:
+    """Weights (and config.json) from a directory, a single weights file, or a hub repo id.
+
+    ``weight_names`` are tried in order in a directory or hub repo; ``how_to_get`` ends
+    every error message (where the weights come from and how to fetch them).
+    """
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return _from_directory(path, weight_names)
+    if path.is_file():
+        return CheckpointFiles(path, None)
+    if isinstance(source, str) and _looks_like_repo_id(source):
+        return _from_hub(source, weight_names, how_to_get)
+    raise WeightsUnavailableError(f"Checkpoint {source} does not exist. {how_to_get}")
+
+
+def load_state_dict_file(path: Path) -> dict:
+    """A state dict from .safetensors or a torch pickle (.pt/.pth/.bin, tensors only)."""
+    import torch
+
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    return state

@@ -1,0 +1,75 @@
+"""Loading the official VGGT checkpoints (facebook/VGGT-1B, facebook/VGGT-1B-Commercial)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import torch
+
+from vggt_sparse_ns.hub import WeightsUnavailableError, load_state_dict_file, resolve_checkpoint
+from vggt_sparse_ns.model.config import VGGTConfig
+from vggt_sparse_ns.model.vggt import VGGT
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CHECKPOINT = "facebook/VGGT-1B"
+WEIGHT_NAMES = ("model.safetensors", "model.pt", "vggt_1b_commercial.pt")
+HOW_TO_GET = (
+    "The weights come from the Hugging Face hub: facebook/VGGT-1B (non-commercial licence) or "
+    "facebook/VGGT-1B-Commercial (gated, commercial licence). On a connected machine run "
+    "`hf download facebook/VGGT-1B` (it fills the cache this tool reads), or download "
+    "config.json and model.safetensors into a folder and pass that folder as the checkpoint."
+)
+SKIPPED_PREFIXES = ("track_head.",)
+"""Checkpoint parts this project does not implement."""
+
+
+class CheckpointMismatchError(RuntimeError):
+    """The checkpoint's keys or shapes do not match the model's architecture."""
+
+
+def _mismatches(model: VGGT, state: dict, limit: int = 10) -> list[str]:
+    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    problems = [f"missing {name}" for name in expected if name not in state]
+    problems += [f"unexpected {name}" for name in state if name not in expected]
+    problems += [
+        f"shape of {name}: checkpoint {tuple(state[name].shape)}, model {shape}"
+        for name, shape in expected.items()
+        if name in state and tuple(state[name].shape) != shape
+    ]
+    return problems[:limit]
+
+
+def load_state_dict_strict(model: VGGT, state: dict) -> None:
+    """Load every key except the skipped heads; any mismatch lists the first ones found."""
+    skipped = [name for name in state if name.startswith(SKIPPED_PREFIXES)]
+    if skipped:
+        logger.info("Skipping %d track-head parameters (the track head is not implemented).", len(skipped))
+        state = {name: value for name, value in state.items() if not name.startswith(SKIPPED_PREFIXES)}
+    problems = _mismatches(model, state)
+    if problems:
+        raise CheckpointMismatchError("The checkpoint does not match the VGGT architecture: " + "; ".join(problems))
+    model.load_state_dict(state, strict=True, assign=True)
+
+
+def load_pretrained(
+    source: str | os.PathLike = DEFAULT_CHECKPOINT,
+    device: str | torch.device = "cpu",
+) -> VGGT:
+    """A VGGT in eval mode with the weights of ``source``: a directory holding config.json and
+    model.safetensors or model.pt, a single weights file (VGGT-1B architecture assumed), or a
+    hub repo id resolved through huggingface_hub's cache."""
+    files = resolve_checkpoint(source, WEIGHT_NAMES, HOW_TO_GET)
+    config = VGGTConfig()
+    if files.config is not None:
+        config = VGGTConfig.from_dict(json.loads(files.config.read_text()))
+    try:
+        state = load_state_dict_file(files.weights)
+    except Exception as error:
+        raise WeightsUnavailableError(f"Could not read the weights file {files.weights}: {error}") from error
+    with torch.device("meta"):
+        model = VGGT(config)
+    load_state_dict_strict(model, state)
+    return model.to(device).eval()
