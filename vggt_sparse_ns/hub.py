@@ -5,9 +5,9 @@ and how to get it."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 
 class WeightsUnavailableError(RuntimeError):

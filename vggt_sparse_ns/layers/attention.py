@@ -7,7 +7,7 @@ such callables, so the layer never knows which one runs.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch.nn.functional as F
 from torch import Tensor, nn

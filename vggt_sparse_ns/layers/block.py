@@ -5,14 +5,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from vggt_sparse_ns.layers.attention import Attention, AttendFn, sdpa_attend
+from vggt_sparse_ns.layers.attention import AttendFn, Attention, sdpa_attend
 from vggt_sparse_ns.layers.rope import RopeTable
 
 
 class Mlp(nn.Module):
     """Two linear layers with a GELU between them."""
 
-    def __init__(self, in_features: int, hidden_features: int, out_features: int | None = None, bias: bool = True) -> None:
+    def __init__(
+        self, in_features: int, hidden_features: int, out_features: int | None = None, bias: bool = True
+    ) -> None:
         super().__init__()
         self.fc1 = nn.Linear(in_features, hidden_features, bias=bias)
         self.act = nn.GELU()

@@ -50,7 +50,9 @@ class VisionTransformer(nn.Module):
         self.patch_embed = PatchEmbed(patch_size, embed_dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, grid * grid + 1, embed_dim))
-        self.register_tokens = nn.Parameter(torch.zeros(1, num_register_tokens, embed_dim)) if num_register_tokens else None
+        self.register_tokens = (
+            nn.Parameter(torch.zeros(1, num_register_tokens, embed_dim)) if num_register_tokens else None
+        )
         # Unused at inference; kept so that the published checkpoints load strictly.
         self.mask_token = nn.Parameter(torch.zeros(1, embed_dim)) if mask_token else None
         self.blocks = nn.ModuleList(
@@ -69,9 +71,13 @@ class VisionTransformer(nn.Module):
         patch_table = table[:, 1:].reshape(1, side, side, dim).permute(0, 3, 1, 2)
         if self.interpolate_offset:
             scale = ((grid_h + self.interpolate_offset) / side, (grid_w + self.interpolate_offset) / side)
-            resized = F.interpolate(patch_table, scale_factor=scale, mode="bicubic", antialias=self.interpolate_antialias)
+            resized = F.interpolate(
+                patch_table, scale_factor=scale, mode="bicubic", antialias=self.interpolate_antialias
+            )
         else:
-            resized = F.interpolate(patch_table, size=(grid_h, grid_w), mode="bicubic", antialias=self.interpolate_antialias)
+            resized = F.interpolate(
+                patch_table, size=(grid_h, grid_w), mode="bicubic", antialias=self.interpolate_antialias
+            )
         resized = resized.permute(0, 2, 3, 1).reshape(1, grid_h * grid_w, dim)
         return torch.cat((table[:, :1], resized), dim=1).to(self.pos_embed.dtype)
 

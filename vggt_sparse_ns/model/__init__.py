@@ -5,4 +5,11 @@ from vggt_sparse_ns.model.config import VGGTConfig
 from vggt_sparse_ns.model.vggt import VGGT, build_model
 from vggt_sparse_ns.model.weights import CheckpointMismatchError, load_pretrained
 
-__all__ = ["VGGT", "CheckpointMismatchError", "VGGTConfig", "build_model", "load_pretrained", "pose_encoding_to_cameras"]
+__all__ = [
+    "VGGT",
+    "CheckpointMismatchError",
+    "VGGTConfig",
+    "build_model",
+    "load_pretrained",
+    "pose_encoding_to_cameras",
+]

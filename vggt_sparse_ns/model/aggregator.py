@@ -7,9 +7,10 @@ the heads read are kept (``keep_layers``), as concat(frame output, global output
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -57,7 +58,9 @@ class Aggregator(nn.Module):
         self.patch_start = 1 + config.num_register_tokens
 
         def make_block() -> Block:
-            return Block(dim, config.num_heads, config.mlp_ratio, qk_norm=config.qk_norm, init_values=config.aa_init_values)
+            return Block(
+                dim, config.num_heads, config.mlp_ratio, qk_norm=config.qk_norm, init_values=config.aa_init_values
+            )
 
         self.frame_blocks = nn.ModuleList(make_block() for _ in range(config.depth))
         self.global_blocks = nn.ModuleList(make_block() for _ in range(config.depth))
@@ -78,7 +81,9 @@ class Aggregator(nn.Module):
         normalised = (images - mean) / std
         return self.patch_embed(normalised)[:, self.patch_embed.num_prefix_tokens :]
 
-    def forward(self, images: Tensor, global_attention: GlobalAttention, keep_layers: Iterable[int]) -> AggregatorOutput:
+    def forward(
+        self, images: Tensor, global_attention: GlobalAttention, keep_layers: Iterable[int]
+    ) -> AggregatorOutput:
         batch, frames, _, height, width = images.shape
         grid_h, grid_w = height // self.patch_size, width // self.patch_size
         patch_tokens = self.embed_patches(images.flatten(0, 1)).unflatten(0, (batch, frames))
@@ -95,7 +100,7 @@ class Aggregator(nn.Module):
         keep = set(keep_layers)
         kept: dict[int, Tensor] = {}
         x = tokens.reshape(batch, frames * tokens_per_frame, dim)
-        for index, (frame_block, global_block) in enumerate(zip(self.frame_blocks, self.global_blocks)):
+        for index, (frame_block, global_block) in enumerate(zip(self.frame_blocks, self.global_blocks, strict=True)):
             x = frame_block(x.reshape(batch * frames, tokens_per_frame, dim), rope).reshape(batch, -1, dim)
             frame_out = x
             x = global_block(x, rope, partial(plan, layer=index))

@@ -18,7 +18,9 @@ class CameraHead(nn.Module):
     def __init__(self, dim: int, trunk_depth: int = 4, num_heads: int = 16, iterations: int = 4) -> None:
         super().__init__()
         self.iterations = iterations
-        self.trunk = nn.Sequential(*(Block(dim, num_heads, mlp_ratio=4.0, init_values=0.01) for _ in range(trunk_depth)))
+        self.trunk = nn.Sequential(
+            *(Block(dim, num_heads, mlp_ratio=4.0, init_values=0.01) for _ in range(trunk_depth))
+        )
         self.token_norm = nn.LayerNorm(dim)
         self.trunk_norm = nn.LayerNorm(dim)
         self.empty_pose_tokens = nn.Parameter(torch.zeros(1, 1, POSE_ENCODING_DIM))

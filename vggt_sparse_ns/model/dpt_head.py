@@ -3,7 +3,8 @@ aggregator rounds, fused coarse-to-fine. Frames are processed in chunks to bound
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -135,7 +136,7 @@ class DPTHead(nn.Module):
         grid_h, grid_w = height // self.patch_size, width // self.patch_size
         batch, frames = patch_tokens[0].shape[:2]
         maps = []
-        for tokens, project, resize in zip(patch_tokens, self.projects, self.resize_layers):
+        for tokens, project, resize in zip(patch_tokens, self.projects, self.resize_layers, strict=True):
             x = self.norm(tokens.reshape(batch * frames, grid_h * grid_w, -1))
             x = x.transpose(1, 2).reshape(batch * frames, -1, grid_h, grid_w)
             x = add_uv_embedding(project(x), width, height)
@@ -147,7 +148,9 @@ class DPTHead(nn.Module):
         out = scratch.refinenet2(out, reduced[1], size=reduced[0].shape[2:])
         out = scratch.refinenet1(out, reduced[0])
         out = scratch.output_conv1(out)
-        out = F.interpolate(out, size=(grid_h * self.patch_size, grid_w * self.patch_size), mode="bilinear", align_corners=True)
+        out = F.interpolate(
+            out, size=(grid_h * self.patch_size, grid_w * self.patch_size), mode="bilinear", align_corners=True
+        )
         out = scratch.output_conv2(add_uv_embedding(out, width, height))
         out = out.permute(0, 2, 3, 1).unflatten(0, (batch, frames))
         raw_values, raw_conf = out[..., :-1], out[..., -1]

@@ -1,0 +1,172 @@
+"""Loading images the way VGGT was trained on them, and remembering how to go back.
+
+``load_images`` reproduces the original preprocessing (RGBA composited on white, PIL
+bicubic resize, centre crop or white padding) and records, per image, the map from model
+pixels to the original file's pixels, so that intrinsics can be expressed at full
+resolution. Pixel coordinates are continuous: pixel (i, j) covers [i, i+1) x [j, j+1).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch import Tensor
+
+PreprocessMode = Literal["crop", "pad"]
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class ImageLoadError(ValueError):
+    """An image file could not be read or decoded."""
+
+
+@dataclass(frozen=True)
+class ImageTransform:
+    """Model pixels from original pixels: x_model = x_original * scale_x - crop_x + pad_x (same for y)."""
+
+    original_size: tuple[int, int]
+    """(width, height) of the file after EXIF orientation."""
+    resized_size: tuple[int, int]
+    """(width, height) after the resize, before crop and padding."""
+    crop: tuple[int, int]
+    """(left, top) pixels cut from the resized image."""
+    pad: tuple[int, int]
+    """(left, top) white pixels added before the image in the model input."""
+    model_size: tuple[int, int]
+    """(width, height) of the model input."""
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        return (self.resized_size[0] / self.original_size[0], self.resized_size[1] / self.original_size[1])
+
+    @property
+    def offset(self) -> tuple[float, float]:
+        """Model-pixel offset added after scaling: pad - crop."""
+        return (self.pad[0] - self.crop[0], self.pad[1] - self.crop[1])
+
+    @property
+    def valid_box(self) -> tuple[int, int, int, int]:
+        """(x0, y0, x1, y1) of the model-input pixels that show the image (not padding)."""
+        x0, y0 = self.pad
+        width = min(self.resized_size[0] - self.crop[0], self.model_size[0] - x0)
+        height = min(self.resized_size[1] - self.crop[1], self.model_size[1] - y0)
+        return (x0, y0, x0 + width, y0 + height)
+
+    def model_to_original(self, xy: np.ndarray) -> np.ndarray:
+        """Continuous model-pixel coordinates [..., 2] to original-pixel coordinates."""
+        return (np.asarray(xy, dtype=np.float64) - self.offset) / self.scale
+
+    def intrinsics_to_original(self, intrinsic: np.ndarray) -> np.ndarray:
+        """A 3x3 intrinsic matrix in model pixels, re-expressed in original pixels."""
+        to_model = np.array(
+            [[self.scale[0], 0.0, self.offset[0]], [0.0, self.scale[1], self.offset[1]], [0.0, 0.0, 1.0]]
+        )
+        return np.linalg.solve(to_model, np.asarray(intrinsic, dtype=np.float64))
+
+
+@dataclass
+class ImageBatch:
+    tensor: Tensor
+    """[S, 3, H, W] float32 in [0, 1]."""
+    transforms: list[ImageTransform]
+    paths: list[Path]
+
+
+def open_rgb(path: str | os.PathLike) -> Image.Image:
+    """An 8-bit RGB image: EXIF orientation applied, alpha composited on white, grayscale,
+    palette and 16-bit images converted."""
+    try:
+        with Image.open(path) as opened:
+            image = ImageOps.exif_transpose(opened)
+            image.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise ImageLoadError(f"Cannot read image {path}: {error}") from error
+    if image.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        peak = 1.0 if image.mode == "F" and values.max() <= 1.0 else (65535.0 if values.max() > 255 else 255.0)
+        image = Image.fromarray(np.clip(values / peak * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("LA", "La", "PA", "RGBa"):
+        image = image.convert("RGBA")
+    if image.mode == "RGBA":
+        white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, image)
+    return image.convert("RGB")
+
+
+def _resized_size(width: int, height: int, mode: PreprocessMode, target: int, patch: int) -> tuple[int, int]:
+    if mode == "crop" or width >= height:
+        return target, round(height * (target / width) / patch) * patch
+    return round(width * (target / height) / patch) * patch, target
+
+
+def _preprocess(path: Path, mode: PreprocessMode, target: int, patch: int) -> tuple[Tensor, ImageTransform]:
+    image = open_rgb(path)
+    original = image.size
+    resized = _resized_size(*original, mode, target, patch)
+    pixels = np.asarray(image.resize(resized, Image.Resampling.BICUBIC))
+    tensor = torch.from_numpy(pixels.copy()).permute(2, 0, 1).float() / 255.0
+    crop_top = (resized[1] - target) // 2 if mode == "crop" and resized[1] > target else 0
+    tensor = tensor[:, crop_top : crop_top + target] if crop_top else tensor
+    pad = (0, 0)
+    if mode == "pad":
+        tensor, pad = _pad_white(tensor, target, target)
+    transform = ImageTransform(original, resized, (0, crop_top), pad, (tensor.shape[2], tensor.shape[1]))
+    return tensor, transform
+
+
+def _pad_white(tensor: Tensor, height: int, width: int) -> tuple[Tensor, tuple[int, int]]:
+    """Centre the image on a white canvas of the given size; returns it and the (left, top) padding."""
+    pad_h, pad_w = height - tensor.shape[1], width - tensor.shape[2]
+    top, left = pad_h // 2, pad_w // 2
+    if pad_h or pad_w:
+        tensor = torch.nn.functional.pad(tensor, (left, pad_w - left, top, pad_h - top), value=1.0)
+    return tensor, (left, top)
+
+
+def load_images(
+    paths: Sequence[str | os.PathLike],
+    mode: PreprocessMode = "crop",
+    target_size: int = 518,
+    patch_size: int = 14,
+    workers: int | None = None,
+) -> ImageBatch:
+    """Decode and preprocess images in parallel into one batch.
+
+    crop: width ``target_size``, height rounded to a multiple of ``patch_size`` and centre
+    cropped to ``target_size`` if taller. pad: long side ``target_size``, white padding to a
+    square. Images that end up with different sizes are padded (white, centred) to the largest.
+    """
+    if mode not in ("crop", "pad"):
+        raise ValueError(f"preprocess mode must be 'crop' or 'pad', not {mode!r}")
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise ImageLoadError("No images to load.")
+    workers = workers or min(32, (os.cpu_count() or 1) * 2, len(paths))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        loaded = list(pool.map(lambda p: _preprocess(p, mode, target_size, patch_size), paths))
+    height = max(t.shape[1] for t, _ in loaded)
+    width = max(t.shape[2] for t, _ in loaded)
+    tensors, transforms = [], []
+    for tensor, transform in loaded:
+        padded, (left, top) = _pad_white(tensor, height, width)
+        tensors.append(padded)
+        transforms.append(
+            ImageTransform(
+                transform.original_size,
+                transform.resized_size,
+                transform.crop,
+                (transform.pad[0] + left, transform.pad[1] + top),
+                (width, height),
+            )
+        )
+    return ImageBatch(torch.stack(tensors), transforms, paths)
