@@ -5,13 +5,21 @@ and how to get it."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from torch import Tensor, nn
 
 
 class WeightsUnavailableError(RuntimeError):
     """The weights could not be found locally nor fetched."""
+
+
+class CheckpointMismatchError(RuntimeError):
+    """The checkpoint's keys or shapes do not match the model's architecture."""
 
 
 @dataclass(frozen=True)
@@ -87,11 +95,34 @@ def load_state_dict_file(path: Path) -> dict:
     """A state dict from .safetensors or a torch pickle (.pt/.pth/.bin, tensors only)."""
     import torch
 
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            return load_file(str(path))
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as error:
+        raise WeightsUnavailableError(f"Could not read the weights file {path}: {error}") from error
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     return state
+
+
+def load_state_dict_strictly(module: nn.Module, state: Mapping[str, Tensor], architecture: str) -> None:
+    """Load every key (assigning the tensors, so meta-device modules work); on any mismatch
+    raise one CheckpointMismatchError counting and listing the first problems."""
+    expected = {name: tuple(value.shape) for name, value in module.state_dict().items()}
+    shapes = [
+        f"shape of {name}: checkpoint {tuple(state[name].shape)}, model {shape}"
+        for name, shape in expected.items()
+        if name in state and tuple(state[name].shape) != shape
+    ]
+    missing = [f"missing {name}" for name in expected if name not in state]
+    unexpected = [f"unexpected {name}" for name in state if name not in expected]
+    if shapes or missing or unexpected:
+        first = (shapes + missing + unexpected)[:8]
+        raise CheckpointMismatchError(
+            f"The checkpoint does not match the {architecture} architecture of its config ({len(shapes)} wrong "
+            f"shapes, {len(missing)} missing, {len(unexpected)} unexpected keys). First: " + "; ".join(first)
+        )
+    module.load_state_dict(state, strict=True, assign=True)

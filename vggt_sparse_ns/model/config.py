@@ -63,6 +63,8 @@ def coerce_config(config: VGGTConfig | Mapping[str, Any] | None) -> VGGTConfig:
         return VGGTConfig()
     if isinstance(config, VGGTConfig):
         return config
+    if not isinstance(config, Mapping):
+        raise TypeError(f"expected a VGGTConfig or a config.json mapping, got {type(config).__name__}")
     return VGGTConfig.from_dict(config)
 
 

@@ -8,7 +8,7 @@ import os
 
 import torch
 
-from vggt_sparse_ns.hub import WeightsUnavailableError, load_state_dict_file, resolve_checkpoint
+from vggt_sparse_ns.hub import load_state_dict_file, load_state_dict_strictly, resolve_checkpoint
 from vggt_sparse_ns.model.config import VGGTConfig
 from vggt_sparse_ns.model.vggt import VGGT
 
@@ -26,32 +26,13 @@ SKIPPED_PREFIXES = ("track_head.",)
 """Checkpoint parts this project does not implement."""
 
 
-class CheckpointMismatchError(RuntimeError):
-    """The checkpoint's keys or shapes do not match the model's architecture."""
-
-
-def _mismatches(model: VGGT, state: dict, limit: int = 10) -> list[str]:
-    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
-    problems = [f"missing {name}" for name in expected if name not in state]
-    problems += [f"unexpected {name}" for name in state if name not in expected]
-    problems += [
-        f"shape of {name}: checkpoint {tuple(state[name].shape)}, model {shape}"
-        for name, shape in expected.items()
-        if name in state and tuple(state[name].shape) != shape
-    ]
-    return problems[:limit]
-
-
 def load_state_dict_strict(model: VGGT, state: dict) -> None:
-    """Load every key except the skipped heads; any mismatch lists the first ones found."""
+    """Load a VGGT checkpoint strictly, skipping the (unimplemented) track head with one log line."""
     skipped = [name for name in state if name.startswith(SKIPPED_PREFIXES)]
     if skipped:
         logger.info("Skipping %d track-head parameters (the track head is not implemented).", len(skipped))
         state = {name: value for name, value in state.items() if not name.startswith(SKIPPED_PREFIXES)}
-    problems = _mismatches(model, state)
-    if problems:
-        raise CheckpointMismatchError("The checkpoint does not match the VGGT architecture: " + "; ".join(problems))
-    model.load_state_dict(state, strict=True, assign=True)
+    load_state_dict_strictly(model, state, "VGGT")
 
 
 def load_pretrained(
@@ -65,10 +46,7 @@ def load_pretrained(
     config = VGGTConfig()
     if files.config is not None:
         config = VGGTConfig.from_dict(json.loads(files.config.read_text()))
-    try:
-        state = load_state_dict_file(files.weights)
-    except Exception as error:
-        raise WeightsUnavailableError(f"Could not read the weights file {files.weights}: {error}") from error
+    state = load_state_dict_file(files.weights)
     with torch.device("meta"):
         model = VGGT(config)
     load_state_dict_strict(model, state)

@@ -1,0 +1,71 @@
+"""Our VGGT computes the same function as the original implementation (fixture outputs, fp32 CPU)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from vggt_sparse_ns.sparse import DenseAttention
+
+RELATIVE_TOLERANCE = 1e-4
+"""Max abs error allowed, as a fraction of each expected array's largest magnitude."""
+
+PREDICTION_KEYS = ("pose_enc", "extrinsic", "intrinsic", "depth", "depth_conf", "world_points", "world_points_conf")
+
+
+def assert_matches(actual: torch.Tensor, expected: np.ndarray, name: str) -> None:
+    actual = actual.detach().cpu().numpy()
+    assert actual.shape == expected.shape, f"{name}: shape {actual.shape} != {expected.shape}"
+    scale = float(np.abs(expected).max())
+    error = float(np.abs(actual - expected).max())
+    assert error <= RELATIVE_TOLERANCE * scale, f"{name}: max error {error:.3g} > {RELATIVE_TOLERANCE} x {scale:.3g}"
+
+
+@pytest.fixture(scope="module")
+def predictions(vggt_tiny, vggt_tiny_expected):
+    with torch.inference_mode():
+        return vggt_tiny(torch.from_numpy(vggt_tiny_expected["input_images"]))
+
+
+def test_patch_embed_tokens_match_original(vggt_tiny, vggt_tiny_expected):
+    images = torch.from_numpy(vggt_tiny_expected["input_images"])
+    with torch.inference_mode():
+        tokens = vggt_tiny.aggregator.embed_patches(images)
+    assert_matches(tokens, vggt_tiny_expected["dino_patch_tokens"], "dino_patch_tokens")
+
+
+def test_last_aggregator_round_matches_original(vggt_tiny, vggt_tiny_expected, vggt_tiny_config):
+    images = torch.from_numpy(vggt_tiny_expected["input_images"])[None]
+    last = vggt_tiny_config["depth"] - 1
+    with torch.inference_mode():
+        output = vggt_tiny.aggregator(images, DenseAttention(), keep_layers=[last])
+    assert_matches(output.layers[last], vggt_tiny_expected["aggregator_last_layer"], "aggregator_last_layer")
+
+
+@pytest.mark.parametrize("key", PREDICTION_KEYS)
+def test_prediction_matches_original(predictions, vggt_tiny_expected, key):
+    assert_matches(predictions[key], vggt_tiny_expected[key], key)
+
+
+def test_unbatched_and_batched_inputs_give_the_same_predictions(vggt_tiny, vggt_tiny_expected):
+    images = torch.from_numpy(vggt_tiny_expected["input_images"][:2])
+    with torch.inference_mode():
+        unbatched = vggt_tiny(images)
+        batched = vggt_tiny(images[None])
+    for key in PREDICTION_KEYS:
+        torch.testing.assert_close(unbatched[key], batched[key], rtol=0, atol=0)
+
+
+def test_depth_head_chunking_does_not_change_results(vggt_tiny, vggt_tiny_expected):
+    images = torch.from_numpy(vggt_tiny_expected["input_images"][:3])
+    with torch.inference_mode():
+        one_chunk = vggt_tiny(images, frames_chunk=8)
+        per_frame = vggt_tiny(images, frames_chunk=1)
+    for key in ("depth", "depth_conf", "world_points", "world_points_conf"):
+        torch.testing.assert_close(one_chunk[key], per_frame[key], rtol=1e-5, atol=1e-5)
+
+
+def test_model_rejects_sizes_that_are_not_patch_multiples(vggt_tiny):
+    with pytest.raises(ValueError, match="multiple of the patch size"):
+        vggt_tiny(torch.rand(2, 3, 100, 140))

@@ -1,0 +1,122 @@
+"""load_images reproduces the original preprocessing and knows the way back to original pixels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vggt_sparse_ns.images import ImageLoadError, load_images, open_rgb
+
+
+@pytest.fixture
+def fixture_images(vggt_tiny_dir):
+    return [vggt_tiny_dir / f"img{i}.png" for i in range(4)]
+
+
+@pytest.mark.parametrize("mode", ["crop", "pad"])
+def test_preprocessing_equals_the_original(fixture_images, vggt_tiny_expected, mode):
+    batch = load_images(fixture_images, mode=mode)
+    np.testing.assert_array_equal(batch.tensor.numpy(), vggt_tiny_expected[f"preprocessed_{mode}"])
+
+
+def _image_with_marker(size: tuple[int, int], marker_xy: tuple[int, int]) -> Image.Image:
+    pixels = np.full((size[1], size[0], 3), 40, dtype=np.uint8)
+    x, y = marker_xy
+    pixels[y - 6 : y + 6, x - 6 : x + 6] = (255, 0, 0)
+    return Image.fromarray(pixels)
+
+
+def _red_centroid(chw: np.ndarray) -> np.ndarray:
+    red = (chw[0] > 0.7) & (chw[1] < 0.3) & (chw[2] < 0.3)
+    ys, xs = np.nonzero(red)
+    return np.array([xs.mean() + 0.5, ys.mean() + 0.5])
+
+
+@pytest.mark.parametrize("mode", ["crop", "pad"])
+@pytest.mark.parametrize("size", [(640, 480), (480, 640), (1000, 750), (300, 900)])
+def test_model_pixels_map_back_to_original_pixels(tmp_path, mode, size):
+    marker = (size[0] // 3, size[1] // 2 + 7)
+    path = tmp_path / "marker.png"
+    _image_with_marker(size, marker).save(path)
+    batch = load_images([path], mode=mode)
+    transform = batch.transforms[0]
+    found = transform.model_to_original(_red_centroid(batch.tensor[0].numpy()))
+    assert np.abs(found - np.array(marker)).max() < 1.0
+
+
+@pytest.mark.parametrize("mode", ["crop", "pad"])
+def test_centred_principal_point_maps_to_the_original_centre(tmp_path, mode):
+    path = tmp_path / "portrait.png"
+    Image.new("RGB", (480, 640), (10, 20, 30)).save(path)
+    transform = load_images([path], mode=mode).transforms[0]
+    width, height = transform.model_size
+    k_model = np.array([[400.0, 0, width / 2], [0, 400.0, height / 2], [0, 0, 1]])
+    k_original = transform.intrinsics_to_original(k_model)
+    np.testing.assert_allclose(k_original[:2, 2], [240.0, 320.0], atol=1e-6)
+    np.testing.assert_allclose(np.diag(k_original)[:2], 400.0 / np.array(transform.scale))
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    upright = _image_with_marker((300, 200), (50, 100))
+    rotated = upright.transpose(Image.Transpose.ROTATE_90)  # stored sideways, 200 x 300
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display": undoes the ROTATE_90 (counter-clockwise) above
+    path = tmp_path / "sideways.jpg"
+    rotated.save(path, exif=exif, quality=95)
+    image = open_rgb(path)
+    assert image.size == (300, 200)
+    pixels = np.asarray(image)
+    assert pixels[100, 50, 0] > 200 and pixels[100, 50, 1] < 80
+
+
+def test_grayscale_palette_rgba_and_16_bit_images_load_as_rgb(tmp_path):
+    paths = []
+    gray = Image.fromarray(np.tile(np.arange(0, 256, 4, dtype=np.uint8), (48, 1)))
+    paths.append(tmp_path / "gray.png")
+    gray.save(paths[-1])
+    palette = Image.new("RGB", (64, 48), (0, 128, 255)).convert("P", palette=Image.Palette.ADAPTIVE)
+    paths.append(tmp_path / "palette.png")
+    palette.save(paths[-1])
+    rgba = Image.new("RGBA", (64, 48), (255, 0, 0, 0))
+    paths.append(tmp_path / "transparent.png")
+    rgba.save(paths[-1])
+    deep = Image.fromarray(np.full((48, 64), 65535 // 2, dtype=np.uint16))
+    paths.append(tmp_path / "deep.png")
+    deep.save(paths[-1])
+
+    loaded = [np.asarray(open_rgb(p)) for p in paths]
+    assert all(image.shape == (48, 64, 3) and image.dtype == np.uint8 for image in loaded)
+    np.testing.assert_array_equal(loaded[0][:, :, 0], loaded[0][:, :, 2])  # gray stays gray
+    assert tuple(loaded[1][0, 0]) == (0, 128, 255)
+    assert tuple(loaded[2][0, 0]) == (255, 255, 255)  # fully transparent -> white, like the original
+    assert abs(int(loaded[3][0, 0, 0]) - 128) <= 1  # half of the 16-bit range -> half of 8 bits
+
+    batch = load_images(paths)
+    assert batch.tensor.shape == (4, 3, 392, 518)
+
+
+def test_mixed_sizes_are_padded_white_to_a_common_size(tmp_path):
+    Image.new("RGB", (640, 480), (0, 0, 0)).save(tmp_path / "wide.png")
+    Image.new("RGB", (480, 640), (0, 0, 0)).save(tmp_path / "tall.png")
+    batch = load_images([tmp_path / "wide.png", tmp_path / "tall.png"], mode="crop")
+    assert batch.tensor.shape == (2, 3, 518, 518)
+    wide = batch.transforms[0]
+    assert wide.pad == (0, 63) and wide.valid_box == (0, 63, 518, 455)
+    assert float(batch.tensor[0, :, :63].min()) == 1.0  # white band above the wide image
+    assert float(batch.tensor[0, :, 63:455].max()) == 0.0
+
+
+def test_corrupt_file_is_named_in_the_error(tmp_path):
+    path = tmp_path / "broken.jpg"
+    path.write_bytes(b"\xff\xd8 definitely not a jpeg")
+    with pytest.raises(ImageLoadError, match="broken.jpg"):
+        load_images([path])
+
+
+def test_no_paths_and_unknown_mode_are_rejected(tmp_path):
+    with pytest.raises(ImageLoadError):
+        load_images([])
+    Image.new("RGB", (32, 32)).save(tmp_path / "a.png")
+    with pytest.raises(ValueError, match="crop"):
+        load_images([tmp_path / "a.png"], mode="stretch")  # type: ignore[arg-type]
