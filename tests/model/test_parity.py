@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from vggt_sparse_ns.model.aggregator import Tap
 from vggt_sparse_ns.sparse import DenseAttention
 
 RELATIVE_TOLERANCE = 1e-4
@@ -38,9 +39,9 @@ def test_patch_embed_tokens_match_original(vggt_tiny, vggt_tiny_expected):
 def test_last_aggregator_round_matches_original(vggt_tiny, vggt_tiny_expected, vggt_tiny_config):
     images = torch.from_numpy(vggt_tiny_expected["input_images"])[None]
     last = vggt_tiny_config["depth"] - 1
-    with torch.inference_mode():
-        output = vggt_tiny.aggregator(images, DenseAttention(), keep_layers=[last])
-    assert_matches(output.layers[last], vggt_tiny_expected["aggregator_last_layer"], "aggregator_last_layer")
+    taps = {"last": Tap(last, lambda tokens: tokens)}
+    output = vggt_tiny.aggregator(images, DenseAttention(), taps, frames_chunk=3)
+    assert_matches(output.kept["last"], vggt_tiny_expected["aggregator_last_layer"], "aggregator_last_layer")
 
 
 @pytest.mark.parametrize("key", PREDICTION_KEYS)
@@ -57,13 +58,22 @@ def test_unbatched_and_batched_inputs_give_the_same_predictions(vggt_tiny, vggt_
         torch.testing.assert_close(unbatched[key], batched[key], rtol=0, atol=0)
 
 
-def test_depth_head_chunking_does_not_change_results(vggt_tiny, vggt_tiny_expected):
+def test_frame_chunking_does_not_change_results(vggt_tiny, vggt_tiny_expected):
     images = torch.from_numpy(vggt_tiny_expected["input_images"][:3])
-    with torch.inference_mode():
-        one_chunk = vggt_tiny(images, frames_chunk=8)
-        per_frame = vggt_tiny(images, frames_chunk=1)
-    for key in ("depth", "depth_conf", "world_points", "world_points_conf"):
+    one_chunk = vggt_tiny(images, frames_chunk=8)
+    per_frame = vggt_tiny(images, frames_chunk=1)
+    for key in PREDICTION_KEYS:
         torch.testing.assert_close(one_chunk[key], per_frame[key], rtol=1e-5, atol=1e-5)
+
+
+def test_only_the_requested_heads_run(vggt_tiny, vggt_tiny_expected):
+    images = torch.from_numpy(vggt_tiny_expected["input_images"][:2])
+    everything = vggt_tiny(images)
+    predictions = vggt_tiny(images, outputs=["cameras", "depth"])
+    assert "world_points" not in predictions and "depth" in predictions and "extrinsic" in predictions
+    torch.testing.assert_close(predictions["depth"], everything["depth"], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="cannot output"):
+        vggt_tiny(images, outputs=["normals"])
 
 
 def test_model_rejects_sizes_that_are_not_patch_multiples(vggt_tiny):

@@ -43,12 +43,20 @@ class Attention(nn.Module):
         self.k_norm = nn.LayerNorm(self.head_dim, eps=norm_eps) if qk_norm else nn.Identity()
         self.proj = nn.Linear(dim, dim, bias=proj_bias)
 
-    def forward(self, x: Tensor, rope: RopeTable | None = None, attend: AttendFn = sdpa_attend) -> Tensor:
-        batch, length, dim = x.shape
+    def heads(self, x: Tensor, rope: RopeTable | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """q, k, v [B, heads, L, head_dim] in the compute dtype (qk-norm and RoPE applied)."""
+        batch, length, _ = x.shape
         qkv = self.qkv(x).reshape(batch, length, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         q, k = self.q_norm(q), self.k_norm(k)
         if rope is not None:
             q, k = rope.apply(q), rope.apply(k)
-        out = attend(q, k, v.to(q.dtype))
-        return self.proj(out.transpose(1, 2).reshape(batch, length, dim))
+        return q.to(v.dtype), k.to(v.dtype), v
+
+    def merge(self, out: Tensor) -> Tensor:
+        """Attention output [B, heads, L, head_dim] -> projected tokens [B, L, dim]."""
+        batch, _, length, _ = out.shape
+        return self.proj(out.transpose(1, 2).reshape(batch, length, self.num_heads * self.head_dim))
+
+    def forward(self, x: Tensor, rope: RopeTable | None = None, attend: AttendFn = sdpa_attend) -> Tensor:
+        return self.merge(attend(*self.heads(x, rope)))

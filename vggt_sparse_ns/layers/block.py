@@ -55,6 +55,36 @@ class Block(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.ls2 = LayerScale(dim, init_values) if init_values else nn.Identity()
 
-    def forward(self, x: Tensor, rope: RopeTable | None = None, attend: AttendFn = sdpa_attend) -> Tensor:
-        x = x + self.ls1(self.attn(self.norm1(x), rope, attend))
-        return x + self.ls2(self.mlp(self.norm2(x)))
+    def forward(
+        self,
+        x: Tensor,
+        rope: RopeTable | None = None,
+        attend: AttendFn = sdpa_attend,
+        token_chunk: int | None = None,
+    ) -> Tensor:
+        """x [B, L, dim]. With ``token_chunk``, the per-token work (norms, projections, MLP) runs
+        on chunks of the sequence so that only q, k, v exist for all L tokens at once; x is then
+        updated in place (inference only) and returned."""
+        if token_chunk is None or token_chunk >= x.shape[1]:
+            x = x + self.ls1(self.attn(self.norm1(x), rope, attend))
+            return x + self.ls2(self.mlp(self.norm2(x)))
+        out = attend(*self._chunked_heads(x, rope, token_chunk))
+        for start in range(0, x.shape[1], token_chunk):
+            piece = x[:, start : start + token_chunk]
+            piece += self.ls1(self.attn.merge(out[:, :, start : start + token_chunk]))
+            piece += self.ls2(self.mlp(self.norm2(piece)))
+        return x
+
+    def _chunked_heads(self, x: Tensor, rope: RopeTable | None, token_chunk: int) -> tuple[Tensor, Tensor, Tensor]:
+        """q, k, v for the whole sequence, filled chunk by chunk into preallocated tensors.
+        ``token_chunk`` must be a whole number of RoPE frames."""
+        length = x.shape[1]
+        q = k = v = torch.empty(0)
+        for start in range(0, length, token_chunk):
+            chunk_qkv = self.attn.heads(self.norm1(x[:, start : start + token_chunk]), rope)
+            if start == 0:
+                batch, heads, _, head_dim = chunk_qkv[0].shape
+                q, k, v = (x.new_empty(batch, heads, length, head_dim, dtype=t.dtype) for t in chunk_qkv)
+            for full, part in zip((q, k, v), chunk_qkv, strict=True):
+                full[:, :, start : start + part.shape[2]] = part
+        return q, k, v

@@ -1,13 +1,16 @@
 """The aggregator: the patch-embed ViT, then alternating frame and global attention rounds.
 
 Per frame, tokens are [camera, registers, patches]. Frame blocks attend within a frame;
-global blocks attend across frames through the global-attention strategy. Only the rounds
-the heads read are kept (``keep_layers``), as concat(frame output, global output).
+global blocks attend across frames through the global-attention strategy. Of the rounds,
+only what the heads read is kept: each head registers a ``Tap`` that reduces a round's
+tokens, concat(frame output, global output), to what it needs as soon as the round exists.
+Per-frame work runs on chunks of frames, so activation memory does not grow with S beyond
+the residual stream and one global layer's q, k, v.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -25,12 +28,19 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+@dataclass(frozen=True)
+class Tap:
+    """What a head reads from one round: ``read`` maps the round's tokens of N frames
+    [N, T, 2C] to what is kept for them [N, ...]."""
+
+    layer: int
+    read: Callable[[Tensor], Tensor]
+
+
 @dataclass
 class AggregatorOutput:
-    layers: dict[int, Tensor]
-    """Round index -> tokens [B, S, T, 2C] for the kept rounds."""
-    patch_start: int
-    """Index of the first patch token within a frame (1 camera + registers)."""
+    kept: dict[str, Tensor]
+    """Tap name -> what the tap read, [B, S, ...]."""
     attention: dict[str, Any]
     """The global-attention plan's summary (strategy, graph statistics)."""
 
@@ -78,32 +88,52 @@ class Aggregator(nn.Module):
         """Images [N, 3, H, W] in [0, 1] -> normalised DINO patch tokens [N, P, C]."""
         mean = torch.tensor(IMAGENET_MEAN, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
         std = torch.tensor(IMAGENET_STD, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
-        normalised = (images - mean) / std
-        return self.patch_embed(normalised)[:, self.patch_embed.num_prefix_tokens :]
+        return self.patch_embed((images - mean) / std)[:, self.patch_embed.num_prefix_tokens :]
 
+    @torch.inference_mode()
     def forward(
-        self, images: Tensor, global_attention: GlobalAttention, keep_layers: Iterable[int]
+        self,
+        images: Tensor,
+        global_attention: GlobalAttention,
+        taps: Mapping[str, Tap],
+        frames_chunk: int = 16,
     ) -> AggregatorOutput:
+        """images [B, S, 3, H, W] in [0, 1]; per-frame work runs on ``frames_chunk`` frames at a time."""
         batch, frames, _, height, width = images.shape
         grid_h, grid_w = height // self.patch_size, width // self.patch_size
-        patch_tokens = self.embed_patches(images.flatten(0, 1)).unflatten(0, (batch, frames))
-        tokens = torch.cat((self.special_tokens(batch, frames).to(patch_tokens.dtype), patch_tokens), dim=2)
-        tokens_per_frame = tokens.shape[2]
-        dim = tokens.shape[-1]
-        layout = FrameLayout(batch, frames, tokens_per_frame, self.patch_start)
+        patch_tokens = torch.cat([self.embed_patches(chunk) for chunk in images.flatten(0, 1).split(frames_chunk)])
+        patch_tokens = patch_tokens.unflatten(0, (batch, frames))
+        layout = FrameLayout(batch, frames, self.patch_start + patch_tokens.shape[2], self.patch_start)
         plan = global_attention.prepare(layout, patch_tokens)
+        x = torch.cat((self.special_tokens(batch, frames).to(patch_tokens.dtype), patch_tokens), dim=2)
+        del patch_tokens
+        tokens_per_frame, dim = x.shape[2], x.shape[3]
+        x = x.reshape(batch * frames, tokens_per_frame, dim)
 
         positions = grid_positions(grid_h, grid_w, images.device) + 1
         positions = torch.cat((positions.new_zeros(self.patch_start, 2), positions))
         rope = self.rope.table(positions, self.head_dim, torch.float32)
 
-        keep = set(keep_layers)
-        kept: dict[int, Tensor] = {}
-        x = tokens.reshape(batch, frames * tokens_per_frame, dim)
+        chunks = [slice(start, start + frames_chunk) for start in range(0, batch * frames, frames_chunk)]
+        kept: dict[str, list[Tensor]] = {name: [] for name in taps}
         for index, (frame_block, global_block) in enumerate(zip(self.frame_blocks, self.global_blocks, strict=True)):
-            x = frame_block(x.reshape(batch * frames, tokens_per_frame, dim), rope).reshape(batch, -1, dim)
-            frame_out = x
-            x = global_block(x, rope, partial(plan, layer=index))
-            if index in keep:
-                kept[index] = torch.cat((frame_out, x), dim=-1).reshape(batch, frames, tokens_per_frame, 2 * dim)
-        return AggregatorOutput(kept, self.patch_start, plan.summary())
+            for chunk in chunks:
+                x[chunk] = frame_block(x[chunk], rope)
+            round_taps = {name: tap for name, tap in taps.items() if tap.layer == index}
+            frame_out = x.clone() if round_taps else None
+            x = global_block(
+                x.view(batch, frames * tokens_per_frame, dim),
+                rope,
+                partial(plan, layer=index),
+                token_chunk=frames_chunk * tokens_per_frame,
+            ).view(batch * frames, tokens_per_frame, dim)
+            if frame_out is not None:
+                for chunk in chunks:
+                    tokens = torch.cat((frame_out[chunk], x[chunk]), dim=-1)
+                    for name, tap in round_taps.items():
+                        kept[name].append(tap.read(tokens))
+                del frame_out
+        return AggregatorOutput(
+            {name: torch.cat(parts).unflatten(0, (batch, frames)) for name, parts in kept.items()},
+            plan.summary(),
+        )

@@ -1,5 +1,9 @@
 """DPT head: dense per-pixel predictions (depth or world points, plus confidence) from four
-aggregator rounds, fused coarse-to-fine. Frames are processed in chunks to bound memory."""
+aggregator rounds, fused coarse-to-fine.
+
+Split in two for memory: ``project`` (norm + 1x1 conv of one round's patch tokens) runs while
+the aggregator works, so only the projected maps are kept, not the rounds' 2C-wide tokens;
+``forward`` decodes them in chunks of frames."""
 
 from __future__ import annotations
 
@@ -118,29 +122,35 @@ class DPTHead(nn.Module):
             nn.Conv2d(32, output_dim, kernel_size=1),
         )
 
+    def project(self, level: int, patch_tokens: Tensor, grid_hw: tuple[int, int]) -> Tensor:
+        """The per-round part, run as soon as round ``layer_indices[level]`` exists (in fp32):
+        patch tokens [N, P, dim_in] -> projected feature map [N, out_channels[level], gh, gw]."""
+        with torch.autocast(patch_tokens.device.type, enabled=False):
+            x = self.norm(patch_tokens.float())
+            x = x.transpose(1, 2).reshape(x.shape[0], -1, *grid_hw)
+            return self.projects[level](x)
+
     def forward(
-        self, layers: dict[int, Tensor], patch_start: int, image_hw: tuple[int, int], frames_chunk: int = 8
+        self, projections: Sequence[Tensor], image_hw: tuple[int, int], frames_chunk: int = 8
     ) -> tuple[Tensor, Tensor]:
-        """layers: round index -> tokens [B, S, T, dim_in]. Returns (values [B, S, H, W, C], conf [B, S, H, W])."""
-        frames = layers[self.layer_indices[0]].shape[1]
+        """projections: ``project``'s outputs for the four levels, [B, S, c, gh, gw].
+        Returns (values [B, S, H, W, C], confidence [B, S, H, W]), ``frames_chunk`` frames at a time."""
+        batch, frames = projections[0].shape[:2]
+        flat = [p.flatten(0, 1) for p in projections]
         values, confidences = [], []
-        for start in range(0, frames, frames_chunk):
-            chunk = [layers[i][:, start : start + frames_chunk, patch_start:] for i in self.layer_indices]
-            value, confidence = self._forward_frames(chunk, image_hw)
+        for start in range(0, batch * frames, frames_chunk):
+            value, confidence = self._decode([p[start : start + frames_chunk] for p in flat], image_hw)
             values.append(value)
             confidences.append(confidence)
-        return torch.cat(values, dim=1), torch.cat(confidences, dim=1)
+        return torch.cat(values).unflatten(0, (batch, frames)), torch.cat(confidences).unflatten(0, (batch, frames))
 
-    def _forward_frames(self, patch_tokens: list[Tensor], image_hw: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    def _decode(self, projections: list[Tensor], image_hw: tuple[int, int]) -> tuple[Tensor, Tensor]:
         height, width = image_hw
-        grid_h, grid_w = height // self.patch_size, width // self.patch_size
-        batch, frames = patch_tokens[0].shape[:2]
-        maps = []
-        for tokens, project, resize in zip(patch_tokens, self.projects, self.resize_layers, strict=True):
-            x = self.norm(tokens.reshape(batch * frames, grid_h * grid_w, -1))
-            x = x.transpose(1, 2).reshape(batch * frames, -1, grid_h, grid_w)
-            x = add_uv_embedding(project(x), width, height)
-            maps.append(resize(x))
+        grid_h, grid_w = projections[0].shape[-2:]
+        maps = [
+            resize(add_uv_embedding(p.float(), width, height))
+            for p, resize in zip(projections, self.resize_layers, strict=True)
+        ]
         scratch = self.scratch
         reduced = [getattr(scratch, f"layer{i}_rn")(m) for i, m in enumerate(maps, start=1)]
         out = scratch.refinenet4(reduced[3], size=reduced[2].shape[2:])
@@ -151,8 +161,7 @@ class DPTHead(nn.Module):
         out = F.interpolate(
             out, size=(grid_h * self.patch_size, grid_w * self.patch_size), mode="bilinear", align_corners=True
         )
-        out = scratch.output_conv2(add_uv_embedding(out, width, height))
-        out = out.permute(0, 2, 3, 1).unflatten(0, (batch, frames))
+        out = scratch.output_conv2(add_uv_embedding(out, width, height)).permute(0, 2, 3, 1)
         raw_values, raw_conf = out[..., :-1], out[..., -1]
         if self.activation == "exp":
             values = torch.exp(raw_values)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Collection, Mapping
+from functools import partial
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from vggt_sparse_ns.model.aggregator import Aggregator
+from vggt_sparse_ns.model.aggregator import Aggregator, Tap
 from vggt_sparse_ns.model.camera_head import CameraHead
 from vggt_sparse_ns.model.cameras import pose_encoding_to_cameras
 from vggt_sparse_ns.model.config import VGGTConfig, coerce_config
@@ -16,8 +18,20 @@ from vggt_sparse_ns.model.dpt_head import DPTHead
 from vggt_sparse_ns.sparse.base import GlobalAttention
 from vggt_sparse_ns.sparse.dense import DenseAttention
 
+Output = Literal["cameras", "depth", "points"]
+Kernel = Literal["auto", "cudnn", "flash", "efficient", "math"]
+
 COMPUTE_DTYPES = {"cuda": torch.bfloat16, "mps": torch.float16}
-"""The aggregator's matrix work runs in these dtypes per device type; fp32 elsewhere."""
+"""The aggregator's matrix work runs in these dtypes per device type (autocast); fp32 elsewhere."""
+
+SDPA_BACKENDS: dict[str, list[SDPBackend]] = {
+    # cuDNN first: measured fastest on Hopper for these shapes (docs/benchmarks/README.md).
+    "auto": [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH],
+    "cudnn": [SDPBackend.CUDNN_ATTENTION, SDPBackend.MATH],
+    "flash": [SDPBackend.FLASH_ATTENTION, SDPBackend.MATH],
+    "efficient": [SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH],
+    "math": [SDPBackend.MATH],
+}
 
 
 class VGGT(nn.Module):
@@ -41,18 +55,48 @@ class VGGT(nn.Module):
         self.point_head = DPTHead(dim, 4, "inv_log", **dpt) if config.enable_point else None
         self.depth_head = DPTHead(dim, 2, "exp", **dpt) if config.enable_depth else None
 
+    def _heads(self, outputs: Collection[Output] | None) -> dict[Output, nn.Module]:
+        available: dict[Output, nn.Module | None] = {
+            "cameras": self.camera_head,
+            "depth": self.depth_head,
+            "points": self.point_head,
+        }
+        wanted = available.keys() if outputs is None else outputs
+        unknown = [name for name in wanted if name not in available or (outputs and available[name] is None)]
+        if unknown:
+            raise ValueError(f"this model cannot output {unknown}; it has {[k for k, v in available.items() if v]}")
+        return {name: available[name] for name in wanted if available[name] is not None}
+
+    def _taps(self, heads: dict[Output, nn.Module], grid_hw: tuple[int, int]) -> dict[str, Tap]:
+        patch_start = self.aggregator.patch_start
+        taps: dict[str, Tap] = {}
+        if "cameras" in heads:
+            taps["cameras"] = Tap(self.config.depth - 1, lambda tokens: tokens[:, 0].float())
+        for name in ("depth", "points"):
+            if name in heads:
+                head = heads[name]
+                for level, layer in enumerate(head.layer_indices):
+                    read = partial(_project_patches, head, level, patch_start, grid_hw)
+                    taps[f"{name}.{level}"] = Tap(layer, read)
+        return taps
+
+    @torch.inference_mode()
     def forward(
         self,
         images: Tensor,
         global_attention: GlobalAttention | None = None,
-        frames_chunk: int = 8,
+        outputs: Collection[Output] | None = None,
+        frames_chunk: int = 16,
+        kernel: Kernel = "auto",
     ) -> dict[str, Any]:
         """images [S, 3, H, W] or [B, S, 3, H, W] in [0, 1], H and W multiples of the patch size.
 
-        Returns pose_enc [B, S, 9], extrinsic (T_camera_world, OpenCV) [B, S, 3, 4],
-        intrinsic [B, S, 3, 3], depth [B, S, H, W, 1], depth_conf [B, S, H, W],
-        world_points [B, S, H, W, 3], world_points_conf [B, S, H, W] (for the enabled heads)
-        and ``attention``, the global-attention strategy's summary.
+        Returns, for the requested ``outputs`` (default: every head the model has):
+        cameras: pose_enc [B, S, 9], extrinsic (T_camera_world, OpenCV) [B, S, 3, 4], intrinsic [B, S, 3, 3];
+        depth: depth [B, S, H, W, 1], depth_conf [B, S, H, W];
+        points: world_points [B, S, H, W, 3], world_points_conf [B, S, H, W];
+        and ``attention``, the global-attention strategy's summary. ``frames_chunk`` frames go
+        through the per-frame work at a time; ``kernel`` picks the SDPA backends on CUDA.
         """
         if images.dim() == 4:
             images = images.unsqueeze(0)
@@ -62,27 +106,33 @@ class VGGT(nn.Module):
         patch = self.config.patch_size
         if height % patch or width % patch:
             raise ValueError(f"image size {height}x{width} is not a multiple of the patch size {patch}")
-        global_attention = global_attention or DenseAttention()
+        heads = self._heads(outputs)
+        taps = self._taps(heads, (height // patch, width // patch))
 
         device_type = images.device.type
         compute_dtype = COMPUTE_DTYPES.get(device_type)
-        with torch.autocast(device_type, dtype=compute_dtype or torch.float32, enabled=compute_dtype is not None):
-            aggregated = self.aggregator(images, global_attention, self.config.stored_layers)
+        with (
+            torch.autocast(device_type, dtype=compute_dtype or torch.float32, enabled=compute_dtype is not None),
+            sdpa_kernel(SDPA_BACKENDS[kernel], set_priority=True),
+        ):
+            aggregated = self.aggregator(images, global_attention or DenseAttention(), taps, frames_chunk)
 
-        layers = {index: tokens.float() for index, tokens in aggregated.layers.items()}
+        kept = aggregated.kept
         predictions: dict[str, Any] = {"attention": aggregated.attention}
-        if self.camera_head is not None:
-            camera_tokens = layers[self.config.depth - 1][:, :, 0]
-            pose_enc = self.camera_head(camera_tokens)
+        if "cameras" in heads:
+            pose_enc = heads["cameras"](kept["cameras"])
             extrinsic, intrinsic = pose_encoding_to_cameras(pose_enc, (height, width))
             predictions.update(pose_enc=pose_enc, extrinsic=extrinsic, intrinsic=intrinsic)
-        if self.depth_head is not None:
-            depth, depth_conf = self.depth_head(layers, aggregated.patch_start, (height, width), frames_chunk)
-            predictions.update(depth=depth, depth_conf=depth_conf)
-        if self.point_head is not None:
-            points, points_conf = self.point_head(layers, aggregated.patch_start, (height, width), frames_chunk)
-            predictions.update(world_points=points, world_points_conf=points_conf)
+        for name, value_key in (("depth", "depth"), ("points", "world_points")):
+            if name in heads:
+                projections = [kept[f"{name}.{level}"] for level in range(len(heads[name].layer_indices))]
+                values, confidence = heads[name](projections, (height, width), frames_chunk)
+                predictions.update({value_key: values, f"{value_key}_conf": confidence})
         return predictions
+
+
+def _project_patches(head: DPTHead, level: int, patch_start: int, grid_hw: tuple[int, int], tokens: Tensor) -> Tensor:
+    return head.project(level, tokens[:, patch_start:], grid_hw)
 
 
 def build_model(config: VGGTConfig | Mapping[str, Any] | None = None) -> VGGT:
