@@ -88,6 +88,7 @@ class VGGT(nn.Module):
         outputs: Collection[Output] | None = None,
         frames_chunk: int = 16,
         kernel: Kernel = "auto",
+        compute_dtype: torch.dtype | None = None,
     ) -> dict[str, Any]:
         """images [S, 3, H, W] or [B, S, 3, H, W] in [0, 1], H and W multiples of the patch size.
 
@@ -96,7 +97,8 @@ class VGGT(nn.Module):
         depth: depth [B, S, H, W, 1], depth_conf [B, S, H, W];
         points: world_points [B, S, H, W, 3], world_points_conf [B, S, H, W];
         and ``attention``, the global-attention strategy's summary. ``frames_chunk`` frames go
-        through the per-frame work at a time; ``kernel`` picks the SDPA backends on CUDA.
+        through the per-frame work at a time; ``kernel`` picks the SDPA backends on CUDA;
+        ``compute_dtype`` overrides the aggregator's autocast dtype (torch.float32: no autocast).
         """
         if images.dim() == 4:
             images = images.unsqueeze(0)
@@ -110,9 +112,9 @@ class VGGT(nn.Module):
         taps = self._taps(heads, (height // patch, width // patch))
 
         device_type = images.device.type
-        compute_dtype = COMPUTE_DTYPES.get(device_type)
+        compute_dtype = compute_dtype or COMPUTE_DTYPES.get(device_type, torch.float32)
         with (
-            torch.autocast(device_type, dtype=compute_dtype or torch.float32, enabled=compute_dtype is not None),
+            torch.autocast(device_type, dtype=compute_dtype, enabled=compute_dtype != torch.float32),
             sdpa_kernel(SDPA_BACKENDS[kernel], set_priority=True),
         ):
             aggregated = self.aggregator(images, global_attention or DenseAttention(), taps, frames_chunk)
