@@ -13,10 +13,11 @@ import torch
 from safetensors.torch import load_file
 
 from vggt_sparse_ns.hub import CheckpointMismatchError, WeightsUnavailableError
+from vggt_sparse_ns.layers.precision import IMAGENET_MEAN, IMAGENET_STD
 from vggt_sparse_ns.sparse import build_megaloc, load_megaloc
 from vggt_sparse_ns.sparse.megaloc import MegaLocConfig, megaloc_descriptors
 from vggt_sparse_ns.sparse.megaloc.aggregator import optimal_transport_assignment
-from vggt_sparse_ns.sparse.megaloc.descriptors import IMAGENET_MEAN, IMAGENET_STD, descriptor_size
+from vggt_sparse_ns.sparse.megaloc.descriptors import descriptor_size
 from vggt_sparse_ns.sparse.megaloc.model import patch_multiple_size, resize_images
 
 FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures"

@@ -19,13 +19,11 @@ import torch
 from torch import Tensor, nn
 
 from vggt_sparse_ns.layers.block import Block
+from vggt_sparse_ns.layers.precision import imagenet_normalize
 from vggt_sparse_ns.layers.rope import RotaryEmbedding2D, grid_positions
 from vggt_sparse_ns.layers.vit import VisionTransformer
 from vggt_sparse_ns.model.config import VGGTConfig
 from vggt_sparse_ns.sparse.base import FrameLayout, GlobalAttention
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -86,9 +84,7 @@ class Aggregator(nn.Module):
 
     def embed_patches(self, images: Tensor) -> Tensor:
         """Images [N, 3, H, W] in [0, 1] -> normalised DINO patch tokens [N, P, C]."""
-        mean = torch.tensor(IMAGENET_MEAN, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
-        return self.patch_embed((images - mean) / std)[:, self.patch_embed.num_prefix_tokens :]
+        return self.patch_embed(imagenet_normalize(images))[:, self.patch_embed.num_prefix_tokens :]
 
     @torch.inference_mode()
     def forward(

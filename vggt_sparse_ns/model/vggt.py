@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from vggt_sparse_ns.layers.precision import autocast_dtype
 from vggt_sparse_ns.model.aggregator import Aggregator, Tap
 from vggt_sparse_ns.model.camera_head import CameraHead
 from vggt_sparse_ns.model.cameras import pose_encoding_to_cameras
@@ -20,9 +21,6 @@ from vggt_sparse_ns.sparse.dense import DenseAttention
 
 Output = Literal["cameras", "depth", "points"]
 Kernel = Literal["auto", "cudnn", "flash", "efficient", "math"]
-
-COMPUTE_DTYPES = {"cuda": torch.bfloat16, "mps": torch.float16}
-"""The aggregator's matrix work runs in these dtypes per device type (autocast); fp32 elsewhere."""
 
 SDPA_BACKENDS: dict[str, list[SDPBackend]] = {
     # cuDNN first: measured fastest on Hopper for these shapes (docs/benchmarks/README.md).
@@ -112,7 +110,7 @@ class VGGT(nn.Module):
         taps = self._taps(heads, (height // patch, width // patch))
 
         device_type = images.device.type
-        compute_dtype = compute_dtype or COMPUTE_DTYPES.get(device_type, torch.float32)
+        compute_dtype = compute_dtype or autocast_dtype(device_type)
         with (
             torch.autocast(device_type, dtype=compute_dtype, enabled=compute_dtype != torch.float32),
             sdpa_kernel(SDPA_BACKENDS[kernel], set_priority=True),

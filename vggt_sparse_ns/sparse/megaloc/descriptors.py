@@ -7,15 +7,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from vggt_sparse_ns.layers.precision import autocast_dtype, imagenet_normalize
 from vggt_sparse_ns.sparse.megaloc.model import MegaLoc, resize_images
 
 DEFAULT_LONG_SIDE = 322
 """Long side (px) frames are resized to before MegaLoc: 23 patches of 14 px."""
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-"""MegaLoc takes images normalised with ImageNet's channel statistics."""
-AUTOCAST_DTYPES = {"cuda": torch.bfloat16, "mps": torch.float16}
-"""Default autocast dtype per device type; float32 (no autocast) elsewhere."""
 
 
 def descriptor_size(height: int, width: int, long_side: int, patch_size: int = 14) -> tuple[int, int]:
@@ -55,13 +51,11 @@ def megaloc_descriptors(
             "e.g. model.to(images.device)"
         )
     device_type = images.device.type
-    dtype = dtype or AUTOCAST_DTYPES.get(device_type, torch.float32)
+    dtype = dtype or autocast_dtype(device_type)
     size = descriptor_size(*images.shape[-2:], long_side, model.config.patch_size)
-    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1)
     descriptors = []
     for batch in images.split(batch_size):
-        frames = (resize_images(batch.float(), size) - mean) / std
+        frames = imagenet_normalize(resize_images(batch.float(), size))
         with torch.autocast(device_type, dtype=dtype, enabled=dtype != torch.float32):
             descriptors.append(model(frames))
     return F.normalize(torch.cat(descriptors), dim=-1)
