@@ -23,6 +23,7 @@ from vggt_sparse_ns.layers.precision import imagenet_normalize
 from vggt_sparse_ns.layers.rope import RotaryEmbedding2D, grid_positions
 from vggt_sparse_ns.layers.vit import VisionTransformer
 from vggt_sparse_ns.model.config import VGGTConfig
+from vggt_sparse_ns.model.timing import StageTimer, untimed
 from vggt_sparse_ns.sparse.base import FrameLayout, GlobalAttention
 
 
@@ -93,14 +94,18 @@ class Aggregator(nn.Module):
         global_attention: GlobalAttention,
         taps: Mapping[str, Tap],
         frames_chunk: int = 16,
+        timer: StageTimer | None = None,
     ) -> AggregatorOutput:
         """images [B, S, 3, H, W] in [0, 1]; per-frame work runs on ``frames_chunk`` frames at a time."""
+        stage = timer or untimed
         batch, frames, _, height, width = images.shape
         grid_h, grid_w = height // self.patch_size, width // self.patch_size
-        patch_tokens = torch.cat([self.embed_patches(chunk) for chunk in images.flatten(0, 1).split(frames_chunk)])
-        patch_tokens = patch_tokens.unflatten(0, (batch, frames))
+        with stage("patch_embed"):
+            patch_tokens = torch.cat([self.embed_patches(c) for c in images.flatten(0, 1).split(frames_chunk)])
+            patch_tokens = patch_tokens.unflatten(0, (batch, frames))
         layout = FrameLayout(batch, frames, self.patch_start + patch_tokens.shape[2], self.patch_start)
-        plan = global_attention.prepare(layout, patch_tokens)
+        with stage("attention_plan"):
+            plan = global_attention.prepare(layout, patch_tokens)
         x = torch.cat((self.special_tokens(batch, frames).to(patch_tokens.dtype), patch_tokens), dim=2)
         del patch_tokens
         tokens_per_frame, dim = x.shape[2], x.shape[3]
@@ -113,21 +118,24 @@ class Aggregator(nn.Module):
         chunks = [slice(start, start + frames_chunk) for start in range(0, batch * frames, frames_chunk)]
         kept: dict[str, list[Tensor]] = {name: [] for name in taps}
         for index, (frame_block, global_block) in enumerate(zip(self.frame_blocks, self.global_blocks, strict=True)):
-            for chunk in chunks:
-                x[chunk] = frame_block(x[chunk], rope)
+            with stage("frame_blocks"):
+                for chunk in chunks:
+                    x[chunk] = frame_block(x[chunk], rope)
             round_taps = {name: tap for name, tap in taps.items() if tap.layer == index}
             frame_out = x.clone() if round_taps else None
-            x = global_block(
-                x.view(batch, frames * tokens_per_frame, dim),
-                rope,
-                partial(plan, layer=index),
-                token_chunk=frames_chunk * tokens_per_frame,
-            ).view(batch * frames, tokens_per_frame, dim)
+            with stage("global_blocks"):
+                x = global_block(
+                    x.view(batch, frames * tokens_per_frame, dim),
+                    rope,
+                    partial(plan, layer=index),
+                    token_chunk=frames_chunk * tokens_per_frame,
+                ).view(batch * frames, tokens_per_frame, dim)
             if frame_out is not None:
-                for chunk in chunks:
-                    tokens = torch.cat((frame_out[chunk], x[chunk]), dim=-1)
-                    for name, tap in round_taps.items():
-                        kept[name].append(tap.read(tokens))
+                with stage("head_taps"):
+                    for chunk in chunks:
+                        tokens = torch.cat((frame_out[chunk], x[chunk]), dim=-1)
+                        for name, tap in round_taps.items():
+                            kept[name].append(tap.read(tokens))
                 del frame_out
         return AggregatorOutput(
             {name: torch.cat(parts).unflatten(0, (batch, frames)) for name, parts in kept.items()},

@@ -16,6 +16,7 @@ from vggt_sparse_ns.model.camera_head import CameraHead
 from vggt_sparse_ns.model.cameras import pose_encoding_to_cameras
 from vggt_sparse_ns.model.config import VGGTConfig, coerce_config
 from vggt_sparse_ns.model.dpt_head import DPTHead
+from vggt_sparse_ns.model.timing import StageTimer, untimed
 from vggt_sparse_ns.sparse.base import GlobalAttention
 from vggt_sparse_ns.sparse.dense import DenseAttention
 
@@ -87,6 +88,7 @@ class VGGT(nn.Module):
         frames_chunk: int = 16,
         kernel: Kernel = "auto",
         compute_dtype: torch.dtype | None = None,
+        timer: StageTimer | None = None,
     ) -> dict[str, Any]:
         """images [S, 3, H, W] or [B, S, 3, H, W] in [0, 1], H and W multiples of the patch size.
 
@@ -96,8 +98,10 @@ class VGGT(nn.Module):
         points: world_points [B, S, H, W, 3], world_points_conf [B, S, H, W];
         and ``attention``, the global-attention strategy's summary. ``frames_chunk`` frames go
         through the per-frame work at a time; ``kernel`` picks the SDPA backends on CUDA;
-        ``compute_dtype`` overrides the aggregator's autocast dtype (torch.float32: no autocast).
+        ``compute_dtype`` overrides the aggregator's autocast dtype (torch.float32: no autocast);
+        a ``timer`` collects the time of each stage.
         """
+        stage = timer or untimed
         if images.dim() == 4:
             images = images.unsqueeze(0)
         if images.dim() != 5 or images.shape[2] != 3:
@@ -115,18 +119,20 @@ class VGGT(nn.Module):
             torch.autocast(device_type, dtype=compute_dtype, enabled=compute_dtype != torch.float32),
             sdpa_kernel(SDPA_BACKENDS[kernel], set_priority=True),
         ):
-            aggregated = self.aggregator(images, global_attention or DenseAttention(), taps, frames_chunk)
+            aggregated = self.aggregator(images, global_attention or DenseAttention(), taps, frames_chunk, timer)
 
         kept = aggregated.kept
         predictions: dict[str, Any] = {"attention": aggregated.attention}
         if "cameras" in heads:
-            pose_enc = heads["cameras"](kept["cameras"])
-            extrinsic, intrinsic = pose_encoding_to_cameras(pose_enc, (height, width))
+            with stage("camera_head"):
+                pose_enc = heads["cameras"](kept["cameras"])
+                extrinsic, intrinsic = pose_encoding_to_cameras(pose_enc, (height, width))
             predictions.update(pose_enc=pose_enc, extrinsic=extrinsic, intrinsic=intrinsic)
         for name, value_key in (("depth", "depth"), ("points", "world_points")):
             if name in heads:
                 projections = [kept[f"{name}.{level}"] for level in range(len(heads[name].layer_indices))]
-                values, confidence = heads[name](projections, (height, width), frames_chunk)
+                with stage(f"{name}_head"):
+                    values, confidence = heads[name](projections, (height, width), frames_chunk)
                 predictions.update({value_key: values, f"{value_key}_conf": confidence})
         return predictions
 
