@@ -1,0 +1,123 @@
+"""export_dataset: the files it writes, in which order, and the errors it reports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vggt_sparse_ns.export import ExportConfig, ExportError, export_dataset
+from vggt_sparse_ns.images import ImageTransform
+from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
+
+TRANSFORM = ImageTransform((84, 56), (42, 28), (0, 0), (0, 0), (42, 28))
+
+
+def _dataset(folder: Path, frames: int = 3) -> tuple[Reconstruction, list[str]]:
+    names = [f"images/frame_{i + 1:05d}.png" for i in range(frames)]
+    (folder / "images").mkdir(parents=True)
+    for name in names:
+        Image.new("RGB", TRANSFORM.original_size).save(folder / name)
+    poses = np.tile(np.eye(3, 4, dtype=np.float32), (frames, 1, 1))
+    poses[:, 0, 3] = np.arange(frames)
+    reconstruction = Reconstruction(
+        image_paths=[Path(n) for n in names],
+        transforms=[TRANSFORM] * frames,
+        T_camera_world=poses,
+        intrinsics=np.tile(np.array([[40.0, 0, 21], [0, 40, 14], [0, 0, 1]], np.float32), (frames, 1, 1)),
+        depth=np.full((frames, 28, 42), 2.0, np.float32),
+        depth_conf=np.full((frames, 28, 42), 3.0, np.float32),
+        colors=np.zeros((frames, 28, 42, 3), np.uint8),
+        attention={"strategy": "covisibility"},
+        graph_edges=np.array([[0, 1], [1, 2]]),
+    )
+    return reconstruction, names
+
+
+def test_a_complete_dataset_is_written_with_frames_in_the_given_order(tmp_path: Path) -> None:
+    reconstruction, names = _dataset(tmp_path)
+    config = ExportConfig(max_points=100, depth=True, colmap=True)
+    summary = export_dataset(reconstruction, tmp_path, names[::-1], config, run_summary={"frames": 3})
+    transforms = json.loads((tmp_path / "transforms.json").read_text())
+    assert [frame["file_path"] for frame in transforms["frames"]] == names[::-1]
+    assert transforms["ply_file_path"] == "sparse_pc.ply" and transforms["w"] == 84 and transforms["h"] == 56
+    assert [frame["depth_file_path"] for frame in transforms["frames"]] == [
+        f"depth/{Path(n).stem}.png" for n in names[::-1]
+    ]
+    for path in ("sparse_pc.ply", "colmap/sparse/0/cameras.bin", "colmap/sparse/0/images.bin", "depth"):
+        assert (tmp_path / path).exists()
+    assert json.loads((tmp_path / "vggt/graph.json").read_text()) == {
+        "num_frames": 3,
+        "dense": False,
+        "edges": [[0, 1], [1, 2]],
+    }
+    run = json.loads((tmp_path / "vggt/summary.json").read_text())
+    assert run["frames"] == 3 and run["attention"] == {"strategy": "covisibility"}
+    assert run["export"]["num_points"] == summary.num_points <= 100
+    assert summary.depth_flag == f"nerfstudio-data --depth-unit-scale-factor {summary.depth_unit_scale_factor!r}"
+    assert not list(tmp_path.rglob("*.tmp")), "no temporary file is left behind"
+
+
+def test_dense_attention_is_written_as_a_dense_graph(tmp_path: Path) -> None:
+    reconstruction, names = _dataset(tmp_path, frames=2)
+    reconstruction.graph_edges = None
+    export_dataset(reconstruction, tmp_path, names, ExportConfig())
+    graph = json.loads((tmp_path / "vggt/graph.json").read_text())
+    assert graph == {"num_frames": 2, "dense": True, "edges": []}
+
+
+def test_a_failed_export_leaves_no_transforms_json_not_even_an_old_one(tmp_path: Path) -> None:
+    reconstruction, names = _dataset(tmp_path)
+    (tmp_path / "transforms.json").write_text("{}")
+    (tmp_path / "colmap").write_text("a file where the COLMAP folder must go")
+    with pytest.raises(OSError):
+        export_dataset(reconstruction, tmp_path, names, ExportConfig(colmap=True))
+    assert not (tmp_path / "transforms.json").exists()
+
+
+def test_missing_image_is_an_error_naming_the_file(tmp_path: Path) -> None:
+    reconstruction, names = _dataset(tmp_path)
+    (tmp_path / names[1]).unlink()
+    with pytest.raises(ExportError, match="frame_00002.png does not exist"):
+        export_dataset(reconstruction, tmp_path, names, ExportConfig())
+
+
+def test_image_of_another_size_than_the_reconstruction_saw_is_an_error(tmp_path: Path) -> None:
+    reconstruction, names = _dataset(tmp_path)
+    Image.new("RGB", (56, 84)).save(tmp_path / names[0])
+    with pytest.raises(ExportError, match="56x84 pixels but the reconstruction saw 84x56"):
+        export_dataset(reconstruction, tmp_path, names, ExportConfig())
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        (["images/frame_00001.png"], "1 image names for 3 frames"),
+        (["images/frame_00001.png"] * 3, "distinct"),
+        (["/abs/a.png", "images/frame_00002.png", "images/frame_00003.png"], "inside the output folder"),
+        (["../a.png", "images/frame_00002.png", "images/frame_00003.png"], "inside the output folder"),
+    ],
+)
+def test_bad_image_names_are_errors(tmp_path: Path, names: list[str], message: str) -> None:
+    reconstruction, _ = _dataset(tmp_path)
+    with pytest.raises(ExportError, match=message):
+        export_dataset(reconstruction, tmp_path, names, ExportConfig())
+
+
+def test_inconsistent_reconstruction_arrays_are_an_error(tmp_path: Path) -> None:
+    reconstruction, names = _dataset(tmp_path)
+    reconstruction.colors = reconstruction.colors.astype(np.float32)
+    with pytest.raises(ExportError, match="colors must be uint8"):
+        export_dataset(reconstruction, tmp_path, names, ExportConfig())
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [{"confidence_percentile": 100.0}, {"max_points": 0}, {"point_source": "mesh"}, {"depth_format": "exr"}],
+)
+def test_invalid_configuration_is_an_error(arguments: dict) -> None:
+    with pytest.raises(ExportError):
+        ExportConfig(**arguments)

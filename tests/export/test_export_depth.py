@@ -1,0 +1,109 @@
+"""Depth maps on the full-resolution grid, in the units nerfstudio's depth loader expects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vggt_sparse_ns.export.config import ExportConfig
+from vggt_sparse_ns.export.depth import resample_depth, write_depth_maps
+from vggt_sparse_ns.images import ImageTransform
+from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
+
+CROPPED = ImageTransform((300, 400), (42, 56), (0, 7), (0, 0), (42, 42))
+"""A portrait 300x400 image, resized to 42x56 model pixels, 7 rows cropped off the top and bottom."""
+PADDED = ImageTransform((400, 300), (42, 32), (0, 0), (0, 5), (42, 42))
+"""A landscape 400x300 image, resized to 42x32, 5 rows of padding above (and 5 below)."""
+
+
+def _plane_depth(transform: ImageTransform, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """z-depth of a tilted plane seen by a pinhole camera: 1/z is affine in original pixels."""
+    x_original, y_original = np.meshgrid(x, y)
+    return 1.0 / (0.3 + 0.0004 * x_original + 0.0007 * y_original)
+
+
+def _model_depth(transform: ImageTransform) -> np.ndarray:
+    width, height = transform.model_size
+    x = (np.arange(width) + 0.5 - transform.offset[0]) / transform.scale[0]
+    y = (np.arange(height) + 0.5 - transform.offset[1]) / transform.scale[1]
+    return _plane_depth(transform, x, y).astype(np.float32)
+
+
+def test_a_plane_is_resampled_exactly_and_cropped_rows_get_no_depth() -> None:
+    depth = _model_depth(CROPPED)
+    result = resample_depth(depth, np.ones_like(depth, bool), CROPPED, CROPPED.original_size)
+    expected = _plane_depth(CROPPED, np.arange(300) + 0.5, np.arange(400) + 0.5)
+    rows_in_model = (np.arange(400) + 0.5) * CROPPED.scale[1] + CROPPED.offset[1]
+    seen = (rows_in_model >= 0) & (rows_in_model < 42)
+    assert (result[~seen] == 0).all() and (result[seen] > 0).all()
+    # Inside the outermost half model pixel the interpolation is exact; at the border the edge value holds.
+    cols_in_model = (np.arange(300) + 0.5) * CROPPED.scale[0] + CROPPED.offset[0]
+    inner = np.ix_(
+        seen & (rows_in_model > 0.5) & (rows_in_model < 41.5), (cols_in_model > 0.5) & (cols_in_model < 41.5)
+    )
+    np.testing.assert_allclose(result[inner], expected[inner], rtol=1e-5)
+
+
+def test_padding_never_becomes_depth() -> None:
+    depth = _model_depth(PADDED)
+    depth[:5] = depth[-5:] = 99.0
+    result = resample_depth(depth, np.ones_like(depth, bool), PADDED, PADDED.original_size)
+    assert result.max() < 99.0 and (result > 0).all()
+
+
+def test_no_depth_is_invented_between_surfaces_at_a_depth_edge() -> None:
+    depth = np.where(np.arange(42) < 20, 1.0, 2.0)[None, :].repeat(42, axis=0).astype(np.float32)
+    result = resample_depth(depth, np.ones_like(depth, bool), CROPPED, CROPPED.original_size)
+    assert set(np.unique(result)) <= {0.0, 1.0, 2.0}
+
+
+def test_dropped_model_pixels_only_affect_the_full_resolution_pixels_they_cover() -> None:
+    depth = np.full((42, 42), 3.0, np.float32)
+    keep = np.ones_like(depth, bool)
+    keep[20, 20] = False
+    result = resample_depth(depth, keep, PADDED, PADDED.original_size)
+    covers = np.zeros_like(result, bool)
+    x_model = (np.arange(400) + 0.5) * PADDED.scale[0] + PADDED.offset[0]
+    y_model = (np.arange(300) + 0.5) * PADDED.scale[1] + PADDED.offset[1]
+    covers[np.ix_(np.floor(y_model) == 20, np.floor(x_model) == 20)] = True
+    assert (result[covers] == 0).all() and np.allclose(result[~covers], 3.0)
+
+
+def _reconstruction(transform: ImageTransform, depth: np.ndarray, confidence: np.ndarray) -> Reconstruction:
+    return Reconstruction(
+        image_paths=[Path("a.png")],
+        transforms=[transform],
+        T_camera_world=np.eye(3, 4, dtype=np.float32)[None],
+        intrinsics=np.eye(3, dtype=np.float32)[None],
+        depth=depth[None],
+        depth_conf=confidence[None],
+        colors=np.zeros((1, *depth.shape, 3), np.uint8),
+    )
+
+
+@pytest.mark.parametrize("depth_format", ["png", "npy"])
+def test_nerfstudio_reads_written_depth_as_world_depth_with_the_returned_unit(
+    tmp_path: Path, depth_format: str
+) -> None:
+    from nerfstudio.data.utils.data_utils import get_depth_image_from_path
+
+    depth = _model_depth(PADDED)
+    confidence = np.full_like(depth, 5.0)
+    confidence[30, :] = 1.0
+    reconstruction = _reconstruction(PADDED, depth, confidence)
+    config = ExportConfig(confidence_percentile=0.0, min_confidence=2.0, depth_format=depth_format)
+    maps = write_depth_maps(reconstruction, tmp_path, ["frame_00001"], config, num_downscales=2)
+    assert maps.file_paths == [f"depth/frame_00001.{depth_format}"]
+    expected = resample_depth(depth, confidence >= 2.0, PADDED, PADDED.original_size)
+    read = get_depth_image_from_path(tmp_path / maps.file_paths[0], 300, 400, scale_factor=maps.unit)[..., 0].numpy()
+    np.testing.assert_allclose(read, expected, rtol=1e-4, atol=0)
+    assert ((read == 0) == (expected == 0)).all()
+    for factor, size in ((2, (150, 200)), (4, (75, 100))):
+        downscaled = get_depth_image_from_path(
+            tmp_path / f"depths_{factor}" / f"frame_00001.{depth_format}", *size, scale_factor=maps.unit
+        )[..., 0].numpy()
+        np.testing.assert_allclose(downscaled, resample_depth(depth, confidence >= 2.0, PADDED, size[::-1]), rtol=1e-4)
+    deepest_kept = depth[5:37][confidence[5:37] >= 2.0].max()  # image rows only, confident only
+    assert maps.unit == (1e-3 if depth_format == "npy" else pytest.approx(deepest_kept / 65535))

@@ -1,0 +1,189 @@
+"""One call that turns a reconstruction into a nerfstudio dataset folder (images already in place)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from vggt_sparse_ns.export.colmap import write_colmap
+from vggt_sparse_ns.export.config import ExportConfig, ExportError
+from vggt_sparse_ns.export.depth import DEPTH_DIR, write_depth_maps
+from vggt_sparse_ns.export.geometry import common_intrinsic, full_resolution_intrinsics, to_nerfstudio_world
+from vggt_sparse_ns.export.nerfstudio import TRANSFORMS_FILE, transforms_dict, write_transforms
+from vggt_sparse_ns.export.ply import write_ply
+from vggt_sparse_ns.export.points import PointCloud, build_point_cloud
+from vggt_sparse_ns.export.run_info import write_graph, write_run_summary
+from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
+
+PLY_FILE = "sparse_pc.ply"
+COLMAP_DIR = Path("colmap") / "sparse" / "0"
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    """What was written, for the run summary and the final message."""
+
+    num_frames: int
+    num_points: int
+    point_source: str
+    confidence_threshold: float
+    voxel_size: float
+    """0 when no downsampling was needed."""
+    shared_intrinsics: bool
+    transforms_path: Path
+    ply_path: Path
+    depth_dir: Path | None
+    depth_unit_scale_factor: float | None
+    """Pass as the nerfstudio-data dataparser's --depth-unit-scale-factor (None without depth)."""
+    colmap_dir: Path | None
+    seconds: float
+
+    @property
+    def depth_flag(self) -> str | None:
+        """The ns-train arguments that make nerfstudio read the depth maps in the right units."""
+        if self.depth_unit_scale_factor is None:
+            return None
+        return f"nerfstudio-data --depth-unit-scale-factor {self.depth_unit_scale_factor!r}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "depth_flag": self.depth_flag}
+
+
+def export_dataset(
+    reconstruction: Reconstruction,
+    output_dir: Path,
+    image_names: Sequence[str],
+    config: ExportConfig,
+    *,
+    num_downscales: int = 0,
+    run_summary: Mapping[str, Any] | None = None,
+) -> ExportSummary:
+    """Write sparse_pc.ply, depth maps (config.depth), the COLMAP model (config.colmap),
+    vggt/graph.json, vggt/summary.json and, last and atomically, transforms.json.
+
+    ``image_names[i]`` is frame i's image, relative to ``output_dir`` (e.g. images/frame_00001.png),
+    already written there at full resolution, upright (EXIF orientation applied). ``num_downscales``
+    matches the images_2/4/... folders (depth maps get depths_2/4/...). ``run_summary`` is written
+    into vggt/summary.json with this export's summary under "export".
+    """
+    started = time.perf_counter()
+    output_dir = Path(output_dir)
+    _check_inputs(reconstruction, output_dir, image_names, config)
+    (output_dir / TRANSFORMS_FILE).unlink(missing_ok=True)
+
+    points = build_point_cloud(reconstruction, config)
+    ply_path = write_ply(output_dir / PLY_FILE, to_nerfstudio_world(points.xyz), points.rgb, points.confidence)
+    intrinsics = full_resolution_intrinsics(reconstruction.intrinsics, reconstruction.transforms)
+    sizes = [t.original_size for t in reconstruction.transforms]
+    shared = common_intrinsic(intrinsics, sizes)
+
+    depth_maps = None
+    if config.depth:
+        stems = [PurePosixPath(name).stem for name in image_names]
+        depth_maps = write_depth_maps(reconstruction, output_dir, stems, config, num_downscales)
+    colmap_dir = None
+    if config.colmap:
+        colmap_dir = output_dir / COLMAP_DIR
+        write_colmap(
+            colmap_dir,
+            reconstruction.T_camera_world,
+            intrinsics,
+            sizes,
+            [PurePosixPath(name).name for name in image_names],
+            shared,
+            points.xyz,
+            points.rgb,
+            points.frame,
+            _full_resolution_pixels(reconstruction, points),
+        )
+    write_graph(output_dir, reconstruction.num_frames, reconstruction.graph_edges)
+
+    summary = ExportSummary(
+        num_frames=reconstruction.num_frames,
+        num_points=len(points),
+        point_source=config.point_source,
+        confidence_threshold=points.confidence_threshold,
+        voxel_size=points.voxel_size,
+        shared_intrinsics=shared is not None,
+        transforms_path=output_dir / TRANSFORMS_FILE,
+        ply_path=ply_path,
+        depth_dir=output_dir / DEPTH_DIR if depth_maps else None,
+        depth_unit_scale_factor=depth_maps.unit if depth_maps else None,
+        colmap_dir=colmap_dir,
+        seconds=time.perf_counter() - started,
+    )
+    write_run_summary(
+        output_dir,
+        {**(run_summary or {}), "attention": reconstruction.attention, "export": summary.to_json()},
+    )
+    data = transforms_dict(
+        reconstruction.T_camera_world,
+        intrinsics,
+        sizes,
+        list(image_names),
+        PLY_FILE,
+        depth_maps.file_paths if depth_maps else None,
+    )
+    write_transforms(output_dir, data)
+    return summary
+
+
+def _full_resolution_pixels(reconstruction: Reconstruction, points: PointCloud) -> np.ndarray:
+    """Source pixels of the points, from model pixels to the pixels of the full-resolution images."""
+    scales = np.array([t.scale for t in reconstruction.transforms])[points.frame]
+    offsets = np.array([t.offset for t in reconstruction.transforms])[points.frame]
+    return (points.pixel.astype(np.float64) - offsets) / scales
+
+
+def _check_inputs(
+    reconstruction: Reconstruction, output_dir: Path, image_names: Sequence[str], config: ExportConfig
+) -> None:
+    frames = reconstruction.num_frames
+    height, width = reconstruction.depth.shape[1:]
+    expected = {
+        "T_camera_world": (frames, 3, 4),
+        "intrinsics": (frames, 3, 3),
+        "depth_conf": (frames, height, width),
+        "colors": (frames, height, width, 3),
+    }
+    for name, shape in expected.items():
+        if getattr(reconstruction, name).shape != shape:
+            raise ExportError(
+                f"reconstruction.{name} has shape {getattr(reconstruction, name).shape}, expected {shape}"
+            )
+    if reconstruction.colors.dtype != np.uint8:
+        raise ExportError(f"reconstruction.colors must be uint8, not {reconstruction.colors.dtype}")
+    if len(reconstruction.transforms) != frames or any(
+        t.model_size != (width, height) for t in reconstruction.transforms
+    ):
+        raise ExportError(f"reconstruction.transforms must hold {frames} transforms for {width}x{height} model pixels")
+    if config.point_source == "points" and reconstruction.world_points is None:
+        raise ExportError("point_source 'points' needs the point head's world points; use point_source 'depth'")
+    if len(image_names) != frames:
+        raise ExportError(f"{len(image_names)} image names for {frames} frames")
+    if len(set(image_names)) != frames:
+        raise ExportError("image names must be distinct")
+    for name, transform in zip(image_names, reconstruction.transforms, strict=True):
+        _check_image(output_dir, name, transform.original_size)
+
+
+def _check_image(output_dir: Path, name: str, original_size: tuple[int, int]) -> None:
+    relative = PurePosixPath(name)
+    if relative.is_absolute() or ".." in relative.parts:
+        raise ExportError(f"image name {name!r} must be a path inside the output folder, like images/frame_00001.png")
+    path = output_dir / relative
+    if not path.is_file():
+        raise ExportError(f"{path} does not exist: write the images into the output folder before exporting")
+    with Image.open(path) as image:
+        size = image.size
+    if size != tuple(original_size):
+        raise ExportError(
+            f"{path} is {size[0]}x{size[1]} pixels but the reconstruction saw {original_size[0]}x{original_size[1]}: "
+            "images in the dataset must be the full-resolution images, upright (EXIF orientation applied)"
+        )

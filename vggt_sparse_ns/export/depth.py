@@ -1,0 +1,161 @@
+"""Per-frame depth maps on the full-resolution image grid, in the files nerfstudio's depth losses read.
+
+nerfstudio loads a depth file (16-bit PNG or .npy), multiplies it by ``depth_unit_scale_factor``
+(dataparser option, default 1e-3) and by the dataparser's pose scale, and compares it with rendered
+z-depth. So a file holds z-depth in units of ``depth_unit_scale_factor`` world units (the world of
+transforms.json = VGGT's units): then nerfstudio's scaling gives depth in its own scaled world.
+0 marks pixels without depth (cropped away, padding, or below the confidence threshold).
+
+Resampling: every full-resolution pixel centre is mapped to model pixels (undoing resize, crop and
+padding). Inside a surface the inverse depth is interpolated bilinearly (exact on planes, where
+1/z is affine in pixel coordinates); across a depth edge or next to a dropped pixel the nearest
+model pixel is taken, so no depth is invented between surfaces.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from vggt_sparse_ns.export.atomic import atomic_path
+from vggt_sparse_ns.export.config import DepthFormat, ExportConfig, ExportError
+from vggt_sparse_ns.export.points import confidence_threshold, keep_mask
+from vggt_sparse_ns.images import ImageTransform
+from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
+
+DEPTH_DIR = "depth"
+DOWNSCALED_DEPTH_PREFIX = "depths_"
+"""nerfstudio's dataparser reads depth for images_N from depths_N/ (same file names)."""
+PNG_MAX = 65535
+PNG_COMPRESSION = 1
+"""zlib level: 1 writes about 2.5x faster than PIL's default 6 for files about 10 % larger."""
+NPY_UNIT = 1e-3
+"""World units per .npy value: the dataparser's default depth_unit_scale_factor, so no flag is needed."""
+EDGE_RATIO = 1.05
+"""Neighbouring model depths further apart than this ratio are a depth edge: no interpolation across."""
+ROW_BLOCK = 512
+
+
+@dataclass(frozen=True)
+class DepthMaps:
+    file_paths: list[str]
+    """Per frame, relative to the output folder (depth/<name>)."""
+    unit: float
+    """World units per stored value: pass it as the dataparser's --depth-unit-scale-factor."""
+    confidence_threshold: float
+
+
+def _model_coordinates(count: int, original: int, scale: float, offset: float) -> np.ndarray:
+    """Model-pixel coordinates of the centres of ``count`` pixels spanning an original axis."""
+    return (np.arange(count) + 0.5) * (original / count) * scale + offset
+
+
+def resample_depth(depth: np.ndarray, keep: np.ndarray, transform: ImageTransform, size: tuple[int, int]) -> np.ndarray:
+    """[h, w] float32 depth on a grid of ``size`` = (w, h) pixels covering the original image, from
+    model-resolution depth [H, W] whose pixels are used where ``keep`` is True; 0 elsewhere.
+
+    Separable: each model row is first resampled to the output columns, then output rows blend two
+    of those rows, so the cost is a few passes over the output."""
+    width, height = size
+    x0, y0, x1, y1 = transform.valid_box
+    x_model = _model_coordinates(width, transform.original_size[0], transform.scale[0], transform.offset[0])
+    y_model = _model_coordinates(height, transform.original_size[1], transform.scale[1], transform.offset[1])
+    inside_x = (x_model >= x0) & (x_model < x1)
+    inside_y = np.flatnonzero((y_model >= y0) & (y_model < y1))
+    near_x = np.clip(np.floor(x_model), x0, x1 - 1).astype(np.intp)
+    near_y = np.clip(np.floor(y_model), y0, y1 - 1).astype(np.intp)
+    low_x, high_x, weight_x = _bilinear_taps(x_model, x0, x1)
+    low_y, high_y, weight_y = _bilinear_taps(y_model, y0, y1)
+
+    kept = np.where(keep, depth, 0.0).astype(np.float32)
+    inverse = np.divide(1.0, kept, out=np.zeros_like(kept), where=kept > 0)
+    # Along x, per model row: nearest depth, blended inverse depth, and the two taps' min and max.
+    weight_x = weight_x.astype(np.float32)
+    nearest_x = np.where(inside_x, kept[:, near_x], 0.0)
+    blended_x = (1 - weight_x) * inverse[:, low_x] + weight_x * inverse[:, high_x]
+    lowest_x = np.minimum(kept[:, low_x], kept[:, high_x])
+    highest_x = np.maximum(kept[:, low_x], kept[:, high_x])
+
+    result = np.zeros((height, width), dtype=np.float32)
+    for start in range(0, len(inside_y), ROW_BLOCK):  # bounded memory for large images
+        rows = inside_y[start : start + ROW_BLOCK]
+        low, high, weight = low_y[rows], high_y[rows], weight_y[rows, None].astype(np.float32)
+        lowest = np.minimum(lowest_x[low], lowest_x[high])
+        smooth = (lowest > 0) & (np.maximum(highest_x[low], highest_x[high]) <= EDGE_RATIO * lowest) & inside_x
+        blended = (1 - weight) * blended_x[low] + weight * blended_x[high]
+        interpolated = np.divide(1.0, blended, out=np.zeros_like(blended), where=smooth)
+        result[rows] = np.where(smooth, interpolated, nearest_x[near_y[rows]])
+    return result
+
+
+def _bilinear_taps(coordinates: np.ndarray, low: int, high: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The two pixel indices around each coordinate (clamped to [low, high): at the border both are
+    the edge pixel) and the weight of the upper one."""
+    position = coordinates - 0.5
+    lower = np.floor(position)
+    lower_index = np.clip(lower, low, high - 1).astype(np.intp)
+    upper_index = np.clip(lower + 1, low, high - 1).astype(np.intp)
+    return lower_index, upper_index, position - lower
+
+
+def _encode(depth: np.ndarray, unit: float, depth_format: DepthFormat) -> np.ndarray:
+    if depth_format == "npy":
+        return (depth / unit).astype(np.float32)
+    steps = np.clip(np.rint(depth / unit), 1, PNG_MAX)
+    return np.where(depth > 0, steps, 0).astype(np.uint16)
+
+
+def _save(path: Path, values: np.ndarray) -> None:
+    with atomic_path(path) as temporary:
+        if values.dtype == np.uint16:
+            Image.fromarray(values).save(temporary, format="PNG", compress_level=PNG_COMPRESSION)
+        else:
+            with open(temporary, "wb") as file:
+                np.save(file, values)
+
+
+def write_depth_maps(
+    reconstruction: Reconstruction,
+    output_dir: Path,
+    file_stems: Sequence[str],
+    config: ExportConfig,
+    num_downscales: int = 0,
+) -> DepthMaps:
+    """Write depth/<stem>.<png|npy> at each image's full resolution and depths_N/ for N = 2, 4, ...
+    up to 2**num_downscales (the sizes of nerfstudio's images_N), confidence-filtered like the points."""
+    threshold = confidence_threshold(
+        reconstruction.depth_conf, reconstruction.transforms, config.confidence_percentile, config.min_confidence
+    )
+    masks = [keep_mask(reconstruction, i, "depth", threshold) for i in range(reconstruction.num_frames)]
+    if config.depth_format == "npy":
+        unit = NPY_UNIT
+    else:
+        deepest = max(
+            (float(d[m].max()) for d, m in zip(reconstruction.depth, masks, strict=True) if m.any()), default=0.0
+        )
+        if deepest <= 0:
+            raise ExportError("No depth passed the confidence filter; lower --confidence-percentile.")
+        unit = deepest / PNG_MAX
+    suffix = ".npy" if config.depth_format == "npy" else ".png"
+    names = [f"{stem}{suffix}" for stem in file_stems]
+    if len(set(names)) != len(names):
+        raise ExportError("Depth file names collide: image names must have distinct stems.")
+    factors = [2**level for level in range(num_downscales + 1)]
+
+    def write_frame(index: int) -> None:
+        transform = reconstruction.transforms[index]
+        for factor in factors:
+            size = (transform.original_size[0] // factor, transform.original_size[1] // factor)
+            depth = resample_depth(reconstruction.depth[index], masks[index], transform, size)
+            folder = DEPTH_DIR if factor == 1 else f"{DOWNSCALED_DEPTH_PREFIX}{factor}"
+            _save(output_dir / folder / names[index], _encode(depth, unit, config.depth_format))
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        list(pool.map(write_frame, range(reconstruction.num_frames)))
+    return DepthMaps([f"{DEPTH_DIR}/{name}" for name in names], unit, threshold)

@@ -1,0 +1,111 @@
+"""Camera and point conversions from VGGT's frames to nerfstudio's and to full-resolution pixels.
+
+VGGT predicts ``T_camera_world``: world to camera, OpenCV camera axes (x right, y down, z forward),
+world = frame 0's camera. nerfstudio's transforms.json holds camera-to-world in OpenGL camera
+axes (x right, y up, looking down -z), in a world that ``ns-process-data`` rotates once more so
+that "up" is +z; the rotation is recorded as ``applied_transform``. docs/conventions.md has the
+whole picture.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from vggt_sparse_ns.images import ImageTransform
+
+T_NERFSTUDIO_VGGT = np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, -1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+"""nerfstudio's saved world from VGGT's world: (x, y, z) -> (x, z, -y). It is the world change that
+ns-process-data applies to COLMAP output; the top 3x4 rows are written as ``applied_transform``.
+VGGT's world is camera 0 in OpenCV axes (y down), so nerfstudio's +z ("up") is camera 0's up."""
+
+OPENGL_FROM_OPENCV_CAMERA = np.diag([1.0, -1.0, -1.0])
+"""OpenGL camera axes from OpenCV camera axes (flip y and z); its own inverse."""
+
+
+def applied_transform() -> list[list[float]]:
+    """The 3x4 ``applied_transform`` of transforms.json, as nerfstudio's COLMAP converter writes it."""
+    return T_NERFSTUDIO_VGGT[:3].tolist()
+
+
+def invert_rigid(T_a_b: np.ndarray) -> np.ndarray:
+    """[..., 3, 4] rigid transforms inverted in closed form: T_b_a = [R^T | -R^T t]."""
+    rotation, translation = T_a_b[..., :3, :3], T_a_b[..., :3, 3:]
+    rotation_t = np.swapaxes(rotation, -1, -2)
+    return np.concatenate([rotation_t, -rotation_t @ translation], axis=-1)
+
+
+def nerfstudio_camera_to_world(T_camera_world: np.ndarray) -> np.ndarray:
+    """[S, 4, 4] ``transform_matrix`` values (camera-to-world, OpenGL axes, nerfstudio world) from
+    [S, 3, 4] OpenCV world-to-camera matrices in VGGT's world."""
+    T_world_camera = invert_rigid(np.asarray(T_camera_world, dtype=np.float64))
+    T_world_camera[:, :, :3] = T_world_camera[:, :, :3] @ OPENGL_FROM_OPENCV_CAMERA
+    homogeneous = np.zeros((len(T_world_camera), 4, 4))
+    homogeneous[:, :3] = T_world_camera
+    homogeneous[:, 3, 3] = 1.0
+    return T_NERFSTUDIO_VGGT @ homogeneous
+
+
+def to_nerfstudio_world(points: np.ndarray) -> np.ndarray:
+    """[..., 3] points in VGGT's world, expressed in nerfstudio's saved world (same dtype)."""
+    points = np.asarray(points)
+    return (points @ T_NERFSTUDIO_VGGT[:3, :3].T.astype(points.dtype)).astype(points.dtype, copy=False)
+
+
+def full_resolution_intrinsics(intrinsics: np.ndarray, transforms: Sequence[ImageTransform]) -> np.ndarray:
+    """[S, 3, 3] intrinsics in pixels of the original images, from model-pixel intrinsics."""
+    if len(transforms) != len(intrinsics):
+        raise ValueError(f"{len(intrinsics)} intrinsic matrices but {len(transforms)} image transforms")
+    return np.stack([t.intrinsics_to_original(k) for t, k in zip(transforms, intrinsics, strict=True)])
+
+
+def pixel_rays(pixels: np.ndarray, intrinsic: np.ndarray) -> np.ndarray:
+    """[N, 3] camera-frame directions with z = 1 through continuous pixel coordinates [N, 2]."""
+    fx, fy, cx, cy = intrinsic[0, 0], intrinsic[1, 1], intrinsic[0, 2], intrinsic[1, 2]
+    skew = intrinsic[0, 1]
+    y = (pixels[:, 1] - cy) / fy
+    x = (pixels[:, 0] - cx - skew * y) / fx
+    return np.stack([x, y, np.ones_like(x)], axis=-1)
+
+
+def unproject(pixels: np.ndarray, depth: np.ndarray, intrinsic: np.ndarray, T_camera_world: np.ndarray) -> np.ndarray:
+    """[N, 3] world points seen at continuous pixels [N, 2] with z-depth [N] by one camera."""
+    points_camera = pixel_rays(np.asarray(pixels, np.float64), np.asarray(intrinsic, np.float64)) * depth[:, None]
+    rotation, translation = (
+        np.asarray(T_camera_world[:3, :3], np.float64),
+        np.asarray(T_camera_world[:3, 3], np.float64),
+    )
+    return (points_camera - translation) @ rotation
+
+
+def project(
+    points_world: np.ndarray, intrinsic: np.ndarray, T_camera_world: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Continuous pixel coordinates [N, 2] and z-depth [N] of world points [N, 3] in one camera."""
+    points_camera = np.asarray(points_world, np.float64) @ np.asarray(T_camera_world[:3, :3], np.float64).T
+    points_camera += np.asarray(T_camera_world[:3, 3], np.float64)
+    z = points_camera[:, 2]
+    homogeneous = points_camera / z[:, None]
+    pixels = homogeneous @ np.asarray(intrinsic, np.float64).T
+    return pixels[:, :2], z
+
+
+def model_pixel_centres(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Continuous coordinates [N, 2] (x, y) of the centres of model pixels given by integer indices."""
+    return np.stack([cols + 0.5, rows + 0.5], axis=-1).astype(np.float64)
+
+
+INTRINSICS_TOLERANCE_PX = 0.01
+"""Frames whose focal lengths and principal points agree within this many pixels share intrinsics."""
+
+
+def common_intrinsic(intrinsics: np.ndarray, sizes: Sequence[tuple[int, int]]) -> np.ndarray | None:
+    """The mean 3x3 intrinsic when all frames have the same image size and intrinsics within
+    ``INTRINSICS_TOLERANCE_PX``; None when any frame differs."""
+    if len(set(sizes)) != 1:
+        return None
+    intrinsics = np.asarray(intrinsics, dtype=np.float64)
+    if np.abs(intrinsics - intrinsics[0]).max() > INTRINSICS_TOLERANCE_PX:
+        return None
+    return intrinsics.mean(axis=0)
