@@ -10,8 +10,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 
 @contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
@@ -27,17 +25,16 @@ def atomic_path(target: Path) -> Iterator[Path]:
 
 
 def _to_json(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
+    """numpy arrays and scalars (and torch tensors: anything with ``tolist``) and paths as JSON values."""
+    if hasattr(value, "tolist"):
         return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
     if isinstance(value, Path):
         return value.as_posix()
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def write_json_atomic(path: Path, data: Any) -> Path:
-    """Write ``data`` as indented JSON (numpy values and paths converted) in one atomic step."""
+    """Write ``data`` as indented JSON (array values and paths converted) in one atomic step."""
     text = json.dumps(data, indent=4, default=_to_json)
     with atomic_path(path) as temporary:
         temporary.write_text(text + "\n", encoding="utf-8")

@@ -145,8 +145,11 @@ def _check_inputs(
     reconstruction: Reconstruction, output_dir: Path, image_names: Sequence[str], config: ExportConfig
 ) -> None:
     frames = reconstruction.num_frames
+    if reconstruction.depth.ndim != 3:
+        raise ExportError(f"reconstruction.depth must be [S, H, W], not {reconstruction.depth.shape}")
     height, width = reconstruction.depth.shape[1:]
     expected = {
+        "depth": (frames, height, width),
         "T_camera_world": (frames, 3, 4),
         "intrinsics": (frames, 3, 3),
         "depth_conf": (frames, height, width),
@@ -163,8 +166,11 @@ def _check_inputs(
         t.model_size != (width, height) for t in reconstruction.transforms
     ):
         raise ExportError(f"reconstruction.transforms must hold {frames} transforms for {width}x{height} model pixels")
-    if config.point_source == "points" and reconstruction.world_points is None:
-        raise ExportError("point_source 'points' needs the point head's world points; use point_source 'depth'")
+    if config.point_source == "points":
+        if reconstruction.world_points is None or reconstruction.world_points_conf is None:
+            raise ExportError("point_source 'points' needs the point head's world points; use point_source 'depth'")
+        if reconstruction.world_points.shape != (frames, height, width, 3):
+            raise ExportError(f"reconstruction.world_points has shape {reconstruction.world_points.shape}")
     if len(image_names) != frames:
         raise ExportError(f"{len(image_names)} image names for {frames} frames")
     if len(set(image_names)) != frames:
