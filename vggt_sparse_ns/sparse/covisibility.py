@@ -1,0 +1,112 @@
+"""Covisibility attention: each frame attends only to the frames its frame graph links it to.
+
+A query frame's tokens attend to (a) the special tokens (camera + registers) of every frame and
+(b) the patch tokens of itself, of frame 0 and of its graph neighbours. Query frames are
+grouped by degree, so every query frame of a chunk gathers the same number of key frames and
+no padding or mask is needed: each chunk is one plain SDPA call (FlashAttention/cuDNN on CUDA,
+native kernels on MPS and CPU). Memory is bounded by the gathered keys of one chunk; cost is
+O(S * (k + 1)) frame pairs plus the S^2 * special-token pairs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from vggt_sparse_ns.sparse.base import FrameLayout
+from vggt_sparse_ns.sparse.graph import FrameGraph
+from vggt_sparse_ns.sparse.graph_source import FrameGraphSource
+
+
+@dataclass(frozen=True)
+class GatherChunk:
+    """Query frames that attend to the same number of frames, with the frames they attend to."""
+
+    query_frames: Tensor
+    """[c] frame indices."""
+    key_frames: Tensor
+    """[c, d + 1]: each query frame itself, then its d neighbours (frame 0 among them)."""
+
+
+def gather_chunks(graph: FrameGraph, layout: FrameLayout, max_gathered_frames: int) -> list[GatherChunk]:
+    """Query frames grouped by degree (then index), each group split so that a chunk gathers at
+    most ``max_gathered_frames`` frames' worth of key tokens."""
+    attended = graph.with_reference_edges()
+    degrees = attended.degrees()
+    frames_by_degree = torch.sort(degrees, stable=True).indices
+    group_degrees, group_sizes = torch.unique_consecutive(degrees[frames_by_degree], return_counts=True)
+    shared_tokens = layout.frames * layout.special_tokens
+    budget = max_gathered_frames * layout.tokens_per_frame
+    chunks = []
+    for group, degree in zip(frames_by_degree.split(group_sizes.tolist()), group_degrees.tolist(), strict=True):
+        offsets = torch.arange(degree, device=group.device)
+        neighbours = attended.indices[attended.indptr[group][:, None] + offsets]
+        key_frames = torch.cat((group[:, None], neighbours), dim=1)
+        per_chunk = max(1, budget // (shared_tokens + (degree + 1) * layout.patch_tokens))
+        chunks += [GatherChunk(q, k) for q, k in zip(group.split(per_chunk), key_frames.split(per_chunk), strict=True)]
+    return chunks
+
+
+def _gather(x: Tensor, positions: Tensor) -> Tensor:
+    """Tokens of one scene x [H, L, D] at positions [c, n] -> [c, H, n, D] (one copy)."""
+    return x.index_select(1, positions.flatten()).unflatten(1, tuple(positions.shape)).transpose(0, 1)
+
+
+class _CovisibilityPlan:
+    def __init__(self, strategy: CovisibilityAttention, layout: FrameLayout, graphs: list[FrameGraph]) -> None:
+        self.strategy = strategy
+        self.layout = layout
+        self.graphs = graphs
+        self.scene_chunks = [gather_chunks(graph, layout, strategy.max_gathered_frames) for graph in graphs]
+        device = graphs[0].device
+        tokens, special = layout.tokens_per_frame, layout.special_tokens
+        self.frame_tokens = torch.arange(tokens, device=device)
+        self.patch_offsets = torch.arange(special, tokens, device=device)
+        frame_starts = torch.arange(layout.frames, device=device)[:, None] * tokens
+        self.special_positions = (frame_starts + torch.arange(special, device=device)).flatten()
+
+    def __call__(self, q: Tensor, k: Tensor, v: Tensor, layer: int) -> Tensor:
+        out = torch.empty_like(q)
+        tokens = self.layout.tokens_per_frame
+        for scene, chunks in enumerate(self.scene_chunks):
+            for chunk in chunks:
+                count = chunk.query_frames.numel()
+                query_positions = (chunk.query_frames[:, None] * tokens + self.frame_tokens).flatten()
+                patch_positions = (chunk.key_frames[:, :, None] * tokens + self.patch_offsets).flatten(1)
+                key_positions = torch.cat((self.special_positions.expand(count, -1), patch_positions), dim=1)
+                attended = F.scaled_dot_product_attention(
+                    _gather(q[scene], query_positions.view(count, tokens)),
+                    _gather(k[scene], key_positions),
+                    _gather(v[scene], key_positions),
+                )
+                out[scene].index_copy_(1, query_positions, attended.transpose(0, 1).flatten(1, 2))
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "strategy": "covisibility",
+            "max_gathered_frames": self.strategy.max_gathered_frames,
+            **self.strategy.describe(),
+            "graphs": [graph.with_reference_edges().stats() for graph in self.graphs],
+        }
+
+
+@dataclass(frozen=True)
+class CovisibilityAttention(FrameGraphSource):
+    """Each frame attends to every frame's special tokens and to the patch tokens of itself, of
+    frame 0 and of its frame-graph neighbours. With a complete graph it equals dense attention."""
+
+    max_gathered_frames: int = 512
+    """Keys and values of at most this many frames are gathered at once (bounds memory; at least one query frame per chunk)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.max_gathered_frames < 1:
+            raise ValueError(f"max_gathered_frames must be >= 1, got {self.max_gathered_frames}")
+
+    def prepare(self, layout: FrameLayout, patch_tokens: Tensor) -> _CovisibilityPlan:
+        return _CovisibilityPlan(self, layout, self.graphs(patch_tokens))

@@ -1,0 +1,178 @@
+"""The frame graph: which frames' patch tokens each frame's tokens may attend to.
+
+An undirected graph over the S frames of one scene, stored as CSR arrays (``indptr`` [S+1],
+``indices`` [2E], each row sorted, no self loops) on the device of whatever built it. CSR keeps
+memory O(S + E) even when frame 0, the reference frame, is connected to every frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+def component_labels(src: Tensor, dst: Tensor, frames: int) -> Tensor:
+    """Label [S] of each frame's connected component (its smallest frame index), for the
+    undirected edges src[e] - dst[e]. Min-label hooking with pointer jumping: O(E) work per
+    round and O(log S) rounds on typical graphs, never an S x S matrix."""
+    labels = torch.arange(frames, device=src.device)
+    if src.numel() == 0:
+        return labels
+    both_src = torch.cat((src, dst))
+    both_dst = torch.cat((dst, src))
+    while True:
+        hooked = labels.scatter_reduce(0, both_src, labels[both_dst], reduce="amin")
+        # A label is a frame of the same component; following labels to their fixed point
+        # shortcuts long chains (a path of S frames takes O(log S) rounds, not S).
+        while True:
+            jumped = hooked[hooked]
+            if torch.equal(jumped, hooked):
+                break
+            hooked = jumped
+        if torch.equal(hooked, labels):
+            return labels
+        labels = hooked
+
+
+@dataclass(frozen=True, eq=False)
+class FrameGraph:
+    """Symmetric neighbour structure over the frames of one scene (CSR, sorted rows, no self loops)."""
+
+    indptr: Tensor
+    """[S + 1] int64: row f's neighbours are indices[indptr[f]:indptr[f + 1]]."""
+    indices: Tensor
+    """[2E] int64: neighbour frame indices, ascending within each row."""
+    components_before_repair: int = 1
+    """Connected components of the similarity edges before connectivity repair (1 when not built from descriptors)."""
+
+    @property
+    def frames(self) -> int:
+        return self.indptr.numel() - 1
+
+    @property
+    def device(self) -> torch.device:
+        return self.indptr.device
+
+    @property
+    def num_edges(self) -> int:
+        """Undirected edges (each stored in both rows)."""
+        return self.indices.numel() // 2
+
+    def degrees(self) -> Tensor:
+        """[S] number of neighbours of each frame."""
+        return self.indptr[1:] - self.indptr[:-1]
+
+    def edges(self) -> tuple[Tensor, Tensor]:
+        """Directed edge arrays (src, dst), both directions, sorted by (src, dst)."""
+        src = torch.repeat_interleave(torch.arange(self.frames, device=self.device), self.degrees())
+        return src, self.indices
+
+    @classmethod
+    def from_edges(cls, src: Tensor, dst: Tensor, frames: int, components_before_repair: int = 1) -> FrameGraph:
+        """The symmetric closure of the edges src[e] - dst[e]; self loops and repeats are dropped."""
+        src, dst = src.long().flatten(), dst.long().flatten()
+        if src.shape != dst.shape:
+            raise ValueError(f"edge arrays differ in length: {src.numel()} sources, {dst.numel()} destinations")
+        if src.numel() and (min(src.min(), dst.min()) < 0 or max(src.max(), dst.max()) >= frames):
+            raise ValueError(f"edge endpoints must be frame indices in [0, {frames}); got some outside")
+        keys = torch.cat((src * frames + dst, dst * frames + src))
+        keys = torch.unique(keys[src.repeat(2) != dst.repeat(2)])
+        row, col = keys // frames, keys % frames
+        counts = torch.bincount(row, minlength=frames)
+        indptr = torch.cat((counts.new_zeros(1), counts.cumsum(0)))
+        return cls(indptr, col, components_before_repair)
+
+    @classmethod
+    def complete(cls, frames: int, device: torch.device | str | None = None) -> FrameGraph:
+        """Every frame connected to every other: covisibility attention then equals dense attention."""
+        pairs = torch.triu_indices(frames, frames, offset=1, device=device)
+        return cls.from_edges(pairs[0], pairs[1], frames)
+
+    @classmethod
+    def from_neighbor_lists(
+        cls,
+        lists: Sequence[Sequence[int]],
+        frames: int,
+        connect_reference: bool = True,
+        device: torch.device | str | None = None,
+    ) -> FrameGraph:
+        """lists[f] holds frames that f sees; the graph is their symmetric closure (self entries ignored),
+        plus edges from frame 0 to every frame when ``connect_reference``."""
+        if len(lists) != frames:
+            raise ValueError(f"expected one neighbour list per frame ({frames}), got {len(lists)} lists")
+        src = [frame for frame, neighbours in enumerate(lists) for _ in neighbours]
+        dst = [int(neighbour) for neighbours in lists for neighbour in neighbours]
+        graph = cls.from_edges(
+            torch.tensor(src, dtype=torch.long, device=device),
+            torch.tensor(dst, dtype=torch.long, device=device),
+            frames,
+        )
+        return graph.with_reference_edges() if connect_reference else graph
+
+    @classmethod
+    def from_descriptors(
+        cls,
+        descriptors: Tensor,
+        neighbors: int = 16,
+        threshold: float | None = None,
+        window: int | None = None,
+        min_degree: int = 1,
+        connect_reference: bool = True,
+    ) -> FrameGraph:
+        """k-nearest-neighbour graph by cosine similarity of descriptors [S, D]; see
+        ``vggt_sparse_ns.sparse.graph_build.FrameGraphSettings`` for each setting."""
+        from vggt_sparse_ns.sparse.graph_build import FrameGraphSettings
+
+        settings = FrameGraphSettings(neighbors, threshold, window, min_degree)
+        return settings.build(descriptors, connect_reference)
+
+    def with_reference_edges(self) -> FrameGraph:
+        """The same graph plus an edge from frame 0 (the world frame) to every other frame."""
+        src, dst = self.edges()
+        others = torch.arange(1, self.frames, device=self.device)
+        return FrameGraph.from_edges(
+            torch.cat((src, torch.zeros_like(others))),
+            torch.cat((dst, others)),
+            self.frames,
+            self.components_before_repair,
+        )
+
+    def neighbor_lists(self) -> list[list[int]]:
+        """Python lists of each frame's neighbours (ascending)."""
+        bounds = self.indptr.tolist()
+        flat = self.indices.tolist()
+        return [flat[bounds[frame] : bounds[frame + 1]] for frame in range(self.frames)]
+
+    def adjacency(self) -> Tensor:
+        """Dense [S, S] boolean adjacency (no self loops): for small S and reference checks."""
+        dense = torch.zeros(self.frames, self.frames, dtype=torch.bool, device=self.device)
+        src, dst = self.edges()
+        dense[src, dst] = True
+        return dense
+
+    def component_count(self) -> int:
+        src, dst = self.edges()
+        return int(component_labels(src, dst, self.frames).unique().numel())
+
+    def to(self, device: torch.device | str) -> FrameGraph:
+        return FrameGraph(self.indptr.to(device), self.indices.to(device), self.components_before_repair)
+
+    def stats(self) -> dict[str, Any]:
+        """Frames, edges, degree min/mean/max, components before repair, and the fraction of
+        dense attention's patch cost that covisibility attention pays: (S + 2E) / S^2 frame pairs
+        (each frame with itself and with each neighbour)."""
+        degrees = self.degrees().float()
+        frames = self.frames
+        return {
+            "frames": frames,
+            "edges": self.num_edges,
+            "degree_min": int(degrees.min()) if frames else 0,
+            "degree_mean": float(degrees.mean()) if frames else 0.0,
+            "degree_max": int(degrees.max()) if frames else 0,
+            "components_before_repair": self.components_before_repair,
+            "dense_cost_fraction": (frames + 2 * self.num_edges) / frames**2 if frames else 0.0,
+        }
