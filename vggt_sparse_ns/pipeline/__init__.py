@@ -1,5 +1,27 @@
-"""The reconstruction pipeline: image files -> VGGT predictions -> a Reconstruction on the host."""
+"""The reconstruction pipeline: image files -> VGGT predictions -> a Reconstruction on the host.
 
-from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
+Names are imported on first use so that the CLI and the nerfstudio plugins can import the
+configuration without loading torch and the model.
+"""
 
-__all__ = ["Reconstruction"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Reconstruction": "vggt_sparse_ns.pipeline.reconstruction",
+    "ReconstructionConfig": "vggt_sparse_ns.pipeline.config",
+    "ReconstructionOutOfMemoryError": "vggt_sparse_ns.pipeline.errors",
+    "InputError": "vggt_sparse_ns.pipeline.errors",
+    "StageLog": "vggt_sparse_ns.pipeline.stages",
+    "reconstruct": "vggt_sparse_ns.pipeline.run",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

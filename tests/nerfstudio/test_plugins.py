@@ -1,0 +1,89 @@
+"""The nerfstudio plugins: the vggt-sparse dataparser and the vggt-splatfacto method."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from image_files import write_rgb, write_scene
+
+import vggt_sparse_ns.pipeline.run as run_module
+from vggt_sparse_ns.nerfstudio.dataparser import VGGTSparseDataParserConfig
+from vggt_sparse_ns.pipeline.config import ReconstructionConfig
+
+
+@pytest.mark.slow
+def test_both_plugins_are_in_nerfstudios_registries_used_by_ns_train() -> None:
+    from nerfstudio.configs.dataparser_configs import all_dataparsers
+    from nerfstudio.configs.method_configs import all_descriptions, all_methods
+
+    assert isinstance(all_dataparsers["vggt-sparse"], VGGTSparseDataParserConfig)
+    method, splatfacto = all_methods["vggt-splatfacto"], all_methods["splatfacto"]
+    assert "VGGT" in all_descriptions["vggt-splatfacto"]
+    assert method.method_name == "vggt-splatfacto"
+    assert method.pipeline.model.camera_optimizer.mode == "SO3xR3"
+    assert splatfacto.pipeline.model.camera_optimizer.mode == "off", "splatfacto itself is left unchanged"
+    dataparser = method.pipeline.datamanager.dataparser
+    assert isinstance(dataparser, VGGTSparseDataParserConfig) and dataparser.load_3D_points
+    assert method.optimizers.keys() == splatfacto.optimizers.keys() and "camera_opt" in method.optimizers
+    assert method.max_num_iterations == splatfacto.max_num_iterations
+
+
+@pytest.mark.slow
+def test_entry_point_modules_do_not_import_the_model() -> None:
+    code = (
+        "import sys, vggt_sparse_ns.nerfstudio.dataparser, vggt_sparse_ns.nerfstudio.method; "
+        "print(sorted(m for m in sys.modules if m.startswith(('vggt_sparse_ns.model', 'vggt_sparse_ns.pipeline.run'))))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.fixture
+def tiny_dataparser(vggt_tiny_dir: Path):
+    def make(data: Path) -> VGGTSparseDataParserConfig:
+        reconstruction = ReconstructionConfig(checkpoint=str(vggt_tiny_dir), device="cpu")
+        return VGGTSparseDataParserConfig(
+            data=data, reconstruction=reconstruction, num_downscales=1, eval_mode="all", downscale_factor=1
+        )
+
+    return make
+
+
+def count_reconstructions(monkeypatch) -> list[int]:
+    calls: list[int] = []
+    reconstruct = run_module.reconstruct
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return reconstruct(*args, **kwargs)
+
+    monkeypatch.setattr(run_module, "reconstruct", counted)
+    return calls
+
+
+@pytest.mark.slow
+def test_the_dataparser_caches_one_reconstruction_beside_a_plain_folder_and_reads_datasets_as_they_are(
+    tmp_path: Path, tiny_dataparser, monkeypatch
+) -> None:
+    data = tmp_path / "garden"
+    write_scene(data, count=2)
+    calls = count_reconstructions(monkeypatch)
+
+    outputs = tiny_dataparser(data).setup().get_dataparser_outputs("train")
+
+    cache = tmp_path / "garden-vggt-sparse"
+    assert [path.parent for path in outputs.image_filenames] == [cache / "images"] * 2
+    assert outputs.metadata["points3D_xyz"].shape[0] > 0
+    assert sorted(path.name for path in data.iterdir()) == ["view_00.png", "view_01.png"], "the input stays as it was"
+    tiny_dataparser(data).setup().get_dataparser_outputs("train")
+    assert len(calls) == 1, "an unchanged folder reuses the cache"
+
+    write_rgb(data / "view_02.png", seed=7)
+    assert len(tiny_dataparser(data).setup().get_dataparser_outputs("train").image_filenames) == 3
+    assert len(calls) == 2, "a changed folder is reconstructed again"
+
+    assert len(tiny_dataparser(cache).setup().get_dataparser_outputs("train").image_filenames) == 3
+    assert len(calls) == 2, "a processed dataset (a folder with transforms.json) is read as it is"

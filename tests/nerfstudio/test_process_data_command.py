@@ -1,0 +1,199 @@
+"""``ns-process-data vggt-sparse`` in-process: datasets nerfstudio reads, and one clear failure per bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import huggingface_hub.constants
+import numpy as np
+import pytest
+import torch
+from image_files import (
+    write_16bit_png,
+    write_exif_rotated_jpeg,
+    write_gray_png,
+    write_not_an_image,
+    write_rgb,
+    write_rgba_png,
+    write_scene,
+    write_truncated_jpeg,
+)
+from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
+from PIL import Image, ImageOps
+
+import vggt_sparse_ns.export
+import vggt_sparse_ns.nerfstudio.process_data as command_module
+from vggt_sparse_ns.export import ExportError
+from vggt_sparse_ns.model import VGGT
+from vggt_sparse_ns.pipeline.config import ReconstructionConfig
+
+
+def parse(dataset: Path, **fields):
+    config = NerfstudioDataParserConfig(data=dataset, eval_mode="all", downscale_factor=1, **fields)
+    return config.setup().get_dataparser_outputs("train")
+
+
+def assert_failed_cleanly(status: int, output: str, message: str, output_dir: Path) -> None:
+    assert status == 1
+    assert message in output
+    assert not (output_dir / "transforms.json").exists()
+
+
+@pytest.mark.slow
+def test_awkward_images_make_a_dataset_whose_pixels_match_what_vggt_saw(tmp_path: Path, run_command) -> None:
+    data = tmp_path / "photos"
+    data.mkdir()
+    rotated = write_exif_rotated_jpeg(data / "a_rotated.jpg", 24, 96, orientation=6)
+    write_16bit_png(data / "b_16bit.png")
+    write_gray_png(data / "c_gray.png")
+    write_rgba_png(data / "d_rgba.png")
+    broken = write_truncated_jpeg(data / "e_broken.jpg")
+    out = tmp_path / "out"
+
+    status, output = run_command(data, out)
+
+    assert status == 0, output
+    assert f"skipping unreadable image {broken}" in output
+    assert "4 frames reconstructed" in output and "(1 unreadable images skipped)" in output
+    outputs = parse(out, load_3D_points=True)
+    assert len(outputs.image_filenames) == 4
+    for index, filename in enumerate(outputs.image_filenames):
+        with Image.open(filename) as image:
+            assert image.size == (outputs.cameras.width[index].item(), outputs.cameras.height[index].item())
+            assert image.mode in ("RGB", "RGBA", "L"), "nerfstudio's loader reads these modes correctly"
+        assert (out / "images_2" / filename.name).is_file()
+    with Image.open(rotated) as original, Image.open(out / "images" / "frame_00001.png") as written:
+        upright = np.asarray(ImageOps.exif_transpose(original).convert("RGB"))
+        assert written.size == (96, 24), "stored 24x96, shown (and reconstructed) upright as 96x24"
+        np.testing.assert_array_equal(np.asarray(written), upright)
+    assert outputs.metadata["points3D_xyz"].shape[0] > 0
+    assert "Global attention: dense" in output and "Points written" in output
+
+
+def test_images_already_inside_the_output_folder_are_used_in_place(tmp_path: Path, run_command) -> None:
+    out = tmp_path / "out"
+    inputs = write_scene(out / "images", count=2)
+    before = [path.read_bytes() for path in inputs]
+
+    status, output = run_command(out / "images", out, skip_image_processing=True)
+
+    assert status == 0, output
+    frames = json.loads((out / "transforms.json").read_text())["frames"]
+    assert sorted(frame["file_path"] for frame in frames) == ["images/view_00.png", "images/view_01.png"]
+    assert [path.read_bytes() for path in inputs] == before
+    assert not (out / "images_2").exists()
+    assert len(parse(out).image_filenames) == 2
+
+
+def test_eval_images_get_nerfstudios_train_and_eval_names(tmp_path: Path, run_command) -> None:
+    train, evaluation = write_scene(tmp_path / "train", count=2), write_scene(tmp_path / "eval", count=1)
+    out = tmp_path / "out"
+
+    status, output = run_command(train[0].parent, out, eval_data=evaluation[0].parent)
+
+    assert status == 0, output
+    names = sorted(path.name for path in (out / "images").iterdir())
+    assert names == ["frame_eval_00001.png", "frame_train_00001.png", "frame_train_00002.png"]
+    config = NerfstudioDataParserConfig(data=out, eval_mode="filename", downscale_factor=1)
+    assert [path.name for path in config.setup().get_dataparser_outputs("test").image_filenames] == names[:1]
+
+
+def test_a_failure_after_images_were_replaced_leaves_no_transforms_json(tmp_path: Path, run_command, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "transforms.json").write_text('{"frames": []}')
+
+    def fail(*args, **kwargs):
+        raise ExportError("cannot export")
+
+    monkeypatch.setattr(vggt_sparse_ns.export, "export_dataset", fail)
+    status, output = run_command(write_scene(tmp_path / "photos", count=2)[0].parent, out)
+    assert_failed_cleanly(status, output, "cannot export", out)
+    assert (out / "images" / "frame_00001.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("make_input", "message"),
+    [
+        (lambda folder: folder / "missing", "does not exist"),
+        (lambda folder: folder, "No images in"),
+        (lambda folder: write_not_an_image(folder / "notes.txt").parent, "No images in"),
+        (lambda folder: write_not_an_image(folder / "fake.png").parent, "0 readable image(s)"),
+        (lambda folder: write_rgb(folder / "only.png").parent, "1 readable image(s)"),
+    ],
+    ids=["missing folder", "empty folder", "no images", "only unreadable files", "single image"],
+)
+def test_unusable_input_folders_fail_before_anything_is_written(tmp_path: Path, run_command, make_input, message):
+    data = tmp_path / "input"
+    data.mkdir()
+    out = tmp_path / "out"
+    status, output = run_command(make_input(data), out)
+    assert_failed_cleanly(status, output, message, out)
+    assert not out.exists()
+
+
+def test_an_output_folder_inside_the_input_is_refused(tmp_path: Path, run_command) -> None:
+    data = write_scene(tmp_path / "photos", count=2)[0].parent
+    status, output = run_command(data, data / "dataset")
+    assert_failed_cleanly(status, output, "is inside --data", data / "dataset")
+    assert not (data / "dataset").exists()
+
+
+def test_in_place_images_outside_the_output_folder_are_refused(tmp_path: Path, run_command) -> None:
+    data = write_scene(tmp_path / "photos", count=2)[0].parent
+    status, output = run_command(data, tmp_path / "out", skip_image_processing=True)
+    assert_failed_cleanly(status, output, "must be inside --output-dir", tmp_path / "out")
+
+
+def test_in_place_images_nerfstudio_would_misread_are_refused(tmp_path: Path, run_command) -> None:
+    out = tmp_path / "out"
+    write_scene(out / "images", count=1)
+    write_exif_rotated_jpeg(out / "images" / "rotated.jpg")
+    status, output = run_command(out / "images", out, skip_image_processing=True)
+    assert_failed_cleanly(status, output, "Run without --skip-image-processing", out)
+
+
+def test_missing_ffmpeg_is_named(tmp_path: Path, run_command, monkeypatch) -> None:
+    monkeypatch.setattr(command_module.shutil, "which", lambda name: None)
+    data = write_scene(tmp_path / "photos", count=2)[0].parent
+    status, output = run_command(data, tmp_path / "out")
+    assert_failed_cleanly(status, output, "ffmpeg was not found", tmp_path / "out")
+
+
+def test_weights_unavailable_offline_fail_with_the_hubs_message(tmp_path: Path, run_command, monkeypatch) -> None:
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty_cache"))
+    data = write_scene(tmp_path / "photos", count=2)[0].parent
+    status, output = run_command(data, tmp_path / "out", reconstruction=ReconstructionConfig(device="cpu"))
+    assert_failed_cleanly(status, output, "hf download facebook/VGGT-1B", tmp_path / "out")
+
+
+def test_out_of_memory_fails_with_the_flags_that_help(tmp_path: Path, run_command, monkeypatch) -> None:
+    def run_out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")
+
+    monkeypatch.setattr(VGGT, "forward", run_out_of_memory)
+    data = write_scene(tmp_path / "photos", count=2)[0].parent
+    status, output = run_command(data, tmp_path / "out")
+    assert_failed_cleanly(status, output, "--attention covisibility", tmp_path / "out")
+    assert "--num-frames-target" in output and "Traceback" not in output
+
+
+@pytest.mark.slow
+def test_a_video_is_sampled_to_the_target_frame_count_with_nerfstudios_extractor(tmp_path: Path, run_command) -> None:
+    video = tmp_path / "walk.mp4"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=96x32:rate=10", "-t", "1.2", str(video)],
+        check=True,
+    )
+    out = tmp_path / "out"
+
+    status, output = run_command(video, out, num_frames_target=3)
+
+    assert status == 0, output
+    frames = sorted(path.name for path in (out / "images").iterdir())
+    assert 2 <= len(frames) <= 4 and frames[0] == "frame_00001.png"
+    assert sorted(path.name for path in (out / "images_2").iterdir()) == frames
+    assert len(parse(out).image_filenames) == len(frames)

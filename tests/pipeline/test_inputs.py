@@ -1,0 +1,120 @@
+"""Choosing input images: listing, probing, and refusing folder layouts that cannot work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vggt_sparse_ns.pipeline.errors import InputError
+from vggt_sparse_ns.pipeline.inputs import (
+    check_locations,
+    generated_folders,
+    list_image_files,
+    probe_image,
+    probe_images,
+    require_frames,
+)
+
+
+def test_listing_is_recursive_sorted_and_skips_hidden_and_other_files(tmp_path: Path, write_image) -> None:
+    b = write_image(tmp_path / "b.png")
+    a = write_image(tmp_path / "sub" / "a.jpg")
+    write_image(tmp_path / ".hidden" / "c.png")
+    write_image(tmp_path / ".d.png")
+    (tmp_path / "notes.txt").write_text("not an image")
+    assert list_image_files(tmp_path) == sorted([b, a])
+
+
+def test_listing_leaves_out_excluded_folders(tmp_path: Path, write_image) -> None:
+    keep = write_image(tmp_path / "x.png")
+    write_image(tmp_path / "images_2" / "x.png")
+    assert list_image_files(tmp_path, exclude=[tmp_path / "images_2"]) == [keep]
+
+
+def test_missing_folder_is_named(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="does not exist"):
+        list_image_files(tmp_path / "missing")
+
+
+def test_empty_folder_and_folder_without_images_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="No images"):
+        list_image_files(tmp_path)
+    (tmp_path / "readme.md").write_text("# nothing")
+    with pytest.raises(InputError, match="No images"):
+        list_image_files(tmp_path)
+
+
+def test_a_file_that_is_neither_folder_nor_video_is_refused(tmp_path: Path, write_image) -> None:
+    with pytest.raises(InputError, match="neither a folder"):
+        list_image_files(write_image(tmp_path / "one.png"))
+
+
+def test_exif_rotation_swaps_the_probed_size_and_marks_the_file_for_rewriting(tmp_path: Path, write_image) -> None:
+    probe = probe_image(write_image(tmp_path / "r.jpg", 96, 24, orientation=6))
+    assert probe.size == (24, 96)
+    assert probe.orientation == 6
+    assert not probe.readable_by_nerfstudio
+
+
+@pytest.mark.parametrize(("mode", "readable"), [("RGB", True), ("RGBA", True), ("L", True), ("I;16", False)])
+def test_pixel_modes_nerfstudio_reads_wrongly_are_marked(
+    tmp_path: Path, write_image, mode: str, readable: bool
+) -> None:
+    probe = probe_image(write_image(tmp_path / "m.png", mode=mode))
+    assert probe.size == (96, 24)
+    assert probe.readable_by_nerfstudio is readable
+
+
+def test_formats_outside_nerfstudios_list_are_marked(tmp_path: Path, write_image) -> None:
+    assert not probe_image(write_image(tmp_path / "w.webp")).readable_by_nerfstudio
+
+
+def test_unreadable_files_are_returned_with_reasons_and_readable_ones_keep_their_order(
+    tmp_path: Path, write_image
+) -> None:
+    first = write_image(tmp_path / "1.png")
+    truncated = tmp_path / "2.jpg"
+    data = write_image(tmp_path / "full.jpg").read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    text = tmp_path / "3.png"
+    text.write_text("not a png")
+    last = write_image(tmp_path / "4.png")
+    readable, skipped = probe_images([first, truncated, text, last])
+    assert [probe.path for probe in readable] == [first, last]
+    assert set(skipped) == {truncated, text}
+    assert all(reason for reason in skipped.values())
+
+
+def test_too_few_readable_images_stop_with_the_count_and_an_example(tmp_path: Path, write_image) -> None:
+    readable, _ = probe_images([write_image(tmp_path / "only.png")])
+    with pytest.raises(InputError, match=r"1 readable image.*broken\.png.*at least 2"):
+        require_frames(readable, {tmp_path / "broken.png": "cannot identify"}, 2, tmp_path)
+    require_frames(readable, {}, 1, tmp_path)
+
+
+def test_output_inside_input_is_refused_when_copying(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="inside --data"):
+        check_locations(tmp_path, tmp_path / "out", in_place=False, num_downscales=3)
+    with pytest.raises(InputError, match="inside --data"):
+        check_locations(tmp_path, tmp_path, in_place=False, num_downscales=3)
+
+
+def test_input_inside_a_rewritten_image_folder_is_refused(tmp_path: Path) -> None:
+    for folder in ("images", "images_4"):
+        with pytest.raises(InputError, match="clears and rewrites"):
+            check_locations(tmp_path / "out" / folder / "raw", tmp_path / "out", in_place=False, num_downscales=2)
+    check_locations(tmp_path / "out" / "images_8", tmp_path / "out", in_place=False, num_downscales=2)
+
+
+def test_in_place_requires_the_images_inside_the_output_folder(tmp_path: Path) -> None:
+    check_locations(tmp_path / "out" / "images", tmp_path / "out", in_place=True, num_downscales=3)
+    check_locations(tmp_path / "out", tmp_path / "out", in_place=True, num_downscales=3)
+    with pytest.raises(InputError, match="must be inside --output-dir"):
+        check_locations(tmp_path / "photos", tmp_path / "out", in_place=True, num_downscales=3)
+
+
+def test_generated_folders_are_the_derived_ones(tmp_path: Path) -> None:
+    for name in ("images", "images_2", "depth", "depths_4", "colmap", "vggt", "photos"):
+        (tmp_path / name).mkdir()
+    assert {path.name for path in generated_folders(tmp_path)} == {"images_2", "depth", "depths_4", "colmap", "vggt"}

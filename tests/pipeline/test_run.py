@@ -1,0 +1,102 @@
+"""reconstruct(): image files -> a Reconstruction on the host, with clear failures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import huggingface_hub.constants
+import numpy as np
+import pytest
+import torch
+
+from vggt_sparse_ns.hub import WeightsUnavailableError
+from vggt_sparse_ns.images import load_images
+from vggt_sparse_ns.model import VGGT, load_pretrained
+from vggt_sparse_ns.pipeline import ReconstructionConfig, ReconstructionOutOfMemoryError, StageLog, reconstruct
+from vggt_sparse_ns.pipeline.errors import InputError
+
+
+@pytest.fixture
+def scene(tmp_path: Path, write_image) -> list[Path]:
+    return [write_image(tmp_path / f"{index}.png", 96, 24) for index in range(3)]
+
+
+@pytest.fixture
+def tiny_config(vggt_tiny_dir: Path) -> ReconstructionConfig:
+    return ReconstructionConfig(checkpoint=str(vggt_tiny_dir), device="cpu")
+
+
+def test_predictions_reach_the_host_unchanged_with_stage_times(scene, vggt_tiny_dir) -> None:
+    log = StageLog()
+    result = reconstruct(scene, ReconstructionConfig(checkpoint=str(vggt_tiny_dir), device="cpu", point_head=True), log)
+
+    batch = load_images(scene)
+    with torch.inference_mode():
+        expected = load_pretrained(vggt_tiny_dir)(batch.tensor)
+    np.testing.assert_allclose(result.T_camera_world, expected["extrinsic"][0].numpy(), atol=1e-5)
+    np.testing.assert_allclose(result.intrinsics, expected["intrinsic"][0].numpy(), atol=1e-4)
+    np.testing.assert_allclose(result.depth, expected["depth"][0, ..., 0].numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(result.depth_conf, expected["depth_conf"][0].numpy(), rtol=1e-4)
+    np.testing.assert_allclose(result.world_points, expected["world_points"][0].numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(result.colors, np.round(batch.tensor.permute(0, 2, 3, 1).numpy() * 255))
+    assert result.transforms == batch.transforms
+    assert result.image_paths == scene
+    assert result.attention == {"strategy": "dense"}
+    assert result.graph_edges is None
+    assert list(log.seconds) == ["load model", "load images", "inference"]
+    assert log.peak_memory_bytes is None
+
+
+def test_covisibility_attention_reports_its_frame_graph_and_skips_the_point_head_by_default(scene, tiny_config) -> None:
+    config = ReconstructionConfig(
+        checkpoint=tiny_config.checkpoint, device="cpu", attention="covisibility", neighbors=1
+    )
+    result = reconstruct(scene, config)
+    assert result.attention["strategy"] == "covisibility"
+    edges = {tuple(edge) for edge in result.graph_edges.tolist()}
+    assert {(0, 1), (0, 2)} <= edges, "every frame keeps its path to frame 0, which defines the world"
+    assert all(i < j for i, j in edges)
+    assert len(edges) == result.attention["graphs"][0]["edges"]
+    assert result.world_points is None
+
+
+def test_a_single_image_is_refused(scene, tiny_config) -> None:
+    with pytest.raises(InputError, match="at least 2 images"):
+        reconstruct(scene[:1], tiny_config)
+
+
+def test_out_of_memory_names_the_settings_that_help(scene, tiny_config, monkeypatch) -> None:
+    def run_out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")
+
+    monkeypatch.setattr(VGGT, "forward", run_out_of_memory)
+    with pytest.raises(ReconstructionOutOfMemoryError) as raised:
+        reconstruct(scene, tiny_config)
+    for flag in ("--attention covisibility", "--neighbors", "--preprocess", "--num-frames-target", "--device"):
+        assert flag in str(raised.value)
+    assert "3 frames" in str(raised.value)
+
+
+def test_other_runtime_errors_are_not_mistaken_for_out_of_memory(scene, tiny_config, monkeypatch) -> None:
+    def fail(*args, **kwargs):
+        raise RuntimeError("shape mismatch")
+
+    monkeypatch.setattr(VGGT, "forward", fail)
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        reconstruct(scene, tiny_config)
+
+
+def test_missing_weights_offline_stop_before_any_image_is_decoded(scene, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty_hub_cache"))
+    log = StageLog()
+    with pytest.raises(WeightsUnavailableError, match="facebook/VGGT-1B"):
+        reconstruct(scene, ReconstructionConfig(device="cpu"), log)
+    assert "load images" not in log.seconds
+
+
+def test_an_unavailable_device_is_a_clear_input_error(scene, tiny_config) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(InputError, match="--device cuda"):
+        reconstruct(scene, ReconstructionConfig(checkpoint=tiny_config.checkpoint, device="cuda"))

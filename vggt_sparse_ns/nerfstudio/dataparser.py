@@ -1,0 +1,138 @@
+"""The ``vggt-sparse`` dataparser: nerfstudio-data over a plain folder of images.
+
+Pointed at a folder without transforms.json, it reconstructs the scene once with VGGT into a cached
+nerfstudio dataset (by default a sibling folder ``<data>-vggt-sparse``, so the input folder is never
+written to), then reads that dataset exactly like ``nerfstudio-data`` with the 3D points loaded. The
+cache is reused while its key (input files' names, sizes and modification times, and the settings)
+is unchanged. A folder that already holds transforms.json is read as it is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nerfstudio.data.dataparsers.base_dataparser import DataParser, DataparserOutputs
+from nerfstudio.data.dataparsers.nerfstudio_dataparser import Nerfstudio, NerfstudioDataParserConfig
+
+from vggt_sparse_ns.export.config import ExportConfig
+from vggt_sparse_ns.pipeline.config import MIN_FRAMES, ReconstructionConfig
+
+CACHE_SUFFIX = "-vggt-sparse"
+CACHE_KEY_FILE = "vggt_sparse_cache.json"
+
+
+@dataclass
+class VGGTSparseDataParserConfig(NerfstudioDataParserConfig):
+    """nerfstudio-data for a folder of images: VGGT reconstructs it once into a cached dataset."""
+
+    _target: type = field(default_factory=lambda: VGGTSparseDataParser)
+    data: Path = Path()
+    """Folder of images of one scene (no transforms.json needed), or a processed dataset folder."""
+    cache_dir: Path | None = None
+    """Where the reconstructed dataset is written and reused; default: the sibling folder <data>-vggt-sparse."""
+    num_downscales: int = 3
+    """Downscaled copies of the images to make in the cache (images_2, images_4, ...)."""
+    reconstruction: ReconstructionConfig = field(default_factory=ReconstructionConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    load_3D_points: bool = True
+    """Whether to load the 3D points of the reconstruction (splatfacto's initial Gaussians)."""
+
+    @property
+    def dataset_dir(self) -> Path:
+        """The folder nerfstudio-data reads: ``data`` itself when it is a dataset, else the cache."""
+        if (self.data / "transforms.json").is_file():
+            return self.data
+        return self.cache_dir or self.data.with_name(self.data.name + CACHE_SUFFIX)
+
+
+def _cache_key(config: VGGTSparseDataParserConfig, images: list[Path]) -> dict[str, Any]:
+    files = [
+        [path.relative_to(config.data).as_posix(), path.stat().st_size, path.stat().st_mtime_ns] for path in images
+    ]
+    settings = {
+        "reconstruction": dataclasses.asdict(config.reconstruction),
+        "export": dataclasses.asdict(config.export),
+        "num_downscales": config.num_downscales,
+    }
+    return json.loads(json.dumps({"files": files, "settings": settings}, default=str))
+
+
+def _read_key(key_file: Path) -> Any:
+    try:
+        return json.loads(key_file.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def ensure_dataset(config: VGGTSparseDataParserConfig) -> Path:
+    """The dataset folder for ``config.data``, reconstructing it first when the cache is missing or stale."""
+    from nerfstudio.utils.rich_utils import CONSOLE
+
+    from vggt_sparse_ns.nerfstudio.dataset import build_dataset, probe_image_folder
+    from vggt_sparse_ns.nerfstudio.report import StageSpinner
+    from vggt_sparse_ns.pipeline.inputs import list_image_files
+    from vggt_sparse_ns.pipeline.stages import StageLog
+
+    dataset_dir = config.dataset_dir
+    if dataset_dir == config.data:
+        return dataset_dir
+    key = _cache_key(config, list_image_files(config.data))
+    key_file = dataset_dir / CACHE_KEY_FILE
+    if (dataset_dir / "transforms.json").is_file() and _read_key(key_file) == key:
+        CONSOLE.log(f"Using the VGGT reconstruction cached in {dataset_dir}")
+        return dataset_dir
+    CONSOLE.log(f"[bold yellow]Reconstructing {config.data} with VGGT into {dataset_dir}")
+    group, _ = probe_image_folder(
+        config.data,
+        dataset_dir,
+        prefix="frame_",
+        in_place=False,
+        num_downscales=config.num_downscales,
+        min_frames=MIN_FRAMES,
+    )
+    spinner = StageSpinner()
+    try:
+        build_dataset(
+            [group],
+            dataset_dir,
+            config.reconstruction,
+            config.export,
+            copy_images=True,
+            num_downscales=config.num_downscales,
+            log=StageLog(on_start=spinner),
+        )
+    finally:
+        spinner.stop()
+    key_file.write_text(json.dumps(key))
+    return dataset_dir
+
+
+class VGGTSparseDataParser(DataParser):
+    """Reconstructs (or reuses) the dataset, then hands it to nerfstudio-data's parser."""
+
+    config: VGGTSparseDataParserConfig
+
+    def __init__(self, config: VGGTSparseDataParserConfig) -> None:
+        super().__init__(config)
+        self._nerfstudio: Nerfstudio | None = None
+
+    def _generate_dataparser_outputs(self, split: str = "train", **kwargs: Any) -> DataparserOutputs:
+        if self._nerfstudio is None:
+            self._nerfstudio = Nerfstudio(dataclasses.replace(self.config, data=ensure_dataset(self.config)))
+        return self._nerfstudio._generate_dataparser_outputs(split, **kwargs)
+
+
+def _specification() -> Any:
+    from nerfstudio.plugins.registry_dataparser import DataParserSpecification
+
+    return DataParserSpecification(
+        config=VGGTSparseDataParserConfig(),
+        description="A folder of images reconstructed once by VGGT (vggt-sparse-ns), then read as nerfstudio-data.",
+    )
+
+
+vggt_sparse = _specification()

@@ -1,0 +1,112 @@
+"""One scene's images -> a nerfstudio dataset folder: reconstruct, write images/, export (transforms.json last).
+
+Shared by ``ns-process-data vggt-sparse`` and the ``vggt-sparse`` dataparser. Nothing is written before
+the reconstruction succeeds, and a previous transforms.json is removed before images/ is touched, so a
+failed run never leaves a dataset whose transforms.json disagrees with its images.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vggt_sparse_ns.export.config import ExportConfig
+from vggt_sparse_ns.nerfstudio.images import ImageGroup, write_images
+from vggt_sparse_ns.nerfstudio.report import warn_skipped
+from vggt_sparse_ns.pipeline.config import ReconstructionConfig
+from vggt_sparse_ns.pipeline.inputs import (
+    check_locations,
+    generated_folders,
+    list_image_files,
+    probe_images,
+    require_frames,
+)
+from vggt_sparse_ns.pipeline.stages import StageLog
+
+if TYPE_CHECKING:
+    from vggt_sparse_ns.export import ExportSummary
+
+TRANSFORMS = "transforms.json"
+
+
+@dataclass
+class DatasetReport:
+    """What a run produced, for the final summary."""
+
+    num_frames: int
+    attention: dict[str, Any]
+    graph_edges: int | None
+    export: ExportSummary
+
+
+def discard_stale_dataset(output_dir: Path) -> None:
+    """Remove a previous run's transforms.json before its images are replaced."""
+    (output_dir / TRANSFORMS).unlink(missing_ok=True)
+
+
+def probe_image_folder(
+    folder: Path, output_dir: Path, *, prefix: str, in_place: bool, num_downscales: int, min_frames: int
+) -> tuple[ImageGroup, dict[Path, str]]:
+    """The readable images of ``folder`` as one group, after refusing unsafe folder layouts; unreadable files
+    are reported as warnings and returned with their reasons. In place, the dataset's derived folders
+    (images_N, depth, colmap, vggt) are not read as input."""
+    check_locations(folder, output_dir, in_place, num_downscales)
+    readable, unreadable = probe_images(
+        list_image_files(folder, exclude=generated_folders(output_dir) if in_place else [])
+    )
+    warn_skipped(unreadable)
+    require_frames(readable, unreadable, min_frames, folder)
+    return ImageGroup(readable, prefix), unreadable
+
+
+def _relative_names(paths: Sequence[Path], output_dir: Path) -> list[str]:
+    return [Path(os.path.relpath(os.path.abspath(path), os.path.abspath(output_dir))).as_posix() for path in paths]
+
+
+def build_dataset(
+    groups: Sequence[ImageGroup],
+    output_dir: Path,
+    reconstruction: ReconstructionConfig,
+    export: ExportConfig,
+    *,
+    copy_images: bool,
+    num_downscales: int,
+    log: StageLog,
+    verbose: bool = False,
+) -> DatasetReport:
+    """Reconstruct the groups' images as one scene and write the dataset into ``output_dir``.
+
+    copy_images: write images/ and ``num_downscales`` downscaled folders from the inputs; otherwise the images
+    are already inside ``output_dir`` (``num_downscales`` then counts the images_N folders present). A point cloud from the point map (``export.point_source="points"``) runs the
+    point head.
+    """
+    from vggt_sparse_ns.export import export_dataset
+    from vggt_sparse_ns.pipeline.run import reconstruct
+
+    sources = [probe.path for group in groups for probe in group.probes]
+    if export.point_source == "points":
+        reconstruction = dataclasses.replace(reconstruction, point_head=True)
+    result = reconstruct(sources, reconstruction, log)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    discard_stale_dataset(output_dir)
+    if copy_images:
+        with log.stage("write images"):
+            written = write_images(groups, output_dir / "images", num_downscales, verbose)
+        names = _relative_names([path for group in written for path in group], output_dir)
+    else:
+        names = _relative_names(sources, output_dir)
+    run_summary = {
+        "reconstruction": dataclasses.asdict(reconstruction),
+        "seconds": dict(log.seconds),
+        "peak_memory_bytes": log.peak_memory_bytes,
+    }
+    with log.stage("export"):
+        summary = export_dataset(
+            result, output_dir, names, export, num_downscales=num_downscales, run_summary=run_summary
+        )
+    edges = None if result.graph_edges is None else len(result.graph_edges)
+    return DatasetReport(result.num_frames, dict(result.attention), edges, summary)

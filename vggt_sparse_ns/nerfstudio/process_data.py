@@ -1,0 +1,159 @@
+"""``ns-process-data vggt-sparse`` (and ``ns-process-data-vggt``): images or a video -> a nerfstudio dataset,
+with VGGT in place of COLMAP. Module import stays light: nerfstudio's CLI imports it to build its help."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import tyro
+from nerfstudio.process_data.base_converter_to_nerfstudio_dataset import BaseConverterToNerfstudioDataset
+
+from vggt_sparse_ns.export.config import ExportConfig
+from vggt_sparse_ns.nerfstudio import report
+from vggt_sparse_ns.nerfstudio.dataset import DatasetReport, build_dataset, discard_stale_dataset, probe_image_folder
+from vggt_sparse_ns.nerfstudio.images import ImageGroup
+from vggt_sparse_ns.pipeline.config import MIN_FRAMES, ReconstructionConfig
+from vggt_sparse_ns.pipeline.errors import InputError
+from vggt_sparse_ns.pipeline.inputs import ImageProbe, is_video, probe_image
+from vggt_sparse_ns.pipeline.stages import StageLog
+
+
+@dataclass
+class ProcessVGGTSparse(BaseConverterToNerfstudioDataset):
+    """Process images or a video into a nerfstudio dataset with VGGT instead of COLMAP.
+
+    1. Reconstructs cameras, depth and points of all images in one VGGT pass (sparse global attention for
+       many frames).
+    2. Copies and downscales the images like `ns-process-data images`.
+    3. Writes transforms.json (last), sparse_pc.ply and optionally depth maps and a COLMAP model.
+    """
+
+    num_downscales: int = 3
+    """Number of times to downscale the images. Downscales by 2 each time. For example a value of 3 will downscale
+    the images by 2x, 4x, and 8x."""
+    skip_image_processing: bool = False
+    """If True, uses the images where they are (transforms.json refers to them) instead of copying and
+    downscaling them into the output folder."""
+    num_frames_target: int = 300
+    """For a video: target number of frames to extract, results may not be exact."""
+    reconstruction: Annotated[ReconstructionConfig, tyro.conf.OmitArgPrefixes] = ReconstructionConfig()
+    export: Annotated[ExportConfig, tyro.conf.OmitArgPrefixes] = ExportConfig()
+    view: bool = False
+    """Open the result in the browser viewer when done (serves until Ctrl+C)."""
+
+    def __post_init__(self) -> None:
+        """Create nothing yet: the inputs are checked before any folder is made."""
+
+    def main(self) -> None:
+        spinner = report.StageSpinner()
+        log = StageLog(on_start=spinner)
+        try:
+            result, skipped = self._process(log)
+        except Exception as error:
+            spinner.stop()
+            report.fail(error, self.verbose)
+        finally:
+            spinner.stop()
+        report.print_summary(
+            self.output_dir, result.num_frames, skipped, result.attention, result.graph_edges, result.export, log
+        )
+        if self.view:
+            self._serve()
+
+    def _process(self, log: StageLog) -> tuple[DatasetReport, dict[Path, str]]:
+        if not self.skip_image_processing and shutil.which("ffmpeg") is None:
+            raise InputError(
+                "ffmpeg was not found: nerfstudio uses it to copy and downscale images. Install it "
+                "(apt install ffmpeg, brew install ffmpeg or conda install ffmpeg) or pass --skip-image-processing."
+            )
+        if is_video(self.data):
+            return self._build(self._extract_video_frames(), copy_images=False, log=log), {}
+        groups, skipped = self._probe_folders()
+        return self._build(groups, copy_images=not self.skip_image_processing, log=log), skipped
+
+    def _build(self, groups: list[ImageGroup], copy_images: bool, log: StageLog) -> DatasetReport:
+        has_downscaled_folders = is_video(self.data) or copy_images
+        return build_dataset(
+            groups,
+            self.output_dir,
+            self.reconstruction,
+            self.export,
+            copy_images=copy_images,
+            num_downscales=self.num_downscales if has_downscaled_folders else 0,
+            log=log,
+            verbose=self.verbose,
+        )
+
+    def _sources(self) -> list[tuple[Path, str]]:
+        """(input, image-name prefix) pairs, nerfstudio's naming: frame_ or frame_train_ and frame_eval_."""
+        if self.eval_data is None:
+            return [(self.data, "frame_")]
+        return [(self.data, "frame_train_"), (self.eval_data, "frame_eval_")]
+
+    def _probe_folders(self) -> tuple[list[ImageGroup], dict[Path, str]]:
+        groups, skipped = [], {}
+        for folder, prefix in self._sources():
+            if is_video(folder):
+                raise InputError(f"--data and --eval-data must both be image folders or both videos: {folder}")
+            group, unreadable = probe_image_folder(
+                folder,
+                self.output_dir,
+                prefix=prefix,
+                in_place=self.skip_image_processing,
+                num_downscales=self.num_downscales,
+                min_frames=1 if prefix == "frame_eval_" else MIN_FRAMES,
+            )
+            groups.append(group)
+            skipped.update(unreadable)
+        if self.skip_image_processing:
+            _require_readable_in_place([probe for group in groups for probe in group.probes])
+        return groups, skipped
+
+    def _extract_video_frames(self) -> list[ImageGroup]:
+        from nerfstudio.process_data import process_data_utils
+
+        if self.skip_image_processing:
+            raise InputError("--skip-image-processing applies to image folders; a video's frames must be extracted.")
+        image_dir = self.output_dir / "images"
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        discard_stale_dataset(self.output_dir)
+        groups = []
+        for index, (video, prefix) in enumerate(self._sources()):
+            if not is_video(video):
+                raise InputError(f"--data and --eval-data must both be image folders or both videos: {video}")
+            process_data_utils.convert_video_to_images(
+                video,
+                image_dir=image_dir,
+                num_frames_target=self.num_frames_target,
+                num_downscales=self.num_downscales,
+                verbose=self.verbose,
+                image_prefix=prefix,
+                keep_image_dir=index > 0,
+            )
+            frames = sorted(image_dir.glob(f"{prefix}[0-9]*.png"))
+            groups.append(ImageGroup([probe_image(frame) for frame in frames], prefix))
+        total = sum(len(group.probes) for group in groups)
+        if total < MIN_FRAMES:
+            raise InputError(f"{self.data} gave {total} frame(s); a dataset needs at least {MIN_FRAMES}.")
+        return groups
+
+    def _serve(self) -> None:
+        from vggt_sparse_ns.viewer import ViewerConfig, serve_reconstruction
+
+        serve_reconstruction(self.output_dir, ViewerConfig(), block=True)
+
+
+def _require_readable_in_place(probes: list[ImageProbe]) -> None:
+    """With --skip-image-processing nerfstudio reads the inputs as they are; refuse files it would misread."""
+    misread = [probe for probe in probes if not probe.readable_by_nerfstudio]
+    if misread:
+        example = misread[0]
+        raise InputError(
+            f"--skip-image-processing uses the images in place, but nerfstudio's loader would read {len(misread)} "
+            f"of them differently from VGGT (EXIF rotation, 16-bit/palette/CMYK pixels or an unsupported format), "
+            f"e.g. {example.path} (mode {example.mode}, EXIF orientation {example.orientation}). Run without "
+            "--skip-image-processing so they are converted."
+        )

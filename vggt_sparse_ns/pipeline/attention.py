@@ -1,0 +1,50 @@
+"""From the --attention choice and the frame count to a global-attention strategy (vggt_sparse_ns.sparse)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from torch import Tensor
+
+from vggt_sparse_ns.pipeline.config import ReconstructionConfig
+from vggt_sparse_ns.sparse import CovisibilityAttention, SparseAttentionConfig
+from vggt_sparse_ns.sparse.base import AttentionPlan, FrameLayout, GlobalAttention
+
+
+def resolve_attention(config: ReconstructionConfig, num_frames: int) -> str:
+    """The strategy name that runs: ``auto`` becomes dense up to ``dense_max_frames`` frames, covisibility above."""
+    if config.attention != "auto":
+        return config.attention
+    return "dense" if num_frames <= config.dense_max_frames else "covisibility"
+
+
+def build_attention(config: ReconstructionConfig, num_frames: int) -> GlobalAttention:
+    sparse = SparseAttentionConfig(
+        strategy=resolve_attention(config, num_frames),
+        covisibility=CovisibilityAttention(neighbors=config.neighbors),
+    )
+    return sparse.build()
+
+
+class PlanRecorder:
+    """A strategy that passes ``prepare`` through and keeps the plan, so that the frame graph the plan
+    attended over can be exported after the forward pass."""
+
+    def __init__(self, strategy: GlobalAttention) -> None:
+        self.strategy = strategy
+        self.plan: AttentionPlan | None = None
+
+    def prepare(self, layout: FrameLayout, patch_tokens: Tensor) -> AttentionPlan:
+        self.plan = self.strategy.prepare(layout, patch_tokens)
+        return self.plan
+
+    def graph_edges(self) -> np.ndarray | None:
+        """[E, 2] frame pairs (i < j) of the first scene's frame graph, reference edges included; None when the
+        plan has no frame graph (dense attention). Sparse plans expose their graphs as ``plan.graphs``."""
+        graphs: Any = getattr(self.plan, "graphs", None)
+        if not graphs:
+            return None
+        src, dst = graphs[0].with_reference_edges().edges()
+        upper = src < dst
+        return np.stack((src[upper].cpu().numpy(), dst[upper].cpu().numpy()), axis=1).astype(np.int64)

@@ -1,0 +1,50 @@
+"""Settings of one reconstruction run (no heavy imports: the CLI and plugins build it at start-up)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+DEFAULT_CHECKPOINT = "facebook/VGGT-1B"
+MIN_FRAMES = 2
+"""A dataset needs views from at least two places; VGGT alone would accept one."""
+DENSE_MAX_FRAMES = 64
+"""``--attention auto`` uses dense attention up to this many frames, covisibility above."""
+
+AttentionChoice = Literal["auto", "dense", "covisibility", "block-sparse"]
+DeviceChoice = Literal["auto", "cuda", "mps", "cpu"]
+
+
+@dataclass(frozen=True)
+class ReconstructionConfig:
+    """How VGGT turns a set of images into cameras, depth and points."""
+
+    checkpoint: str = DEFAULT_CHECKPOINT
+    """VGGT weights: a folder with config.json and model.safetensors (or model.pt), a single weights file,
+    or a Hugging Face hub id resolved through the local hub cache."""
+    device: DeviceChoice = "auto"
+    """Where the model runs; auto picks cuda, then mps, then cpu."""
+    preprocess: Literal["crop", "pad"] = "crop"
+    """How images are fitted to the model: crop (width 518, centre crop of tall images; the model's training
+    setting) or pad (long side 518, white padding to a square; keeps the whole image)."""
+    attention: AttentionChoice = "auto"
+    """Global attention across frames: dense (every frame sees every frame, memory grows with frames squared),
+    covisibility (each frame attends to its most similar frames), block-sparse (predicted token blocks), or
+    auto (dense up to dense-max-frames frames, covisibility above)."""
+    neighbors: int = 16
+    """Frames each frame attends to with covisibility attention (frame 0 is always among them)."""
+    dense_max_frames: int = DENSE_MAX_FRAMES
+    """Largest frame count for which --attention auto chooses dense attention."""
+    frames_chunk: int = 8
+    """Frames decoded together by the depth and point heads (lower saves memory)."""
+    point_head: bool = False
+    """Also run the point head (world points per pixel); needed only for a point cloud from the point map."""
+
+    def __post_init__(self) -> None:
+        if self.neighbors < 1:
+            raise ValueError(f"--neighbors must be at least 1, not {self.neighbors}.")
+        if self.frames_chunk < 1:
+            raise ValueError(f"--frames-chunk must be at least 1, not {self.frames_chunk}.")
+
+
+__all__ = ["DEFAULT_CHECKPOINT", "DENSE_MAX_FRAMES", "MIN_FRAMES", "ReconstructionConfig"]

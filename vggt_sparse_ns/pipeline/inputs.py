@@ -1,0 +1,164 @@
+"""Choosing the input images: listing a folder, probing each file, and refusing layouts that cannot work.
+
+Unreadable files are skipped with a reason (the run continues while at least two readable images
+remain), the way COLMAP skips them in ``ns-process-data images``. Probing decodes JPEGs at 1/8 scale,
+which reads the whole file (so truncation is caught) at a fraction of a full decode's cost.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from vggt_sparse_ns.pipeline.errors import InputError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
+NERFSTUDIO_MODES = ("RGB", "RGBA", "L")
+"""Pixel modes nerfstudio's image loader reads as they are (it ignores EXIF orientation and bit depth)."""
+NERFSTUDIO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+"""Extensions nerfstudio's process_data_utils.list_images (and so its downscaling) accepts."""
+GENERATED_FOLDER = re.compile(r"images_\d+|depth|depths_\d+|colmap|vggt")
+EXIF_ORIENTATION_TAG = 0x0112
+ROTATED_ORIENTATIONS = (5, 6, 7, 8)
+"""EXIF orientations that swap width and height."""
+
+
+@dataclass(frozen=True)
+class ImageProbe:
+    """What the dataset writer needs to know about one readable image file."""
+
+    path: Path
+    size: tuple[int, int]
+    """(width, height) after EXIF orientation, as VGGT sees the image."""
+    mode: str
+    orientation: int
+    """EXIF orientation tag (1 when absent)."""
+
+    @property
+    def readable_by_nerfstudio(self) -> bool:
+        """nerfstudio's loader would see the same pixels as VGGT: upright, 8-bit RGB/RGBA/gray, a known extension."""
+        return (
+            self.orientation == 1
+            and self.mode in NERFSTUDIO_MODES
+            and self.path.suffix.lower() in NERFSTUDIO_EXTENSIONS
+        )
+
+
+def is_video(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS
+
+
+def list_image_files(folder: Path, exclude: Iterable[Path] = ()) -> list[Path]:
+    """Image files under ``folder`` (recursive, sorted, hidden names skipped), outside the ``exclude`` folders."""
+    if not folder.exists():
+        raise InputError(f"--data {folder} does not exist.")
+    if not folder.is_dir():
+        raise InputError(
+            f"--data {folder} is neither a folder of images nor a video file ({', '.join(VIDEO_EXTENSIONS)})."
+        )
+    excluded = [Path(os.path.abspath(path)) for path in exclude]
+    files = []
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if any(part.startswith(".") for part in relative.parts) or path.suffix.lower() not in IMAGE_EXTENSIONS:
+            continue
+        if not path.is_file() or any(Path(os.path.abspath(path)).is_relative_to(root) for root in excluded):
+            continue
+        files.append(path)
+    if not files:
+        raise InputError(f"No images in {folder}: expected files ending in {', '.join(IMAGE_EXTENSIONS)}.")
+    return files
+
+
+def probe_image(path: Path) -> ImageProbe:
+    """Decode ``path`` (JPEGs at reduced scale) and read its size, mode and EXIF orientation."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            mode = image.mode
+            orientation = int(image.getexif().get(EXIF_ORIENTATION_TAG, 1) or 1)
+            image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
+            image.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise InputError(f"{path}: {error}") from error
+    if orientation in ROTATED_ORIENTATIONS:
+        width, height = height, width
+    return ImageProbe(path, (width, height), mode, orientation)
+
+
+def _probe_or_reason(path: Path) -> ImageProbe | str:
+    try:
+        return probe_image(path)
+    except InputError as error:
+        return str(error.__cause__ or error)
+
+
+def probe_images(paths: Sequence[Path], workers: int | None = None) -> tuple[list[ImageProbe], dict[Path, str]]:
+    """Probe every file in parallel; returns the readable ones (in order) and the unreadable ones with reasons."""
+    workers = workers or min(16, (os.cpu_count() or 1) * 2, max(1, len(paths)))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(_probe_or_reason, paths))
+    readable = [result for result in results if isinstance(result, ImageProbe)]
+    skipped = {path: result for path, result in zip(paths, results, strict=True) if isinstance(result, str)}
+    return readable, skipped
+
+
+def require_frames(readable: Sequence[ImageProbe], skipped: dict[Path, str], minimum: int, source: Path) -> None:
+    """Stop with one message when fewer than ``minimum`` readable images remain."""
+    if len(readable) >= minimum:
+        return
+    unreadable = (
+        f" ({len(skipped)} unreadable, e.g. {next(iter(skipped))}: {next(iter(skipped.values()))})" if skipped else ""
+    )
+    raise InputError(
+        f"{source} holds {len(readable)} readable image(s){unreadable}; a dataset needs at least {minimum} views "
+        "of the scene."
+    )
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return Path(os.path.abspath(path)).is_relative_to(Path(os.path.abspath(folder)))
+
+
+def check_locations(data: Path, output_dir: Path, in_place: bool, num_downscales: int) -> None:
+    """Refuse folder layouts that cannot give a clean dataset.
+
+    Copying (the default): the output folder must not lie inside the input folder (the copies in images/
+    would be read as input by the next run), and the input must not lie inside the image folders that are
+    cleared and rewritten. In place (--skip-image-processing): the images must lie inside the output folder,
+    since transforms.json names them relative to it, as nerfstudio's datasets do.
+    """
+    if in_place:
+        if not _inside(data, output_dir):
+            raise InputError(
+                f"--skip-image-processing uses the images where they are, so --data {data} must be inside "
+                f"--output-dir {output_dir} (for example --data out/images --output-dir out)."
+            )
+        return
+    if _inside(output_dir, data):
+        raise InputError(
+            f"--output-dir {output_dir} is inside --data {data}: the images copied into it would be read as input "
+            "by the next run. Choose an output folder outside the input folder (or pass --skip-image-processing "
+            "to use images already inside the output folder)."
+        )
+    rewritten = [output_dir / "images"] + [output_dir / f"images_{2**i}" for i in range(1, num_downscales + 1)]
+    for folder in rewritten:
+        if _inside(data, folder):
+            raise InputError(
+                f"--data {data} is inside {folder}, which this command clears and rewrites. Move the input "
+                "images elsewhere, or pass --skip-image-processing to use them in place."
+            )
+
+
+def generated_folders(output_dir: Path) -> list[Path]:
+    """Folders of a dataset that hold derived files, never input: downscaled images, depth maps, COLMAP, vggt/."""
+    if not output_dir.is_dir():
+        return []
+    return [path for path in output_dir.iterdir() if path.is_dir() and GENERATED_FOLDER.fullmatch(path.name)]

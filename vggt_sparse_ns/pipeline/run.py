@@ -1,0 +1,107 @@
+"""Image files -> VGGT predictions on the host: the one call the CLI and the dataparser make."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+
+from vggt_sparse_ns.images import load_images
+from vggt_sparse_ns.model import load_pretrained
+from vggt_sparse_ns.pipeline.attention import PlanRecorder, build_attention, resolve_attention
+from vggt_sparse_ns.pipeline.config import MIN_FRAMES, ReconstructionConfig
+from vggt_sparse_ns.pipeline.errors import InputError, ReconstructionOutOfMemoryError
+from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
+from vggt_sparse_ns.pipeline.stages import StageLog
+
+
+def resolve_device(choice: str) -> torch.device:
+    """auto: cuda, then mps, then cpu. An explicit choice that is not available is an error."""
+    mps_available = torch.backends.mps.is_available()
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps_available else "cpu")
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda was asked for, but PyTorch sees no CUDA GPU: use --device auto or cpu.")
+    if choice == "mps" and not mps_available:
+        raise InputError("--device mps was asked for, but MPS is not available: use --device auto or cpu.")
+    return torch.device(choice)
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, torch.OutOfMemoryError) or (
+        isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+    )
+
+
+@contextmanager
+def _out_of_memory_as_advice(frames: int, strategy: str, device: torch.device) -> Iterator[None]:
+    try:
+        yield
+    except (torch.OutOfMemoryError, RuntimeError) as error:
+        if not _is_out_of_memory(error):
+            raise
+        raise ReconstructionOutOfMemoryError.advice(frames, strategy, str(device)) from error
+
+
+def _peak_memory(device: torch.device) -> int | None:
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    if device.type == "mps":
+        return int(torch.mps.driver_allocated_memory())
+    return None
+
+
+def _to_host(tensor: torch.Tensor) -> np.ndarray:
+    return tensor[0].detach().float().cpu().numpy()
+
+
+def reconstruct(
+    image_paths: Sequence[str | os.PathLike],
+    config: ReconstructionConfig,
+    progress: StageLog | None = None,
+) -> Reconstruction:
+    """Run VGGT on the images (one scene) and return cameras, depth and colours on the host.
+
+    Stages recorded in ``progress``: "load model" (first, so that missing weights stop the run before any
+    image is decoded), "load images", "inference". Raises ImageLoadError for an
+    unreadable image, WeightsUnavailableError when the checkpoint cannot be found, and
+    ReconstructionOutOfMemoryError (naming the settings that help) when the accelerator runs out of memory.
+    """
+    if len(image_paths) < MIN_FRAMES:
+        raise InputError(f"VGGT needs at least {MIN_FRAMES} images of the scene, got {len(image_paths)}.")
+    progress = progress or StageLog()
+    device = resolve_device(config.device)
+    strategy = resolve_attention(config, len(image_paths))
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    with progress.stage("load model"), _out_of_memory_as_advice(len(image_paths), strategy, device):
+        model = load_pretrained(config.checkpoint, device=device)
+        if not config.point_head:
+            model.point_head = None
+    with progress.stage("load images"):
+        batch = load_images(image_paths, mode=config.preprocess)
+    with progress.stage("inference"), _out_of_memory_as_advice(len(image_paths), strategy, device):
+        attention = PlanRecorder(build_attention(config, len(image_paths)))
+        with torch.inference_mode():
+            predictions = model(batch.tensor.to(device), attention, frames_chunk=config.frames_chunk)
+            host = {name: _to_host(value) for name, value in predictions.items() if isinstance(value, torch.Tensor)}
+    progress.record_peak_memory(_peak_memory(device))
+
+    colors = (batch.tensor.permute(0, 2, 3, 1) * 255.0).round().clamp(0, 255).to(torch.uint8).numpy()
+    return Reconstruction(
+        image_paths=list(batch.paths),
+        transforms=list(batch.transforms),
+        T_camera_world=host["extrinsic"].astype(np.float32),
+        intrinsics=host["intrinsic"].astype(np.float32),
+        depth=host["depth"][..., 0].astype(np.float32),
+        depth_conf=host["depth_conf"].astype(np.float32),
+        colors=colors,
+        world_points=host.get("world_points"),
+        world_points_conf=host.get("world_points_conf"),
+        attention=dict(predictions["attention"]),
+        graph_edges=attention.graph_edges(),
+    )

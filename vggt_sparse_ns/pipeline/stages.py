@@ -1,0 +1,36 @@
+"""Timing the stages of a run and the accelerator's peak memory, with an optional callback per stage."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+
+class StageLog:
+    """Wall-clock seconds per named stage, in order; ``on_start(name)`` is called as each stage begins
+    (the CLI shows it as a status line)."""
+
+    def __init__(self, on_start: Callable[[str], None] | None = None) -> None:
+        self.seconds: dict[str, float] = {}
+        self.peak_memory_bytes: int | None = None
+        """Peak accelerator memory allocated during the run; None on CPU."""
+        self._on_start = on_start
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        if self._on_start is not None:
+            self._on_start(name)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+    def record_peak_memory(self, peak_bytes: int | None) -> None:
+        if peak_bytes is not None:
+            self.peak_memory_bytes = max(self.peak_memory_bytes or 0, peak_bytes)
+
+    @property
+    def total_seconds(self) -> float:
+        return sum(self.seconds.values())
