@@ -95,8 +95,10 @@ class Aggregator(nn.Module):
         taps: Mapping[str, Tap],
         frames_chunk: int = 16,
         timer: StageTimer | None = None,
+        fused_kernels: bool = True,
     ) -> AggregatorOutput:
-        """images [B, S, 3, H, W] in [0, 1]; per-frame work runs on ``frames_chunk`` frames at a time."""
+        """images [B, S, 3, H, W] in [0, 1]; per-frame work runs on ``frames_chunk`` frames at a time;
+        ``fused_kernels`` allows the fused qk-norm + RoPE kernel on CUDA."""
         stage = timer or untimed
         batch, frames, _, height, width = images.shape
         grid_h, grid_w = height // self.patch_size, width // self.patch_size
@@ -113,7 +115,7 @@ class Aggregator(nn.Module):
 
         positions = grid_positions(grid_h, grid_w, images.device) + 1
         positions = torch.cat((positions.new_zeros(self.patch_start, 2), positions))
-        rope = self.rope.table(positions, self.head_dim, torch.float32)
+        rope = self.rope.table(positions, self.head_dim, torch.float32, fused=fused_kernels)
 
         chunks = [slice(start, start + frames_chunk) for start in range(0, batch * frames, frames_chunk)]
         kept: dict[str, list[Tensor]] = {name: [] for name in taps}

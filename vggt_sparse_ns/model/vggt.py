@@ -89,6 +89,7 @@ class VGGT(nn.Module):
         kernel: Kernel = "auto",
         compute_dtype: torch.dtype | None = None,
         timer: StageTimer | None = None,
+        fused_kernels: bool = True,
     ) -> dict[str, Any]:
         """images [S, 3, H, W] or [B, S, 3, H, W] in [0, 1], H and W multiples of the patch size.
 
@@ -99,7 +100,8 @@ class VGGT(nn.Module):
         and ``attention``, the global-attention strategy's summary. ``frames_chunk`` frames go
         through the per-frame work at a time; ``kernel`` picks the SDPA backends on CUDA;
         ``compute_dtype`` overrides the aggregator's autocast dtype (torch.float32: no autocast);
-        a ``timer`` collects the time of each stage.
+        a ``timer`` collects the time of each stage; ``fused_kernels`` allows fused GPU kernels
+        (qk-norm + RoPE in one Triton kernel) where their plain-PyTorch versions would run.
         """
         stage = timer or untimed
         if images.dim() == 4:
@@ -119,7 +121,9 @@ class VGGT(nn.Module):
             torch.autocast(device_type, dtype=compute_dtype, enabled=compute_dtype != torch.float32),
             sdpa_kernel(SDPA_BACKENDS[kernel], set_priority=True),
         ):
-            aggregated = self.aggregator(images, global_attention or DenseAttention(), taps, frames_chunk, timer)
+            aggregated = self.aggregator(
+                images, global_attention or DenseAttention(), taps, frames_chunk, timer, fused_kernels
+            )
 
         kept = aggregated.kept
         predictions: dict[str, Any] = {"attention": aggregated.attention}
