@@ -25,6 +25,7 @@ from PIL import Image, ImageOps
 
 import vggt_sparse_ns.export
 import vggt_sparse_ns.nerfstudio.process_data as command_module
+import vggt_sparse_ns.viewer
 from vggt_sparse_ns.export import ExportError
 from vggt_sparse_ns.model import VGGT
 from vggt_sparse_ns.pipeline.config import ReconstructionConfig
@@ -72,14 +73,19 @@ def test_awkward_images_make_a_dataset_whose_pixels_match_what_vggt_saw(tmp_path
     assert "Global attention: dense" in output and "Points written" in output
 
 
-def test_images_already_inside_the_output_folder_are_used_in_place(tmp_path: Path, run_command) -> None:
+def test_images_already_inside_the_output_folder_are_used_in_place_then_viewed(
+    tmp_path: Path, run_command, monkeypatch
+) -> None:
     out = tmp_path / "out"
     inputs = write_scene(out / "images", count=2)
     before = [path.read_bytes() for path in inputs]
+    served = []
+    monkeypatch.setattr(vggt_sparse_ns.viewer, "serve_reconstruction", lambda *args, **kwargs: served.append(args))
 
-    status, output = run_command(out / "images", out, skip_image_processing=True)
+    status, output = run_command(out / "images", out, skip_image_processing=True, view=True)
 
     assert status == 0, output
+    assert [args[0] for args in served] == [out]
     frames = json.loads((out / "transforms.json").read_text())["frames"]
     assert sorted(frame["file_path"] for frame in frames) == ["images/view_00.png", "images/view_01.png"]
     assert [path.read_bytes() for path in inputs] == before

@@ -52,16 +52,15 @@ class ProcessVGGTSparse(BaseConverterToNerfstudioDataset):
         log = StageLog(on_start=spinner)
         try:
             result, skipped = self._process(log)
+            spinner.stop()
+            report.print_summary(self.output_dir, result, skipped, log)
+            if self.view:
+                self._serve()
         except Exception as error:
             spinner.stop()
             report.fail(error, self.verbose)
         finally:
             spinner.stop()
-        report.print_summary(
-            self.output_dir, result.num_frames, skipped, result.attention, result.graph_edges, result.export, log
-        )
-        if self.view:
-            self._serve()
 
     def _process(self, log: StageLog) -> tuple[DatasetReport, dict[Path, str]]:
         if not self.skip_image_processing and shutil.which("ffmpeg") is None:

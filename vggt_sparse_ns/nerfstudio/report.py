@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from nerfstudio.utils.rich_utils import CONSOLE
 
 from vggt_sparse_ns.pipeline.stages import StageLog
+
+if TYPE_CHECKING:
+    from vggt_sparse_ns.nerfstudio.dataset import DatasetReport
 
 STAGES_WITH_OWN_STATUS = ("write images",)
 """Stages whose nerfstudio utilities show their own spinner (rich allows one live display at a time)."""
@@ -37,6 +40,7 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from vggt_sparse_ns.hub import CheckpointMismatchError, WeightsUnavailableError
     from vggt_sparse_ns.images import ImageLoadError
     from vggt_sparse_ns.pipeline.errors import InputError, ReconstructionOutOfMemoryError
+    from vggt_sparse_ns.viewer.errors import ViewerError
 
     return (
         InputError,
@@ -45,6 +49,7 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
         CheckpointMismatchError,
         ReconstructionOutOfMemoryError,
         ExportError,
+        ViewerError,
     )
 
 
@@ -96,24 +101,17 @@ def _format_export(export: Any) -> list[str]:
     return lines
 
 
-def print_summary(
-    output_dir: Path,
-    num_frames: int,
-    skipped: dict[Path, str],
-    attention: dict[str, Any],
-    graph_edges: int | None,
-    export: Any,
-    log: StageLog,
-) -> None:
+def print_summary(output_dir: Path, result: DatasetReport, skipped: dict[Path, str], log: StageLog) -> None:
+    """nerfstudio's closing lines, then frames, attention, time per stage, peak memory and what was written."""
     CONSOLE.log("[bold green]:tada: :tada: :tada: All DONE :tada: :tada: :tada:")
-    frames = f"{num_frames} frames reconstructed into {output_dir}"
+    frames = f"{result.num_frames} frames reconstructed into {output_dir}"
     CONSOLE.log(frames + (f" ({len(skipped)} unreadable images skipped)" if skipped else ""))
-    CONSOLE.log(format_attention(attention, graph_edges))
+    CONSOLE.log(format_attention(result.attention, result.graph_edges))
     stages = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in log.seconds.items())
     CONSOLE.log(f"Time: {stages} (total {log.total_seconds:.1f} s)")
     peak = log.peak_memory_bytes
     CONSOLE.log("Peak GPU memory: " + (f"{peak / 2**30:.2f} GiB" if peak is not None else "n/a (ran on CPU)"))
-    for line in _format_export(export):
+    for line in _format_export(result.export):
         CONSOLE.log(line)
     CONSOLE.log(f"Next: [bold]ns-train vggt-splatfacto --data {output_dir}[/bold]")
 

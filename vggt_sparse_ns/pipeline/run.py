@@ -89,7 +89,11 @@ def reconstruct(
         with torch.inference_mode():
             predictions = model(batch.tensor.to(device), attention, frames_chunk=config.frames_chunk)
             host = {name: _to_host(value) for name, value in predictions.items() if isinstance(value, torch.Tensor)}
+            summary = dict(predictions["attention"])
     progress.record_peak_memory(_peak_memory(device))
+    del model, predictions
+    if device.type == "cuda":
+        torch.cuda.empty_cache()  # the dataparser runs this before training on the same GPU
 
     colors = (batch.tensor.permute(0, 2, 3, 1) * 255.0).round().clamp(0, 255).to(torch.uint8).numpy()
     return Reconstruction(
@@ -102,6 +106,6 @@ def reconstruct(
         colors=colors,
         world_points=host.get("world_points"),
         world_points_conf=host.get("world_points_conf"),
-        attention=dict(predictions["attention"]),
+        attention=summary,
         graph_edges=attention.graph_edges(),
     )
