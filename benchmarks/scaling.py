@@ -176,7 +176,9 @@ def main() -> None:
                                        "weights": args.weights, "gpu": gpu}  # fmt: skip
                 try:
                     seconds, peak, predictions = measure(
-                        lambda i=images, s=STRATEGIES[name]: model(i, s), device, warmup=not args.no_warmup
+                        lambda i=images, s=STRATEGIES[name]: model(i, s, outputs=("cameras", "depth")),
+                        device,
+                        warmup=not args.no_warmup,
                     )
                 except torch.OutOfMemoryError:
                     seconds = None

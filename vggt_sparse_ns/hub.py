@@ -44,14 +44,24 @@ def _from_directory(directory: Path, weight_names: Sequence[str]) -> CheckpointF
     )
 
 
-def _from_hub(repo_id: str, weight_names: Sequence[str], how_to_get: str) -> CheckpointFiles:
+def _download(repo_id: str, name: str) -> Path:
+    """A file of a hub repo: from the local cache if it is there (no network), else downloaded."""
     from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(hf_hub_download(repo_id, name, local_files_only=True))
+    except LocalEntryNotFoundError:
+        return Path(hf_hub_download(repo_id, name))
+
+
+def _from_hub(repo_id: str, weight_names: Sequence[str], how_to_get: str) -> CheckpointFiles:
     from huggingface_hub.errors import EntryNotFoundError, GatedRepoError, RepositoryNotFoundError
 
     failure = None
     for name in weight_names:
         try:
-            weights = Path(hf_hub_download(repo_id, name))
+            weights = _download(repo_id, name)
         except EntryNotFoundError:
             continue
         except GatedRepoError:
@@ -64,7 +74,7 @@ def _from_hub(repo_id: str, weight_names: Sequence[str], how_to_get: str) -> Che
             failure = failure or f"{type(error).__name__}: {error}".splitlines()[0]
             continue
         try:
-            config = Path(hf_hub_download(repo_id, "config.json"))
+            config = _download(repo_id, "config.json")
         except Exception:
             config = None
         return CheckpointFiles(weights, config)

@@ -19,12 +19,21 @@ def resolve_attention(config: ReconstructionConfig, num_frames: int) -> str:
     return "dense" if num_frames <= config.dense_max_frames else "covisibility"
 
 
-def build_attention(config: ReconstructionConfig, num_frames: int) -> GlobalAttention:
+def build_attention(
+    config: ReconstructionConfig, num_frames: int, descriptors: Tensor | None = None
+) -> GlobalAttention:
+    """The strategy for ``num_frames`` frames; ``descriptors`` [S, D] (e.g. MegaLoc's) replace the pooled
+    patch tokens wherever a frame graph is built."""
     sparse = SparseAttentionConfig(
         strategy=resolve_attention(config, num_frames),
         covisibility=CovisibilityAttention(neighbors=config.neighbors),
     )
-    return sparse.build()
+    return sparse.build(descriptors)
+
+
+def uses_descriptors(config: ReconstructionConfig, num_frames: int) -> bool:
+    """Whether the chosen strategy builds a frame graph from per-frame descriptors."""
+    return resolve_attention(config, num_frames) != "dense"
 
 
 class PlanRecorder:

@@ -33,6 +33,12 @@ class ReconstructionConfig:
     auto (dense up to dense-max-frames frames, covisibility above)."""
     neighbors: int = 16
     """Frames each frame attends to with covisibility attention (frame 0 is always among them)."""
+    descriptors: Literal["vggt", "megaloc"] = "vggt"
+    """What judges which frames see the same place, for covisibility and block-sparse attention: vggt (the
+    model's own pooled patch tokens; free) or megaloc (the MegaLoc place-recognition network, one extra ViT-B
+    pass per frame at 322 px; stronger on unordered photo collections and repeated structures)."""
+    megaloc_checkpoint: str = "gberton/MegaLoc"
+    """MegaLoc weights for --descriptors megaloc: a folder or file holding model.safetensors, or a hub id."""
     dense_max_frames: int = DENSE_MAX_FRAMES
     """Largest frame count for which --attention auto chooses dense attention."""
     frames_chunk: int = 8

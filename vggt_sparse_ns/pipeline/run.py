@@ -11,11 +11,12 @@ import torch
 
 from vggt_sparse_ns.images import load_images
 from vggt_sparse_ns.model import load_pretrained
-from vggt_sparse_ns.pipeline.attention import PlanRecorder, build_attention, resolve_attention
+from vggt_sparse_ns.pipeline.attention import PlanRecorder, build_attention, resolve_attention, uses_descriptors
 from vggt_sparse_ns.pipeline.config import MIN_FRAMES, ReconstructionConfig
 from vggt_sparse_ns.pipeline.errors import InputError, ReconstructionOutOfMemoryError
 from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
 from vggt_sparse_ns.pipeline.stages import StageLog
+from vggt_sparse_ns.sparse.megaloc import load_megaloc, megaloc_descriptors
 
 
 def resolve_device(choice: str) -> torch.device:
@@ -78,20 +79,28 @@ def reconstruct(
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
+    megaloc = None
     with progress.stage("load model"), _out_of_memory_as_advice(len(image_paths), strategy, device):
         model = load_pretrained(config.checkpoint, device=device)
-        if not config.point_head:
-            model.point_head = None
+        if config.descriptors == "megaloc" and uses_descriptors(config, len(image_paths)):
+            megaloc = load_megaloc(config.megaloc_checkpoint, device=device)
     with progress.stage("load images"):
         batch = load_images(image_paths, mode=config.preprocess)
+    images = batch.tensor.to(device)
+    descriptors = None
+    if megaloc is not None:
+        with progress.stage("megaloc descriptors"), _out_of_memory_as_advice(len(image_paths), strategy, device):
+            descriptors = megaloc_descriptors(megaloc, images)
+        del megaloc
+    outputs = ["cameras", "depth", "points"] if config.point_head else ["cameras", "depth"]
     with progress.stage("inference"), _out_of_memory_as_advice(len(image_paths), strategy, device):
-        attention = PlanRecorder(build_attention(config, len(image_paths)))
+        attention = PlanRecorder(build_attention(config, len(image_paths), descriptors))
         with torch.inference_mode():
-            predictions = model(batch.tensor.to(device), attention, frames_chunk=config.frames_chunk)
+            predictions = model(images, attention, outputs=outputs, frames_chunk=config.frames_chunk)
             host = {name: _to_host(value) for name, value in predictions.items() if isinstance(value, torch.Tensor)}
             summary = dict(predictions["attention"])
     progress.record_peak_memory(_peak_memory(device))
-    del model, predictions
+    del model, predictions, images
     if device.type == "cuda":
         torch.cuda.empty_cache()  # the dataparser runs this before training on the same GPU
 

@@ -52,10 +52,8 @@ def flex_block_mask(grid: BlockGrid, counts: Tensor, indices: Tensor) -> BlockMa
 
 def flex_block_attention(q: Tensor, k: Tensor, v: Tensor, grid: BlockGrid, counts: Tensor, indices: Tensor) -> Tensor:
     """Compiled FlexAttention over the kept blocks (the CUDA path)."""
-    kernel_options = None
-    if grid.query_block % 128 or grid.key_block % 64:
-        # The default kernel tiles (128 x 64) must divide the blocks.
-        kernel_options = {"BLOCK_M": math.gcd(grid.query_block, 128), "BLOCK_N": math.gcd(grid.key_block, 64)}
+    # The kernel's tiles must divide the blocks; its defaults differ per GPU (128 x 128 on Hopper).
+    kernel_options = {"BLOCK_M": math.gcd(grid.query_block, 128), "BLOCK_N": math.gcd(grid.key_block, 64)}
     block_mask = flex_block_mask(grid, counts, indices)
     return _compiled_flex_attention()(q, k, v, block_mask=block_mask, kernel_options=kernel_options)
 
