@@ -52,6 +52,8 @@ def main() -> None:
     parser.add_argument("--neighbors", type=int, default=16)
     parser.add_argument("--frames-chunk", type=int, default=16)
     parser.add_argument("--outputs", nargs="+", default=["cameras", "depth"])
+    parser.add_argument("--no-warmup", action="store_true", help="time the first call (for the largest scenes)")
+    parser.add_argument("--offload", action="store_true", help="keep large intermediates and the images on the host")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     config = VGGTConfig()
@@ -64,13 +66,19 @@ def main() -> None:
     strategy = attention.build()
     rows = []
     for frames in args.frames:
-        images = smooth_images(frames, height, width)
+        images = smooth_images(frames, height, width, device="cpu" if args.offload else "cuda")
+        if args.offload:
+            images = images.pin_memory()
         timer = StageTimer("cuda")
 
         def run(timer: StageTimer | None = None, images: torch.Tensor = images):
-            return model(images, strategy, outputs=args.outputs, frames_chunk=args.frames_chunk, timer=timer)
+            return model(
+                images, strategy, outputs=args.outputs, frames_chunk=args.frames_chunk, timer=timer,
+                offload=args.offload,
+            )  # fmt: skip
 
-        run()  # warm-up
+        if not args.no_warmup:
+            run()
         seconds, peak, predictions = time_cuda(lambda t=timer: run(t), repeats=1, warmup=0)
         stages = {name: round(value, 3) for name, value in timer.seconds().items()}
         summary = predictions["attention"]
@@ -80,7 +88,7 @@ def main() -> None:
         row = {
             "strategy": f"{args.strategy}" + (f"-k{args.neighbors}" if args.strategy == "covisibility" else ""),
             "frames": frames, "height": height, "width": width, "outputs": args.outputs,
-            "seconds": round(seconds, 3), "peak_gib": round(peak, 2), "stages_s": stages,
+            "offload": args.offload, "seconds": round(seconds, 3), "peak_gib": round(peak, 2), "stages_s": stages,
             "aggregator_tflop": round(flops / 1e12, 1),
             "aggregator_mfu": round(flops / aggregator_seconds / PEAK_BF16_FLOPS, 3),
             "graph": summary.get("graphs", [None])[0], "gpu": torch.cuda.get_device_name(),

@@ -79,3 +79,15 @@ def test_only_the_requested_heads_run(vggt_tiny, vggt_tiny_expected):
 def test_model_rejects_sizes_that_are_not_patch_multiples(vggt_tiny):
     with pytest.raises(ValueError, match="multiple of the patch size"):
         vggt_tiny(torch.rand(2, 3, 100, 140))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="offload moves data between a CUDA device and the host")
+def test_offload_and_host_images_do_not_change_results(vggt_tiny_dir, vggt_tiny_expected):
+    from vggt_sparse_ns.model import load_pretrained
+
+    model = load_pretrained(vggt_tiny_dir, device="cuda")
+    images = torch.from_numpy(vggt_tiny_expected["input_images"])
+    on_device = model(images.cuda(), frames_chunk=2)
+    offloaded = model(images, frames_chunk=2, offload=True)
+    for key in PREDICTION_KEYS:
+        torch.testing.assert_close(offloaded[key], on_device[key], rtol=0, atol=0)

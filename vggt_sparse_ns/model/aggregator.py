@@ -96,14 +96,19 @@ class Aggregator(nn.Module):
         frames_chunk: int = 16,
         timer: StageTimer | None = None,
         fused_kernels: bool = True,
+        offload: bool = False,
     ) -> AggregatorOutput:
-        """images [B, S, 3, H, W] in [0, 1]; per-frame work runs on ``frames_chunk`` frames at a time;
-        ``fused_kernels`` allows the fused qk-norm + RoPE kernel on CUDA."""
+        """images [B, S, 3, H, W] in [0, 1], on the model's device or on the host (then moved a chunk at a
+        time); per-frame work runs on ``frames_chunk`` frames at a time; ``fused_kernels`` allows the fused
+        qk-norm + RoPE kernel on CUDA; ``offload`` keeps the frame-block output the taps need in host memory
+        while the global block runs (for the largest scenes)."""
         stage = timer or untimed
+        device = self.camera_token.device
         batch, frames, _, height, width = images.shape
         grid_h, grid_w = height // self.patch_size, width // self.patch_size
         with stage("patch_embed"):
-            patch_tokens = torch.cat([self.embed_patches(c) for c in images.flatten(0, 1).split(frames_chunk)])
+            chunks_in = images.flatten(0, 1).split(frames_chunk)
+            patch_tokens = torch.cat([self.embed_patches(c.to(device, non_blocking=True)) for c in chunks_in])
             patch_tokens = patch_tokens.unflatten(0, (batch, frames))
         layout = FrameLayout(batch, frames, self.patch_start + patch_tokens.shape[2], self.patch_start)
         with stage("attention_plan"):
@@ -113,18 +118,19 @@ class Aggregator(nn.Module):
         tokens_per_frame, dim = x.shape[2], x.shape[3]
         x = x.reshape(batch * frames, tokens_per_frame, dim)
 
-        positions = grid_positions(grid_h, grid_w, images.device) + 1
+        positions = grid_positions(grid_h, grid_w, device) + 1
         positions = torch.cat((positions.new_zeros(self.patch_start, 2), positions))
         rope = self.rope.table(positions, self.head_dim, torch.float32, fused=fused_kernels)
 
         chunks = [slice(start, start + frames_chunk) for start in range(0, batch * frames, frames_chunk)]
         kept: dict[str, list[Tensor]] = {name: [] for name in taps}
+        frame_out_store = _FrameOutputStore(offload and x.is_cuda)
         for index, (frame_block, global_block) in enumerate(zip(self.frame_blocks, self.global_blocks, strict=True)):
             with stage("frame_blocks"):
                 for chunk in chunks:
                     x[chunk] = frame_block(x[chunk], rope)
             round_taps = {name: tap for name, tap in taps.items() if tap.layer == index}
-            frame_out = x.clone() if round_taps else None
+            frame_out = frame_out_store.save(x) if round_taps else None
             with stage("global_blocks"):
                 x = global_block(
                     x.view(batch, frames * tokens_per_frame, dim),
@@ -135,7 +141,7 @@ class Aggregator(nn.Module):
             if frame_out is not None:
                 with stage("head_taps"):
                     for chunk in chunks:
-                        tokens = torch.cat((frame_out[chunk], x[chunk]), dim=-1)
+                        tokens = torch.cat((frame_out[chunk].to(device, non_blocking=True), x[chunk]), dim=-1)
                         for name, tap in round_taps.items():
                             kept[name].append(tap.read(tokens))
                 del frame_out
@@ -143,3 +149,20 @@ class Aggregator(nn.Module):
             {name: torch.cat(parts).unflatten(0, (batch, frames)) for name, parts in kept.items()},
             plan.summary(),
         )
+
+
+class _FrameOutputStore:
+    """Where a round's frame-block output waits while the global block updates x in place: a clone on
+    the device, or (offload) one pinned host buffer reused by every tapped round."""
+
+    def __init__(self, offload: bool) -> None:
+        self.offload = offload
+        self.host: Tensor | None = None
+
+    def save(self, x: Tensor) -> Tensor:
+        if not self.offload:
+            return x.clone()
+        if self.host is None:
+            self.host = torch.empty(x.shape, dtype=x.dtype, pin_memory=True)
+        self.host.copy_(x, non_blocking=True)
+        return self.host

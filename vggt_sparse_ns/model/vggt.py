@@ -90,6 +90,7 @@ class VGGT(nn.Module):
         compute_dtype: torch.dtype | None = None,
         timer: StageTimer | None = None,
         fused_kernels: bool = True,
+        offload: bool = False,
     ) -> dict[str, Any]:
         """images [S, 3, H, W] or [B, S, 3, H, W] in [0, 1], H and W multiples of the patch size.
 
@@ -101,7 +102,8 @@ class VGGT(nn.Module):
         through the per-frame work at a time; ``kernel`` picks the SDPA backends on CUDA;
         ``compute_dtype`` overrides the aggregator's autocast dtype (torch.float32: no autocast);
         a ``timer`` collects the time of each stage; ``fused_kernels`` allows fused GPU kernels
-        (qk-norm + RoPE in one Triton kernel) where their plain-PyTorch versions would run.
+        (qk-norm + RoPE in one Triton kernel) where their plain-PyTorch versions would run; ``offload``
+        keeps large intermediates in host memory (images may then stay on the host too).
         """
         stage = timer or untimed
         if images.dim() == 4:
@@ -115,14 +117,14 @@ class VGGT(nn.Module):
         heads = self._heads(outputs)
         taps = self._taps(heads, (height // patch, width // patch))
 
-        device_type = images.device.type
+        device_type = self.aggregator.camera_token.device.type
         compute_dtype = compute_dtype or autocast_dtype(device_type)
         with (
             torch.autocast(device_type, dtype=compute_dtype, enabled=compute_dtype != torch.float32),
             sdpa_kernel(SDPA_BACKENDS[kernel], set_priority=True),
         ):
             aggregated = self.aggregator(
-                images, global_attention or DenseAttention(), taps, frames_chunk, timer, fused_kernels
+                images, global_attention or DenseAttention(), taps, frames_chunk, timer, fused_kernels, offload
             )
 
         kept = aggregated.kept
