@@ -1,0 +1,53 @@
+"""The viewer reads what the project's own exporter writes (the real `ns-process-data vggt-sparse` files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from vggt_sparse_ns.export import ExportConfig, export_dataset
+from vggt_sparse_ns.images import ImageTransform
+from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
+from vggt_sparse_ns.viewer import load_scene
+
+FRAMES = 4
+TRANSFORM = ImageTransform((84, 56), (42, 28), (0, 0), (0, 0), (42, 28))
+
+
+def test_exported_dataset_loads_with_its_cameras_points_graph_and_summary(tmp_path: Path):
+    names = [f"images/frame_{index + 1:05d}.png" for index in range(FRAMES)]
+    (tmp_path / "images").mkdir()
+    for index, name in enumerate(names):
+        Image.new("RGB", TRANSFORM.original_size, (60 * index, 100, 200)).save(tmp_path / name)
+    T_camera_world = np.tile(np.eye(3, 4, dtype=np.float32), (FRAMES, 1, 1))
+    T_camera_world[:, 0, 3] = -np.arange(FRAMES)  # cameras one unit apart along world x
+    reconstruction = Reconstruction(
+        image_paths=[Path(name) for name in names],
+        transforms=[TRANSFORM] * FRAMES,
+        T_camera_world=T_camera_world,
+        intrinsics=np.tile(np.array([[40.0, 0, 21], [0, 40, 14], [0, 0, 1]], np.float32), (FRAMES, 1, 1)),
+        depth=np.full((FRAMES, 28, 42), 2.0, np.float32),
+        depth_conf=np.linspace(1.0, 5.0, FRAMES * 28 * 42, dtype=np.float32).reshape(FRAMES, 28, 42),
+        colors=np.full((FRAMES, 28, 42, 3), 128, np.uint8),
+        attention={"strategy": "covisibility"},
+        graph_edges=np.array([[0, 1], [1, 2], [2, 3]]),
+    )
+    exported = export_dataset(reconstruction, tmp_path, names, ExportConfig(max_points=500), run_summary={"frames": 4})
+
+    scene = load_scene(tmp_path)
+    assert len(scene.T_world_camera) == FRAMES
+    assert len(scene.points) == exported.num_points and scene.confidences is not None
+    assert scene.edges.tolist() == [[0, 1], [1, 2], [2, 3]]
+    assert scene.summary["frames"] == 4 and scene.summary["attention"] == {"strategy": "covisibility"}
+    np.testing.assert_allclose(np.linalg.norm(np.diff(scene.camera_centres, axis=0), axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(scene.vertical_fov, 2 * np.arctan(28 / 80), rtol=1e-5)  # 40 px focal at half size
+    assert all(thumbnail is not None and thumbnail.shape == (56, 84, 3) for thumbnail in scene.thumbnails)
+    # Every point was 2 units in front of some camera: the loaded points and poses share one world frame.
+    depth_along_view = np.einsum(
+        "snk,sk->sn",
+        scene.points[None, :, :] - scene.camera_centres[:, None, :],
+        scene.T_world_camera[:, :3, 2],
+    )
+    assert np.all(np.min(np.abs(depth_along_view - 2.0), axis=0) < 1e-3)

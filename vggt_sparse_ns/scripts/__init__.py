@@ -1,0 +1,1 @@
+"""Command-line entry points (kept light: each command imports its machinery only when it runs)."""
