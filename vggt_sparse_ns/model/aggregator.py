@@ -123,14 +123,14 @@ class Aggregator(nn.Module):
         rope = self.rope.table(positions, self.head_dim, torch.float32, fused=fused_kernels)
 
         chunks = [slice(start, start + frames_chunk) for start in range(0, batch * frames, frames_chunk)]
-        kept: dict[str, list[Tensor]] = {name: [] for name in taps}
-        frame_out_store = _FrameOutputStore(offload and x.is_cuda)
+        store = _Store(device, offload and x.is_cuda)
+        kept: dict[str, Tensor] = {}
         for index, (frame_block, global_block) in enumerate(zip(self.frame_blocks, self.global_blocks, strict=True)):
             with stage("frame_blocks"):
                 for chunk in chunks:
                     x[chunk] = frame_block(x[chunk], rope)
             round_taps = {name: tap for name, tap in taps.items() if tap.layer == index}
-            frame_out = frame_out_store.save(x) if round_taps else None
+            frame_out = store.save_frame_output(x) if round_taps else None
             with stage("global_blocks"):
                 x = global_block(
                     x.view(batch, frames * tokens_per_frame, dim),
@@ -143,26 +143,36 @@ class Aggregator(nn.Module):
                     for chunk in chunks:
                         tokens = torch.cat((frame_out[chunk].to(device, non_blocking=True), x[chunk]), dim=-1)
                         for name, tap in round_taps.items():
-                            kept[name].append(tap.read(tokens))
+                            value = tap.read(tokens)
+                            if name not in kept:
+                                kept[name] = store.empty((batch * frames, *value.shape[1:]), value.dtype)
+                            kept[name][chunk].copy_(value, non_blocking=True)
                 del frame_out
         return AggregatorOutput(
-            {name: torch.cat(parts).unflatten(0, (batch, frames)) for name, parts in kept.items()},
+            {name: value.unflatten(0, (batch, frames)) for name, value in kept.items()},
             plan.summary(),
         )
 
 
-class _FrameOutputStore:
-    """Where a round's frame-block output waits while the global block updates x in place: a clone on
-    the device, or (offload) one pinned host buffer reused by every tapped round."""
+class _Store:
+    """Where the taps' outputs are kept, and where a round's frame-block output waits while the global
+    block updates x in place: on the device, or (offload) in pinned host memory, the frame output in
+    one host buffer reused by every tapped round."""
 
-    def __init__(self, offload: bool) -> None:
+    def __init__(self, device: torch.device, offload: bool) -> None:
+        self.device = device
         self.offload = offload
-        self.host: Tensor | None = None
+        self.frame_output: Tensor | None = None
 
-    def save(self, x: Tensor) -> Tensor:
+    def empty(self, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+        if self.offload:
+            return torch.empty(shape, dtype=dtype, pin_memory=True)
+        return torch.empty(shape, dtype=dtype, device=self.device)
+
+    def save_frame_output(self, x: Tensor) -> Tensor:
         if not self.offload:
             return x.clone()
-        if self.host is None:
-            self.host = torch.empty(x.shape, dtype=x.dtype, pin_memory=True)
-        self.host.copy_(x, non_blocking=True)
-        return self.host
+        if self.frame_output is None:
+            self.frame_output = self.empty(tuple(x.shape), x.dtype)
+        self.frame_output.copy_(x, non_blocking=True)
+        return self.frame_output

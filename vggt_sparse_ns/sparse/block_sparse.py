@@ -36,16 +36,21 @@ def _compiled_flex_attention() -> Callable[..., Tensor]:
 
 
 def flex_block_mask(grid: BlockGrid, counts: Tensor, indices: Tensor) -> BlockMask:
-    """The kept blocks as FlexAttention full blocks (computed whole, no mask function). Only
-    compiled FlexAttention reads block tables; uncompiled, it would attend densely."""
-    no_partial_blocks = torch.zeros((), dtype=torch.int32, device=counts.device)
+    """The kept blocks as FlexAttention blocks. They are marked partial, with a mask function that
+    drops keys past the sequence end: the last block row and column are cut short whenever the
+    length is not a multiple of the block sizes, and the kernel reads full blocks unchecked.
+    Only compiled FlexAttention reads block tables; uncompiled, it would attend densely."""
+    length = grid.length
+
+    def inside_sequence(batch: Tensor, head: Tensor, q_index: Tensor, kv_index: Tensor) -> Tensor:
+        return kv_index < length
+
     return BlockMask.from_kv_blocks(
-        no_partial_blocks.expand(counts.shape),
-        no_partial_blocks.expand(indices.shape),
         counts,
         indices,
         BLOCK_SIZE=(grid.query_block, grid.key_block),
-        seq_lengths=(grid.length, grid.length),
+        mask_mod=inside_sequence,
+        seq_lengths=(length, length),
         compute_q_blocks=False,
     )
 
