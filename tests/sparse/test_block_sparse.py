@@ -19,9 +19,11 @@ TOLERANCE = 1e-5
 LAYOUT = FrameLayout(1, FRAMES, TOKENS, SPECIAL)
 
 
-def random_heads(seed: int = 0, device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def random_heads(
+    seed: int = 0, device: str = "cpu", head_dim: int = HEAD_DIM
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
-    shape = (1, HEADS, FRAMES * TOKENS, HEAD_DIM)
+    shape = (1, HEADS, FRAMES * TOKENS, head_dim)
     return tuple(torch.randn(shape, generator=generator).to(device) for _ in range(3))
 
 
@@ -144,8 +146,9 @@ def test_flex_block_mask_holds_exactly_the_kept_blocks():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the CUDA path; compiling it for CPU takes 20-45 s")
 @pytest.mark.parametrize(("query_block", "key_block"), [(QUERY_BLOCK, KEY_BLOCK), (128, 64)])
 def test_compiled_flex_kernel_equals_the_explicit_mask_reference(query_block, key_block):
-    """The FlexAttention path as it runs on CUDA (compiled; the compile itself takes a while)."""
-    q, k, v = random_heads(device="cuda")
+    """The FlexAttention path as it runs on CUDA (compiled; the compile itself takes a while), at the
+    model's head dimension (compiled FlexAttention needs at least 16)."""
+    q, k, v = random_heads(device="cuda", head_dim=64)
     device_grid = BlockGrid.for_layout(LAYOUT, query_block, key_block, torch.device("cuda"))
     reordered = [x.index_select(2, device_grid.order) for x in (q, k, v)]
     counts, indices = select_blocks(reordered[0], reordered[1], device_grid, None, 0.5, None)

@@ -155,9 +155,9 @@ class Aggregator(nn.Module):
 
 
 class _Store:
-    """Where the taps' outputs are kept, and where a round's frame-block output waits while the global
-    block updates x in place: on the device, or (offload) in pinned host memory, the frame output in
-    one host buffer reused by every tapped round."""
+    """Where the taps' outputs are kept (preallocated on the device, filled chunk by chunk) and where
+    a round's frame-block output waits while the global block updates x in place: a clone on the
+    device, or (offload) one pinned host buffer reused by every tapped round."""
 
     def __init__(self, device: torch.device, offload: bool) -> None:
         self.device = device
@@ -165,14 +165,12 @@ class _Store:
         self.frame_output: Tensor | None = None
 
     def empty(self, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
-        if self.offload:
-            return torch.empty(shape, dtype=dtype, pin_memory=True)
         return torch.empty(shape, dtype=dtype, device=self.device)
 
     def save_frame_output(self, x: Tensor) -> Tensor:
         if not self.offload:
             return x.clone()
         if self.frame_output is None:
-            self.frame_output = self.empty(tuple(x.shape), x.dtype)
+            self.frame_output = torch.empty(tuple(x.shape), dtype=x.dtype, pin_memory=True)
         self.frame_output.copy_(x, non_blocking=True)
         return self.frame_output

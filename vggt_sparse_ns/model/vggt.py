@@ -131,7 +131,7 @@ class VGGT(nn.Module):
         predictions: dict[str, Any] = {"attention": aggregated.attention}
         if "cameras" in heads:
             with stage("camera_head"):
-                pose_enc = heads["cameras"](kept["cameras"].to(self.aggregator.camera_token.device))
+                pose_enc = heads["cameras"](kept["cameras"])
                 extrinsic, intrinsic = pose_encoding_to_cameras(pose_enc, (height, width))
             predictions.update(pose_enc=pose_enc, extrinsic=extrinsic, intrinsic=intrinsic)
         for name, value_key in (("depth", "depth"), ("points", "world_points")):
