@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from synthetic_reconstruction import write_ply
 
-from vggt_sparse_ns.viewer import ReconstructionFolderError, ViewerConfig, load_scene
-from vggt_sparse_ns.viewer.ply import read_ply_vertices
+from vggt_sparse_ns.export.ply import read_ply
+from vggt_sparse_ns.viewer import ViewerConfig, load_scene
+from vggt_sparse_ns.viewer.errors import ReconstructionFolderError
 from vggt_sparse_ns.viewer.scene import frustum_scale
 
 TARGET = np.array([0.0, 0.0, 0.8])  # where every synthetic camera looks
@@ -39,7 +40,7 @@ def test_intrinsics_give_vertical_fov_and_aspect(make_output):
 
 def test_points_colours_and_confidences_come_from_the_ply(synthetic_output: Path):
     scene = load_scene(synthetic_output)
-    vertices = read_ply_vertices(synthetic_output / "sparse_pc.ply")
+    vertices = read_ply(synthetic_output / "sparse_pc.ply")
     assert scene.total_points == len(scene.points) == 5_000
     np.testing.assert_array_equal(scene.points[:, 2], vertices["z"])
     np.testing.assert_array_equal(scene.colours[:, 0], vertices["red"])

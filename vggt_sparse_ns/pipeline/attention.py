@@ -32,8 +32,9 @@ def build_attention(
 
 
 def uses_descriptors(config: ReconstructionConfig, num_frames: int) -> bool:
-    """Whether the chosen strategy builds a frame graph from per-frame descriptors."""
-    return resolve_attention(config, num_frames) != "dense"
+    """Whether the chosen strategy builds a frame graph from per-frame descriptors (covisibility does;
+    block-sparse picks its blocks from the attention itself)."""
+    return resolve_attention(config, num_frames) == "covisibility"
 
 
 class PlanRecorder:

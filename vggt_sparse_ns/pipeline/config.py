@@ -34,7 +34,7 @@ class ReconstructionConfig:
     neighbors: int = 16
     """Frames each frame attends to with covisibility attention (frame 0 is always among them)."""
     descriptors: Literal["vggt", "megaloc"] = "vggt"
-    """What judges which frames see the same place, for covisibility and block-sparse attention: vggt (the
+    """What judges which frames see the same place, for covisibility attention: vggt (the
     model's own pooled patch tokens; free) or megaloc (the MegaLoc place-recognition network, one extra ViT-B
     pass per frame at 322 px; stronger on unordered photo collections and repeated structures)."""
     megaloc_checkpoint: str = "gberton/MegaLoc"

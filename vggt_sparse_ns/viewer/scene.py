@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from vggt_sparse_ns.export.ply import PlyReadError, read_ply
 from vggt_sparse_ns.viewer.config import ViewerConfig
 from vggt_sparse_ns.viewer.errors import ReconstructionFolderError
-from vggt_sparse_ns.viewer.ply import read_ply_vertices
 
 OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
 DOWNSCALE_FOLDERS = ("images_8", "images_4", "images_2")
@@ -134,7 +134,10 @@ def _read_points(
     ply_name = transforms.get("ply_file_path")
     if not ply_name:
         raise ReconstructionFolderError(f"{root / 'transforms.json'} has no 'ply_file_path': no point cloud to show")
-    vertices = read_ply_vertices(root / ply_name)
+    try:
+        vertices = read_ply(root / ply_name)
+    except PlyReadError as error:
+        raise ReconstructionFolderError(f"{error} (transforms.json names it in 'ply_file_path')") from None
     if not {"x", "y", "z"} <= vertices.keys():
         raise ReconstructionFolderError(f"point cloud {root / ply_name} lacks x, y, z vertex properties")
     points = np.stack([vertices[axis] for axis in "xyz"], axis=1).astype(np.float32)

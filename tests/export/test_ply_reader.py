@@ -6,10 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from synthetic_reconstruction import write_ply
 
-from vggt_sparse_ns.viewer.errors import ReconstructionFolderError
-from vggt_sparse_ns.viewer.ply import read_ply_vertices
+from vggt_sparse_ns.export.ply import PlyReadError, read_ply, write_ply
 
 POINTS = np.array([[0.0, 1.0, 2.0], [-1.5, 0.25, 3.0], [1e3, -2.0, 0.5]], dtype=np.float32)
 COLOURS = np.array([[255, 0, 10], [1, 2, 3], [128, 64, 32]], dtype=np.uint8)
@@ -18,7 +16,7 @@ COLOURS = np.array([[255, 0, 10], [1, 2, 3], [128, 64, 32]], dtype=np.uint8)
 def test_binary_little_endian_with_confidence_reads_every_property(tmp_path: Path):
     path = tmp_path / "points.ply"
     write_ply(path, POINTS, COLOURS, np.array([1.0, 2.5, 9.0], dtype=np.float32))
-    vertices = read_ply_vertices(path)
+    vertices = read_ply(path)
     assert list(vertices) == ["x", "y", "z", "red", "green", "blue", "confidence"]
     np.testing.assert_array_equal(np.stack([vertices["x"], vertices["y"], vertices["z"]], axis=1), POINTS)
     np.testing.assert_array_equal(vertices["green"], COLOURS[:, 1])
@@ -36,7 +34,7 @@ def test_big_endian_doubles_and_ascii_read_the_same_values(tmp_path: Path):
     ascii_body = "0.5 -1.0 2.0 10 20 30\n3.0 4.0 5.0 40 50 60\n"
     (tmp_path / "text.ply").write_text(header.format(fmt="ascii") + ascii_body)
     for name in ("big.ply", "text.ply"):
-        vertices = read_ply_vertices(tmp_path / name)
+        vertices = read_ply(tmp_path / name)
         np.testing.assert_array_equal(vertices["x"], [0.5, 3.0])
         np.testing.assert_array_equal(vertices["blue"], [30, 60])
         assert vertices["blue"].dtype == np.uint8
@@ -64,10 +62,10 @@ def test_big_endian_doubles_and_ascii_read_the_same_values(tmp_path: Path):
 def test_malformed_files_raise_one_clear_error(tmp_path: Path, content: bytes, message: str):
     path = tmp_path / "bad.ply"
     path.write_bytes(content)
-    with pytest.raises(ReconstructionFolderError, match=message):
-        read_ply_vertices(path)
+    with pytest.raises(PlyReadError, match=message):
+        read_ply(path)
 
 
 def test_missing_file_names_the_path(tmp_path: Path):
-    with pytest.raises(ReconstructionFolderError, match="point cloud not found: .*missing.ply"):
-        read_ply_vertices(tmp_path / "missing.ply")
+    with pytest.raises(PlyReadError, match="point cloud not found: .*missing.ply"):
+        read_ply(tmp_path / "missing.ply")
