@@ -44,24 +44,27 @@ def _from_directory(directory: Path, weight_names: Sequence[str]) -> CheckpointF
     )
 
 
-def _download(repo_id: str, name: str) -> Path:
-    """A file of a hub repo: from the local cache if it is there (no network), else downloaded."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
+def _cached(repo_id: str, name: str) -> Path | None:
+    """The file from the local Hugging Face cache, without touching the network; None if absent."""
+    from huggingface_hub import try_to_load_from_cache
 
-    try:
-        return Path(hf_hub_download(repo_id, name, local_files_only=True))
-    except LocalEntryNotFoundError:
-        return Path(hf_hub_download(repo_id, name))
+    path = try_to_load_from_cache(repo_id, name)
+    return Path(path) if isinstance(path, str) else None
 
 
 def _from_hub(repo_id: str, weight_names: Sequence[str], how_to_get: str) -> CheckpointFiles:
+    """Cached files first (every candidate name, no network), then a download."""
+    from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, GatedRepoError, RepositoryNotFoundError
 
+    for name in weight_names:
+        weights = _cached(repo_id, name)
+        if weights is not None:
+            return CheckpointFiles(weights, _cached(repo_id, "config.json"))
     failure = None
     for name in weight_names:
         try:
-            weights = _download(repo_id, name)
+            weights = Path(hf_hub_download(repo_id, name))
         except EntryNotFoundError:
             continue
         except GatedRepoError:
@@ -74,7 +77,7 @@ def _from_hub(repo_id: str, weight_names: Sequence[str], how_to_get: str) -> Che
             failure = failure or f"{type(error).__name__}: {error}".splitlines()[0]
             continue
         try:
-            config = _download(repo_id, "config.json")
+            config = Path(hf_hub_download(repo_id, "config.json"))
         except Exception:
             config = None
         return CheckpointFiles(weights, config)

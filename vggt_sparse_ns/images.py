@@ -3,7 +3,8 @@
 ``load_images`` reproduces the original preprocessing (RGBA composited on white, PIL
 bicubic resize, centre crop or white padding) and records, per image, the map from model
 pixels to the original file's pixels, so that intrinsics can be expressed at full
-resolution. Pixel coordinates are continuous: pixel (i, j) covers [i, i+1) x [j, j+1).
+resolution. Pixel coordinates are continuous (x, y): the pixel in row i, column j covers
+[j, j+1) x [i, i+1) (docs/conventions.md).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
 PreprocessMode = Literal["crop", "pad"]
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 class ImageLoadError(ValueError):
@@ -91,7 +91,10 @@ def open_rgb(path: str | os.PathLike) -> Image.Image:
         raise ImageLoadError(f"Cannot read image {path}: {error}") from error
     if image.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N", "F"):
         values = np.asarray(image, dtype=np.float64)
-        peak = 1.0 if image.mode == "F" and values.max() <= 1.0 else (65535.0 if values.max() > 255 else 255.0)
+        if image.mode.startswith("I;16"):
+            peak = 65535.0
+        else:  # 32-bit integer or float images carry no range: infer it from the values
+            peak = 1.0 if image.mode == "F" and values.max() <= 1.0 else (65535.0 if values.max() > 255 else 255.0)
         image = Image.fromarray(np.clip(values / peak * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")

@@ -29,7 +29,6 @@ def test_config_from_fixture_dict_ignores_unknown_keys(vggt_tiny_config):
     config = VGGTConfig.from_dict(vggt_tiny_config)
     assert config.embed_dim == 64
     assert config.dpt_intermediate_layer_idx == (1, 2, 4, 5)
-    assert config.stored_layers == (1, 2, 4, 5)
 
 
 def test_config_accepts_the_hub_constructor_arguments():

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from sparse_reference import masked_attention
 
-from vggt_sparse_ns.sparse import FrameLayout, LayerSelection, frame_attention
+from vggt_sparse_ns.sparse import CovisibilityAttention, FrameGraph, FrameLayout, LayerSelection, frame_attention
 
 FRAMES, TOKENS, SPECIAL = 4, 10, 2
 LAYOUT = FrameLayout(2, FRAMES, TOKENS, SPECIAL)
@@ -20,6 +20,7 @@ class RecordingStrategy:
 
     def __init__(self) -> None:
         self.layers: list[int] = []
+        self.graphs: list = []
 
     def prepare(self, layout: FrameLayout, patch_tokens: torch.Tensor) -> RecordingStrategy:
         return self
@@ -64,3 +65,12 @@ def test_a_layer_cannot_be_both_frame_only_and_dense():
 def test_negative_layer_indices_are_rejected():
     with pytest.raises(ValueError, match="from 0"):
         LayerSelection(RecordingStrategy(), frame_layers=(-1,))
+
+
+def test_the_wrapped_plan_reports_the_inner_plans_frame_graphs():
+    graph = FrameGraph.from_neighbor_lists([[1], [0, 2], [1]], 3)
+    layout = FrameLayout(batch=1, frames=3, tokens_per_frame=7, special_tokens=5)
+    plan = LayerSelection(CovisibilityAttention(graph=graph), frame_layers=(0,)).prepare(
+        layout, torch.zeros(1, 3, 2, 4)
+    )
+    assert len(plan.graphs) == 1 and torch.equal(plan.graphs[0].indices, graph.indices)

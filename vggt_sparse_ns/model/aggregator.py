@@ -93,6 +93,7 @@ class Aggregator(nn.Module):
         images: Tensor,
         global_attention: GlobalAttention,
         taps: Mapping[str, Tap],
+        *,
         frames_chunk: int = 16,
         timer: StageTimer | None = None,
         fused_kernels: bool = True,

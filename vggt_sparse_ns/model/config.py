@@ -51,11 +51,6 @@ class VGGTConfig:
                 kwargs[key] = tuple(value) if isinstance(value, list) else value
         return cls(**kwargs)
 
-    @property
-    def stored_layers(self) -> tuple[int, ...]:
-        """Aggregator rounds the heads read: the DPT layers and the last."""
-        return tuple(sorted({*self.dpt_intermediate_layer_idx, self.depth - 1}))
-
 
 def coerce_config(config: VGGTConfig | Mapping[str, Any] | None) -> VGGTConfig:
     """Accept a VGGTConfig, a config.json mapping, or None (VGGT-1B)."""

@@ -124,7 +124,13 @@ class VGGT(nn.Module):
             sdpa_kernel(SDPA_BACKENDS[kernel], set_priority=True),
         ):
             aggregated = self.aggregator(
-                images, global_attention or DenseAttention(), taps, frames_chunk, timer, fused_kernels, offload
+                images,
+                global_attention or DenseAttention(),
+                taps,
+                frames_chunk=frames_chunk,
+                timer=timer,
+                fused_kernels=fused_kernels,
+                offload=offload,
             )
 
         kept = aggregated.kept

@@ -9,9 +9,12 @@ holds any per-scene state (a frame graph, block masks) and is called as
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from vggt_sparse_ns.sparse.graph import FrameGraph
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,9 @@ class FrameLayout:
 
 class AttentionPlan(Protocol):
     """Per-scene attention, called by each global block with q, k, v [B, heads, S*T, head_dim]."""
+
+    graphs: list[FrameGraph]
+    """The frame graph of each scene the plan restricts attention to; empty when it restricts none."""
 
     def __call__(self, q: Tensor, k: Tensor, v: Tensor, layer: int) -> Tensor: ...
 

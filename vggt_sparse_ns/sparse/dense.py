@@ -12,6 +12,9 @@ from vggt_sparse_ns.sparse.base import FrameLayout
 
 
 class _DensePlan:
+    def __init__(self) -> None:
+        self.graphs: list = []
+
     def __call__(self, q: Tensor, k: Tensor, v: Tensor, layer: int) -> Tensor:
         return sdpa_attend(q, k, v)
 

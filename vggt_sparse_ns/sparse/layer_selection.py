@@ -32,6 +32,7 @@ class _LayerSelectionPlan:
         self.selection = selection
         self.layout = layout
         self.inner = inner
+        self.graphs = inner.graphs
 
     def __call__(self, q: Tensor, k: Tensor, v: Tensor, layer: int) -> Tensor:
         if layer in self.selection.frame_layers:
