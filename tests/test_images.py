@@ -120,3 +120,9 @@ def test_no_paths_and_unknown_mode_are_rejected(tmp_path):
     Image.new("RGB", (32, 32)).save(tmp_path / "a.png")
     with pytest.raises(ValueError, match="crop"):
         load_images([tmp_path / "a.png"], mode="stretch")  # type: ignore[arg-type]
+
+
+def test_a_dark_16_bit_image_stays_dark(tmp_path):
+    path = tmp_path / "dark16.png"
+    Image.fromarray(np.full((8, 8), 200, dtype=np.uint16)).save(path)  # 200 / 65535: nearly black
+    assert int(np.asarray(open_rgb(path)).max()) <= 1

@@ -1,5 +1,8 @@
 """Loading images the way VGGT was trained on them, and remembering how to go back.
 
+torch is imported where tensors are made, so that ImageTransform (used by the exporters and the
+nerfstudio entry points) costs no torch import.
+
 ``load_images`` reproduces the original preprocessing (RGBA composited on white, PIL
 bicubic resize, centre crop or white padding) and records, per image, the map from model
 pixels to the original file's pixels, so that intrinsics can be expressed at full
@@ -14,12 +17,13 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
-from torch import Tensor
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 PreprocessMode = Literal["crop", "pad"]
 
@@ -113,6 +117,8 @@ def _resized_size(width: int, height: int, mode: PreprocessMode, target: int, pa
 
 
 def _preprocess(path: Path, mode: PreprocessMode, target: int, patch: int) -> tuple[Tensor, ImageTransform]:
+    import torch
+
     image = open_rgb(path)
     original = image.size
     resized = _resized_size(*original, mode, target, patch)
@@ -129,6 +135,8 @@ def _preprocess(path: Path, mode: PreprocessMode, target: int, patch: int) -> tu
 
 def _pad_white(tensor: Tensor, height: int, width: int) -> tuple[Tensor, tuple[int, int]]:
     """Centre the image on a white canvas of the given size; returns it and the (left, top) padding."""
+    import torch
+
     pad_h, pad_w = height - tensor.shape[1], width - tensor.shape[2]
     top, left = pad_h // 2, pad_w // 2
     if pad_h or pad_w:
@@ -149,6 +157,8 @@ def load_images(
     cropped to ``target_size`` if taller. pad: long side ``target_size``, white padding to a
     square. Images that end up with different sizes are padded (white, centred) to the largest.
     """
+    import torch
+
     if mode not in ("crop", "pad"):
         raise ValueError(f"preprocess mode must be 'crop' or 'pad', not {mode!r}")
     paths = [Path(p) for p in paths]
