@@ -1,18 +1,30 @@
-"""Browser viewer for `ns-process-data vggt-sparse` outputs: points, textured camera frustums, covisibility graph."""
+"""Browser viewer for `ns-process-data vggt-sparse` outputs: points, textured camera frustums, covisibility graph.
 
-from vggt_sparse_ns.viewer.config import ViewerConfig
-from vggt_sparse_ns.viewer.errors import PortInUseError, ReconstructionFolderError, ViewerError
-from vggt_sparse_ns.viewer.scene import SceneData, load_scene
-from vggt_sparse_ns.viewer.server import ViewerHandle, serve_reconstruction, start_viewer
+Names are imported on first use so that `vggt-sparse-ns --help` and the nerfstudio plugins do not load
+viser, PIL and torch.
+"""
 
-__all__ = [
-    "PortInUseError",
-    "ReconstructionFolderError",
-    "SceneData",
-    "ViewerConfig",
-    "ViewerError",
-    "ViewerHandle",
-    "load_scene",
-    "serve_reconstruction",
-    "start_viewer",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "PortInUseError": "vggt_sparse_ns.viewer.errors",
+    "ReconstructionFolderError": "vggt_sparse_ns.viewer.errors",
+    "SceneData": "vggt_sparse_ns.viewer.scene",
+    "ViewerConfig": "vggt_sparse_ns.viewer.config",
+    "ViewerError": "vggt_sparse_ns.viewer.errors",
+    "ViewerHandle": "vggt_sparse_ns.viewer.server",
+    "load_scene": "vggt_sparse_ns.viewer.scene",
+    "serve_reconstruction": "vggt_sparse_ns.viewer.server",
+    "start_viewer": "vggt_sparse_ns.viewer.server",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
