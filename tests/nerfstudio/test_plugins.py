@@ -6,10 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from image_files import write_rgb, write_scene
+from PIL import Image
 
 import vggt_sparse_ns.pipeline.run as run_module
+from vggt_sparse_ns.export.config import ExportConfig
 from vggt_sparse_ns.nerfstudio.dataparser import VGGTSparseDataParserConfig
 from vggt_sparse_ns.pipeline.config import ReconstructionConfig
 
@@ -41,24 +44,33 @@ def test_entry_point_modules_do_not_import_the_model() -> None:
     assert result.stdout.strip() == "[]"
 
 
+def test_the_default_cache_is_a_sibling_of_the_input_also_for_relative_paths(tmp_path: Path, monkeypatch) -> None:
+    garden = tmp_path.resolve() / "garden"
+    (garden / "sub").mkdir(parents=True)
+    monkeypatch.chdir(garden)
+    for relative in (Path("."), Path("sub/..")):
+        assert VGGTSparseDataParserConfig(data=relative).dataset_dir == garden.with_name("garden-vggt-sparse")
+
+
 @pytest.fixture
 def tiny_dataparser(vggt_tiny_dir: Path):
-    def make(data: Path) -> VGGTSparseDataParserConfig:
+    def make(data: Path, **fields) -> VGGTSparseDataParserConfig:
         reconstruction = ReconstructionConfig(checkpoint=str(vggt_tiny_dir), device="cpu")
         return VGGTSparseDataParserConfig(
-            data=data, reconstruction=reconstruction, num_downscales=1, eval_mode="all", downscale_factor=1
+            data=data, reconstruction=reconstruction, num_downscales=1, eval_mode="all", downscale_factor=1, **fields
         )
 
     return make
 
 
-def count_reconstructions(monkeypatch) -> list[int]:
-    calls: list[int] = []
+def count_reconstructions(monkeypatch) -> list:
+    """The reconstructions run from now on (the dataset layer's calls)."""
+    calls: list = []
     reconstruct = run_module.reconstruct
 
     def counted(*args, **kwargs):
-        calls.append(1)
-        return reconstruct(*args, **kwargs)
+        calls.append(reconstruct(*args, **kwargs))
+        return calls[-1]
 
     monkeypatch.setattr(run_module, "reconstruct", counted)
     return calls
@@ -87,3 +99,21 @@ def test_the_dataparser_caches_one_reconstruction_beside_a_plain_folder_and_read
 
     assert len(tiny_dataparser(cache).setup().get_dataparser_outputs("train").image_filenames) == 3
     assert len(calls) == 2, "a processed dataset (a folder with transforms.json) is read as it is"
+
+
+@pytest.mark.slow
+def test_the_dataparser_reads_the_cached_depth_maps_in_the_units_they_were_written_in(
+    tmp_path: Path, tiny_dataparser, monkeypatch
+) -> None:
+    data = tmp_path / "garden"
+    write_scene(data, count=2)
+    calls = count_reconstructions(monkeypatch)
+    config = tiny_dataparser(data, export=ExportConfig(depth=True, depth_format="png"))
+
+    for _ in range(2):  # built, then reused from the cache
+        outputs = config.setup().get_dataparser_outputs("train")
+        unit = outputs.metadata["depth_unit_scale_factor"]
+        read = np.asarray(Image.open(outputs.metadata["depth_filenames"][0]), dtype=np.float64) * unit
+        depth = calls[0].depth
+        assert depth.min() * 0.999 <= read[read > 0].max() <= depth.max() * 1.001, "nerfstudio reads VGGT's depths"
+    assert len(calls) == 1

@@ -19,6 +19,7 @@ from nerfstudio.data.dataparsers.base_dataparser import DataParser, DataparserOu
 from nerfstudio.data.dataparsers.nerfstudio_dataparser import Nerfstudio, NerfstudioDataParserConfig
 
 from vggt_sparse_ns.export.config import ExportConfig
+from vggt_sparse_ns.export.run_info import RUN_DIR, SUMMARY_FILE
 from vggt_sparse_ns.pipeline.config import MIN_FRAMES, ReconstructionConfig
 
 CACHE_SUFFIX = "-vggt-sparse"
@@ -44,9 +45,12 @@ class VGGTSparseDataParserConfig(NerfstudioDataParserConfig):
     @property
     def dataset_dir(self) -> Path:
         """The folder nerfstudio-data reads: ``data`` itself when it is a dataset, else the cache."""
-        if (self.data / "transforms.json").is_file():
+        from vggt_sparse_ns.export.nerfstudio import TRANSFORMS_FILE
+
+        if (self.data / TRANSFORMS_FILE).is_file():
             return self.data
-        return self.cache_dir or self.data.with_name(self.data.name + CACHE_SUFFIX)
+        data = self.data.resolve()  # a relative path such as "." or "sub/.." has no usable name
+        return self.cache_dir or data.with_name(data.name + CACHE_SUFFIX)
 
 
 def _cache_key(config: VGGTSparseDataParserConfig, images: list[Path]) -> dict[str, Any]:
@@ -61,17 +65,26 @@ def _cache_key(config: VGGTSparseDataParserConfig, images: list[Path]) -> dict[s
     return json.loads(json.dumps({"files": files, "settings": settings}, default=str))
 
 
-def _read_key(key_file: Path) -> Any:
+def _read_json(path: Path) -> Any:
     try:
-        return json.loads(key_file.read_text())
+        return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+
+
+def cached_depth_unit(dataset_dir: Path) -> float | None:
+    """World units per stored depth value of the cache's depth maps, as its export recorded in
+    vggt/summary.json; None when it has no depth maps."""
+    summary = _read_json(dataset_dir / RUN_DIR / SUMMARY_FILE)
+    export = summary.get("export") if isinstance(summary, dict) else None
+    return export.get("depth_unit_scale_factor") if isinstance(export, dict) else None
 
 
 def ensure_dataset(config: VGGTSparseDataParserConfig) -> Path:
     """The dataset folder for ``config.data``, reconstructing it first when the cache is missing or stale."""
     from nerfstudio.utils.rich_utils import CONSOLE
 
+    from vggt_sparse_ns.export.nerfstudio import TRANSFORMS_FILE
     from vggt_sparse_ns.nerfstudio.dataset import build_dataset, probe_image_folder
     from vggt_sparse_ns.nerfstudio.report import StageSpinner
     from vggt_sparse_ns.pipeline.inputs import list_image_files
@@ -82,7 +95,7 @@ def ensure_dataset(config: VGGTSparseDataParserConfig) -> Path:
         return dataset_dir
     key = _cache_key(config, list_image_files(config.data))
     key_file = dataset_dir / CACHE_KEY_FILE
-    if (dataset_dir / "transforms.json").is_file() and _read_key(key_file) == key:
+    if (dataset_dir / TRANSFORMS_FILE).is_file() and _read_json(key_file) == key:
         CONSOLE.log(f"Using the VGGT reconstruction cached in {dataset_dir}")
         return dataset_dir
     CONSOLE.log(f"[bold yellow]Reconstructing {config.data} with VGGT into {dataset_dir}")
@@ -94,8 +107,7 @@ def ensure_dataset(config: VGGTSparseDataParserConfig) -> Path:
         num_downscales=config.num_downscales,
         min_frames=MIN_FRAMES,
     )
-    spinner = StageSpinner()
-    try:
+    with StageSpinner() as spinner:
         build_dataset(
             [group],
             dataset_dir,
@@ -105,14 +117,13 @@ def ensure_dataset(config: VGGTSparseDataParserConfig) -> Path:
             num_downscales=config.num_downscales,
             log=StageLog(on_start=spinner),
         )
-    finally:
-        spinner.stop()
     key_file.write_text(json.dumps(key))
     return dataset_dir
 
 
 class VGGTSparseDataParser(DataParser):
-    """Reconstructs (or reuses) the dataset, then hands it to nerfstudio-data's parser."""
+    """Reconstructs (or reuses) the dataset, then hands it to nerfstudio-data's parser; the cache's depth maps
+    are read in the units its export wrote them in."""
 
     config: VGGTSparseDataParserConfig
 
@@ -122,7 +133,12 @@ class VGGTSparseDataParser(DataParser):
 
     def _generate_dataparser_outputs(self, split: str = "train", **kwargs: Any) -> DataparserOutputs:
         if self._nerfstudio is None:
-            self._nerfstudio = Nerfstudio(dataclasses.replace(self.config, data=ensure_dataset(self.config)))
+            dataset_dir = ensure_dataset(self.config)
+            settings: dict[str, Any] = {"data": dataset_dir}
+            depth_unit = cached_depth_unit(dataset_dir) if dataset_dir != self.config.data else None
+            if depth_unit is not None:
+                settings["depth_unit_scale_factor"] = depth_unit
+            self._nerfstudio = Nerfstudio(dataclasses.replace(self.config, **settings))
         return self._nerfstudio._generate_dataparser_outputs(split, **kwargs)
 
 

@@ -30,8 +30,6 @@ from vggt_sparse_ns.pipeline.stages import StageLog
 if TYPE_CHECKING:
     from vggt_sparse_ns.export import ExportSummary
 
-TRANSFORMS = "transforms.json"
-
 
 @dataclass
 class DatasetReport:
@@ -45,7 +43,9 @@ class DatasetReport:
 
 def discard_stale_dataset(output_dir: Path) -> None:
     """Remove a previous run's transforms.json before its images are replaced."""
-    (output_dir / TRANSFORMS).unlink(missing_ok=True)
+    from vggt_sparse_ns.export.nerfstudio import TRANSFORMS_FILE
+
+    (output_dir / TRANSFORMS_FILE).unlink(missing_ok=True)
 
 
 def probe_image_folder(

@@ -48,19 +48,15 @@ class ProcessVGGTSparse(BaseConverterToNerfstudioDataset):
         """Create nothing yet: the inputs are checked before any folder is made."""
 
     def main(self) -> None:
-        spinner = report.StageSpinner()
-        log = StageLog(on_start=spinner)
         try:
-            result, skipped = self._process(log)
-            spinner.stop()
+            with report.StageSpinner() as spinner:
+                log = StageLog(on_start=spinner)
+                result, skipped = self._process(log)
             report.print_summary(self.output_dir, result, skipped, log)
             if self.view:
                 self._serve()
         except Exception as error:
-            spinner.stop()
             report.fail(error, self.verbose)
-        finally:
-            spinner.stop()
 
     def _process(self, log: StageLog) -> tuple[DatasetReport, dict[Path, str]]:
         if not self.skip_image_processing and shutil.which("ffmpeg") is None:

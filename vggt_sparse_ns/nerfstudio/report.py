@@ -34,6 +34,12 @@ class StageSpinner:
             self._status.stop()
             self._status = None
 
+    def __enter__(self) -> StageSpinner:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
     from vggt_sparse_ns.export.config import ExportError
