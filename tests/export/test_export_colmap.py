@@ -57,13 +57,13 @@ def _write(folder: Path, scene: dict) -> Path:
         folder,
         scene["T_camera_world"],
         scene["intrinsics"],
-        scene["sizes"],
-        scene["names"],
-        scene["shared"],
-        scene["xyz"],
-        scene["rgb"],
-        scene["frame"],
-        scene["pixel"],
+        sizes=scene["sizes"],
+        image_names=scene["names"],
+        shared_intrinsic=scene["shared"],
+        xyz=scene["xyz"],
+        rgb=scene["rgb"],
+        frame=scene["frame"],
+        pixel=scene["pixel"],
     )
 
 

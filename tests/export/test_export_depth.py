@@ -9,6 +9,7 @@ import pytest
 
 from vggt_sparse_ns.export.config import ExportConfig
 from vggt_sparse_ns.export.depth import resample_depth, write_depth_maps
+from vggt_sparse_ns.export.points import confident_pixels
 from vggt_sparse_ns.images import ImageTransform
 from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
 
@@ -93,8 +94,9 @@ def test_nerfstudio_reads_written_depth_as_world_depth_with_the_returned_unit(
     confidence = np.full_like(depth, 5.0)
     confidence[30, :] = 1.0
     reconstruction = _reconstruction(PADDED, depth, confidence)
-    config = ExportConfig(confidence_percentile=0.0, min_confidence=2.0, depth_format=depth_format)
-    maps = write_depth_maps(reconstruction, tmp_path, ["frame_00001"], config, num_downscales=2)
+    config = ExportConfig(confidence_percentile=0.0, min_confidence=2.0)
+    confident = confident_pixels(reconstruction, "depth", config)
+    maps = write_depth_maps(reconstruction, tmp_path, ["frame_00001"], confident, depth_format, num_downscales=2)
     assert maps.file_paths == [f"depth/frame_00001.{depth_format}"]
     expected = resample_depth(depth, confidence >= 2.0, PADDED, PADDED.original_size)
     read = get_depth_image_from_path(tmp_path / maps.file_paths[0], 300, 400, scale_factor=maps.unit)[..., 0].numpy()

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from vggt_sparse_ns.export.config import ExportConfig, ExportError
-from vggt_sparse_ns.export.points import build_point_cloud, confidence_threshold, voxel_downsample
+from vggt_sparse_ns.export.points import (
+    PointCloud,
+    build_point_cloud,
+    confidence_threshold,
+    confident_pixels,
+    voxel_downsample,
+)
 from vggt_sparse_ns.images import ImageTransform
 from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
 
@@ -38,6 +44,12 @@ def _plane_reconstruction(frames: int = 2, seed: int = 0) -> Reconstruction:
     )
 
 
+def _cloud(reconstruction: Reconstruction, config: ExportConfig) -> PointCloud:
+    return build_point_cloud(
+        reconstruction, confident_pixels(reconstruction, config.point_source, config), config.max_points
+    )
+
+
 def test_threshold_is_the_percentile_over_image_pixels_but_never_below_the_minimum() -> None:
     confidence = np.zeros((1, HEIGHT, WIDTH), np.float32)
     confidence[0, 2:-2] = np.arange(24 * WIDTH).reshape(24, WIDTH)
@@ -51,7 +63,7 @@ def test_points_come_from_image_pixels_above_the_threshold_and_lie_on_the_predic
     reconstruction = _plane_reconstruction()
     reconstruction.depth_conf[:, 2:-2] = 2.0
     reconstruction.depth_conf[0, 10, 5] = 1.0
-    cloud = build_point_cloud(reconstruction, ExportConfig(confidence_percentile=0.0, min_confidence=1.5))
+    cloud = _cloud(reconstruction, ExportConfig(confidence_percentile=0.0, min_confidence=1.5))
     assert len(cloud) == 2 * 24 * WIDTH - 1
     np.testing.assert_allclose(cloud.xyz[:, 2], 2.0, atol=1e-6)
     rows, cols = (cloud.pixel[:, 1] - 0.5).astype(int), (cloud.pixel[:, 0] - 0.5).astype(int)
@@ -66,16 +78,16 @@ def test_points_come_from_image_pixels_above_the_threshold_and_lie_on_the_predic
 def test_point_source_points_takes_the_point_map_and_needs_it() -> None:
     reconstruction = _plane_reconstruction(frames=1)
     with pytest.raises(ExportError, match="world points"):
-        build_point_cloud(reconstruction, ExportConfig(point_source="points"))
+        _cloud(reconstruction, ExportConfig(point_source="points"))
     reconstruction.world_points = np.full((1, HEIGHT, WIDTH, 3), 3.0, np.float32)
     reconstruction.world_points_conf = np.full((1, HEIGHT, WIDTH), 2.0, np.float32)
-    cloud = build_point_cloud(reconstruction, ExportConfig(point_source="points", confidence_percentile=0.0))
+    cloud = _cloud(reconstruction, ExportConfig(point_source="points", confidence_percentile=0.0))
     np.testing.assert_array_equal(cloud.xyz, 3.0)
 
 
 def test_no_confident_pixel_is_an_error_naming_the_flag() -> None:
     with pytest.raises(ExportError, match="confidence"):
-        build_point_cloud(_plane_reconstruction(), ExportConfig(confidence_percentile=0.0, min_confidence=10.0))
+        _cloud(_plane_reconstruction(), ExportConfig(confidence_percentile=0.0, min_confidence=10.0))
 
 
 def test_non_finite_or_non_positive_depth_is_never_exported() -> None:
@@ -83,7 +95,7 @@ def test_non_finite_or_non_positive_depth_is_never_exported() -> None:
     reconstruction.depth[0, 5, :10] = np.nan
     reconstruction.depth[0, 6, :10] = -1.0
     reconstruction.depth_conf[0, 7, :10] = np.inf
-    cloud = build_point_cloud(reconstruction, ExportConfig(confidence_percentile=0.0))
+    cloud = _cloud(reconstruction, ExportConfig(confidence_percentile=0.0))
     assert np.isfinite(cloud.xyz).all() and len(cloud) == 24 * WIDTH - 20
 
 

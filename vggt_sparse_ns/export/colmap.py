@@ -59,6 +59,7 @@ def write_colmap(
     sparse_dir: Path,
     T_camera_world: np.ndarray,
     intrinsics: np.ndarray,
+    *,
     sizes: Sequence[tuple[int, int]],
     image_names: Sequence[str],
     shared_intrinsic: np.ndarray | None,

@@ -17,8 +17,9 @@ from vggt_sparse_ns.export.depth import DEPTH_DIR, write_depth_maps
 from vggt_sparse_ns.export.geometry import common_intrinsic, full_resolution_intrinsics, to_nerfstudio_world
 from vggt_sparse_ns.export.nerfstudio import TRANSFORMS_FILE, transforms_dict, write_transforms
 from vggt_sparse_ns.export.ply import write_ply
-from vggt_sparse_ns.export.points import PointCloud, build_point_cloud
+from vggt_sparse_ns.export.points import PointCloud, build_point_cloud, confident_pixels
 from vggt_sparse_ns.export.run_info import write_graph, write_run_summary
+from vggt_sparse_ns.images import ImageTransform
 from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
 
 PLY_FILE = "sparse_pc.ply"
@@ -75,9 +76,11 @@ def export_dataset(
     started = time.perf_counter()
     output_dir = Path(output_dir)
     _check_inputs(reconstruction, output_dir, image_names, config)
+    # transforms.json is written last, so a failed export never leaves one next to partial outputs.
     (output_dir / TRANSFORMS_FILE).unlink(missing_ok=True)
 
-    points = build_point_cloud(reconstruction, config)
+    point_pixels = confident_pixels(reconstruction, config.point_source, config)
+    points = build_point_cloud(reconstruction, point_pixels, config.max_points)
     ply_path = write_ply(output_dir / PLY_FILE, to_nerfstudio_world(points.xyz), points.rgb, points.confidence)
     intrinsics = full_resolution_intrinsics(reconstruction.intrinsics, reconstruction.transforms)
     sizes = [t.original_size for t in reconstruction.transforms]
@@ -86,7 +89,12 @@ def export_dataset(
     depth_maps = None
     if config.depth:
         stems = [PurePosixPath(name).stem for name in image_names]
-        depth_maps = write_depth_maps(reconstruction, output_dir, stems, config, num_downscales)
+        depth_pixels = (
+            point_pixels if point_pixels.source == "depth" else confident_pixels(reconstruction, "depth", config)
+        )
+        depth_maps = write_depth_maps(
+            reconstruction, output_dir, stems, depth_pixels, config.depth_format, num_downscales
+        )
     colmap_dir = None
     if config.colmap:
         colmap_dir = output_dir / COLMAP_DIR
@@ -94,13 +102,13 @@ def export_dataset(
             colmap_dir,
             reconstruction.T_camera_world,
             intrinsics,
-            sizes,
-            [PurePosixPath(name).name for name in image_names],
-            shared,
-            points.xyz,
-            points.rgb,
-            points.frame,
-            _full_resolution_pixels(reconstruction, points),
+            sizes=sizes,
+            image_names=[PurePosixPath(name).name for name in image_names],
+            shared_intrinsic=shared,
+            xyz=points.xyz,
+            rgb=points.rgb,
+            frame=points.frame,
+            pixel=_full_resolution_pixels(reconstruction.transforms, points),
         )
     write_graph(output_dir, reconstruction.num_frames, reconstruction.graph_edges)
 
@@ -134,11 +142,15 @@ def export_dataset(
     return summary
 
 
-def _full_resolution_pixels(reconstruction: Reconstruction, points: PointCloud) -> np.ndarray:
+def _full_resolution_pixels(transforms: Sequence[ImageTransform], points: PointCloud) -> np.ndarray:
     """Source pixels of the points, from model pixels to the pixels of the full-resolution images."""
-    scales = np.array([t.scale for t in reconstruction.transforms])[points.frame]
-    offsets = np.array([t.offset for t in reconstruction.transforms])[points.frame]
-    return (points.pixel.astype(np.float64) - offsets) / scales
+    order = np.argsort(points.frame, kind="stable")
+    bounds = np.searchsorted(points.frame[order], np.arange(len(transforms) + 1))
+    pixels = np.empty((len(points), 2))
+    for index, transform in enumerate(transforms):
+        members = order[bounds[index] : bounds[index + 1]]
+        pixels[members] = transform.model_to_original(points.pixel[members])
+    return pixels
 
 
 def _check_inputs(
@@ -166,11 +178,13 @@ def _check_inputs(
         t.model_size != (width, height) for t in reconstruction.transforms
     ):
         raise ExportError(f"reconstruction.transforms must hold {frames} transforms for {width}x{height} model pixels")
-    if config.point_source == "points":
-        if reconstruction.world_points is None or reconstruction.world_points_conf is None:
-            raise ExportError("point_source 'points' needs the point head's world points; use point_source 'depth'")
-        if reconstruction.world_points.shape != (frames, height, width, 3):
-            raise ExportError(f"reconstruction.world_points has shape {reconstruction.world_points.shape}")
+    world_points = reconstruction.world_points
+    if (
+        config.point_source == "points"
+        and world_points is not None
+        and world_points.shape != (frames, height, width, 3)
+    ):
+        raise ExportError(f"reconstruction.world_points has shape {world_points.shape}")
     if len(image_names) != frames:
         raise ExportError(f"{len(image_names)} image names for {frames} frames")
     if len(set(image_names)) != frames:

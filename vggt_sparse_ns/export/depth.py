@@ -24,8 +24,8 @@ import numpy as np
 from PIL import Image
 
 from vggt_sparse_ns.export.atomic import atomic_path
-from vggt_sparse_ns.export.config import DepthFormat, ExportConfig, ExportError
-from vggt_sparse_ns.export.points import confidence_threshold, keep_mask
+from vggt_sparse_ns.export.config import DepthFormat, ExportError
+from vggt_sparse_ns.export.points import ConfidentPixels
 from vggt_sparse_ns.images import ImageTransform
 from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
 
@@ -48,7 +48,6 @@ class DepthMaps:
     """Per frame, relative to the output folder (depth/<name>)."""
     unit: float
     """World units per stored value: pass it as the dataparser's --depth-unit-scale-factor."""
-    confidence_threshold: float
 
 
 def _model_coordinates(count: int, original: int, scale: float, offset: float) -> np.ndarray:
@@ -124,16 +123,17 @@ def write_depth_maps(
     reconstruction: Reconstruction,
     output_dir: Path,
     file_stems: Sequence[str],
-    config: ExportConfig,
+    confident: ConfidentPixels,
+    depth_format: DepthFormat,
     num_downscales: int = 0,
 ) -> DepthMaps:
     """Write depth/<stem>.<png|npy> at each image's full resolution and depths_N/ for N = 2, 4, ...
-    up to 2**num_downscales (the sizes of nerfstudio's images_N), confidence-filtered like the points."""
-    threshold = confidence_threshold(
-        reconstruction.depth_conf, reconstruction.transforms, config.confidence_percentile, config.min_confidence
-    )
-    masks = [keep_mask(reconstruction, i, "depth", threshold) for i in range(reconstruction.num_frames)]
-    if config.depth_format == "npy":
+    up to 2**num_downscales (the sizes of nerfstudio's images_N), keeping the ``confident`` pixels
+    (filtered by the depth head's confidence, like the points from depth)."""
+    if confident.source != "depth":
+        raise ValueError(f"depth maps are filtered by the depth confidence, not by {confident.source!r}")
+    masks = confident.masks
+    if depth_format == "npy":
         unit = NPY_UNIT
     else:
         deepest = max(
@@ -142,7 +142,7 @@ def write_depth_maps(
         if deepest <= 0:
             raise ExportError("No depth passed the confidence filter; lower --confidence-percentile.")
         unit = deepest / PNG_MAX
-    suffix = ".npy" if config.depth_format == "npy" else ".png"
+    suffix = ".npy" if depth_format == "npy" else ".png"
     names = [f"{stem}{suffix}" for stem in file_stems]
     if len(set(names)) != len(names):
         raise ExportError("Depth file names collide: image names must have distinct stems.")
@@ -154,8 +154,8 @@ def write_depth_maps(
             size = (transform.original_size[0] // factor, transform.original_size[1] // factor)
             depth = resample_depth(reconstruction.depth[index], masks[index], transform, size)
             folder = DEPTH_DIR if factor == 1 else f"{DOWNSCALED_DEPTH_PREFIX}{factor}"
-            _save(output_dir / folder / names[index], _encode(depth, unit, config.depth_format))
+            _save(output_dir / folder / names[index], _encode(depth, unit, depth_format))
 
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         list(pool.map(write_frame, range(reconstruction.num_frames)))
-    return DepthMaps([f"{DEPTH_DIR}/{name}" for name in names], unit, threshold)
+    return DepthMaps([f"{DEPTH_DIR}/{name}" for name in names], unit)

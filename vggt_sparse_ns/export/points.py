@@ -100,42 +100,58 @@ def keep_mask(reconstruction: Reconstruction, index: int, source: PointSource, t
     return confident & finite & valid_box_mask(reconstruction.transforms[index], height, width)
 
 
-def build_point_cloud(reconstruction: Reconstruction, config: ExportConfig) -> PointCloud:
-    """Confident pixels of every frame as world points, downsampled to at most ``config.max_points``."""
-    source = config.point_source
+@dataclass(frozen=True)
+class ConfidentPixels:
+    """The model pixels that pass the confidence filter for one source of confidence, computed once
+    and shared by the point cloud and the depth maps."""
+
+    source: PointSource
+    threshold: float
+    masks: np.ndarray
+    """[S, H, W] bool, ``keep_mask`` of every frame."""
+
+
+def confident_pixels(reconstruction: Reconstruction, source: PointSource, config: ExportConfig) -> ConfidentPixels:
+    """The confidence threshold of ``source`` (config.confidence_percentile, at least config.min_confidence)
+    and every frame's pixels that pass it."""
     threshold = confidence_threshold(
         _confidence(reconstruction, source),
         reconstruction.transforms,
         config.confidence_percentile,
         config.min_confidence,
     )
-    counts = [int(keep_mask(reconstruction, i, source, threshold).sum()) for i in range(reconstruction.num_frames)]
-    total = sum(counts)
+    masks = np.stack([keep_mask(reconstruction, i, source, threshold) for i in range(reconstruction.num_frames)])
+    return ConfidentPixels(source, threshold, masks)
+
+
+def build_point_cloud(reconstruction: Reconstruction, confident: ConfidentPixels, max_points: int) -> PointCloud:
+    """The ``confident`` pixels of every frame as world points, downsampled to at most ``max_points``."""
+    total = int(confident.masks.sum())
     if total == 0:
         raise ExportError(
-            f"No pixel passed the confidence filter (threshold {threshold:.3g}); "
+            f"No pixel passed the confidence filter (threshold {confident.threshold:.3g}); "
             "lower --confidence-percentile or --min-confidence."
         )
-    fraction = min(1.0, CANDIDATES_PER_POINT * config.max_points / total)
+    fraction = min(1.0, CANDIDATES_PER_POINT * max_points / total)
     rng = np.random.default_rng(SAMPLING_SEED)
     parts: list[tuple[np.ndarray, ...]] = []
-    for index, count in enumerate(counts):
-        if count == 0:
+    for index, mask in enumerate(confident.masks):
+        rows, cols = np.nonzero(mask)
+        if len(rows) == 0:
             continue
-        rows, cols = np.nonzero(keep_mask(reconstruction, index, source, threshold))
         if fraction < 1.0:
             drawn = rng.random(len(rows)) < fraction
             rows, cols = rows[drawn], cols[drawn]
-        parts.append(_frame_points(reconstruction, index, source, rows, cols))
+        parts.append(_frame_points(reconstruction, index, confident.source, rows, cols))
     xyz, rgb, confidence, frame, pixel = (np.concatenate(column) for column in zip(*parts, strict=True))
-    chosen, voxel_size = voxel_downsample(xyz, confidence, config.max_points)
+    chosen, voxel_size = voxel_downsample(xyz, confidence, max_points)
     return PointCloud(
         xyz=xyz[chosen],
         rgb=rgb[chosen],
         confidence=confidence[chosen],
         frame=frame[chosen],
         pixel=pixel[chosen],
-        confidence_threshold=threshold,
+        confidence_threshold=confident.threshold,
         voxel_size=voxel_size,
     )
 
