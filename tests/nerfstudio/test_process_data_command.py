@@ -27,6 +27,7 @@ import vggt_sparse_ns.export
 import vggt_sparse_ns.nerfstudio.process_data as command_module
 import vggt_sparse_ns.viewer
 from vggt_sparse_ns.export import ExportError
+from vggt_sparse_ns.export.config import ExportConfig
 from vggt_sparse_ns.model import VGGT
 from vggt_sparse_ns.pipeline.config import ReconstructionConfig
 
@@ -104,6 +105,13 @@ def test_eval_images_get_nerfstudios_train_and_eval_names(tmp_path: Path, run_co
     assert names == ["frame_eval_00001.png", "frame_train_00001.png", "frame_train_00002.png"]
     config = NerfstudioDataParserConfig(data=out, eval_mode="filename", downscale_factor=1)
     assert [path.name for path in config.setup().get_dataparser_outputs("test").image_filenames] == names[:1]
+
+
+def test_a_point_cloud_from_the_point_map_runs_the_point_head(tmp_path: Path, run_command) -> None:
+    data = write_scene(tmp_path / "photos", count=2)[0].parent
+    status, output = run_command(data, tmp_path / "out", export=ExportConfig(point_source="points"))
+    assert status == 0, output
+    assert "points, confidence" in output
 
 
 def test_a_failure_after_images_were_replaced_leaves_no_transforms_json(tmp_path: Path, run_command, monkeypatch):

@@ -40,7 +40,7 @@ def test_megaloc_descriptors_build_the_frame_graph(tmp_path, write_image, vggt_t
     assert list(log.seconds) == ["load model", "load images", "megaloc descriptors", "inference"]
 
 
-def test_dense_attention_does_not_load_megaloc(tmp_path, write_image, vggt_tiny_dir) -> None:
+def test_dense_attention_does_not_load_megaloc_and_says_so(tmp_path, write_image, vggt_tiny_dir, caplog) -> None:
     scene = [write_image(tmp_path / f"{index}.png", 96, 24) for index in range(2)]
     config = ReconstructionConfig(
         checkpoint=str(vggt_tiny_dir), device="cpu", attention="dense", descriptors="megaloc",
@@ -49,3 +49,4 @@ def test_dense_attention_does_not_load_megaloc(tmp_path, write_image, vggt_tiny_
     result = reconstruct(scene, config)
     assert result.attention == {"strategy": "dense"}
     assert np.isfinite(result.depth).all()
+    assert [record.getMessage() for record in caplog.records if "--descriptors megaloc" in record.getMessage()]

@@ -28,7 +28,7 @@ def tiny_config(vggt_tiny_dir: Path) -> ReconstructionConfig:
 
 def test_predictions_reach_the_host_unchanged_with_stage_times(scene, vggt_tiny_dir) -> None:
     log = StageLog()
-    result = reconstruct(scene, ReconstructionConfig(checkpoint=str(vggt_tiny_dir), device="cpu", point_head=True), log)
+    result = reconstruct(scene, ReconstructionConfig(checkpoint=str(vggt_tiny_dir), device="cpu"), log, point_head=True)
 
     batch = load_images(scene)
     with torch.inference_mode():

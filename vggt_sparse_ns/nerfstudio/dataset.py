@@ -88,9 +88,7 @@ def build_dataset(
     from vggt_sparse_ns.pipeline.run import reconstruct
 
     sources = [probe.path for group in groups for probe in group.probes]
-    if export.point_source == "points":
-        reconstruction = dataclasses.replace(reconstruction, point_head=True)
-    result = reconstruct(sources, reconstruction, log)
+    result = reconstruct(sources, reconstruction, log, point_head=export.point_source == "points")
     output_dir.mkdir(parents=True, exist_ok=True)
     discard_stale_dataset(output_dir)
     if copy_images:

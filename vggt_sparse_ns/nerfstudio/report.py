@@ -116,7 +116,9 @@ def print_summary(output_dir: Path, result: DatasetReport, skipped: dict[Path, s
     stages = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in log.seconds.items())
     CONSOLE.log(f"Time: {stages} (total {log.total_seconds:.1f} s)")
     peak = log.peak_memory_bytes
-    CONSOLE.log("Peak GPU memory: " + (f"{peak / 2**30:.2f} GiB" if peak is not None else "n/a (ran on CPU)"))
+    CONSOLE.log(
+        "Peak GPU memory: " + (f"{peak / 2**30:.2f} GiB" if peak is not None else "n/a (measured on CUDA only)")
+    )
     for line in _format_export(result.export):
         CONSOLE.log(line)
     CONSOLE.log(f"Next: [bold]ns-train vggt-splatfacto --data {output_dir}[/bold]")

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
-from vggt_sparse_ns.pipeline.config import ReconstructionConfig
+from vggt_sparse_ns.pipeline.config import DEFAULT_NEIGHBORS, ReconstructionConfig
 from vggt_sparse_ns.sparse import CovisibilityAttention, SparseAttentionConfig
 from vggt_sparse_ns.sparse.base import AttentionPlan, FrameLayout, GlobalAttention
 
@@ -35,6 +35,22 @@ def uses_descriptors(config: ReconstructionConfig, num_frames: int) -> bool:
     """Whether the chosen strategy builds a frame graph from per-frame descriptors (covisibility does;
     block-sparse picks its blocks from the attention itself)."""
     return resolve_attention(config, num_frames) == "covisibility"
+
+
+def unused_settings_warning(config: ReconstructionConfig, num_frames: int) -> str | None:
+    """One line naming --descriptors megaloc and a non-default --neighbors when the strategy that runs is not
+    covisibility, the only one they configure; None when they take effect (or were left as they are)."""
+    strategy = resolve_attention(config, num_frames)
+    if strategy == "covisibility":
+        return None
+    unused = [f"--descriptors {config.descriptors}"] if config.descriptors != "vggt" else []
+    unused += [f"--neighbors {config.neighbors}"] if config.neighbors != DEFAULT_NEIGHBORS else []
+    if not unused:
+        return None
+    chosen = f" (--attention auto chose it for {num_frames} frames)" if config.attention == "auto" else ""
+    return (
+        f"{' and '.join(unused)}: ignored, they apply to covisibility attention, not to {strategy} attention{chosen}."
+    )
 
 
 class PlanRecorder:

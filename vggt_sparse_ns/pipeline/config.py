@@ -10,6 +10,7 @@ MIN_FRAMES = 2
 """A dataset needs views from at least two places; VGGT alone would accept one."""
 DENSE_MAX_FRAMES = 64
 """``--attention auto`` uses dense attention up to this many frames, covisibility above."""
+DEFAULT_NEIGHBORS = 16
 
 AttentionChoice = Literal["auto", "dense", "covisibility", "block-sparse"]
 DeviceChoice = Literal["auto", "cuda", "mps", "cpu"]
@@ -31,8 +32,10 @@ class ReconstructionConfig:
     """Global attention across frames: dense (every frame sees every frame, memory grows with frames squared),
     covisibility (each frame attends to its most similar frames), block-sparse (predicted token blocks), or
     auto (dense up to dense-max-frames frames, covisibility above)."""
-    neighbors: int = 16
-    """Frames each frame attends to with covisibility attention (frame 0 is always among them)."""
+    neighbors: int = DEFAULT_NEIGHBORS
+    """Covisibility attention: each frame attends to its k most similar frames, at least; the graph is made
+    symmetric (a frame also attends to every frame that chose it) and frame 0 is always added, so most
+    frames attend to more than k."""
     descriptors: Literal["vggt", "megaloc"] = "vggt"
     """What judges which frames see the same place, for covisibility attention: vggt (the
     model's own pooled patch tokens; free) or megaloc (the MegaLoc place-recognition network, one extra ViT-B
@@ -42,9 +45,8 @@ class ReconstructionConfig:
     dense_max_frames: int = DENSE_MAX_FRAMES
     """Largest frame count for which --attention auto chooses dense attention."""
     frames_chunk: int = 8
-    """Frames decoded together by the depth and point heads (lower saves memory)."""
-    point_head: bool = False
-    """Also run the point head (world points per pixel); needed only for a point cloud from the point map."""
+    """Frames processed together wherever the work is per frame: the aggregator's patch embedding and
+    frame attention, and the depth and point heads (lower saves memory)."""
 
     def __post_init__(self) -> None:
         if self.neighbors < 1:
@@ -53,4 +55,4 @@ class ReconstructionConfig:
             raise ValueError(f"--frames-chunk must be at least 1, not {self.frames_chunk}.")
 
 
-__all__ = ["DEFAULT_CHECKPOINT", "DENSE_MAX_FRAMES", "MIN_FRAMES", "ReconstructionConfig"]
+__all__ = ["DEFAULT_CHECKPOINT", "DEFAULT_NEIGHBORS", "DENSE_MAX_FRAMES", "MIN_FRAMES", "ReconstructionConfig"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -11,12 +12,22 @@ import torch
 
 from vggt_sparse_ns.images import load_images
 from vggt_sparse_ns.model import load_pretrained
-from vggt_sparse_ns.pipeline.attention import PlanRecorder, build_attention, resolve_attention, uses_descriptors
+from vggt_sparse_ns.pipeline.attention import (
+    PlanRecorder,
+    build_attention,
+    resolve_attention,
+    unused_settings_warning,
+    uses_descriptors,
+)
 from vggt_sparse_ns.pipeline.config import MIN_FRAMES, ReconstructionConfig
 from vggt_sparse_ns.pipeline.errors import InputError, ReconstructionOutOfMemoryError
 from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
 from vggt_sparse_ns.pipeline.stages import StageLog
-from vggt_sparse_ns.sparse.megaloc import load_megaloc, megaloc_descriptors
+from vggt_sparse_ns.sparse.megaloc import MegaLoc, load_megaloc, megaloc_descriptors
+
+logger = logging.getLogger(__name__)
+MEGALOC_FRAMES_CHUNK = 128
+"""Frames moved to the device together for MegaLoc's descriptors."""
 
 
 def resolve_device(choice: str) -> torch.device:
@@ -48,11 +59,14 @@ def _out_of_memory_as_advice(frames: int, strategy: str, device: torch.device) -
 
 
 def _peak_memory(device: torch.device) -> int | None:
-    if device.type == "cuda":
-        return int(torch.cuda.max_memory_allocated(device))
-    if device.type == "mps":
-        return int(torch.mps.driver_allocated_memory())
-    return None
+    """Peak memory allocated on a CUDA device; None elsewhere (MPS reports current, not peak, memory)."""
+    return int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None
+
+
+def _descriptors_on_device(megaloc: MegaLoc, images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """MegaLoc's descriptors of host ``images``, moved to the device a chunk at a time."""
+    chunks = images.split(MEGALOC_FRAMES_CHUNK)
+    return torch.cat([megaloc_descriptors(megaloc, chunk.to(device, non_blocking=True)) for chunk in chunks])
 
 
 def _to_host(tensor: torch.Tensor) -> np.ndarray:
@@ -63,8 +77,11 @@ def reconstruct(
     image_paths: Sequence[str | os.PathLike],
     config: ReconstructionConfig,
     progress: StageLog | None = None,
+    *,
+    point_head: bool = False,
 ) -> Reconstruction:
-    """Run VGGT on the images (one scene) and return cameras, depth and colours on the host.
+    """Run VGGT on the images (one scene) and return cameras, depth and colours on the host, and with
+    ``point_head`` the point map (world points per pixel, needed only for a point cloud made from it).
 
     Stages recorded in ``progress``: "load model" (first, so that missing weights stop the run before any
     image is decoded), "load images", "inference". Raises ImageLoadError for an
@@ -76,6 +93,9 @@ def reconstruct(
     progress = progress or StageLog()
     device = resolve_device(config.device)
     strategy = resolve_attention(config, len(image_paths))
+    warning = unused_settings_warning(config, len(image_paths))
+    if warning is not None:
+        logger.warning(warning)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
@@ -86,13 +106,14 @@ def reconstruct(
             megaloc = load_megaloc(config.megaloc_checkpoint, device=device)
     with progress.stage("load images"):
         batch = load_images(image_paths, mode=config.preprocess)
-    images = batch.tensor.to(device)
+    # The model moves host images to the device a chunk at a time; pinned memory makes those copies asynchronous.
+    images = batch.tensor.pin_memory() if device.type == "cuda" else batch.tensor
     descriptors = None
     if megaloc is not None:
         with progress.stage("megaloc descriptors"), _out_of_memory_as_advice(len(image_paths), strategy, device):
-            descriptors = megaloc_descriptors(megaloc, images)
+            descriptors = _descriptors_on_device(megaloc, images, device)
         del megaloc
-    outputs = ["cameras", "depth", "points"] if config.point_head else ["cameras", "depth"]
+    outputs = ["cameras", "depth", "points"] if point_head else ["cameras", "depth"]
     with progress.stage("inference"), _out_of_memory_as_advice(len(image_paths), strategy, device):
         attention = PlanRecorder(build_attention(config, len(image_paths), descriptors))
         with torch.inference_mode():

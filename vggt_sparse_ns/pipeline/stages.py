@@ -14,7 +14,7 @@ class StageLog:
     def __init__(self, on_start: Callable[[str], None] | None = None) -> None:
         self.seconds: dict[str, float] = {}
         self.peak_memory_bytes: int | None = None
-        """Peak accelerator memory allocated during the run; None on CPU."""
+        """Peak memory allocated on a CUDA device during the run; None on CPU and MPS (not measured)."""
         self._on_start = on_start
 
     @contextmanager
