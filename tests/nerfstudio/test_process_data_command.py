@@ -211,3 +211,38 @@ def test_a_video_is_sampled_to_the_target_frame_count_with_nerfstudios_extractor
     assert 2 <= len(frames) <= 4 and frames[0] == "frame_00001.png"
     assert sorted(path.name for path in (out / "images_2").iterdir()) == frames
     assert len(parse(out).image_filenames) == len(frames)
+
+
+def test_a_rerun_with_fewer_downscales_leaves_no_stale_downscaled_folders(tmp_path: Path, run_command) -> None:
+    out = tmp_path / "out"
+    for stale in ("images_8", "depths_8"):
+        write_rgb(out / stale / "frame_00001.png")
+
+    status, output = run_command(write_scene(tmp_path / "photos", count=2)[0].parent, out, num_downscales=1)
+
+    assert status == 0, output
+    assert sorted(path.name for path in out.iterdir() if path.is_dir()) == ["images", "images_2", "vggt"]
+
+
+def test_in_place_depth_maps_follow_the_downscaled_folders_present(tmp_path: Path, run_command) -> None:
+    out = tmp_path / "out"
+    write_scene(out / "images", count=2, width=96, height=24)
+    write_scene(out / "images_2", count=2, width=48, height=12)
+
+    status, output = run_command(out / "images", out, skip_image_processing=True, export=ExportConfig(depth=True))
+
+    assert status == 0, output
+    assert (out / "depths_2").is_dir() and not (out / "depths_4").exists()
+
+
+def test_a_video_with_an_image_folder_for_eval_is_refused_before_anything_changes(tmp_path: Path, run_command):
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"not decoded: the mismatch is found first")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "transforms.json").write_text('{"frames": []}')
+
+    status, output = run_command(video, out, eval_data=write_scene(tmp_path / "eval", count=1)[0].parent)
+
+    assert status == 1 and "both be image folders or both videos" in output
+    assert sorted(path.name for path in out.iterdir()) == ["transforms.json"]

@@ -95,23 +95,24 @@ def test_too_few_readable_images_stop_with_the_count_and_an_example(tmp_path: Pa
 
 def test_output_inside_input_is_refused_when_copying(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="inside --data"):
-        check_locations(tmp_path, tmp_path / "out", in_place=False, num_downscales=3)
+        check_locations(tmp_path, tmp_path / "out", in_place=False)
     with pytest.raises(InputError, match="inside --data"):
-        check_locations(tmp_path, tmp_path, in_place=False, num_downscales=3)
+        check_locations(tmp_path, tmp_path, in_place=False)
 
 
 def test_input_inside_a_rewritten_image_folder_is_refused(tmp_path: Path) -> None:
-    for folder in ("images", "images_4"):
+    for folder in ("images", "images_4", "images_16"):
+        (tmp_path / "out" / folder).mkdir(parents=True)
         with pytest.raises(InputError, match="clears and rewrites"):
-            check_locations(tmp_path / "out" / folder / "raw", tmp_path / "out", in_place=False, num_downscales=2)
-    check_locations(tmp_path / "out" / "images_8", tmp_path / "out", in_place=False, num_downscales=2)
+            check_locations(tmp_path / "out" / folder / "raw", tmp_path / "out", in_place=False)
+    check_locations(tmp_path / "out" / "photos", tmp_path / "out", in_place=False)
 
 
 def test_in_place_requires_the_images_inside_the_output_folder(tmp_path: Path) -> None:
-    check_locations(tmp_path / "out" / "images", tmp_path / "out", in_place=True, num_downscales=3)
-    check_locations(tmp_path / "out", tmp_path / "out", in_place=True, num_downscales=3)
+    check_locations(tmp_path / "out" / "images", tmp_path / "out", in_place=True)
+    check_locations(tmp_path / "out", tmp_path / "out", in_place=True)
     with pytest.raises(InputError, match="must be inside --output-dir"):
-        check_locations(tmp_path / "photos", tmp_path / "out", in_place=True, num_downscales=3)
+        check_locations(tmp_path / "photos", tmp_path / "out", in_place=True)
 
 
 def test_generated_folders_are_the_derived_ones(tmp_path: Path) -> None:

@@ -104,7 +104,6 @@ def ensure_dataset(config: VGGTSparseDataParserConfig) -> Path:
         dataset_dir,
         prefix="frame_",
         in_place=False,
-        num_downscales=config.num_downscales,
         min_frames=MIN_FRAMES,
     )
     with StageSpinner() as spinner:

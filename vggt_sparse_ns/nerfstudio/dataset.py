@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vggt_sparse_ns.export.config import ExportConfig
-from vggt_sparse_ns.nerfstudio.images import ImageGroup, write_images
+from vggt_sparse_ns.nerfstudio.images import ImageGroup, remove_generated, write_images
 from vggt_sparse_ns.nerfstudio.report import warn_skipped
 from vggt_sparse_ns.pipeline.config import ReconstructionConfig
 from vggt_sparse_ns.pipeline.inputs import (
@@ -42,19 +42,21 @@ class DatasetReport:
 
 
 def discard_stale_dataset(output_dir: Path) -> None:
-    """Remove a previous run's transforms.json before its images are replaced."""
+    """Remove a previous run's transforms.json before its images are replaced, and its depth maps."""
+    from vggt_sparse_ns.export.depth import DEPTH_DIR, DOWNSCALED_DEPTH_PREFIX
     from vggt_sparse_ns.export.nerfstudio import TRANSFORMS_FILE
 
     (output_dir / TRANSFORMS_FILE).unlink(missing_ok=True)
+    remove_generated(output_dir / DEPTH_DIR, DOWNSCALED_DEPTH_PREFIX)
 
 
 def probe_image_folder(
-    folder: Path, output_dir: Path, *, prefix: str, in_place: bool, num_downscales: int, min_frames: int
+    folder: Path, output_dir: Path, *, prefix: str, in_place: bool, min_frames: int
 ) -> tuple[ImageGroup, dict[Path, str]]:
     """The readable images of ``folder`` as one group, after refusing unsafe folder layouts; unreadable files
     are reported as warnings and returned with their reasons. In place, the dataset's derived folders
     (images_N, depth, colmap, vggt) are not read as input."""
-    check_locations(folder, output_dir, in_place, num_downscales)
+    check_locations(folder, output_dir, in_place)
     readable, unreadable = probe_images(
         list_image_files(folder, exclude=generated_folders(output_dir) if in_place else [])
     )
@@ -81,8 +83,9 @@ def build_dataset(
     """Reconstruct the groups' images as one scene and write the dataset into ``output_dir``.
 
     copy_images: write images/ and ``num_downscales`` downscaled folders from the inputs; otherwise the images
-    are already inside ``output_dir`` (``num_downscales`` then counts the images_N folders present). A point cloud from the point map (``export.point_source="points"``) runs the
-    point head.
+    are already inside ``output_dir`` and ``num_downscales`` must be the number of images_N folders there
+    (``present_downscales``): depth maps get as many. A point cloud from the point map
+    (``export.point_source="points"``) runs the point head.
     """
     from vggt_sparse_ns.export import export_dataset
     from vggt_sparse_ns.pipeline.run import reconstruct

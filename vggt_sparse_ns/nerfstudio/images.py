@@ -9,6 +9,7 @@ file is placed by us and nerfstudio's per-file ffmpeg downscaling makes images_2
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,9 +40,20 @@ def _target_name(probe: ImageProbe, prefix: str, index: int) -> str:
     return f"{prefix}{index:05d}{suffix}"
 
 
-def _clear(image_dir: Path, num_downscales: int) -> None:
-    for level in range(num_downscales + 1):
-        shutil.rmtree(image_dir if level == 0 else Path(f"{image_dir}_{2**level}"), ignore_errors=True)
+def remove_generated(folder: Path, downscaled_prefix: str) -> None:
+    """Remove ``folder`` and every downscaled sibling ``<downscaled_prefix>N``, however many an earlier run made."""
+    pattern = re.compile(re.escape(downscaled_prefix) + r"\d+")
+    siblings = folder.parent.iterdir() if folder.parent.is_dir() else []
+    for path in [folder, *(path for path in siblings if path.is_dir() and pattern.fullmatch(path.name))]:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def present_downscales(image_dir: Path) -> int:
+    """The number of downscaled folders beside ``image_dir``: images_2, images_4, ... up to the first missing."""
+    count = 0
+    while Path(f"{image_dir}_{2 ** (count + 1)}").is_dir():
+        count += 1
+    return count
 
 
 def _place(probe: ImageProbe, target: Path) -> None:
@@ -56,13 +68,14 @@ def _place(probe: ImageProbe, target: Path) -> None:
 def write_images(
     groups: Sequence[ImageGroup], image_dir: Path, num_downscales: int, verbose: bool = False
 ) -> list[list[Path]]:
-    """Write every group's images into ``image_dir`` (cleared first) and its downscaled siblings.
+    """Write every group's images into ``image_dir`` and its downscaled siblings (all cleared first).
 
     Returns, per group, the written full-resolution paths in input order.
     """
     from nerfstudio.process_data import process_data_utils
     from nerfstudio.utils.rich_utils import status
 
+    remove_generated(image_dir, f"{image_dir.name}_")
     if _can_use_fast_path(groups):
         return [
             process_data_utils.copy_images_list(
@@ -75,7 +88,6 @@ def write_images(
             )
             for index, group in enumerate(groups)
         ]
-    _clear(image_dir, num_downscales)
     image_dir.mkdir(parents=True)
     written = []
     with status(msg="[bold yellow]Copying images...", spinner="bouncingBall", verbose=verbose):

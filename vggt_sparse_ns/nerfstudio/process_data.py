@@ -14,7 +14,7 @@ from nerfstudio.process_data.base_converter_to_nerfstudio_dataset import BaseCon
 from vggt_sparse_ns.export.config import ExportConfig
 from vggt_sparse_ns.nerfstudio import report
 from vggt_sparse_ns.nerfstudio.dataset import DatasetReport, build_dataset, discard_stale_dataset, probe_image_folder
-from vggt_sparse_ns.nerfstudio.images import ImageGroup
+from vggt_sparse_ns.nerfstudio.images import ImageGroup, present_downscales, remove_generated
 from vggt_sparse_ns.pipeline.config import MIN_FRAMES, ReconstructionConfig
 from vggt_sparse_ns.pipeline.errors import InputError
 from vggt_sparse_ns.pipeline.inputs import ImageProbe, is_video, probe_image
@@ -29,11 +29,14 @@ class ProcessVGGTSparse(BaseConverterToNerfstudioDataset):
        many frames).
     2. Copies and downscales the images like `ns-process-data images`.
     3. Writes transforms.json (last), sparse_pc.ply and optionally depth maps and a COLMAP model.
+
+    Exits with status 1 and one error message when the input cannot make a dataset.
     """
 
     num_downscales: int = 3
     """Number of times to downscale the images. Downscales by 2 each time. For example a value of 3 will downscale
-    the images by 2x, 4x, and 8x."""
+    the images by 2x, 4x, and 8x. With --skip-image-processing the images_N folders already in the output
+    folder count instead."""
     skip_image_processing: bool = False
     """If True, uses the images where they are (transforms.json refers to them) instead of copying and
     downscaling them into the output folder."""
@@ -64,20 +67,25 @@ class ProcessVGGTSparse(BaseConverterToNerfstudioDataset):
                 "ffmpeg was not found: nerfstudio uses it to copy and downscale images. Install it "
                 "(apt install ffmpeg, brew install ffmpeg or conda install ffmpeg) or pass --skip-image-processing."
             )
+        kinds = {is_video(source) for source, _ in self._sources()}
+        if len(kinds) > 1:
+            raise InputError(
+                f"--data {self.data} and --eval-data {self.eval_data} must both be image folders or both videos."
+            )
         if is_video(self.data):
             return self._build(self._extract_video_frames(), copy_images=False, log=log), {}
         groups, skipped = self._probe_folders()
         return self._build(groups, copy_images=not self.skip_image_processing, log=log), skipped
 
     def _build(self, groups: list[ImageGroup], copy_images: bool, log: StageLog) -> DatasetReport:
-        has_downscaled_folders = is_video(self.data) or copy_images
+        image_dir = self.output_dir / "images"
         return build_dataset(
             groups,
             self.output_dir,
             self.reconstruction,
             self.export,
             copy_images=copy_images,
-            num_downscales=self.num_downscales if has_downscaled_folders else 0,
+            num_downscales=self.num_downscales if copy_images else present_downscales(image_dir),
             log=log,
             verbose=self.verbose,
         )
@@ -91,14 +99,11 @@ class ProcessVGGTSparse(BaseConverterToNerfstudioDataset):
     def _probe_folders(self) -> tuple[list[ImageGroup], dict[Path, str]]:
         groups, skipped = [], {}
         for folder, prefix in self._sources():
-            if is_video(folder):
-                raise InputError(f"--data and --eval-data must both be image folders or both videos: {folder}")
             group, unreadable = probe_image_folder(
                 folder,
                 self.output_dir,
                 prefix=prefix,
                 in_place=self.skip_image_processing,
-                num_downscales=self.num_downscales,
                 min_frames=1 if prefix == "frame_eval_" else MIN_FRAMES,
             )
             groups.append(group)
@@ -115,10 +120,9 @@ class ProcessVGGTSparse(BaseConverterToNerfstudioDataset):
         image_dir = self.output_dir / "images"
         self.output_dir.mkdir(parents=True, exist_ok=True)
         discard_stale_dataset(self.output_dir)
+        remove_generated(image_dir, f"{image_dir.name}_")
         groups = []
         for index, (video, prefix) in enumerate(self._sources()):
-            if not is_video(video):
-                raise InputError(f"--data and --eval-data must both be image folders or both videos: {video}")
             process_data_utils.convert_video_to_images(
                 video,
                 image_dir=image_dir,

@@ -127,12 +127,12 @@ def _inside(path: Path, folder: Path) -> bool:
     return Path(os.path.abspath(path)).is_relative_to(Path(os.path.abspath(folder)))
 
 
-def check_locations(data: Path, output_dir: Path, in_place: bool, num_downscales: int) -> None:
+def check_locations(data: Path, output_dir: Path, in_place: bool) -> None:
     """Refuse folder layouts that cannot give a clean dataset.
 
     Copying (the default): the output folder must not lie inside the input folder (the copies in images/
     would be read as input by the next run), and the input must not lie inside the image folders that are
-    cleared and rewritten. In place (--skip-image-processing): the images must lie inside the output folder,
+    cleared and rewritten (images/ and every derived folder, such as images_N). In place (--skip-image-processing): the images must lie inside the output folder,
     since transforms.json names them relative to it, as nerfstudio's datasets do.
     """
     if in_place:
@@ -148,7 +148,7 @@ def check_locations(data: Path, output_dir: Path, in_place: bool, num_downscales
             "by the next run. Choose an output folder outside the input folder (or pass --skip-image-processing "
             "to use images already inside the output folder)."
         )
-    rewritten = [output_dir / "images"] + [output_dir / f"images_{2**i}" for i in range(1, num_downscales + 1)]
+    rewritten = [output_dir / "images", *generated_folders(output_dir)]
     for folder in rewritten:
         if _inside(data, folder):
             raise InputError(
