@@ -5,6 +5,7 @@ procedural texture, and sky beyond. Cameras look at the box from around it. Imag
 full resolution (pixel centres at +0.5) and written to disk; the model-resolution predictions are
 ray-cast again with the model-pixel camera that ``load_images``' transforms imply, and expressed as
 VGGT expresses them: world = camera 0 (OpenCV axes), scaled by an arbitrary factor.
+At the end: small inputs shared by other tests (a random rotation, a tiny exportable dataset).
 """
 
 from __future__ import annotations
@@ -211,3 +212,38 @@ def make_scene(
         world_points_conf=confidence.copy(),
     )
     return Scene(cameras, names, reconstruction)
+
+
+def random_rotation(rng: np.random.Generator) -> np.ndarray:
+    """A random 3x3 rotation (determinant +1), from the QR decomposition of a Gaussian matrix."""
+    rotation, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    return rotation * np.sign(np.linalg.det(rotation))
+
+
+TINY_TRANSFORM = ImageTransform((84, 56), (42, 28), (0, 0), (0, 0), (42, 28))
+"""84x56 images seen by the model at 42x28 pixels, no crop, no padding."""
+
+
+def tiny_dataset(folder: Path, frames: int) -> tuple[Reconstruction, list[str]]:
+    """Plain images in folder/images and a Reconstruction of them: cameras looking down +z from one unit
+    apart along world x (camera i's centre at x = i), a wall 2 units in front, confidences rising from 1
+    to 5 over the frames' pixels, a chain covisibility graph. Returns it with the image names."""
+    names = [f"images/frame_{index + 1:05d}.png" for index in range(frames)]
+    (folder / "images").mkdir(parents=True)
+    for index, name in enumerate(names):
+        Image.new("RGB", TINY_TRANSFORM.original_size, (60 * index % 256, 100, 200)).save(folder / name)
+    width, height = TINY_TRANSFORM.model_size
+    T_camera_world = np.tile(np.eye(3, 4, dtype=np.float32), (frames, 1, 1))
+    T_camera_world[:, 0, 3] = -np.arange(frames)
+    reconstruction = Reconstruction(
+        image_paths=[Path(name) for name in names],
+        transforms=[TINY_TRANSFORM] * frames,
+        T_camera_world=T_camera_world,
+        intrinsics=np.tile(np.array([[40.0, 0, 21], [0, 40, 14], [0, 0, 1]], np.float32), (frames, 1, 1)),
+        depth=np.full((frames, height, width), 2.0, np.float32),
+        depth_conf=np.linspace(1.0, 5.0, frames * height * width, dtype=np.float32).reshape(frames, height, width),
+        colors=np.full((frames, height, width, 3), 128, np.uint8),
+        attention={"strategy": "covisibility"},
+        graph_edges=np.array([[index, index + 1] for index in range(frames - 1)]),
+    )
+    return reconstruction, names

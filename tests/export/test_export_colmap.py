@@ -14,20 +14,16 @@ from nerfstudio.data.utils.colmap_parsing_utils import (
     read_images_binary,
     read_points3D_binary,
 )
+from synthetic_scene import random_rotation
 
 from vggt_sparse_ns.export.colmap import rotation_to_quaternion, write_colmap
 from vggt_sparse_ns.export.geometry import common_intrinsic, project, to_nerfstudio_world
 from vggt_sparse_ns.export.nerfstudio import transforms_dict
 
 
-def _rotation(rng: np.random.Generator) -> np.ndarray:
-    rotation, _ = np.linalg.qr(rng.normal(size=(3, 3)))
-    return rotation * np.sign(np.linalg.det(rotation))
-
-
 def _scene(frames: int, points_per_frame: int, seed: int = 0, shared: bool = False) -> dict:
     rng = np.random.default_rng(seed)
-    poses = np.stack([np.c_[_rotation(rng), rng.normal(size=3)] for _ in range(frames)])
+    poses = np.stack([np.c_[random_rotation(rng), rng.normal(size=3)] for _ in range(frames)])
     sizes = [(640, 480) if shared or i % 2 else (480, 640) for i in range(frames)]
     intrinsics = np.stack(
         [[[500.0 + (0 if shared else i), 0, w / 2], [0, 505.0, h / 2], [0, 0, 1]] for i, (w, h) in enumerate(sizes)]
@@ -70,7 +66,7 @@ def _write(folder: Path, scene: dict) -> Path:
 def test_quaternions_are_colmaps_scalar_first_convention_for_any_rotation() -> None:
     rng = np.random.default_rng(1)
     half_turns = [np.diag(d) for d in ([1.0, -1, -1], [-1.0, 1, -1], [-1.0, -1, 1])]
-    for rotation in [np.eye(3), *half_turns, *(_rotation(rng) for _ in range(50))]:
+    for rotation in [np.eye(3), *half_turns, *(random_rotation(rng) for _ in range(50))]:
         quaternion = rotation_to_quaternion(rotation)
         assert quaternion[0] >= 0 and np.isclose(np.linalg.norm(quaternion), 1)
         np.testing.assert_allclose(qvec2rotmat(quaternion), rotation, atol=1e-12)

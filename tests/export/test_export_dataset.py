@@ -8,37 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from synthetic_scene import tiny_dataset
 
 from vggt_sparse_ns.export import ExportConfig, ExportError, export_dataset
-from vggt_sparse_ns.images import ImageTransform
-from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
-
-TRANSFORM = ImageTransform((84, 56), (42, 28), (0, 0), (0, 0), (42, 28))
-
-
-def _dataset(folder: Path, frames: int = 3) -> tuple[Reconstruction, list[str]]:
-    names = [f"images/frame_{i + 1:05d}.png" for i in range(frames)]
-    (folder / "images").mkdir(parents=True)
-    for name in names:
-        Image.new("RGB", TRANSFORM.original_size).save(folder / name)
-    poses = np.tile(np.eye(3, 4, dtype=np.float32), (frames, 1, 1))
-    poses[:, 0, 3] = np.arange(frames)
-    reconstruction = Reconstruction(
-        image_paths=[Path(n) for n in names],
-        transforms=[TRANSFORM] * frames,
-        T_camera_world=poses,
-        intrinsics=np.tile(np.array([[40.0, 0, 21], [0, 40, 14], [0, 0, 1]], np.float32), (frames, 1, 1)),
-        depth=np.full((frames, 28, 42), 2.0, np.float32),
-        depth_conf=np.full((frames, 28, 42), 3.0, np.float32),
-        colors=np.zeros((frames, 28, 42, 3), np.uint8),
-        attention={"strategy": "covisibility"},
-        graph_edges=np.array([[0, 1], [1, 2]]),
-    )
-    return reconstruction, names
 
 
 def test_a_complete_dataset_is_written_with_frames_in_the_given_order(tmp_path: Path) -> None:
-    reconstruction, names = _dataset(tmp_path)
+    reconstruction, names = tiny_dataset(tmp_path, frames=3)
     config = ExportConfig(max_points=100, depth=True, colmap=True)
     summary = export_dataset(reconstruction, tmp_path, names[::-1], config, run_summary={"frames": 3})
     transforms = json.loads((tmp_path / "transforms.json").read_text())
@@ -62,7 +38,7 @@ def test_a_complete_dataset_is_written_with_frames_in_the_given_order(tmp_path: 
 
 
 def test_dense_attention_is_written_as_a_dense_graph(tmp_path: Path) -> None:
-    reconstruction, names = _dataset(tmp_path, frames=2)
+    reconstruction, names = tiny_dataset(tmp_path, frames=2)
     reconstruction.graph_edges = None
     export_dataset(reconstruction, tmp_path, names, ExportConfig())
     graph = json.loads((tmp_path / "vggt/graph.json").read_text())
@@ -70,7 +46,7 @@ def test_dense_attention_is_written_as_a_dense_graph(tmp_path: Path) -> None:
 
 
 def test_a_failed_export_leaves_no_transforms_json_not_even_an_old_one(tmp_path: Path) -> None:
-    reconstruction, names = _dataset(tmp_path)
+    reconstruction, names = tiny_dataset(tmp_path, frames=3)
     (tmp_path / "transforms.json").write_text("{}")
     (tmp_path / "colmap").write_text("a file where the COLMAP folder must go")
     with pytest.raises(OSError):
@@ -79,14 +55,14 @@ def test_a_failed_export_leaves_no_transforms_json_not_even_an_old_one(tmp_path:
 
 
 def test_missing_image_is_an_error_naming_the_file(tmp_path: Path) -> None:
-    reconstruction, names = _dataset(tmp_path)
+    reconstruction, names = tiny_dataset(tmp_path, frames=3)
     (tmp_path / names[1]).unlink()
     with pytest.raises(ExportError, match="frame_00002.png does not exist"):
         export_dataset(reconstruction, tmp_path, names, ExportConfig())
 
 
 def test_image_of_another_size_than_the_reconstruction_saw_is_an_error(tmp_path: Path) -> None:
-    reconstruction, names = _dataset(tmp_path)
+    reconstruction, names = tiny_dataset(tmp_path, frames=3)
     Image.new("RGB", (56, 84)).save(tmp_path / names[0])
     with pytest.raises(ExportError, match="56x84 pixels but the reconstruction saw 84x56"):
         export_dataset(reconstruction, tmp_path, names, ExportConfig())
@@ -102,13 +78,13 @@ def test_image_of_another_size_than_the_reconstruction_saw_is_an_error(tmp_path:
     ],
 )
 def test_bad_image_names_are_errors(tmp_path: Path, names: list[str], message: str) -> None:
-    reconstruction, _ = _dataset(tmp_path)
+    reconstruction, _ = tiny_dataset(tmp_path, frames=3)
     with pytest.raises(ExportError, match=message):
         export_dataset(reconstruction, tmp_path, names, ExportConfig())
 
 
 def test_inconsistent_reconstruction_arrays_are_an_error(tmp_path: Path) -> None:
-    reconstruction, names = _dataset(tmp_path)
+    reconstruction, names = tiny_dataset(tmp_path, frames=3)
     reconstruction.colors = reconstruction.colors.astype(np.float32)
     with pytest.raises(ExportError, match="colors must be uint8"):
         export_dataset(reconstruction, tmp_path, names, ExportConfig())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from synthetic_scene import random_rotation
 
 from vggt_sparse_ns.export.geometry import (
     applied_transform,
@@ -20,9 +21,7 @@ from vggt_sparse_ns.images import ImageTransform
 
 
 def _random_pose(rng: np.random.Generator) -> np.ndarray:
-    rotation, _ = np.linalg.qr(rng.normal(size=(3, 3)))
-    rotation *= np.sign(np.linalg.det(rotation))
-    return np.concatenate([rotation, rng.normal(size=(3, 1))], axis=1)
+    return np.concatenate([random_rotation(rng), rng.normal(size=(3, 1))], axis=1)
 
 
 def test_camera_centre_and_viewing_direction_survive_the_conversion_to_nerfstudio() -> None:

@@ -167,7 +167,7 @@ def write_synthetic_output(root: Path, spec: SyntheticSpec = SyntheticSpec()) ->
             "frames": spec.cameras,
             "strategy": "synthetic-ring",
             "graph": {"edges": len(edges), "mean_degree": 2 * len(edges) / spec.cameras},
-            "timings_s": {"load": 0.5, "aggregate": 2.25, "export": 0.25},
+            "seconds": {"load images": 0.5, "inference": 2.25},
             "peak_gib": 1.5,
             "points": spec.points,
         }

@@ -5,35 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from export.synthetic_scene import tiny_dataset  # tests/ is on sys.path: tests/conftest.py is there
 
 from vggt_sparse_ns.export import ExportConfig, export_dataset
-from vggt_sparse_ns.images import ImageTransform
-from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
 from vggt_sparse_ns.viewer import load_scene
 
 FRAMES = 4
-TRANSFORM = ImageTransform((84, 56), (42, 28), (0, 0), (0, 0), (42, 28))
 
 
 def test_exported_dataset_loads_with_its_cameras_points_graph_and_summary(tmp_path: Path):
-    names = [f"images/frame_{index + 1:05d}.png" for index in range(FRAMES)]
-    (tmp_path / "images").mkdir()
-    for index, name in enumerate(names):
-        Image.new("RGB", TRANSFORM.original_size, (60 * index, 100, 200)).save(tmp_path / name)
-    T_camera_world = np.tile(np.eye(3, 4, dtype=np.float32), (FRAMES, 1, 1))
-    T_camera_world[:, 0, 3] = -np.arange(FRAMES)  # cameras one unit apart along world x
-    reconstruction = Reconstruction(
-        image_paths=[Path(name) for name in names],
-        transforms=[TRANSFORM] * FRAMES,
-        T_camera_world=T_camera_world,
-        intrinsics=np.tile(np.array([[40.0, 0, 21], [0, 40, 14], [0, 0, 1]], np.float32), (FRAMES, 1, 1)),
-        depth=np.full((FRAMES, 28, 42), 2.0, np.float32),
-        depth_conf=np.linspace(1.0, 5.0, FRAMES * 28 * 42, dtype=np.float32).reshape(FRAMES, 28, 42),
-        colors=np.full((FRAMES, 28, 42, 3), 128, np.uint8),
-        attention={"strategy": "covisibility"},
-        graph_edges=np.array([[0, 1], [1, 2], [2, 3]]),
-    )
+    reconstruction, names = tiny_dataset(tmp_path, FRAMES)
     exported = export_dataset(reconstruction, tmp_path, names, ExportConfig(max_points=500), run_summary={"frames": 4})
 
     scene = load_scene(tmp_path)

@@ -10,10 +10,12 @@ whole picture.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vggt_sparse_ns.images import ImageTransform
+if TYPE_CHECKING:  # images.py loads torch; the viewer imports this module for its axis conventions
+    from vggt_sparse_ns.images import ImageTransform
 
 T_NERFSTUDIO_VGGT = np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, -1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
 """nerfstudio's saved world from VGGT's world: (x, y, z) -> (x, z, -y). It is the world change that

@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from vggt_sparse_ns.export.geometry import OPENGL_FROM_OPENCV_CAMERA
 from vggt_sparse_ns.export.ply import PlyReadError, read_ply
 from vggt_sparse_ns.viewer.config import ViewerConfig
 from vggt_sparse_ns.viewer.errors import ReconstructionFolderError
 
-OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
 DOWNSCALE_FOLDERS = ("images_8", "images_4", "images_2")
 SUBSAMPLE_SEED = 0
 MIN_FRUSTUM_EXTENT = 0.015
@@ -198,13 +198,12 @@ def load_scene(output_dir: Path, config: ViewerConfig = DEFAULT_CONFIG) -> Scene
         raise ReconstructionFolderError(f"{transforms_path} lists no frames")
 
     try:
-        T_world_camera = (
-            np.asarray([frame["transform_matrix"] for frame in frames], dtype=np.float64) @ OPENGL_TO_OPENCV
-        )
+        T_world_camera = np.asarray([frame["transform_matrix"] for frame in frames], dtype=np.float64)
     except (KeyError, ValueError) as error:
         raise ReconstructionFolderError(f"{transforms_path}: every frame needs a 4x4 'transform_matrix'") from error
     if T_world_camera.shape[1:] != (4, 4):
         raise ReconstructionFolderError(f"{transforms_path}: every frame needs a 4x4 'transform_matrix'")
+    T_world_camera[:, :, :3] = T_world_camera[:, :, :3] @ OPENGL_FROM_OPENCV_CAMERA  # its own inverse
     heights = np.array([_intrinsic(frame, transforms, "h", index) for index, frame in enumerate(frames)])
     widths = np.array([_intrinsic(frame, transforms, "w", index) for index, frame in enumerate(frames)])
     focal_y = np.array([_intrinsic(frame, transforms, "fl_y", index) for index, frame in enumerate(frames)])

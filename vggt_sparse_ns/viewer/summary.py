@@ -9,7 +9,7 @@ MAX_VALUE_CHARS = 80
 
 
 def flatten(summary: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    """Nested objects become dotted keys ("timings_s.aggregate"); other values stay as they are."""
+    """Nested objects become dotted keys ("seconds.inference"); other values stay as they are."""
     rows = []
     for key, value in summary.items():
         name = f"{prefix}{key}"
