@@ -27,6 +27,7 @@ def test_a_complete_dataset_is_written_with_frames_in_the_given_order(tmp_path: 
         assert (tmp_path / path).exists()
     assert json.loads((tmp_path / "vggt/graph.json").read_text()) == {
         "num_frames": 3,
+        "strategy": "covisibility",
         "dense": False,
         "edges": [[0, 1], [1, 2]],
     }
@@ -40,9 +41,19 @@ def test_a_complete_dataset_is_written_with_frames_in_the_given_order(tmp_path: 
 def test_dense_attention_is_written_as_a_dense_graph(tmp_path: Path) -> None:
     reconstruction, names = tiny_dataset(tmp_path, frames=2)
     reconstruction.graph_edges = None
+    reconstruction.attention = {"strategy": "dense"}
     export_dataset(reconstruction, tmp_path, names, ExportConfig())
     graph = json.loads((tmp_path / "vggt/graph.json").read_text())
-    assert graph == {"num_frames": 2, "dense": True, "edges": []}
+    assert graph == {"num_frames": 2, "strategy": "dense", "dense": True, "edges": []}
+
+
+def test_block_sparse_attention_is_not_written_as_dense(tmp_path: Path) -> None:
+    reconstruction, names = tiny_dataset(tmp_path, frames=2)
+    reconstruction.graph_edges = None
+    reconstruction.attention = {"strategy": "block-sparse"}
+    export_dataset(reconstruction, tmp_path, names, ExportConfig())
+    graph = json.loads((tmp_path / "vggt/graph.json").read_text())
+    assert graph["dense"] is False and graph["edges"] == []
 
 
 def test_a_failed_export_leaves_no_transforms_json_not_even_an_old_one(tmp_path: Path) -> None:

@@ -36,7 +36,3 @@ def test_a_frame_graph_is_written_with_its_strategy(tmp_path: Path) -> None:
 def test_edges_outside_the_frames_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="outside"):
         write_graph(tmp_path, 2, np.array([[0, 2]]), "covisibility")
-
-
-def test_without_a_strategy_no_frame_graph_means_dense(tmp_path: Path) -> None:
-    assert read(write_graph(tmp_path, 2, None)) == {"num_frames": 2, "dense": True, "edges": []}

@@ -110,7 +110,8 @@ def export_dataset(
             frame=points.frame,
             pixel=_full_resolution_pixels(reconstruction.transforms, points),
         )
-    write_graph(output_dir, reconstruction.num_frames, reconstruction.graph_edges)
+    strategy = reconstruction.attention.get("strategy", "dense")
+    write_graph(output_dir, reconstruction.num_frames, reconstruction.graph_edges, strategy)
 
     summary = ExportSummary(
         num_frames=reconstruction.num_frames,

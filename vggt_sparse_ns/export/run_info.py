@@ -15,19 +15,21 @@ GRAPH_FILE = "graph.json"
 SUMMARY_FILE = "summary.json"
 
 
-def write_graph(output_dir: Path, num_frames: int, edges: np.ndarray | None, strategy: str | None = None) -> Path:
+def write_graph(output_dir: Path, num_frames: int, edges: np.ndarray | None, strategy: str) -> Path:
     """vggt/graph.json: {"num_frames": S, "strategy": name, "dense": bool, "edges": [[i, j], ...]} with frame
     indices in transforms.json order. ``edges`` is the frame graph, None for strategies without one (dense
     attention, where every pair attends, and block-sparse, whose blocks are picked per layer); dense is true
-    only for dense attention (without a ``strategy``, which is then not written: whenever there is no frame graph)."""
+    only for dense attention."""
     if edges is not None:
         edges = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
         if edges.size and (edges.min() < 0 or edges.max() >= num_frames):
             raise ValueError(f"graph edges name frames outside [0, {num_frames})")
-    dense = edges is None if strategy is None else strategy == "dense"
-    data = {"num_frames": num_frames, "dense": dense, "edges": [] if edges is None else edges.tolist()}
-    if strategy is not None:
-        data["strategy"] = strategy
+    data = {
+        "num_frames": num_frames,
+        "strategy": strategy,
+        "dense": strategy == "dense",
+        "edges": [] if edges is None else edges.tolist(),
+    }
     return write_json_atomic(output_dir / RUN_DIR / GRAPH_FILE, data)
 
 
