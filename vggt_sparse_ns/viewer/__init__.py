@@ -6,8 +6,7 @@ viser, PIL and torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from vggt_sparse_ns.lazy import lazy_attributes
 
 _EXPORTS = {
     "PortInUseError": "vggt_sparse_ns.viewer.errors",
@@ -23,8 +22,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_attributes(__name__, _EXPORTS)
