@@ -84,7 +84,7 @@ def reconstruct(
     ``point_head`` the point map (world points per pixel, needed only for a point cloud made from it).
 
     Stages recorded in ``progress``: "load model" (first, so that missing weights stop the run before any
-    image is decoded), "load images", "inference". Raises ImageLoadError for an
+    image is decoded), "load images", "megaloc descriptors" (with --descriptors megaloc), "inference". Raises ImageLoadError for an
     unreadable image, WeightsUnavailableError when the checkpoint cannot be found, and
     ReconstructionOutOfMemoryError (naming the settings that help) when the accelerator runs out of memory.
     """
