@@ -4,14 +4,33 @@ and how to get it."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
+
+
+ConfigT = TypeVar("ConfigT")
+
+
+def config_from_mapping(config_type: type[ConfigT], config: ConfigT | Mapping[str, Any] | None) -> ConfigT:
+    """An architecture config dataclass from an instance, a config.json mapping (keys that are not fields,
+    such as the fixtures' ``seed``/``note`` or the hub's ``enable_track``, are ignored; lists become
+    tuples), or None (the defaults: the published model)."""
+    if config is None:
+        return config_type()
+    if isinstance(config, config_type):
+        return config
+    if not isinstance(config, Mapping):
+        raise TypeError(f"expected a {config_type.__name__} or a config.json mapping, got {type(config).__name__}")
+    known = {field.name for field in dataclasses.fields(config_type)}
+    values = {key: tuple(value) if isinstance(value, list) else value for key, value in config.items() if key in known}
+    return config_type(**values)
 
 
 class WeightsUnavailableError(RuntimeError):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from vggt_sparse_ns.hub import config_from_mapping
 
 
 @dataclass(frozen=True)
@@ -42,25 +43,10 @@ class VGGTConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> VGGTConfig:
-        """Build from a config.json mapping, ignoring keys that are not hyper-parameters
-        (the fixtures' ``seed``/``note``, the hub's ``enable_track``)."""
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        kwargs = {}
-        for key, value in values.items():
-            if key in known:
-                kwargs[key] = tuple(value) if isinstance(value, list) else value
-        return cls(**kwargs)
+        """Build from a config.json mapping (the fixtures' or the hub's), ignoring keys that are not fields."""
+        return config_from_mapping(cls, values)
 
 
 def coerce_config(config: VGGTConfig | Mapping[str, Any] | None) -> VGGTConfig:
     """Accept a VGGTConfig, a config.json mapping, or None (VGGT-1B)."""
-    if config is None:
-        return VGGTConfig()
-    if isinstance(config, VGGTConfig):
-        return config
-    if not isinstance(config, Mapping):
-        raise TypeError(f"expected a VGGTConfig or a config.json mapping, got {type(config).__name__}")
-    return VGGTConfig.from_dict(config)
-
-
-__all__ = ["VGGTConfig", "coerce_config"]
+    return config_from_mapping(VGGTConfig, config)

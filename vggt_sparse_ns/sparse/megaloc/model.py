@@ -6,7 +6,6 @@ aggregator; the output is an L2-normalised descriptor per image.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vggt_sparse_ns.hub import config_from_mapping
 from vggt_sparse_ns.layers.vit import VisionTransformer
 from vggt_sparse_ns.sparse.megaloc.aggregator import DescriptorAggregator
 
@@ -47,8 +47,7 @@ class MegaLocConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> MegaLocConfig:
         """Build from a config.json mapping, ignoring keys that are not hyper-parameters (``seed``, ``note``)."""
-        known = {field.name for field in dataclasses.fields(cls)}
-        return cls(**{key: value for key, value in values.items() if key in known})
+        return config_from_mapping(cls, values)
 
 
 def patch_multiple_size(height: int, width: int, patch_size: int = 14) -> tuple[int, int]:
@@ -106,8 +105,4 @@ class MegaLoc(nn.Module):
 
 def build_megaloc(config: MegaLocConfig | Mapping[str, Any] | None = None) -> MegaLoc:
     """A MegaLoc with the given architecture (a MegaLocConfig, a config.json mapping, or the published model)."""
-    if config is None:
-        config = MegaLocConfig()
-    elif not isinstance(config, MegaLocConfig):
-        config = MegaLocConfig.from_dict(config)
-    return MegaLoc(config)
+    return MegaLoc(config_from_mapping(MegaLocConfig, config))
