@@ -33,6 +33,8 @@ STRATEGIES: dict[str, GlobalAttention] = {
     "dense": DenseAttention(),
     "covisibility-k8": CovisibilityAttention(neighbors=8),
     "covisibility-k16": CovisibilityAttention(neighbors=16),
+    "covisibility-k16-directed": CovisibilityAttention(neighbors=16, symmetric=False),
+    "covisibility-k8-directed": CovisibilityAttention(neighbors=8, symmetric=False),
     "block-sparse": BlockSparseAttention(cdf_threshold=0.9, top_ratio=0.5),
     "block-sparse-r25": BlockSparseAttention(cdf_threshold=0.9, top_ratio=0.25),
 }

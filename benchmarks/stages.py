@@ -1,6 +1,6 @@
 """Where the time goes: one forward of the full-size model split by stage, with an MFU estimate.
 
-    python -m benchmarks.stages --frames 1000 --size 518x392 --strategy covisibility --neighbors 16
+    python -m benchmarks.stages --frames 1000 --size 518x392 --strategy covisibility --neighbors 16 [--directed]
 
 Rows go to docs/benchmarks/stages.json. MFU counts the aggregator's matrix work (linear layers
 and attention scores/values, the attended keys taken from the strategy's summary) against
@@ -44,12 +44,22 @@ def aggregator_flops(config: VGGTConfig, frames: int, height: int, width: int, g
     return frames * (linear + local_attention + global_attention + patch_embed)
 
 
+def strategy_name(args: argparse.Namespace) -> str:
+    """The row's strategy, e.g. covisibility-k16, covisibility-k16-directed, covisibility-k16-gather."""
+    if args.strategy != "covisibility":
+        return args.strategy
+    kernel = "" if args.kernel == "auto" else f"-{args.kernel}"
+    return f"covisibility-k{args.neighbors}" + ("-directed" if args.directed else "") + kernel
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--frames", type=int, nargs="+", default=[1000])
     parser.add_argument("--size", default="518x392", help="WIDTHxHEIGHT")
     parser.add_argument("--strategy", default="covisibility", choices=["dense", "covisibility", "block-sparse"])
     parser.add_argument("--neighbors", type=int, default=16)
+    parser.add_argument("--directed", action="store_true", help="covisibility: each frame attends to its own k only")
+    parser.add_argument("--kernel", default="auto", choices=["auto", "triton", "gather"], help="covisibility kernel")
     parser.add_argument("--frames-chunk", type=int, default=16)
     parser.add_argument("--outputs", nargs="+", default=["cameras", "depth"])
     parser.add_argument("--no-warmup", action="store_true", help="time the first call (for the largest scenes)")
@@ -62,7 +72,10 @@ def main() -> None:
     if args.strategy == "covisibility":
         from dataclasses import replace
 
-        attention = replace(attention, covisibility=replace(attention.covisibility, neighbors=args.neighbors))
+        covisibility = replace(
+            attention.covisibility, neighbors=args.neighbors, symmetric=not args.directed, kernel=args.kernel
+        )
+        attention = replace(attention, covisibility=covisibility)
     strategy = attention.build()
     rows = []
     for frames in args.frames:
@@ -86,7 +99,7 @@ def main() -> None:
         flops = aggregator_flops(config, frames, height, width, keys)
         aggregator_seconds = sum(stages[s] for s in ("patch_embed", "frame_blocks", "global_blocks"))
         row = {
-            "strategy": f"{args.strategy}" + (f"-k{args.neighbors}" if args.strategy == "covisibility" else ""),
+            "strategy": strategy_name(args),
             "frames": frames, "height": height, "width": width, "outputs": args.outputs,
             "offload": args.offload, "seconds": round(seconds, 3), "peak_gib": round(peak, 2), "stages_s": stages,
             "aggregator_tflop": round(flops / 1e12, 1),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,11 @@ import torch
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 VGGT_TINY = FIXTURES / "vggt_tiny"
+
+if not torch.cuda.is_available():
+    # Where there is no GPU, Triton kernels are tested in Triton's CPU interpreter. Triton reads the
+    # mode when its language module is imported, so it is set before any test imports Triton.
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 @pytest.fixture(scope="session")
@@ -38,3 +44,13 @@ def vggt_tiny(vggt_tiny_dir: Path):
 
     torch.manual_seed(0)
     return load_pretrained(vggt_tiny_dir, device="cpu")
+
+
+
+@pytest.fixture
+def triton_interpreter() -> None:
+    """Tests of Triton kernels on CPU run them in Triton's interpreter (same program, numpy arithmetic);
+    where a GPU is present the compiled kernels have their own tests."""
+    pytest.importorskip("triton")
+    if os.environ.get("TRITON_INTERPRET") != "1":
+        pytest.skip("Triton kernels run compiled here; the interpreter runs them where there is no GPU")

@@ -17,16 +17,20 @@ def masked_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
 
-def covisibility_mask(neighbor_lists: Sequence[Sequence[int]], tokens: int, special: int) -> Tensor:
+def covisibility_mask(
+    neighbor_lists: Sequence[Sequence[int]], tokens: int, special: int, symmetric: bool = True
+) -> Tensor:
     """Token mask [S*T, S*T]: a query token sees every frame's special tokens and the patch tokens of
-    its own frame, of frame 0 and of its neighbours (lists symmetrised; frame 0 linked to all)."""
+    its own frame, of frame 0 and of its neighbours (lists symmetrised unless not ``symmetric``;
+    frame 0 linked to all both ways)."""
     frames = len(neighbor_lists)
     frame_sees = torch.eye(frames, dtype=torch.bool)
     frame_sees[0, :] = True
     frame_sees[:, 0] = True
     for frame, neighbours in enumerate(neighbor_lists):
         for neighbour in neighbours:
-            frame_sees[frame, neighbour] = frame_sees[neighbour, frame] = True
+            frame_sees[frame, neighbour] = True
+            frame_sees[neighbour, frame] |= symmetric
     position = torch.arange(frames * tokens)
     frame_of, is_special = position // tokens, position % tokens < special
     return is_special[None, :] | frame_sees[frame_of[:, None], frame_of[None, :]]

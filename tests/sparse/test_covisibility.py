@@ -15,6 +15,14 @@ PARTIAL_LISTS = [[], [2], [], [4, 5], [], [1], [3]]
 TOLERANCE = 1e-5
 
 
+@pytest.fixture(params=["gather", "triton"])
+def kernel(request) -> str:
+    """Both kernels of the strategy; triton runs in Triton's interpreter where there is no GPU."""
+    if request.param == "triton":
+        request.getfixturevalue("triton_interpreter")
+    return request.param
+
+
 def random_heads(batch: int = 1, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
     shape = (batch, HEADS, FRAMES * TOKENS, HEAD_DIM)
@@ -31,11 +39,20 @@ def run(strategy: CovisibilityAttention, batch: int = 1, seed: int = 0):
     return plan(q, k, v, layer=0), (q, k, v), plan
 
 
-def test_partial_graph_equals_the_explicit_mask_reference():
+def test_partial_graph_equals_the_explicit_mask_reference(kernel):
     graph = FrameGraph.from_neighbor_lists(PARTIAL_LISTS, FRAMES)
-    out, (q, k, v), _ = run(CovisibilityAttention(graph=graph))
+    out, (q, k, v), _ = run(CovisibilityAttention(graph=graph, kernel=kernel))
     expected = masked_attention(q, k, v, covisibility_mask(PARTIAL_LISTS, TOKENS, SPECIAL))
     torch.testing.assert_close(out, expected, rtol=0, atol=TOLERANCE)
+
+
+def test_directed_graph_attends_only_to_the_chosen_frames(kernel):
+    graph = FrameGraph.from_neighbor_lists(PARTIAL_LISTS, FRAMES, symmetric=False)
+    out, (q, k, v), _ = run(CovisibilityAttention(graph=graph, kernel=kernel))
+    expected = masked_attention(q, k, v, covisibility_mask(PARTIAL_LISTS, TOKENS, SPECIAL, symmetric=False))
+    torch.testing.assert_close(out, expected, rtol=0, atol=TOLERANCE)
+    symmetric = masked_attention(q, k, v, covisibility_mask(PARTIAL_LISTS, TOKENS, SPECIAL))
+    assert (out - symmetric).abs().max() > 1e-2
 
 
 def test_the_mask_really_acts():
@@ -44,8 +61,8 @@ def test_the_mask_really_acts():
     assert (out - F.scaled_dot_product_attention(q, k, v)).abs().max() > 1e-2
 
 
-def test_complete_graph_equals_dense_attention():
-    out, (q, k, v), _ = run(CovisibilityAttention(graph=FrameGraph.complete(FRAMES)))
+def test_complete_graph_equals_dense_attention(kernel):
+    out, (q, k, v), _ = run(CovisibilityAttention(graph=FrameGraph.complete(FRAMES), kernel=kernel))
     torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v), rtol=0, atol=TOLERANCE)
 
 
@@ -64,9 +81,9 @@ def test_chunk_size_does_not_change_the_result():
     torch.testing.assert_close(one_frame_chunks, whole, rtol=0, atol=TOLERANCE)
 
 
-def test_each_scene_of_a_batch_uses_its_own_graph():
+def test_each_scene_of_a_batch_uses_its_own_graph(kernel):
     descriptors = torch.randn(2, FRAMES, 6, generator=torch.Generator().manual_seed(2))
-    strategy = CovisibilityAttention(neighbors=1, descriptors=descriptors)
+    strategy = CovisibilityAttention(neighbors=1, descriptors=descriptors, kernel=kernel)
     out, (q, k, v), plan = run(strategy, batch=2)
     for scene in range(2):
         lists = FrameGraph.from_descriptors(descriptors[scene], neighbors=1).neighbor_lists()

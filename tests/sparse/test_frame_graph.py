@@ -144,8 +144,29 @@ def test_stats_report_edges_degrees_components_and_dense_cost():
         "degree_mean": 2.0,
         "degree_max": 3,
         "components_before_repair": 1,
+        "symmetric": True,
         "dense_cost_fraction": (4 + 2 * 4) / 16,
     }
+
+
+def test_a_directed_graph_keeps_each_frame_to_the_frames_it_chose():
+    graph = FrameGraph.from_neighbor_lists([[], [2], [1, 3], [1]], frames=4, connect_reference=False, symmetric=False)
+    assert graph.neighbor_lists() == [[], [2], [1, 3], [1]]
+    assert graph.num_edges == 4
+    with_reference = graph.with_reference_edges()
+    assert with_reference.neighbor_lists() == [[1, 2, 3], [0, 2], [0, 1, 3], [0, 1]]
+    assert not with_reference.symmetric and with_reference.stats()["dense_cost_fraction"] == (4 + 10) / 16
+
+
+def test_a_directed_knn_graph_gives_every_frame_exactly_k_plus_frame_zero():
+    descriptors = torch.randn(300, 32, generator=torch.Generator().manual_seed(4))
+    directed = FrameGraph.from_descriptors(descriptors, neighbors=6, symmetric=False, connect_reference=False)
+    symmetric = FrameGraph.from_descriptors(descriptors, neighbors=6, connect_reference=False)
+    assert directed.degrees().tolist() == [6] * 300
+    assert directed.stats()["components_before_repair"] == directed.component_count() == 1
+    chosen = directed.adjacency()
+    assert torch.equal(symmetric.adjacency(), chosen | chosen.T)
+    assert symmetric.degrees().float().mean() > 6.5  # random descriptors: many choices are not mutual
 
 
 def test_component_labels_match_a_breadth_first_search():

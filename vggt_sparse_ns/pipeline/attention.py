@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from vggt_sparse_ns.pipeline.config import DEFAULT_NEIGHBORS, ReconstructionConfig
@@ -66,11 +67,11 @@ class PlanRecorder:
         return self.plan
 
     def graph_edges(self) -> np.ndarray | None:
-        """[E, 2] frame pairs (i < j) of the first scene's frame graph, reference edges included; None when the
+        """[E, 2] frame pairs (i < j, sorted) that attend one way or both in the first scene's frame graph, reference edges included; None when the
         plan has no frame graph (dense attention). Sparse plans expose their graphs as ``plan.graphs``."""
         graphs: Any = getattr(self.plan, "graphs", None)
         if not graphs:
             return None
         src, dst = graphs[0].with_reference_edges().edges()
-        upper = src < dst
-        return np.stack((src[upper].cpu().numpy(), dst[upper].cpu().numpy()), axis=1).astype(np.int64)
+        pairs = torch.unique(torch.stack((torch.minimum(src, dst), torch.maximum(src, dst)), dim=1), dim=0)
+        return pairs.cpu().numpy().astype(np.int64)

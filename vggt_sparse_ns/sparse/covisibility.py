@@ -6,17 +6,22 @@ grouped by degree, so every query frame of a chunk gathers the same number of ke
 no padding or mask is needed: each chunk is one plain SDPA call (FlashAttention/cuDNN on CUDA,
 native kernels on MPS and CPU). Memory is bounded by the gathered keys of one chunk; cost is
 O(S * (k + 1)) frame pairs plus the S^2 * special-token pairs.
+
+On CUDA the same attention runs by default in one Triton kernel that reads each listed frame's
+keys where they lie (layers/kernels/frame_list_attention.py), which saves the gathers' copies;
+the gather path stays the reference and the path everywhere else.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from vggt_sparse_ns.layers.kernels.frame_list_attention import frame_list_attention, triton_available
 from vggt_sparse_ns.sparse.base import FrameLayout
 from vggt_sparse_ns.sparse.graph import FrameGraph
 from vggt_sparse_ns.sparse.graph_source import FrameGraphSource
@@ -51,6 +56,18 @@ def gather_chunks(graph: FrameGraph, layout: FrameLayout, max_gathered_frames: i
     return chunks
 
 
+def attended_frames(graph: FrameGraph) -> tuple[Tensor, Tensor]:
+    """CSR (indptr, indices) of the frames whose patch tokens each frame attends to: itself, then
+    its neighbours with frame 0 among them (ascending)."""
+    attended = graph.with_reference_edges()
+    src, dst = attended.edges()
+    frames = torch.arange(graph.frames, device=graph.device)
+    rows, columns = torch.cat((frames, src)), torch.cat((frames, dst))
+    by_row = torch.sort(rows, stable=True).indices  # stable: each frame itself first, then its sorted row
+    counts = attended.degrees() + 1
+    return torch.cat((counts.new_zeros(1), counts.cumsum(0))), columns[by_row]
+
+
 def _gather(x: Tensor, positions: Tensor) -> Tensor:
     """Tokens of one scene x [H, L, D] at positions [c, n] -> [c, H, n, D] (one copy)."""
     return x.index_select(1, positions.flatten()).unflatten(1, tuple(positions.shape)).transpose(0, 1)
@@ -62,6 +79,7 @@ class _CovisibilityPlan:
         self.layout = layout
         self.graphs = graphs
         self.scene_chunks = [gather_chunks(graph, layout, strategy.max_gathered_frames) for graph in graphs]
+        self.scene_lists = [attended_frames(graph) for graph in graphs]
         device = graphs[0].device
         tokens, special = layout.tokens_per_frame, layout.special_tokens
         self.frame_tokens = torch.arange(tokens, device=device)
@@ -71,6 +89,12 @@ class _CovisibilityPlan:
 
     def __call__(self, q: Tensor, k: Tensor, v: Tensor, layer: int) -> Tensor:
         out = torch.empty_like(q)
+        kernel = self.strategy.kernel
+        if kernel == "triton" or (kernel == "auto" and triton_available(q)):
+            tokens, special = self.layout.tokens_per_frame, self.layout.special_tokens
+            for scene, (indptr, indices) in enumerate(self.scene_lists):
+                frame_list_attention(q[scene], k[scene], v[scene], indptr, indices, tokens, special, out=out[scene])
+            return out
         tokens = self.layout.tokens_per_frame
         for scene, chunks in enumerate(self.scene_chunks):
             for chunk in chunks:
@@ -89,6 +113,7 @@ class _CovisibilityPlan:
     def summary(self) -> dict[str, Any]:
         return {
             "strategy": "covisibility",
+            "kernel": self.strategy.kernel,
             "max_gathered_frames": self.strategy.max_gathered_frames,
             **self.strategy.describe(),
             "graphs": [graph.with_reference_edges().stats() for graph in self.graphs],
@@ -100,8 +125,10 @@ class CovisibilityAttention(FrameGraphSource):
     """Each frame attends to every frame's special tokens and to the patch tokens of itself, of
     frame 0 and of its frame-graph neighbours. With a complete graph it equals dense attention."""
 
+    kernel: Literal["auto", "triton", "gather"] = "auto"
+    """auto: triton on CUDA when Triton is installed, else gather. triton: one kernel reading the listed frames' keys in place. gather: listed frames' keys copied into batches for SDPA."""
     max_gathered_frames: int = 512
-    """Keys and values of at most this many frames are gathered at once (bounds memory; at least one query frame per chunk)."""
+    """gather kernel: keys and values of at most this many frames are gathered at once (bounds memory; at least one query frame per chunk)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -1,8 +1,10 @@
 """The frame graph: which frames' patch tokens each frame's tokens may attend to.
 
-An undirected graph over the S frames of one scene, stored as CSR arrays (``indptr`` [S+1],
-``indices`` [2E], each row sorted, no self loops) on the device of whatever built it. CSR keeps
-memory O(S + E) even when frame 0, the reference frame, is connected to every frame.
+A graph over the S frames of one scene, stored as CSR arrays (``indptr`` [S+1], ``indices``,
+each row sorted, no self loops) on the device of whatever built it: row f lists the frames f
+attends to. Symmetric graphs (the default) hold every edge in both rows; directed ones let a frame
+attend to a frame that does not attend back, which bounds each row's length by what chose it.
+CSR keeps memory O(S + E) even when frame 0, the reference frame, is connected to every frame.
 """
 
 from __future__ import annotations
@@ -40,14 +42,16 @@ def component_labels(src: Tensor, dst: Tensor, frames: int) -> Tensor:
 
 @dataclass(frozen=True, eq=False)
 class FrameGraph:
-    """Symmetric neighbour structure over the frames of one scene (CSR, sorted rows, no self loops)."""
+    """Neighbour structure over the frames of one scene (CSR, sorted rows, no self loops)."""
 
     indptr: Tensor
-    """[S + 1] int64: row f's neighbours are indices[indptr[f]:indptr[f + 1]]."""
+    """[S + 1] int64: row f's neighbours (the frames f attends to) are indices[indptr[f]:indptr[f + 1]]."""
     indices: Tensor
-    """[2E] int64: neighbour frame indices, ascending within each row."""
+    """int64 neighbour frame indices, ascending within each row."""
     components_before_repair: int = 1
     """Connected components of the similarity edges before connectivity repair (1 when not built from descriptors)."""
+    symmetric: bool = True
+    """Whether every edge is held in both rows (f attends to g exactly when g attends to f)."""
 
     @property
     def frames(self) -> int:
@@ -59,32 +63,36 @@ class FrameGraph:
 
     @property
     def num_edges(self) -> int:
-        """Undirected edges (each stored in both rows)."""
-        return self.indices.numel() // 2
+        """Edges: undirected ones (each held in both rows) for a symmetric graph, else directed ones."""
+        return self.indices.numel() // 2 if self.symmetric else self.indices.numel()
 
     def degrees(self) -> Tensor:
         """[S] number of neighbours of each frame."""
         return self.indptr[1:] - self.indptr[:-1]
 
     def edges(self) -> tuple[Tensor, Tensor]:
-        """Directed edge arrays (src, dst), both directions, sorted by (src, dst)."""
+        """Directed edge arrays (src, dst) of every row entry (both directions of a symmetric edge), sorted by (src, dst)."""
         src = torch.repeat_interleave(torch.arange(self.frames, device=self.device), self.degrees())
         return src, self.indices
 
     @classmethod
-    def from_edges(cls, src: Tensor, dst: Tensor, frames: int, components_before_repair: int = 1) -> FrameGraph:
-        """The symmetric closure of the edges src[e] - dst[e]; self loops and repeats are dropped."""
+    def from_edges(
+        cls, src: Tensor, dst: Tensor, frames: int, components_before_repair: int = 1, symmetric: bool = True
+    ) -> FrameGraph:
+        """The graph of the edges src[e] -> dst[e] (frame src attends to frame dst), with their symmetric
+        closure when ``symmetric``; self loops and repeats are dropped."""
         src, dst = src.long().flatten(), dst.long().flatten()
         if src.shape != dst.shape:
             raise ValueError(f"edge arrays differ in length: {src.numel()} sources, {dst.numel()} destinations")
         if src.numel() and (min(src.min(), dst.min()) < 0 or max(src.max(), dst.max()) >= frames):
             raise ValueError(f"edge endpoints must be frame indices in [0, {frames}); got some outside")
-        keys = torch.cat((src * frames + dst, dst * frames + src))
-        keys = torch.unique(keys[src.repeat(2) != dst.repeat(2)])
+        if symmetric:
+            src, dst = torch.cat((src, dst)), torch.cat((dst, src))
+        keys = torch.unique((src * frames + dst)[src != dst])
         row, col = keys // frames, keys % frames
         counts = torch.bincount(row, minlength=frames)
         indptr = torch.cat((counts.new_zeros(1), counts.cumsum(0)))
-        return cls(indptr, col, components_before_repair)
+        return cls(indptr, col, components_before_repair, symmetric)
 
     @classmethod
     def complete(cls, frames: int, device: torch.device | str | None = None) -> FrameGraph:
@@ -99,9 +107,10 @@ class FrameGraph:
         frames: int,
         connect_reference: bool = True,
         device: torch.device | str | None = None,
+        symmetric: bool = True,
     ) -> FrameGraph:
-        """lists[f] holds frames that f sees; the graph is their symmetric closure (self entries ignored),
-        plus edges from frame 0 to every frame when ``connect_reference``."""
+        """lists[f] holds frames that f sees; the graph is these edges (self entries ignored), closed
+        symmetrically when ``symmetric``, plus edges between frame 0 and every frame when ``connect_reference``."""
         if len(lists) != frames:
             raise ValueError(f"expected one neighbour list per frame ({frames}), got {len(lists)} lists")
         src = [frame for frame, neighbours in enumerate(lists) for _ in neighbours]
@@ -110,6 +119,7 @@ class FrameGraph:
             torch.tensor(src, dtype=torch.long, device=device),
             torch.tensor(dst, dtype=torch.long, device=device),
             frames,
+            symmetric=symmetric,
         )
         return graph.with_reference_edges() if connect_reference else graph
 
@@ -122,23 +132,26 @@ class FrameGraph:
         window: int | None = None,
         min_degree: int = 1,
         connect_reference: bool = True,
+        symmetric: bool = True,
     ) -> FrameGraph:
         """k-nearest-neighbour graph by cosine similarity of descriptors [S, D]; see
         ``vggt_sparse_ns.sparse.graph_build.FrameGraphSettings`` for each setting."""
         from vggt_sparse_ns.sparse.graph_build import FrameGraphSettings
 
-        settings = FrameGraphSettings(neighbors, threshold, window, min_degree)
+        settings = FrameGraphSettings(neighbors, symmetric, threshold, window, min_degree)
         return settings.build(descriptors, connect_reference)
 
     def with_reference_edges(self) -> FrameGraph:
-        """The same graph plus an edge from frame 0 (the world frame) to every other frame."""
+        """The same graph plus edges both ways between frame 0 (the world frame) and every other frame."""
         src, dst = self.edges()
         others = torch.arange(1, self.frames, device=self.device)
+        zeros = torch.zeros_like(others)
         return FrameGraph.from_edges(
-            torch.cat((src, torch.zeros_like(others))),
-            torch.cat((dst, others)),
+            torch.cat((src, zeros, others)),
+            torch.cat((dst, others, zeros)),
             self.frames,
             self.components_before_repair,
+            self.symmetric,
         )
 
     def neighbor_lists(self) -> list[list[int]]:
@@ -159,12 +172,14 @@ class FrameGraph:
         return int(component_labels(src, dst, self.frames).unique().numel())
 
     def to(self, device: torch.device | str) -> FrameGraph:
-        return FrameGraph(self.indptr.to(device), self.indices.to(device), self.components_before_repair)
+        return FrameGraph(
+            self.indptr.to(device), self.indices.to(device), self.components_before_repair, self.symmetric
+        )
 
     def stats(self) -> dict[str, Any]:
-        """Frames, edges, degree min/mean/max, components before repair, and the fraction of
-        dense attention's patch cost that covisibility attention pays: (S + 2E) / S^2 frame pairs
-        (each frame with itself and with each neighbour)."""
+        """Frames, edges, degree min/mean/max (row lengths), components before repair, whether the graph is
+        symmetric, and the fraction of dense attention's patch cost that covisibility attention pays:
+        (S + row entries) / S^2 frame pairs (each frame with itself and with each frame it attends to)."""
         degrees = self.degrees().float()
         frames = self.frames
         return {
@@ -174,5 +189,6 @@ class FrameGraph:
             "degree_mean": float(degrees.mean()) if frames else 0.0,
             "degree_max": int(degrees.max()) if frames else 0,
             "components_before_repair": self.components_before_repair,
-            "dense_cost_fraction": (frames + 2 * self.num_edges) / frames**2 if frames else 0.0,
+            "symmetric": self.symmetric,
+            "dense_cost_fraction": (frames + self.indices.numel()) / frames**2 if frames else 0.0,
         }

@@ -1,7 +1,9 @@
 """Building a frame graph from per-frame descriptors, in chunks of rows (never an S x S matrix).
 
 Edges: each frame's k most similar frames (cosine similarity), optionally every pair above a
-similarity threshold and every pair within a temporal window; all symmetrised. Repair: while
+similarity threshold and every pair within a temporal window; symmetrised unless the graph is
+asked to be directed (then a frame attends only to the frames it chose, the threshold and
+window pairs and the repair edges both ways). Repair: while
 the graph has several components, each component is bridged to another through its most
 similar outside pair (Boruvka rounds); frames below the minimum degree get their most similar
 non-neighbours. Finally frame 0, which defines the world frame, is linked to every frame.
@@ -28,7 +30,10 @@ class FrameGraphSettings:
     """How a scene's frame graph is built from frame descriptors."""
 
     neighbors: int = 16
-    """Each frame's k most similar frames become its neighbours (then symmetrised)."""
+    """Each frame's k most similar frames become its neighbours."""
+    symmetric: bool = True
+    """Also let each frame attend to every frame that chose it (more context; a frame many others choose
+    then attends to all of them). Off: each frame attends to exactly its own k (plus frame 0 and repairs)."""
     threshold: float | None = None
     """Also link every pair of frames whose cosine similarity is at least this (None: off)."""
     window: int | None = None
@@ -56,12 +61,12 @@ class FrameGraphSettings:
         src, dst = _similarity_edges(unit, min(self.neighbors, frames - 1), self.threshold)
         if self.window:
             window_src, window_dst = _window_edges(frames, self.window, unit.device)
-            src, dst = torch.cat((src, window_src)), torch.cat((dst, window_dst))
+            src, dst = torch.cat((src, window_src, window_dst)), torch.cat((dst, window_dst, window_src))
         labels = component_labels(src, dst, frames)
         components = int(labels.unique().numel())
         src, dst = _bridge_components(unit, src, dst, labels)
-        src, dst = _raise_degrees(unit, src, dst, min(self.min_degree, frames - 1))
-        graph = FrameGraph.from_edges(src, dst, frames, components_before_repair=components)
+        src, dst = _raise_degrees(unit, src, dst, min(self.min_degree, frames - 1), self.symmetric)
+        graph = FrameGraph.from_edges(src, dst, frames, components, self.symmetric)
         return graph.with_reference_edges() if connect_reference else graph
 
 
@@ -149,17 +154,18 @@ def _bridge_components(unit: Tensor, src: Tensor, dst: Tensor, labels: Tensor) -
         candidates = torch.where(is_best, frame_ids, torch.full_like(frame_ids, frames))
         chosen = torch.full((frames,), frames, device=unit.device).scatter_reduce(0, labels, candidates, reduce="amin")
         bridge = chosen[chosen < frames]
-        src, dst = torch.cat((src, bridge)), torch.cat((dst, best_partner[bridge]))
+        partner = best_partner[bridge]
+        src, dst = torch.cat((src, bridge, partner)), torch.cat((dst, partner, bridge))
         labels = component_labels(src, dst, frames)
     return src, dst
 
 
-def _raise_degrees(unit: Tensor, src: Tensor, dst: Tensor, min_degree: int) -> tuple[Tensor, Tensor]:
+def _raise_degrees(unit: Tensor, src: Tensor, dst: Tensor, min_degree: int, symmetric: bool) -> tuple[Tensor, Tensor]:
     """Give each frame with fewer than min_degree neighbours its most similar non-neighbours."""
     frames = unit.shape[0]
     if min_degree <= 0:
         return src, dst
-    graph = FrameGraph.from_edges(src, dst, frames)
+    graph = FrameGraph.from_edges(src, dst, frames, symmetric=symmetric)
     deficit = (min_degree - graph.degrees()).clamp(min=0)
     needy = deficit.nonzero().flatten()
     adjacency_src, adjacency_dst = graph.edges()

@@ -30,7 +30,9 @@ class FrameGraphSource(FrameGraphSettings):
         if self.graph is not None:
             return {"graph_source": "given graph"}
         source = "given descriptors" if self.descriptors is not None else "patch tokens (GeM)"
-        settings = {name: getattr(self, name) for name in ("neighbors", "threshold", "window", "min_degree")}
+        settings = {
+            name: getattr(self, name) for name in ("neighbors", "symmetric", "threshold", "window", "min_degree")
+        }
         return {"graph_source": source, **settings}
 
     def graphs(self, patch_tokens: Tensor) -> list[FrameGraph]:

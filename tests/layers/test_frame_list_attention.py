@@ -1,0 +1,97 @@
+"""The frame-list attention kernel equals softmax attention under the covisibility token mask.
+
+On CPU the kernel runs in Triton's interpreter (same program, numpy arithmetic); on a CUDA GPU the
+compiled kernel is checked in bf16 against the gather path at the model's real shapes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vggt_sparse_ns.layers.kernels.frame_list_attention import frame_list_attention, triton_available
+
+
+def key_mask(lists: list[list[int]], tokens: int, special: int) -> torch.Tensor:
+    """[S*T, S*T]: query tokens of frame f see every special token and the patch tokens of lists[f]."""
+    frames = len(lists)
+    sees = torch.zeros(frames, frames, dtype=torch.bool)
+    for frame, listed in enumerate(lists):
+        sees[frame, listed] = True
+    position = torch.arange(frames * tokens)
+    frame_of, is_special = position // tokens, position % tokens < special
+    return is_special[None, :] | sees[frame_of[:, None], frame_of[None, :]]
+
+
+def csr(lists: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    counts = torch.tensor([len(listed) for listed in lists])
+    indptr = torch.cat((torch.zeros(1, dtype=torch.long), counts.cumsum(0)))
+    return indptr, torch.tensor([frame for listed in lists for frame in listed], dtype=torch.long)
+
+
+def reference(q, k, v, lists, tokens, special):
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask(lists, tokens, special))
+
+
+LISTS = [[0, 1, 2, 3, 4], [1, 0], [2, 0, 4], [3, 0], [4, 0, 2]]
+"""Frame 0 sees every frame (it attends to all, as the reference frame does); lists need not be sorted."""
+
+
+@pytest.mark.parametrize("block_m, block_n", [(16, 16), (32, 64), (128, 64)])
+def test_interpreted_kernel_equals_masked_attention(triton_interpreter, block_m, block_n):
+    tokens, special, heads, head_dim = 37, 5, 3, 16
+    generator = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(heads, len(LISTS) * tokens, head_dim, generator=generator) for _ in range(3))
+    indptr, indices = csr(LISTS)
+    out = frame_list_attention(q, k, v, indptr, indices, tokens, special, block_m=block_m, block_n=block_n)
+    torch.testing.assert_close(out, reference(q, k, v, LISTS, tokens, special), rtol=0, atol=1e-5)
+
+
+def test_interpreted_kernel_reads_strided_values_and_writes_into_out(triton_interpreter):
+    tokens, special, heads, head_dim = 21, 5, 2, 16
+    generator = torch.Generator().manual_seed(1)
+    qkv = torch.randn(len(LISTS) * tokens, 3, heads, head_dim, generator=generator)
+    q, k, v = qkv.permute(1, 2, 0, 3).unbind(0)
+    out = torch.full((heads, len(LISTS) * tokens, head_dim), float("nan"))
+    frame_list_attention(q, k, v, *csr(LISTS), tokens, special, out=out, block_m=16, block_n=32)
+    torch.testing.assert_close(out, reference(q, k, v, LISTS, tokens, special), rtol=0, atol=1e-5)
+
+
+def test_a_frame_list_that_omits_a_frame_changes_its_output(triton_interpreter):
+    tokens, special, heads, head_dim = 21, 5, 1, 16
+    generator = torch.Generator().manual_seed(2)
+    q, k, v = (torch.randn(heads, len(LISTS) * tokens, head_dim, generator=generator) for _ in range(3))
+    narrower = [listed[:-1] if frame == 2 else listed for frame, listed in enumerate(LISTS)]
+    full = frame_list_attention(q, k, v, *csr(LISTS), tokens, special, block_m=16, block_n=16)
+    narrow = frame_list_attention(q, k, v, *csr(narrower), tokens, special, block_m=16, block_n=16)
+    frame_two = slice(2 * tokens, 3 * tokens)
+    assert (full[:, frame_two] - narrow[:, frame_two]).abs().max() > 1e-2
+    torch.testing.assert_close(full[:, : 2 * tokens], narrow[:, : 2 * tokens], rtol=0, atol=0)
+
+
+def test_a_sequence_that_is_not_whole_frames_is_refused():
+    q = torch.zeros(1, 50, 16)
+    with pytest.raises(ValueError, match="not 5 frames of 11"):
+        frame_list_attention(q, q, q, *csr(LISTS), 11, 5)
+
+
+@pytest.mark.skipif(
+    not torch.cuda.is_available() or not triton_available(torch.empty(1, device="cuda", dtype=torch.bfloat16)),
+    reason="needs a CUDA GPU and Triton (run on the device: see docs/benchmarks/README.md)",
+)
+def test_compiled_kernel_matches_the_gather_path_at_model_shapes():
+    from vggt_sparse_ns.sparse import CovisibilityAttention, FrameLayout
+
+    frames, tokens, special, heads, head_dim = 40, 1041, 5, 16, 64
+    generator = torch.Generator(device="cuda").manual_seed(0)
+    q, k, v = (
+        torch.randn(1, heads, frames * tokens, head_dim, generator=generator, device="cuda", dtype=torch.bfloat16)
+        for _ in range(3)
+    )
+    patch_tokens = torch.randn(1, frames, tokens - special, 32, generator=generator, device="cuda")
+    layout = FrameLayout(1, frames, tokens, special)
+    outputs = [
+        CovisibilityAttention(neighbors=4, kernel=kernel).prepare(layout, patch_tokens)(q, k, v, layer=0)
+        for kernel in ("triton", "gather")
+    ]
+    torch.testing.assert_close(outputs[0].float(), outputs[1].float(), rtol=0, atol=2e-2)

@@ -1,0 +1,79 @@
+"""Attention over per-frame key lists, reading keys and values where they lie (no gathers).
+
+The sequence is S frames of T tokens, each frame's first ``special_tokens`` being its camera and
+register tokens. Every query token of frame f attends to the special tokens of all S frames and
+to the patch tokens of the frames listed for f (CSR ``indptr``/``indices``, f itself included
+when listed). This is covisibility attention; its plain-PyTorch reference gathers the listed
+frames' keys into contiguous batches for SDPA, which costs a copy of every gathered key and
+value per layer. Here one program owns a block of one frame's queries and one head, and walks
+a virtual key sequence (all special tokens, then the listed frames' patch tokens), computing
+each key block's addresses from the frame list: flash-attention's online softmax in fp32, with
+no copy of any key. Triton is imported lazily: the package works without it (CPU, MPS).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+from torch import Tensor
+
+
+def triton_available(x: Tensor) -> bool:
+    """Whether the kernel can run on x's device and dtype (CUDA, half precision, Triton installed)."""
+    if not x.is_cuda or x.dtype not in (torch.bfloat16, torch.float16):
+        return False
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def frame_list_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    indptr: Tensor,
+    indices: Tensor,
+    tokens_per_frame: int,
+    special_tokens: int,
+    out: Tensor | None = None,
+    block_m: int = 128,
+    block_n: int = 64,
+    num_warps: int = 8,
+    num_stages: int = 3,
+) -> Tensor:
+    """Softmax attention of q over the keys each query frame may see, for one scene.
+
+    q, k, v [heads, S * T, head_dim] (any strides with unit stride along head_dim); indptr [S + 1]
+    and indices: the frames whose patch tokens each frame attends to. Returns [heads, S * T, head_dim]
+    in q's dtype, written into ``out`` when given. Programs of high-degree frames (frame 0 sees every frame) are
+    launched first, so they do not run alone at the end."""
+    heads, length, head_dim = q.shape
+    frames = indptr.numel() - 1
+    if length != frames * tokens_per_frame:
+        raise ValueError(f"sequence of {length} tokens is not {frames} frames of {tokens_per_frame}")
+    if any(t.stride(-1) != 1 for t in (q, k, v, out) if t is not None):
+        raise ValueError("q, k and v need unit stride along head_dim")
+    if out is None:
+        out = torch.empty(heads, length, head_dim, device=q.device, dtype=q.dtype)
+    indptr, indices = indptr.to(q.device, torch.int64), indices.to(q.device, torch.int64)
+    launch_order = torch.argsort(indptr[1:] - indptr[:-1], descending=True, stable=True)
+    grid = (-(-tokens_per_frame // block_m), frames, heads)
+    _kernel()[grid](
+        q, k, v, out, indptr, indices, launch_order,
+        q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1), out.stride(0), out.stride(1),
+        frames, tokens_per_frame, tokens_per_frame - special_tokens, math.log2(math.e) / math.sqrt(head_dim),
+        SPECIAL_TOKENS=special_tokens, HEAD_DIM=head_dim, BLOCK_M=block_m, BLOCK_N=block_n,
+        num_warps=num_warps, num_stages=num_stages,
+    )  # fmt: skip
+    return out
+
+
+@functools.cache
+def _kernel():
+    from vggt_sparse_ns.layers.kernels import _frame_list_attention_triton
+
+    return _frame_list_attention_triton.frame_list_attention_kernel
