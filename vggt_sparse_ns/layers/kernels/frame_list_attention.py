@@ -6,9 +6,9 @@ to the patch tokens of the frames listed for f (CSR ``indptr``/``indices``, f it
 when listed). This is covisibility attention; its plain-PyTorch reference gathers the listed
 frames' keys into contiguous batches for SDPA, which costs a copy of every gathered key and
 value per layer. Here one program owns a block of one frame's queries and one head, and walks
-a virtual key sequence (all special tokens, then the listed frames' patch tokens), computing
-each key block's addresses from the frame list: flash-attention's online softmax in fp32, with
-no copy of any key. Triton is imported lazily: the package works without it (CPU, MPS).
+a virtual key sequence (all special tokens, packed once per call, then the listed frames' patch
+tokens), loading each key tile where it lies through tensor descriptors (TMA on Hopper):
+flash-attention's online softmax in fp32, with no copy of the listed frames' keys. Triton is imported lazily: the package works without it (CPU, MPS).
 """
 
 from __future__ import annotations
@@ -61,15 +61,28 @@ def frame_list_attention(
         out = torch.empty(heads, length, head_dim, device=q.device, dtype=q.dtype)
     indptr, indices = indptr.to(q.device, torch.int64), indices.to(q.device, torch.int64)
     launch_order = torch.argsort(indptr[1:] - indptr[:-1], descending=True, stable=True)
+    special_k, special_v = (
+        t.unflatten(1, (frames, tokens_per_frame))[:, :, :special_tokens].flatten(1, 2) for t in (k, v)
+    )
+    k_desc, v_desc, special_k_desc, special_v_desc = (
+        _descriptor(t, block_n) for t in (k, v, special_k.contiguous(), special_v.contiguous())
+    )
     grid = (-(-tokens_per_frame // block_m), frames, heads)
     _kernel()[grid](
-        q, k, v, out, indptr, indices, launch_order,
-        q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1), out.stride(0), out.stride(1),
-        frames, tokens_per_frame, tokens_per_frame - special_tokens, math.log2(math.e) / math.sqrt(head_dim),
+        q, out, k_desc, v_desc, special_k_desc, special_v_desc, indptr, indices, launch_order,
+        q.stride(0), q.stride(1), out.stride(0), out.stride(1),
+        frames * special_tokens, tokens_per_frame, tokens_per_frame - special_tokens, math.log2(math.e) / math.sqrt(head_dim),
         SPECIAL_TOKENS=special_tokens, HEAD_DIM=head_dim, BLOCK_M=block_m, BLOCK_N=block_n,
         num_warps=num_warps, num_stages=num_stages,
     )  # fmt: skip
     return out
+
+
+def _descriptor(x: Tensor, block_n: int):
+    """A tensor descriptor of x [heads, tokens, head_dim] read in [1, block_n, head_dim] tiles."""
+    from triton.tools.tensor_descriptor import TensorDescriptor
+
+    return TensorDescriptor(x, list(x.shape), list(x.stride()), [1, block_n, x.shape[-1]])
 
 
 @functools.cache
