@@ -22,7 +22,15 @@ from vggt_sparse_ns.sparse import CovisibilityAttention, FrameGraph, FrameLayout
 from vggt_sparse_ns.sparse.covisibility import attended_frames
 
 HEADS, HEAD_DIM, SPECIAL = 16, 64, 5
-BLOCK_SHAPES = [(128, 64, 8, 3), (128, 64, 4, 3), (128, 128, 8, 2), (128, 128, 8, 3), (128, 64, 8, 4), (64, 64, 4, 3)]
+BLOCK_SHAPES = [
+    (64, 64, 4, 3),
+    (64, 64, 4, 2),
+    (64, 64, 4, 4),
+    (64, 128, 4, 3),
+    (64, 32, 4, 3),
+    (128, 64, 4, 3),
+    (128, 64, 8, 3),
+]
 """(block_m, block_n, num_warps, num_stages) tried for the Triton kernel."""
 
 

@@ -27,6 +27,8 @@ def attended_keys_per_frame(summary: dict, frames: int, tokens: int, special: in
     if summary.get("strategy") != "covisibility":
         return frames * tokens
     degree = summary["graphs"][0]["degree_mean"]
+    if not summary["all_special_tokens"]:
+        return (degree + 1) * tokens
     return frames * special + (degree + 1) * (tokens - special)
 
 
@@ -45,11 +47,12 @@ def aggregator_flops(config: VGGTConfig, frames: int, height: int, width: int, g
 
 
 def strategy_name(args: argparse.Namespace) -> str:
-    """The row's strategy, e.g. covisibility-k16, covisibility-k16-directed, covisibility-k16-gather."""
+    """The row's strategy, e.g. covisibility-k16, covisibility-k16-directed-local-special, covisibility-k16-gather."""
     if args.strategy != "covisibility":
         return args.strategy
-    kernel = "" if args.kernel == "auto" else f"-{args.kernel}"
-    return f"covisibility-k{args.neighbors}" + ("-directed" if args.directed else "") + kernel
+    options = [f"k{args.neighbors}", "directed" * args.directed, "local-special" * args.local_special]
+    options.append("" if args.kernel == "auto" else args.kernel)
+    return "-".join(["covisibility", *filter(None, options)])
 
 
 def main() -> None:
@@ -59,6 +62,7 @@ def main() -> None:
     parser.add_argument("--strategy", default="covisibility", choices=["dense", "covisibility", "block-sparse"])
     parser.add_argument("--neighbors", type=int, default=16)
     parser.add_argument("--directed", action="store_true", help="covisibility: each frame attends to its own k only")
+    parser.add_argument("--local-special", action="store_true", help="covisibility: all_special_tokens=False")
     parser.add_argument("--kernel", default="auto", choices=["auto", "triton", "gather"], help="covisibility kernel")
     parser.add_argument("--frames-chunk", type=int, default=16)
     parser.add_argument("--outputs", nargs="+", default=["cameras", "depth"])
@@ -73,7 +77,11 @@ def main() -> None:
         from dataclasses import replace
 
         covisibility = replace(
-            attention.covisibility, neighbors=args.neighbors, symmetric=not args.directed, kernel=args.kernel
+            attention.covisibility,
+            neighbors=args.neighbors,
+            symmetric=not args.directed,
+            all_special_tokens=not args.local_special,
+            kernel=args.kernel,
         )
         attention = replace(attention, covisibility=covisibility)
     strategy = attention.build()

@@ -46,7 +46,6 @@ def vggt_tiny(vggt_tiny_dir: Path):
     return load_pretrained(vggt_tiny_dir, device="cpu")
 
 
-
 @pytest.fixture
 def triton_interpreter() -> None:
     """Tests of Triton kernels on CPU run them in Triton's interpreter (same program, numpy arithmetic);

@@ -12,15 +12,15 @@ import torch.nn.functional as F
 from vggt_sparse_ns.layers.kernels.frame_list_attention import frame_list_attention, triton_available
 
 
-def key_mask(lists: list[list[int]], tokens: int, special: int) -> torch.Tensor:
-    """[S*T, S*T]: query tokens of frame f see every special token and the patch tokens of lists[f]."""
+def key_mask(lists: list[list[int]], tokens: int, special: int, all_special: bool = True) -> torch.Tensor:
+    """[S*T, S*T]: query tokens of frame f see every special token (when ``all_special``) and the tokens of lists[f]."""
     frames = len(lists)
     sees = torch.zeros(frames, frames, dtype=torch.bool)
     for frame, listed in enumerate(lists):
         sees[frame, listed] = True
     position = torch.arange(frames * tokens)
     frame_of, is_special = position // tokens, position % tokens < special
-    return is_special[None, :] | sees[frame_of[:, None], frame_of[None, :]]
+    return (is_special[None, :] & all_special) | sees[frame_of[:, None], frame_of[None, :]]
 
 
 def csr(lists: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -29,22 +29,24 @@ def csr(lists: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
     return indptr, torch.tensor([frame for listed in lists for frame in listed], dtype=torch.long)
 
 
-def reference(q, k, v, lists, tokens, special):
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask(lists, tokens, special))
+def reference(q, k, v, lists, tokens, special, all_special=True):
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask(lists, tokens, special, all_special))
 
 
 LISTS = [[0, 1, 2, 3, 4], [1, 0], [2, 0, 4], [3, 0], [4, 0, 2]]
 """Frame 0 sees every frame (it attends to all, as the reference frame does); lists need not be sorted."""
 
 
+@pytest.mark.parametrize("all_special", [True, False])
 @pytest.mark.parametrize("block_m, block_n", [(16, 16), (32, 64), (128, 64)])
-def test_interpreted_kernel_equals_masked_attention(triton_interpreter, block_m, block_n):
+def test_interpreted_kernel_equals_masked_attention(triton_interpreter, block_m, block_n, all_special):
     tokens, special, heads, head_dim = 37, 5, 3, 16
     generator = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(heads, len(LISTS) * tokens, head_dim, generator=generator) for _ in range(3))
     indptr, indices = csr(LISTS)
-    out = frame_list_attention(q, k, v, indptr, indices, tokens, special, block_m=block_m, block_n=block_n)
-    torch.testing.assert_close(out, reference(q, k, v, LISTS, tokens, special), rtol=0, atol=1e-5)
+    out = frame_list_attention(q, k, v, indptr, indices, tokens, special, all_special, block_m=block_m, block_n=block_n)
+    expected = reference(q, k, v, LISTS, tokens, special, all_special)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)
 
 
 def test_interpreted_kernel_reads_strided_values_and_writes_into_out(triton_interpreter):
@@ -79,7 +81,8 @@ def test_a_sequence_that_is_not_whole_frames_is_refused():
     not torch.cuda.is_available() or not triton_available(torch.empty(1, device="cuda", dtype=torch.bfloat16)),
     reason="needs a CUDA GPU and Triton (run on the device: see docs/benchmarks/README.md)",
 )
-def test_compiled_kernel_matches_the_gather_path_at_model_shapes():
+@pytest.mark.parametrize("all_special_tokens", [True, False])
+def test_compiled_kernel_matches_the_gather_path_at_model_shapes(all_special_tokens):
     from vggt_sparse_ns.sparse import CovisibilityAttention, FrameLayout
 
     frames, tokens, special, heads, head_dim = 40, 1041, 5, 16, 64
@@ -91,7 +94,9 @@ def test_compiled_kernel_matches_the_gather_path_at_model_shapes():
     patch_tokens = torch.randn(1, frames, tokens - special, 32, generator=generator, device="cuda")
     layout = FrameLayout(1, frames, tokens, special)
     outputs = [
-        CovisibilityAttention(neighbors=4, kernel=kernel).prepare(layout, patch_tokens)(q, k, v, layer=0)
+        CovisibilityAttention(neighbors=4, kernel=kernel, all_special_tokens=all_special_tokens).prepare(
+            layout, patch_tokens
+        )(q, k, v, layer=0)
         for kernel in ("triton", "gather")
     ]
     torch.testing.assert_close(outputs[0].float(), outputs[1].float(), rtol=0, atol=2e-2)

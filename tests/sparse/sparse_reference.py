@@ -18,11 +18,15 @@ def masked_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
 
 
 def covisibility_mask(
-    neighbor_lists: Sequence[Sequence[int]], tokens: int, special: int, symmetric: bool = True
+    neighbor_lists: Sequence[Sequence[int]],
+    tokens: int,
+    special: int,
+    symmetric: bool = True,
+    all_special_tokens: bool = True,
 ) -> Tensor:
-    """Token mask [S*T, S*T]: a query token sees every frame's special tokens and the patch tokens of
-    its own frame, of frame 0 and of its neighbours (lists symmetrised unless not ``symmetric``;
-    frame 0 linked to all both ways)."""
+    """Token mask [S*T, S*T]: a query token sees every frame's special tokens (with ``all_special_tokens``)
+    and all tokens of its own frame, of frame 0 and of its neighbours (lists symmetrised unless not
+    ``symmetric``; frame 0 linked to all both ways)."""
     frames = len(neighbor_lists)
     frame_sees = torch.eye(frames, dtype=torch.bool)
     frame_sees[0, :] = True
@@ -33,7 +37,7 @@ def covisibility_mask(
             frame_sees[neighbour, frame] |= symmetric
     position = torch.arange(frames * tokens)
     frame_of, is_special = position // tokens, position % tokens < special
-    return is_special[None, :] | frame_sees[frame_of[:, None], frame_of[None, :]]
+    return (is_special[None, :] & all_special_tokens) | frame_sees[frame_of[:, None], frame_of[None, :]]
 
 
 def reordered_positions(frames: int, tokens: int, special: int) -> Tensor:

@@ -55,6 +55,15 @@ def test_directed_graph_attends_only_to_the_chosen_frames(kernel):
     assert (out - symmetric).abs().max() > 1e-2
 
 
+def test_without_all_special_tokens_a_frame_sees_only_the_attended_frames_tokens(kernel):
+    graph = FrameGraph.from_neighbor_lists(PARTIAL_LISTS, FRAMES)
+    out, (q, k, v), _ = run(CovisibilityAttention(graph=graph, kernel=kernel, all_special_tokens=False))
+    mask = covisibility_mask(PARTIAL_LISTS, TOKENS, SPECIAL, all_special_tokens=False)
+    torch.testing.assert_close(out, masked_attention(q, k, v, mask), rtol=0, atol=TOLERANCE)
+    with_all = masked_attention(q, k, v, covisibility_mask(PARTIAL_LISTS, TOKENS, SPECIAL))
+    assert (out - with_all).abs().max() > 1e-2
+
+
 def test_the_mask_really_acts():
     graph = FrameGraph.from_neighbor_lists(PARTIAL_LISTS, FRAMES)
     out, (q, k, v), _ = run(CovisibilityAttention(graph=graph))

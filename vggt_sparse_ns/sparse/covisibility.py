@@ -1,11 +1,12 @@
 """Covisibility attention: each frame attends only to the frames its frame graph links it to.
 
-A query frame's tokens attend to (a) the special tokens (camera + registers) of every frame and
-(b) the patch tokens of itself, of frame 0 and of its graph neighbours. Query frames are
+A query frame's tokens attend to (a) the special tokens (camera + registers) of every frame (or,
+with ``all_special_tokens`` off, of the frames in (b) only) and (b) the patch tokens of itself, of
+frame 0 and of its graph neighbours. Query frames are
 grouped by degree, so every query frame of a chunk gathers the same number of key frames and
 no padding or mask is needed: each chunk is one plain SDPA call (FlashAttention/cuDNN on CUDA,
 native kernels on MPS and CPU). Memory is bounded by the gathered keys of one chunk; cost is
-O(S * (k + 1)) frame pairs plus the S^2 * special-token pairs.
+O(S * (k + 1)) frame pairs plus the S^2 * special-token pairs (none with all_special_tokens off).
 
 On CUDA the same attention runs by default in one Triton kernel that reads each listed frame's
 keys where they lie (layers/kernels/frame_list_attention.py), which saves the gathers' copies;
@@ -37,21 +38,24 @@ class GatherChunk:
     """[c, d + 1]: each query frame itself, then its d neighbours (frame 0 among them)."""
 
 
-def gather_chunks(graph: FrameGraph, layout: FrameLayout, max_gathered_frames: int) -> list[GatherChunk]:
+def gather_chunks(
+    graph: FrameGraph, layout: FrameLayout, max_gathered_frames: int, all_special_tokens: bool = True
+) -> list[GatherChunk]:
     """Query frames grouped by degree (then index), each group split so that a chunk gathers at
     most ``max_gathered_frames`` frames' worth of key tokens."""
     attended = graph.with_reference_edges()
     degrees = attended.degrees()
     frames_by_degree = torch.sort(degrees, stable=True).indices
     group_degrees, group_sizes = torch.unique_consecutive(degrees[frames_by_degree], return_counts=True)
-    shared_tokens = layout.frames * layout.special_tokens
+    shared_tokens = layout.frames * layout.special_tokens if all_special_tokens else 0
+    frame_keys = layout.patch_tokens if all_special_tokens else layout.tokens_per_frame
     budget = max_gathered_frames * layout.tokens_per_frame
     chunks = []
     for group, degree in zip(frames_by_degree.split(group_sizes.tolist()), group_degrees.tolist(), strict=True):
         offsets = torch.arange(degree, device=group.device)
         neighbours = attended.indices[attended.indptr[group][:, None] + offsets]
         key_frames = torch.cat((group[:, None], neighbours), dim=1)
-        per_chunk = max(1, budget // (shared_tokens + (degree + 1) * layout.patch_tokens))
+        per_chunk = max(1, budget // (shared_tokens + (degree + 1) * frame_keys))
         chunks += [GatherChunk(q, k) for q, k in zip(group.split(per_chunk), key_frames.split(per_chunk), strict=True)]
     return chunks
 
@@ -78,14 +82,18 @@ class _CovisibilityPlan:
         self.strategy = strategy
         self.layout = layout
         self.graphs = graphs
-        self.scene_chunks = [gather_chunks(graph, layout, strategy.max_gathered_frames) for graph in graphs]
+        self.scene_chunks = [
+            gather_chunks(graph, layout, strategy.max_gathered_frames, strategy.all_special_tokens) for graph in graphs
+        ]
         self.scene_lists = [attended_frames(graph) for graph in graphs]
         device = graphs[0].device
         tokens, special = layout.tokens_per_frame, layout.special_tokens
         self.frame_tokens = torch.arange(tokens, device=device)
-        self.patch_offsets = torch.arange(special, tokens, device=device)
+        # Keys taken from each attended frame, and the keys every query frame shares.
+        self.frame_key_offsets = torch.arange(special if strategy.all_special_tokens else 0, tokens, device=device)
         frame_starts = torch.arange(layout.frames, device=device)[:, None] * tokens
-        self.special_positions = (frame_starts + torch.arange(special, device=device)).flatten()
+        shared = (frame_starts + torch.arange(special, device=device)).flatten()
+        self.shared_positions = shared if strategy.all_special_tokens else shared[:0]
 
     def __call__(self, q: Tensor, k: Tensor, v: Tensor, layer: int) -> Tensor:
         out = torch.empty_like(q)
@@ -93,15 +101,18 @@ class _CovisibilityPlan:
         if kernel == "triton" or (kernel == "auto" and triton_available(q)):
             tokens, special = self.layout.tokens_per_frame, self.layout.special_tokens
             for scene, (indptr, indices) in enumerate(self.scene_lists):
-                frame_list_attention(q[scene], k[scene], v[scene], indptr, indices, tokens, special, out=out[scene])
+                frame_list_attention(
+                    q[scene], k[scene], v[scene], indptr, indices, tokens, special,
+                    self.strategy.all_special_tokens, out=out[scene],
+                )  # fmt: skip
             return out
         tokens = self.layout.tokens_per_frame
         for scene, chunks in enumerate(self.scene_chunks):
             for chunk in chunks:
                 count = chunk.query_frames.numel()
                 query_positions = (chunk.query_frames[:, None] * tokens + self.frame_tokens).flatten()
-                patch_positions = (chunk.key_frames[:, :, None] * tokens + self.patch_offsets).flatten(1)
-                key_positions = torch.cat((self.special_positions.expand(count, -1), patch_positions), dim=1)
+                frame_positions = (chunk.key_frames[:, :, None] * tokens + self.frame_key_offsets).flatten(1)
+                key_positions = torch.cat((self.shared_positions.expand(count, -1), frame_positions), dim=1)
                 attended = F.scaled_dot_product_attention(
                     _gather(q[scene], query_positions.view(count, tokens)),
                     _gather(k[scene], key_positions),
@@ -114,6 +125,7 @@ class _CovisibilityPlan:
         return {
             "strategy": "covisibility",
             "kernel": self.strategy.kernel,
+            "all_special_tokens": self.strategy.all_special_tokens,
             "max_gathered_frames": self.strategy.max_gathered_frames,
             **self.strategy.describe(),
             "graphs": [graph.with_reference_edges().stats() for graph in self.graphs],
@@ -125,6 +137,9 @@ class CovisibilityAttention(FrameGraphSource):
     """Each frame attends to every frame's special tokens and to the patch tokens of itself, of
     frame 0 and of its frame-graph neighbours. With a complete graph it equals dense attention."""
 
+    all_special_tokens: bool = True
+    """Every frame attends to all frames' camera and register tokens (global context; a cost of S^2 x 5 keys,
+    a fifth of the keys at 1,000 frames). Off: only to those of the frames it attends to, so cost is O(S * k)."""
     kernel: Literal["auto", "triton", "gather"] = "auto"
     """auto: triton on CUDA when Triton is installed, else gather. triton: one kernel reading the listed frames' keys in place. gather: listed frames' keys copied into batches for SDPA."""
     max_gathered_frames: int = 512

@@ -7,10 +7,9 @@ import triton.language as tl
 @triton.jit
 def attend_block(q, acc, row_max, row_sum, keys, values, valid, scale_log2):
     # The online-softmax update for one key block (keys, values [BLOCK_N, HEAD_DIM]; valid [BLOCK_N]).
-    scores = tl.dot(q, tl.trans(keys)) * scale_log2
-    scores = tl.where(valid[None, :], scores, float("-inf"))
-    new_max = tl.maximum(row_max, tl.max(scores, 1))
-    weights = tl.exp2(scores - new_max[:, None])
+    scores = tl.where(valid[None, :], tl.dot(q, tl.trans(keys)), float("-inf"))
+    new_max = tl.maximum(row_max, tl.max(scores, 1) * scale_log2)
+    weights = tl.exp2(scores * scale_log2 - new_max[:, None])
     rescale = tl.exp2(row_max - new_max)
     acc = acc * rescale[:, None] + tl.dot(weights.to(values.dtype), values)
     return acc, new_max, row_sum * rescale + tl.sum(weights, 1)
@@ -19,8 +18,8 @@ def attend_block(q, acc, row_max, row_sum, keys, values, valid, scale_log2):
 @triton.jit
 def frame_list_attention_kernel(
     q_ptr, out_ptr, k_desc, v_desc, special_k_desc, special_v_desc, indptr_ptr, indices_ptr, order_ptr,
-    stride_qh, stride_ql, stride_oh, stride_ol, special_keys, tokens_per_frame, patch_tokens, scale_log2,
-    SPECIAL_TOKENS: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    stride_qh, stride_ql, stride_oh, stride_ol, special_keys, tokens_per_frame, frame_key_offset, frame_keys,
+    scale_log2, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     # One program: BLOCK_M queries of one frame and one head. Keys come as [1, BLOCK_N, HEAD_DIM]
     # tiles of [heads, tokens, HEAD_DIM] tensors through tensor descriptors (TMA on Hopper).
@@ -42,19 +41,19 @@ def frame_list_attention_kernel(
         acc, row_max, row_sum = attend_block(
             q, acc, row_max, row_sum, keys, values, start + columns < special_keys, scale_log2
         )
-    # The listed frames' patch tokens: blocks_per_frame tiles per frame (the last one masked at the frame's end).
-    blocks_per_frame = tl.cdiv(patch_tokens, BLOCK_N)
+    # Each listed frame's keys (tokens frame_key_offset onwards): blocks_per_frame tiles, the last masked at the frame's end.
+    blocks_per_frame = tl.cdiv(frame_keys, BLOCK_N)
     first = tl.load(indptr_ptr + frame)
     blocks = (tl.load(indptr_ptr + frame + 1) - first).to(tl.int32) * blocks_per_frame
     for block in range(0, blocks):
         slot = block // blocks_per_frame
         within = (block - slot * blocks_per_frame) * BLOCK_N
         key_frame = tl.load(indices_ptr + first + slot).to(tl.int32)
-        row = key_frame * tokens_per_frame + SPECIAL_TOKENS + within
+        row = key_frame * tokens_per_frame + frame_key_offset + within
         keys = k_desc.load([head, row, 0]).reshape(BLOCK_N, HEAD_DIM)
         values = v_desc.load([head, row, 0]).reshape(BLOCK_N, HEAD_DIM)
         acc, row_max, row_sum = attend_block(
-            q, acc, row_max, row_sum, keys, values, within + columns < patch_tokens, scale_log2
+            q, acc, row_max, row_sum, keys, values, within + columns < frame_keys, scale_log2
         )
     out = acc / row_sum[:, None]
     out_offsets = head.to(tl.int64) * stride_oh + query_positions[:, None] * stride_ol + dims[None, :]

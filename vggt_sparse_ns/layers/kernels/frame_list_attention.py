@@ -39,18 +39,20 @@ def frame_list_attention(
     indices: Tensor,
     tokens_per_frame: int,
     special_tokens: int,
+    all_special_tokens: bool = True,
     out: Tensor | None = None,
-    block_m: int = 128,
+    block_m: int = 64,
     block_n: int = 64,
-    num_warps: int = 8,
+    num_warps: int = 4,
     num_stages: int = 3,
 ) -> Tensor:
     """Softmax attention of q over the keys each query frame may see, for one scene.
 
     q, k, v [heads, S * T, head_dim] (any strides with unit stride along head_dim); indptr [S + 1]
-    and indices: the frames whose patch tokens each frame attends to. Returns [heads, S * T, head_dim]
-    in q's dtype, written into ``out`` when given. Programs of high-degree frames (frame 0 sees every frame) are
-    launched first, so they do not run alone at the end."""
+    and indices: the frames whose patch tokens each frame attends to, and with ``all_special_tokens``
+    every frame's special tokens; without it, the listed frames' special tokens only. Returns
+    [heads, S * T, head_dim] in q's dtype, written into ``out`` when given. Programs of high-degree
+    frames (frame 0 sees every frame) are launched first, so they do not run alone at the end."""
     heads, length, head_dim = q.shape
     frames = indptr.numel() - 1
     if length != frames * tokens_per_frame:
@@ -61,18 +63,21 @@ def frame_list_attention(
         out = torch.empty(heads, length, head_dim, device=q.device, dtype=q.dtype)
     indptr, indices = indptr.to(q.device, torch.int64), indices.to(q.device, torch.int64)
     launch_order = torch.argsort(indptr[1:] - indptr[:-1], descending=True, stable=True)
-    special_k, special_v = (
-        t.unflatten(1, (frames, tokens_per_frame))[:, :, :special_tokens].flatten(1, 2) for t in (k, v)
-    )
-    k_desc, v_desc, special_k_desc, special_v_desc = (
-        _descriptor(t, block_n) for t in (k, v, special_k.contiguous(), special_v.contiguous())
-    )
+    k_desc, v_desc = _descriptor(k, block_n), _descriptor(v, block_n)
+    special_k_desc, special_v_desc, frame_key_offset = k_desc, v_desc, 0
+    if all_special_tokens:  # packed once, so the kernel reads them as one contiguous key run
+        special_k_desc, special_v_desc = (
+            _descriptor(t.unflatten(1, (frames, tokens_per_frame))[:, :, :special_tokens].flatten(1, 2), block_n)
+            for t in (k, v)
+        )
+        frame_key_offset = special_tokens
     grid = (-(-tokens_per_frame // block_m), frames, heads)
     _kernel()[grid](
         q, out, k_desc, v_desc, special_k_desc, special_v_desc, indptr, indices, launch_order,
         q.stride(0), q.stride(1), out.stride(0), out.stride(1),
-        frames * special_tokens, tokens_per_frame, tokens_per_frame - special_tokens, math.log2(math.e) / math.sqrt(head_dim),
-        SPECIAL_TOKENS=special_tokens, HEAD_DIM=head_dim, BLOCK_M=block_m, BLOCK_N=block_n,
+        frames * special_tokens if all_special_tokens else 0, tokens_per_frame, frame_key_offset,
+        tokens_per_frame - frame_key_offset, math.log2(math.e) / math.sqrt(head_dim),
+        HEAD_DIM=head_dim, BLOCK_M=block_m, BLOCK_N=block_n,
         num_warps=num_warps, num_stages=num_stages,
     )  # fmt: skip
     return out
