@@ -35,6 +35,9 @@ STRATEGIES: dict[str, GlobalAttention] = {
     "covisibility-k16": CovisibilityAttention(neighbors=16),
     "covisibility-k16-directed": CovisibilityAttention(neighbors=16, symmetric=False),
     "covisibility-k8-directed": CovisibilityAttention(neighbors=8, symmetric=False),
+    "covisibility-k16-directed-local-special": CovisibilityAttention(
+        neighbors=16, symmetric=False, all_special_tokens=False
+    ),
     "block-sparse": BlockSparseAttention(cdf_threshold=0.9, top_ratio=0.5),
     "block-sparse-r25": BlockSparseAttention(cdf_threshold=0.9, top_ratio=0.25),
 }

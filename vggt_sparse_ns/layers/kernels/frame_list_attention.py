@@ -44,7 +44,7 @@ def frame_list_attention(
     block_m: int = 64,
     block_n: int = 64,
     num_warps: int = 4,
-    num_stages: int = 3,
+    num_stages: int = 2,
 ) -> Tensor:
     """Softmax attention of q over the keys each query frame may see, for one scene.
 
