@@ -22,11 +22,11 @@ def covisibility_mask(
     tokens: int,
     special: int,
     symmetric: bool = True,
-    all_special_tokens: bool = True,
+    all_special_tokens: bool = False,
 ) -> Tensor:
-    """Token mask [S*T, S*T]: a query token sees every frame's special tokens (with ``all_special_tokens``)
-    and all tokens of its own frame, of frame 0 and of its neighbours (lists symmetrised unless not
-    ``symmetric``; frame 0 linked to all both ways)."""
+    """Token mask [S*T, S*T]: a query token sees all tokens of its own frame, of frame 0 and of its
+    neighbours (lists symmetrised when ``symmetric``; frame 0 linked to all both ways), and with
+    ``all_special_tokens`` every frame's special tokens."""
     frames = len(neighbor_lists)
     frame_sees = torch.eye(frames, dtype=torch.bool)
     frame_sees[0, :] = True

@@ -55,13 +55,13 @@ def test_directed_graph_attends_only_to_the_chosen_frames(kernel):
     assert (out - symmetric).abs().max() > 1e-2
 
 
-def test_without_all_special_tokens_a_frame_sees_only_the_attended_frames_tokens(kernel):
+def test_with_all_special_tokens_a_frame_also_sees_every_frames_special_tokens(kernel):
     graph = FrameGraph.from_neighbor_lists(PARTIAL_LISTS, FRAMES)
-    out, (q, k, v), _ = run(CovisibilityAttention(graph=graph, kernel=kernel, all_special_tokens=False))
-    mask = covisibility_mask(PARTIAL_LISTS, TOKENS, SPECIAL, all_special_tokens=False)
+    out, (q, k, v), _ = run(CovisibilityAttention(graph=graph, kernel=kernel, all_special_tokens=True))
+    mask = covisibility_mask(PARTIAL_LISTS, TOKENS, SPECIAL, all_special_tokens=True)
     torch.testing.assert_close(out, masked_attention(q, k, v, mask), rtol=0, atol=TOLERANCE)
-    with_all = masked_attention(q, k, v, covisibility_mask(PARTIAL_LISTS, TOKENS, SPECIAL))
-    assert (out - with_all).abs().max() > 1e-2
+    attended_only = masked_attention(q, k, v, covisibility_mask(PARTIAL_LISTS, TOKENS, SPECIAL))
+    assert (out - attended_only).abs().max() > 1e-2
 
 
 def test_the_mask_really_acts():
@@ -96,7 +96,7 @@ def test_each_scene_of_a_batch_uses_its_own_graph(kernel):
     out, (q, k, v), plan = run(strategy, batch=2)
     for scene in range(2):
         lists = FrameGraph.from_descriptors(descriptors[scene], neighbors=1).neighbor_lists()
-        mask = covisibility_mask(lists, TOKENS, SPECIAL)
+        mask = covisibility_mask(lists, TOKENS, SPECIAL, symmetric=False)
         expected = masked_attention(q[scene : scene + 1], k[scene : scene + 1], v[scene : scene + 1], mask)
         torch.testing.assert_close(out[scene : scene + 1], expected, rtol=0, atol=TOLERANCE)
     assert len(plan.summary()["graphs"]) == 2

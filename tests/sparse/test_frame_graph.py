@@ -20,9 +20,16 @@ def clustered_descriptors(clusters: int, per_cluster: int, seed: int = 0) -> tor
     return centres + 0.01 * torch.randn(clusters * per_cluster, clusters, generator=generator)
 
 
-def test_graph_from_descriptors_is_symmetric_without_self_loops():
-    adjacency = FrameGraph.from_descriptors(random_descriptors(40), neighbors=3).adjacency()
+def test_a_symmetric_graph_from_descriptors_has_no_self_loops():
+    adjacency = FrameGraph.from_descriptors(random_descriptors(40), neighbors=3, symmetric=True).adjacency()
     assert torch.equal(adjacency, adjacency.T)
+    assert not adjacency.diagonal().any()
+
+
+def test_a_graph_from_descriptors_is_directed_by_default():
+    graph = FrameGraph.from_descriptors(random_descriptors(40), neighbors=3, connect_reference=False)
+    adjacency = graph.adjacency()
+    assert not graph.symmetric and not torch.equal(adjacency, adjacency.T)
     assert not adjacency.diagonal().any()
 
 
@@ -33,13 +40,17 @@ def test_frame_zero_is_linked_to_every_frame():
 
 def test_nearest_neighbours_match_a_brute_force_search():
     descriptors = random_descriptors(30)
-    graph = FrameGraph.from_descriptors(descriptors, neighbors=3, min_degree=0, connect_reference=False)
+    directed = FrameGraph.from_descriptors(descriptors, neighbors=3, min_degree=0, connect_reference=False)
+    symmetric = FrameGraph.from_descriptors(
+        descriptors, neighbors=3, min_degree=0, connect_reference=False, symmetric=True
+    )
     unit = torch.nn.functional.normalize(descriptors, dim=-1)
     similarity = unit @ unit.T
     similarity.fill_diagonal_(-2.0)
     expected = torch.zeros(30, 30, dtype=torch.bool)
     expected.scatter_(1, similarity.argsort(dim=1, descending=True)[:, :3], True)
-    assert torch.equal(graph.adjacency(), expected | expected.T)
+    assert torch.equal(directed.adjacency(), expected)
+    assert torch.equal(symmetric.adjacency(), expected | expected.T)
 
 
 def test_chunked_similarity_search_gives_the_same_graph(monkeypatch):
@@ -53,7 +64,7 @@ def test_chunked_similarity_search_gives_the_same_graph(monkeypatch):
 def test_equal_similarities_are_broken_towards_lower_frame_indices():
     graph = FrameGraph.from_descriptors(torch.ones(6, 4), neighbors=2, min_degree=0, connect_reference=False)
     # Every frame's two "most similar" are the lowest other indices: 0 -> {1, 2}, 1 -> {0, 2}, others -> {0, 1}.
-    assert graph.neighbor_lists() == [[1, 2, 3, 4, 5], [0, 2, 3, 4, 5], [0, 1], [0, 1], [0, 1], [0, 1]]
+    assert graph.neighbor_lists() == [[1, 2], [0, 2], [0, 1], [0, 1], [0, 1], [0, 1]]
 
 
 def test_top_per_row_picks_the_largest_finite_entries_with_ties_to_lower_columns():
@@ -152,7 +163,8 @@ def test_stats_report_edges_degrees_components_and_dense_cost():
 def test_a_directed_graph_keeps_each_frame_to_the_frames_it_chose():
     graph = FrameGraph.from_neighbor_lists([[], [2], [1, 3], [1]], frames=4, connect_reference=False, symmetric=False)
     assert graph.neighbor_lists() == [[], [2], [1, 3], [1]]
-    assert graph.num_edges == 4
+    assert graph.indices.numel() == 4 and graph.num_edges == 3  # 1 -> 2 and 2 -> 1 link one pair
+    assert graph.pairs().tolist() == [[1, 2], [1, 3], [2, 3]]
     with_reference = graph.with_reference_edges()
     assert with_reference.neighbor_lists() == [[1, 2, 3], [0, 2], [0, 1, 3], [0, 1]]
     assert not with_reference.symmetric and with_reference.stats()["dense_cost_fraction"] == (4 + 10) / 16
@@ -161,7 +173,7 @@ def test_a_directed_graph_keeps_each_frame_to_the_frames_it_chose():
 def test_a_directed_knn_graph_gives_every_frame_exactly_k_plus_frame_zero():
     descriptors = torch.randn(300, 32, generator=torch.Generator().manual_seed(4))
     directed = FrameGraph.from_descriptors(descriptors, neighbors=6, symmetric=False, connect_reference=False)
-    symmetric = FrameGraph.from_descriptors(descriptors, neighbors=6, connect_reference=False)
+    symmetric = FrameGraph.from_descriptors(descriptors, neighbors=6, connect_reference=False, symmetric=True)
     assert directed.degrees().tolist() == [6] * 300
     assert directed.stats()["components_before_repair"] == directed.component_count() == 1
     chosen = directed.adjacency()

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 from torch import Tensor
 
 from vggt_sparse_ns.pipeline.config import DEFAULT_NEIGHBORS, ReconstructionConfig
@@ -72,6 +71,4 @@ class PlanRecorder:
         graphs: Any = getattr(self.plan, "graphs", None)
         if not graphs:
             return None
-        src, dst = graphs[0].with_reference_edges().edges()
-        pairs = torch.unique(torch.stack((torch.minimum(src, dst), torch.maximum(src, dst)), dim=1), dim=0)
-        return pairs.cpu().numpy().astype(np.int64)
+        return graphs[0].with_reference_edges().pairs().cpu().numpy().astype(np.int64)

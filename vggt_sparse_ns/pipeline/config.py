@@ -33,9 +33,8 @@ class ReconstructionConfig:
     covisibility (each frame attends to its most similar frames), block-sparse (predicted token blocks), or
     auto (dense up to dense-max-frames frames, covisibility above)."""
     neighbors: int = DEFAULT_NEIGHBORS
-    """Covisibility attention: each frame attends to its k most similar frames, at least; the graph is made
-    symmetric (a frame also attends to every frame that chose it) and frame 0 is always added, so most
-    frames attend to more than k."""
+    """Covisibility attention: each frame attends to its k most similar frames and to frame 0 (the world
+    frame, which attends to every frame), so the cost per frame is fixed."""
     descriptors: Literal["vggt", "megaloc"] = "vggt"
     """What judges which frames see the same place, for covisibility attention: vggt (the
     model's own pooled patch tokens; free) or megaloc (the MegaLoc place-recognition network, one extra ViT-B

@@ -1,8 +1,7 @@
 """Covisibility attention: each frame attends only to the frames its frame graph links it to.
 
-A query frame's tokens attend to (a) the special tokens (camera + registers) of every frame (or,
-with ``all_special_tokens`` off, of the frames in (b) only) and (b) the patch tokens of itself, of
-frame 0 and of its graph neighbours. Query frames are
+A query frame's tokens attend to all tokens of itself, of frame 0 and of its graph neighbours, and
+with ``all_special_tokens`` also to the special tokens (camera + registers) of every frame. Query frames are
 grouped by degree, so every query frame of a chunk gathers the same number of key frames and
 no padding or mask is needed: each chunk is one plain SDPA call (FlashAttention/cuDNN on CUDA,
 native kernels on MPS and CPU). Memory is bounded by the gathered keys of one chunk; cost is
@@ -134,12 +133,12 @@ class _CovisibilityPlan:
 
 @dataclass(frozen=True)
 class CovisibilityAttention(FrameGraphSource):
-    """Each frame attends to every frame's special tokens and to the patch tokens of itself, of
-    frame 0 and of its frame-graph neighbours. With a complete graph it equals dense attention."""
+    """Each frame attends to the tokens of itself, of frame 0 and of its frame-graph neighbours (and
+    optionally to every frame's special tokens). With a complete graph it equals dense attention."""
 
-    all_special_tokens: bool = True
-    """Every frame attends to all frames' camera and register tokens (global context; a cost of S^2 x 5 keys,
-    a fifth of the keys at 1,000 frames). Off: only to those of the frames it attends to, so cost is O(S * k)."""
+    all_special_tokens: bool = False
+    """Also attend to every frame's camera and register tokens (global context at a cost of S^2 x 5 keys: a fifth
+    of the keys at 1,000 frames, half at 4,096). Off: only those of the attended frames, so cost is O(S * k)."""
     kernel: Literal["auto", "triton", "gather"] = "auto"
     """auto: triton on CUDA when Triton is installed, else gather. triton: one kernel reading the listed frames' keys in place. gather: listed frames' keys copied into batches for SDPA."""
     max_gathered_frames: int = 512

@@ -63,8 +63,15 @@ class FrameGraph:
 
     @property
     def num_edges(self) -> int:
-        """Edges: undirected ones (each held in both rows) for a symmetric graph, else directed ones."""
-        return self.indices.numel() // 2 if self.symmetric else self.indices.numel()
+        """Frame pairs linked one way or both (a symmetric graph holds each in both rows)."""
+        if self.symmetric:
+            return self.indices.numel() // 2
+        return int(self.pairs().shape[0])
+
+    def pairs(self) -> Tensor:
+        """[E, 2] frame pairs (i < j, sorted) linked one way or both."""
+        src, dst = self.edges()
+        return torch.unique(torch.stack((torch.minimum(src, dst), torch.maximum(src, dst)), dim=1), dim=0)
 
     def degrees(self) -> Tensor:
         """[S] number of neighbours of each frame."""
@@ -132,7 +139,7 @@ class FrameGraph:
         window: int | None = None,
         min_degree: int = 1,
         connect_reference: bool = True,
-        symmetric: bool = True,
+        symmetric: bool = False,
     ) -> FrameGraph:
         """k-nearest-neighbour graph by cosine similarity of descriptors [S, D]; see
         ``vggt_sparse_ns.sparse.graph_build.FrameGraphSettings`` for each setting."""
