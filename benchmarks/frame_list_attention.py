@@ -70,7 +70,10 @@ def main() -> None:
     flops = 4 * HEAD_DIM * HEADS * frames * tokens * keys_per_query
     layout = FrameLayout(1, frames, tokens, SPECIAL)
     name = f"k{args.neighbors}" + ("-directed" if args.directed else "")
-    base = {"frames": frames, "height": height, "width": width, "graph": name, "gpu": torch.cuda.get_device_name()}
+    base = {
+        "frames": frames, "height": height, "width": width, "graph": name, "all_special_tokens": True,
+        "gpu": torch.cuda.get_device_name(),
+    }  # fmt: skip
     rows = []
 
     def record(kernel: str, seconds: float, **extra) -> None:
@@ -84,7 +87,7 @@ def main() -> None:
         print(json.dumps(row), flush=True)
         rows.append(row)
 
-    gather = CovisibilityAttention(graph=graph, kernel="gather").prepare(
+    gather = CovisibilityAttention(graph=graph, kernel="gather", all_special_tokens=True).prepare(
         layout, torch.empty(1, frames, 1, 1, device="cuda")
     )
     record("gather", cuda_seconds(partial(gather, q, k, v, 0)))

@@ -33,14 +33,18 @@ STRATEGIES: dict[str, GlobalAttention] = {
     "dense": DenseAttention(),
     "covisibility-k8": CovisibilityAttention(neighbors=8),
     "covisibility-k16": CovisibilityAttention(neighbors=16),
-    "covisibility-k16-directed": CovisibilityAttention(neighbors=16, symmetric=False),
-    "covisibility-k8-directed": CovisibilityAttention(neighbors=8, symmetric=False),
-    "covisibility-k16-directed-local-special": CovisibilityAttention(
-        neighbors=16, symmetric=False, all_special_tokens=False
-    ),
     "block-sparse": BlockSparseAttention(cdf_threshold=0.9, top_ratio=0.5),
     "block-sparse-r25": BlockSparseAttention(cdf_threshold=0.9, top_ratio=0.25),
+    "covisibility-k16-all-special": CovisibilityAttention(neighbors=16, all_special_tokens=True),
+    "covisibility-k8-symmetric-all-special": CovisibilityAttention(
+        neighbors=8, symmetric=True, all_special_tokens=True
+    ),
+    "covisibility-k16-symmetric-all-special": CovisibilityAttention(
+        neighbors=16, symmetric=True, all_special_tokens=True
+    ),
 }
+"""Covisibility rows use the defaults (a directed graph, the attended frames' tokens only) unless named;
+rows named ...-gather were measured before the frame-list kernel, with the gather path."""
 SCALING_EXPONENT = {"dense": 2.0}
 """How time grows with frames, for predicting whether a configuration fits the budget (others: 1.3)."""
 ROW_KEY = ("strategy", "frames", "height", "width")

@@ -1,6 +1,6 @@
 """Where the time goes: one forward of the full-size model split by stage, with an MFU estimate.
 
-    python -m benchmarks.stages --frames 1000 --size 518x392 --strategy covisibility --neighbors 16 [--directed]
+    python -m benchmarks.stages --frames 1000 --size 518x392 --strategy covisibility --neighbors 16 [--symmetric]
 
 Rows go to docs/benchmarks/stages.json. MFU counts the aggregator's matrix work (linear layers
 and attention scores/values, the attended keys taken from the strategy's summary) against
@@ -27,7 +27,7 @@ def attended_keys_per_frame(summary: dict, frames: int, tokens: int, special: in
     if summary.get("strategy") != "covisibility":
         return frames * tokens
     degree = summary["graphs"][0]["degree_mean"]
-    if not summary["all_special_tokens"]:
+    if not summary.get("all_special_tokens", True):
         return (degree + 1) * tokens
     return frames * special + (degree + 1) * (tokens - special)
 
@@ -47,10 +47,10 @@ def aggregator_flops(config: VGGTConfig, frames: int, height: int, width: int, g
 
 
 def strategy_name(args: argparse.Namespace) -> str:
-    """The row's strategy, e.g. covisibility-k16, covisibility-k16-directed-local-special, covisibility-k16-gather."""
+    """The row's strategy, e.g. covisibility-k16 (the defaults), covisibility-k16-symmetric-all-special-gather."""
     if args.strategy != "covisibility":
         return args.strategy
-    options = [f"k{args.neighbors}", "directed" * args.directed, "local-special" * args.local_special]
+    options = [f"k{args.neighbors}", "symmetric" * args.symmetric, "all-special" * args.all_special]
     options.append("" if args.kernel == "auto" else args.kernel)
     return "-".join(["covisibility", *filter(None, options)])
 
@@ -61,8 +61,10 @@ def main() -> None:
     parser.add_argument("--size", default="518x392", help="WIDTHxHEIGHT")
     parser.add_argument("--strategy", default="covisibility", choices=["dense", "covisibility", "block-sparse"])
     parser.add_argument("--neighbors", type=int, default=16)
-    parser.add_argument("--directed", action="store_true", help="covisibility: each frame attends to its own k only")
-    parser.add_argument("--local-special", action="store_true", help="covisibility: all_special_tokens=False")
+    parser.add_argument("--symmetric", action="store_true", help="covisibility: symmetric frame graph")
+    parser.add_argument(
+        "--all-special", action="store_true", help="covisibility: attend to every frame's special tokens"
+    )
     parser.add_argument("--kernel", default="auto", choices=["auto", "triton", "gather"], help="covisibility kernel")
     parser.add_argument("--frames-chunk", type=int, default=16)
     parser.add_argument("--outputs", nargs="+", default=["cameras", "depth"])
@@ -79,8 +81,8 @@ def main() -> None:
         covisibility = replace(
             attention.covisibility,
             neighbors=args.neighbors,
-            symmetric=not args.directed,
-            all_special_tokens=not args.local_special,
+            symmetric=args.symmetric,
+            all_special_tokens=args.all_special,
             kernel=args.kernel,
         )
         attention = replace(attention, covisibility=covisibility)
