@@ -1,7 +1,7 @@
 """The covisibility attention kernels on one global layer's q, k, v: Triton frame-list kernel
 (several block shapes) against the gather path (gathered keys, cuDNN/flash SDPA).
 
-    python -m benchmarks.frame_list_attention --frames 1000 --size 518x392 --neighbors 16
+    python -m benchmarks.frame_list_attention --frames 1000 --size 518x392 --neighbors 16 [--all-special]
 
 Random bf16 q, k, v of the full-size model (16 heads of 64), a k-nearest-neighbour frame graph of
 random descriptors. Useful TFLOP/s count 4 * head_dim * heads * (query tokens x attended keys).
@@ -53,7 +53,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=1000)
     parser.add_argument("--size", default="518x392", help="WIDTHxHEIGHT")
     parser.add_argument("--neighbors", type=int, default=16)
-    parser.add_argument("--directed", action="store_true", help="each frame attends to its own k only")
+    parser.add_argument("--symmetric", action="store_true", help="symmetric frame graph (default: directed)")
+    parser.add_argument("--all-special", action="store_true", help="attend to every frame's special tokens too")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     tokens = SPECIAL + (height // 14) * (width // 14)
@@ -64,14 +65,15 @@ def main() -> None:
         for _ in range(3)
     )
     descriptors = torch.randn(frames, 256, device="cuda", generator=generator)
-    graph = FrameGraph.from_descriptors(descriptors, neighbors=args.neighbors, symmetric=not args.directed)
+    graph = FrameGraph.from_descriptors(descriptors, neighbors=args.neighbors, symmetric=args.symmetric)
     indptr, indices = attended_frames(graph)
-    keys_per_query = frames * SPECIAL + (indices.numel() / frames) * (tokens - SPECIAL)
+    attended = indices.numel() / frames
+    keys_per_query = frames * SPECIAL + attended * (tokens - SPECIAL) if args.all_special else attended * tokens
     flops = 4 * HEAD_DIM * HEADS * frames * tokens * keys_per_query
     layout = FrameLayout(1, frames, tokens, SPECIAL)
-    name = f"k{args.neighbors}" + ("-directed" if args.directed else "")
+    name = f"k{args.neighbors}" + ("-symmetric" if args.symmetric else "-directed")
     base = {
-        "frames": frames, "height": height, "width": width, "graph": name, "all_special_tokens": True,
+        "frames": frames, "height": height, "width": width, "graph": name, "all_special_tokens": args.all_special,
         "gpu": torch.cuda.get_device_name(),
     }  # fmt: skip
     rows = []
@@ -87,14 +89,14 @@ def main() -> None:
         print(json.dumps(row), flush=True)
         rows.append(row)
 
-    gather = CovisibilityAttention(graph=graph, kernel="gather", all_special_tokens=True).prepare(
+    gather = CovisibilityAttention(graph=graph, kernel="gather", all_special_tokens=args.all_special).prepare(
         layout, torch.empty(1, frames, 1, 1, device="cuda")
     )
     record("gather", cuda_seconds(partial(gather, q, k, v, 0)))
     reference = gather(q, k, v, 0)
     for block_m, block_n, warps, stages in BLOCK_SHAPES:
         run = partial(
-            frame_list_attention, q[0], k[0], v[0], indptr, indices, tokens, SPECIAL,
+            frame_list_attention, q[0], k[0], v[0], indptr, indices, tokens, SPECIAL, args.all_special,
             block_m=block_m, block_n=block_n, num_warps=warps, num_stages=stages,
         )  # fmt: skip
         error = float((run().float() - reference[0].float()).abs().max())
@@ -103,7 +105,18 @@ def main() -> None:
     merge_rows(
         RESULTS_DIR / "frame_list_attention.json",
         rows,
-        key=("frames", "height", "width", "graph", "kernel", "block_m", "block_n", "num_warps", "num_stages"),
+        key=(
+            "frames",
+            "height",
+            "width",
+            "graph",
+            "all_special_tokens",
+            "kernel",
+            "block_m",
+            "block_n",
+            "num_warps",
+            "num_stages",
+        ),  # fmt: skip
     )
 
 

@@ -35,6 +35,14 @@ class LayerScale(nn.Module):
         return x * self.gamma
 
 
+def add_residual(x: Tensor, branch: Tensor, scale: nn.Module, in_place: bool = False) -> Tensor:
+    """x + scale(branch). With a LayerScale this is one addcmul (one pass over x instead of a scaled
+    copy of the branch and an add), in place when asked."""
+    if isinstance(scale, LayerScale):
+        return x.addcmul_(branch, scale.gamma) if in_place else torch.addcmul(x, branch, scale.gamma)
+    return x.add_(scale(branch)) if in_place else x + scale(branch)
+
+
 class Block(nn.Module):
     """x + ls1(attn(norm1(x))), then x + ls2(mlp(norm2(x)))."""
 
@@ -66,13 +74,13 @@ class Block(nn.Module):
         on chunks of the sequence so that only q, k, v exist for all L tokens at once; x is then
         updated in place (inference only) and returned."""
         if token_chunk is None or token_chunk >= x.shape[1]:
-            x = x + self.ls1(self.attn(self.norm1(x), rope, attend))
-            return x + self.ls2(self.mlp(self.norm2(x)))
+            x = add_residual(x, self.attn(self.norm1(x), rope, attend), self.ls1)
+            return add_residual(x, self.mlp(self.norm2(x)), self.ls2)
         out = attend(*self._chunked_heads(x, rope, token_chunk))
         for start in range(0, x.shape[1], token_chunk):
             piece = x[:, start : start + token_chunk]
-            piece += self.ls1(self.attn.merge(out[:, :, start : start + token_chunk]))
-            piece += self.ls2(self.mlp(self.norm2(piece)))
+            add_residual(piece, self.attn.merge(out[:, :, start : start + token_chunk]), self.ls1, in_place=True)
+            add_residual(piece, self.mlp(self.norm2(piece)), self.ls2, in_place=True)
         return x
 
     def _chunked_heads(self, x: Tensor, rope: RopeTable | None, token_chunk: int) -> tuple[Tensor, Tensor, Tensor]:
