@@ -117,7 +117,9 @@ def reconstruct(
     with progress.stage("inference"), _out_of_memory_as_advice(len(image_paths), strategy, device):
         attention = PlanRecorder(build_attention(config, len(image_paths), descriptors))
         with torch.inference_mode():
-            predictions = model(images, attention, outputs=outputs, frames_chunk=config.frames_chunk)
+            predictions = model(
+                images, attention, outputs=outputs, frames_chunk=config.frames_chunk, offload=config.offload
+            )
             host = {name: _to_host(value) for name, value in predictions.items() if isinstance(value, torch.Tensor)}
             summary = dict(predictions["attention"])
     progress.record_peak_memory(_peak_memory(device))
