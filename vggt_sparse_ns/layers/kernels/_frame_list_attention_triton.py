@@ -19,7 +19,7 @@ def attend_block(q, acc, row_max, row_sum, keys, values, valid, scale_log2):
 def frame_list_attention_kernel(
     q_ptr, out_ptr, k_desc, v_desc, special_k_desc, special_v_desc, indptr_ptr, indices_ptr, order_ptr,
     stride_qh, stride_ql, stride_oh, stride_ol, special_keys, tokens_per_frame, frame_key_offset, frame_keys,
-    scale_log2, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, WARP_SPECIALIZE: tl.constexpr,
+    scale_log2, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     # One program: BLOCK_M queries of one frame and one head. Keys come as [1, BLOCK_N, HEAD_DIM]
     # tiles of [heads, tokens, HEAD_DIM] tensors through tensor descriptors (TMA on Hopper).
@@ -45,7 +45,7 @@ def frame_list_attention_kernel(
     blocks_per_frame = tl.cdiv(frame_keys, BLOCK_N)
     first = tl.load(indptr_ptr + frame)
     blocks = (tl.load(indptr_ptr + frame + 1) - first).to(tl.int32) * blocks_per_frame
-    for block in tl.range(0, blocks, warp_specialize=WARP_SPECIALIZE):
+    for block in range(0, blocks):
         slot = block // blocks_per_frame
         within = (block - slot * blocks_per_frame) * BLOCK_N
         key_frame = tl.load(indices_ptr + first + slot).to(tl.int32)

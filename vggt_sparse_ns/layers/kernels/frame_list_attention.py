@@ -45,7 +45,6 @@ def frame_list_attention(
     block_n: int = 64,
     num_warps: int = 4,
     num_stages: int = 2,
-    warp_specialize: bool = False,
 ) -> Tensor:
     """Softmax attention of q over the keys each query frame may see, for one scene.
 
@@ -78,7 +77,7 @@ def frame_list_attention(
         q.stride(0), q.stride(1), out.stride(0), out.stride(1),
         frames * special_tokens if all_special_tokens else 0, tokens_per_frame, frame_key_offset,
         tokens_per_frame - frame_key_offset, math.log2(math.e) / math.sqrt(head_dim),
-        HEAD_DIM=head_dim, BLOCK_M=block_m, BLOCK_N=block_n, WARP_SPECIALIZE=warp_specialize,
+        HEAD_DIM=head_dim, BLOCK_M=block_m, BLOCK_N=block_n,
         num_warps=num_warps, num_stages=num_stages,
     )  # fmt: skip
     return out
