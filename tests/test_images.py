@@ -126,3 +126,12 @@ def test_a_dark_16_bit_image_stays_dark(tmp_path):
     path = tmp_path / "dark16.png"
     Image.fromarray(np.full((8, 8), 200, dtype=np.uint16)).save(path)  # 200 / 65535: nearly black
     assert int(np.asarray(open_rgb(path)).max()) <= 1
+
+
+def test_the_8_bit_pixels_are_the_float_batch_in_8_bits(tmp_path):
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    Image.new("RGB", (48, 64), (9, 99, 199)).save(tmp_path / "tall.png")  # 518 rows: the wide one gets white bands
+    batch = load_images([tmp_path / "a.png", tmp_path / "tall.png"], mode="crop")
+    assert batch.pixels.dtype == np.uint8 and batch.pixels.shape == (2, 518, 518, 3)
+    np.testing.assert_array_equal(batch.pixels, np.round(batch.tensor.permute(0, 2, 3, 1).numpy() * 255))
+    assert (batch.pixels[0, :63] == 255).all() and (batch.pixels[0, -63:] == 255).all(), "white padding"

@@ -80,6 +80,8 @@ class ImageTransform:
 class ImageBatch:
     tensor: Tensor
     """[S, 3, H, W] float32 in [0, 1]."""
+    pixels: np.ndarray
+    """[S, H, W, 3] uint8: the same images in 8 bits (the colours of the exported points)."""
     transforms: list[ImageTransform]
     paths: list[Path]
 
@@ -107,7 +109,7 @@ def open_rgb(path: str | os.PathLike) -> Image.Image:
     if image.mode == "RGBA":
         white = Image.new("RGBA", image.size, (255, 255, 255, 255))
         image = Image.alpha_composite(white, image)
-    return image.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def _resized_size(width: int, height: int, mode: PreprocessMode, target: int, patch: int) -> tuple[int, int]:
@@ -116,32 +118,32 @@ def _resized_size(width: int, height: int, mode: PreprocessMode, target: int, pa
     return round(width * (target / height) / patch) * patch, target
 
 
-def _preprocess(path: Path, mode: PreprocessMode, target: int, patch: int) -> tuple[Tensor, ImageTransform]:
-    import torch
-
+def _preprocess(path: Path, mode: PreprocessMode, target: int, patch: int) -> tuple[np.ndarray, ImageTransform]:
+    """[h, w, 3] uint8 model pixels of one file (resized, cropped or padded white) and their transform."""
     image = open_rgb(path)
     original = image.size
     resized = _resized_size(*original, mode, target, patch)
     pixels = np.asarray(image.resize(resized, Image.Resampling.BICUBIC))
-    tensor = torch.from_numpy(pixels.copy()).permute(2, 0, 1).float() / 255.0
     crop_top = (resized[1] - target) // 2 if mode == "crop" and resized[1] > target else 0
-    tensor = tensor[:, crop_top : crop_top + target] if crop_top else tensor
+    pixels = pixels[crop_top : crop_top + target] if crop_top else pixels
     pad = (0, 0)
     if mode == "pad":
-        tensor, pad = _pad_white(tensor, target, target)
-    transform = ImageTransform(original, resized, (0, crop_top), pad, (tensor.shape[2], tensor.shape[1]))
-    return tensor, transform
+        pixels, pad = _pad_white(pixels, target, target)
+    transform = ImageTransform(original, resized, (0, crop_top), pad, (pixels.shape[1], pixels.shape[0]))
+    return pixels, transform
 
 
-def _pad_white(tensor: Tensor, height: int, width: int) -> tuple[Tensor, tuple[int, int]]:
-    """Centre the image on a white canvas of the given size; returns it and the (left, top) padding."""
-    import torch
+def _centre_offset(size: tuple[int, int], height: int, width: int) -> tuple[int, int]:
+    """(left, top) white pixels before an image of (h, w) ``size`` centred on a ``height`` x ``width`` canvas."""
+    return (width - size[1]) // 2, (height - size[0]) // 2
 
-    pad_h, pad_w = height - tensor.shape[1], width - tensor.shape[2]
-    top, left = pad_h // 2, pad_w // 2
-    if pad_h or pad_w:
-        tensor = torch.nn.functional.pad(tensor, (left, pad_w - left, top, pad_h - top), value=1.0)
-    return tensor, (left, top)
+
+def _pad_white(pixels: np.ndarray, height: int, width: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """Centre [h, w, 3] uint8 pixels on a white canvas of the given size; returns it and the (left, top) padding."""
+    left, top = _centre_offset(pixels.shape[:2], height, width)
+    canvas = np.full((height, width, 3), 255, dtype=np.uint8)
+    canvas[top : top + pixels.shape[0], left : left + pixels.shape[1]] = pixels
+    return canvas, (left, top)
 
 
 def load_images(
@@ -150,12 +152,15 @@ def load_images(
     target_size: int = 518,
     patch_size: int = 14,
     workers: int | None = None,
+    *,
+    pin_memory: bool = False,
 ) -> ImageBatch:
     """Decode and preprocess images in parallel into one batch.
 
     crop: width ``target_size``, height rounded to a multiple of ``patch_size`` and centre
     cropped to ``target_size`` if taller. pad: long side ``target_size``, white padding to a
     square. Images that end up with different sizes are padded (white, centred) to the largest.
+    ``pin_memory`` allocates the float batch in page-locked memory (asynchronous copies to a CUDA device).
     """
     import torch
 
@@ -167,12 +172,13 @@ def load_images(
     workers = workers or min(32, (os.cpu_count() or 1) * 2, len(paths))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         loaded = list(pool.map(lambda p: _preprocess(p, mode, target_size, patch_size), paths))
-    height = max(t.shape[1] for t, _ in loaded)
-    width = max(t.shape[2] for t, _ in loaded)
-    tensors, transforms = [], []
-    for tensor, transform in loaded:
-        padded, (left, top) = _pad_white(tensor, height, width)
-        tensors.append(padded)
+    height = max(pixels.shape[0] for pixels, _ in loaded)
+    width = max(pixels.shape[1] for pixels, _ in loaded)
+    batch = np.full((len(loaded), height, width, 3), 255, dtype=np.uint8)
+    transforms = []
+    for index, (pixels, transform) in enumerate(loaded):
+        left, top = _centre_offset(pixels.shape[:2], height, width)
+        batch[index, top : top + pixels.shape[0], left : left + pixels.shape[1]] = pixels
         transforms.append(
             ImageTransform(
                 transform.original_size,
@@ -182,4 +188,6 @@ def load_images(
                 (width, height),
             )
         )
-    return ImageBatch(torch.stack(tensors), transforms, paths)
+    tensor = torch.empty((len(loaded), 3, height, width), dtype=torch.float32, pin_memory=pin_memory)
+    tensor.copy_(torch.from_numpy(batch).permute(0, 3, 1, 2)).div_(255.0)
+    return ImageBatch(tensor, batch, transforms, paths)

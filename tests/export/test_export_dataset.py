@@ -11,6 +11,7 @@ from PIL import Image
 from synthetic_scene import tiny_dataset
 
 from vggt_sparse_ns.export import ExportConfig, ExportError, export_dataset
+from vggt_sparse_ns.pipeline.stages import StageLog
 
 
 def test_a_complete_dataset_is_written_with_frames_in_the_given_order(tmp_path: Path) -> None:
@@ -36,6 +37,27 @@ def test_a_complete_dataset_is_written_with_frames_in_the_given_order(tmp_path: 
     assert run["export"]["num_points"] == summary.num_points <= 100
     assert summary.depth_flag == f"nerfstudio-data --depth-unit-scale-factor {summary.depth_unit_scale_factor!r}"
     assert not list(tmp_path.rglob("*.tmp")), "no temporary file is left behind"
+
+
+@pytest.mark.parametrize(
+    ("config", "stages"),
+    [
+        (ExportConfig(), ["point cloud", "write ply", "transforms.json"]),
+        (
+            ExportConfig(depth=True, colmap=True),
+            ["point cloud", "write ply", "depth maps", "colmap model", "transforms.json"],
+        ),
+    ],
+    ids=["default", "depth and colmap"],
+)
+def test_every_export_step_is_timed_as_its_own_stage(tmp_path: Path, config: ExportConfig, stages: list[str]) -> None:
+    reconstruction, names = tiny_dataset(tmp_path, frames=2)
+    started: list[tuple[str, bool]] = []
+    log = StageLog(on_start=lambda stage: started.append((stage, (tmp_path / "transforms.json").exists())))
+    export_dataset(reconstruction, tmp_path, names, config, log=log)
+    assert list(log.seconds) == stages
+    assert started == [(stage, False) for stage in stages], "transforms.json appears only after the last stage"
+    assert (tmp_path / "transforms.json").is_file()
 
 
 def test_dense_attention_is_written_as_a_dense_graph(tmp_path: Path) -> None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from vggt_sparse_ns.export.config import ExportConfig
-from vggt_sparse_ns.export.depth import resample_depth, write_depth_maps
+from vggt_sparse_ns.export.depth import png16_bytes, resample_depth, write_depth_maps
 from vggt_sparse_ns.export.points import confident_pixels
 from vggt_sparse_ns.images import ImageTransform
 from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
@@ -109,3 +111,75 @@ def test_nerfstudio_reads_written_depth_as_world_depth_with_the_returned_unit(
         np.testing.assert_allclose(downscaled, resample_depth(depth, confidence >= 2.0, PADDED, size[::-1]), rtol=1e-4)
     deepest_kept = depth[5:37][confidence[5:37] >= 2.0].max()  # image rows only, confident only
     assert maps.unit == (1e-3 if depth_format == "npy" else pytest.approx(deepest_kept / 65535))
+
+
+def _reference_resample(depth: np.ndarray, keep: np.ndarray, transform: ImageTransform, size: tuple[int, int]):
+    """The resampling rule written per output pixel (float64): 1 / bilinear(1 / depth) of the four taps where
+    they are all kept and within EDGE_RATIO of each other, else the nearest model pixel; 0 off the image."""
+    width, height = size
+    x0, y0, x1, y1 = transform.valid_box
+    x = (np.arange(width) + 0.5) * (transform.original_size[0] / width) * transform.scale[0] + transform.offset[0]
+    y = (np.arange(height) + 0.5) * (transform.original_size[1] / height) * transform.scale[1] + transform.offset[1]
+    x, y = np.meshgrid(x, y)
+    kept = np.where(keep, depth, 0.0).astype(np.float64)
+    left, top = np.floor(x - 0.5), np.floor(y - 0.5)
+    wx, wy = x - 0.5 - left, y - 0.5 - top
+    cols = [np.clip(left + i, x0, x1 - 1).astype(int) for i in (0, 1)]
+    rows = [np.clip(top + i, y0, y1 - 1).astype(int) for i in (0, 1)]
+    taps = np.stack([kept[rows[i], cols[j]] for i in (0, 1) for j in (0, 1)])
+    lowest, highest = taps.min(axis=0), taps.max(axis=0)
+    smooth = (lowest > 0) & (highest <= 1.05 * lowest)
+    with np.errstate(divide="ignore"):
+        inverse = 1.0 / np.where(smooth, taps, 1.0)
+    blended = (1 - wy) * ((1 - wx) * inverse[0] + wx * inverse[1]) + wy * ((1 - wx) * inverse[2] + wx * inverse[3])
+    nearest = kept[np.clip(np.floor(y), y0, y1 - 1).astype(int), np.clip(np.floor(x), x0, x1 - 1).astype(int)]
+    inside = (x >= x0) & (x < x1) & (y >= y0) & (y < y1)
+    return np.where(inside, np.where(smooth, 1.0 / blended, nearest), 0.0)
+
+
+@pytest.mark.parametrize("transform", [CROPPED, PADDED], ids=["cropped", "padded"])
+@pytest.mark.parametrize("factor", [1, 2, 8])
+def test_resampling_follows_the_per_pixel_rule_on_rough_depth_with_dropped_pixels(transform, factor) -> None:
+    rng = np.random.default_rng(factor)
+    depth = rng.uniform(1.0, 1.08, (42, 42)).astype(np.float32)  # some neighbours within 5 %, some not
+    depth[:, 25:] *= 2.0  # and a depth edge
+    keep = rng.random((42, 42)) > 0.2
+    size = (transform.original_size[0] // factor, transform.original_size[1] // factor)
+    result = resample_depth(depth, keep, transform, size)
+    np.testing.assert_allclose(result, _reference_resample(depth, keep, transform, size), rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (40, 7)])
+def test_depth_pngs_read_back_exactly_with_pil_and_opencv(shape: tuple[int, int]) -> None:
+    import cv2  # nerfstudio's depth loader reads PNGs with OpenCV
+
+    values = np.random.default_rng(0).integers(0, 65536, shape, dtype=np.uint16)
+    data = png16_bytes(values)
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.mode == "I;16"
+        np.testing.assert_array_equal(np.asarray(image), values)
+    np.testing.assert_array_equal(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_ANYDEPTH), values)
+
+
+@pytest.mark.parametrize("depth_format", ["png", "npy"])
+def test_parallel_writers_produce_the_same_depth_files_as_one(tmp_path: Path, depth_format: str) -> None:
+    rng = np.random.default_rng(3)
+    depth = rng.uniform(1.0, 4.0, (6, 42, 42)).astype(np.float32)
+    reconstruction = Reconstruction(
+        image_paths=[Path(f"{i}.png") for i in range(6)],
+        transforms=[CROPPED, PADDED] * 3,
+        T_camera_world=np.tile(np.eye(3, 4, dtype=np.float32), (6, 1, 1)),
+        intrinsics=np.tile(np.eye(3, dtype=np.float32), (6, 1, 1)),
+        depth=depth,
+        depth_conf=rng.uniform(1.0, 5.0, depth.shape).astype(np.float32),
+        colors=np.zeros((*depth.shape, 3), np.uint8),
+    )
+    confident = confident_pixels(reconstruction, "depth", ExportConfig())
+    stems = [f"frame_{i:05d}" for i in range(6)]
+    for workers, folder in ((1, tmp_path / "serial"), (4, tmp_path / "parallel")):
+        write_depth_maps(reconstruction, folder, stems, confident, depth_format, num_downscales=2, workers=workers)
+    serial = {path.relative_to(tmp_path / "serial"): path.read_bytes() for path in (tmp_path / "serial").rglob("*.*")}
+    parallel = {
+        path.relative_to(tmp_path / "parallel"): path.read_bytes() for path in (tmp_path / "parallel").rglob("*.*")
+    }
+    assert len(serial) == 18 and serial == parallel

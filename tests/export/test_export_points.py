@@ -135,3 +135,14 @@ def test_voxel_downsampling_copes_with_far_outliers() -> None:
     xyz[:3] = [[1e7, 0, 0], [0, 1e7, 0], [0, 0, -1e7]]
     chosen, _ = voxel_downsample(xyz, np.ones(len(xyz), np.float32), 1000)
     assert 100 <= len(chosen) <= 1000
+
+
+def test_the_cloud_does_not_depend_on_how_many_frames_are_lifted_at_once() -> None:
+    reconstruction = _plane_reconstruction(frames=5, seed=7)
+    confident = confident_pixels(reconstruction, "depth", ExportConfig(confidence_percentile=0.0))
+    one = build_point_cloud(reconstruction, confident, max_points=300, workers=1)
+    many = build_point_cloud(reconstruction, confident, max_points=300, workers=3)
+    assert 0 < len(one) <= 300 and len(np.unique(one.frame)) == 5, "candidates drawn from every frame"
+    for name in ("xyz", "rgb", "confidence", "frame", "pixel"):
+        np.testing.assert_array_equal(getattr(one, name), getattr(many, name))
+    assert one.voxel_size == many.voxel_size

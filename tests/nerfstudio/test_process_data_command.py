@@ -29,7 +29,9 @@ import vggt_sparse_ns.viewer
 from vggt_sparse_ns.export import ExportError
 from vggt_sparse_ns.export.config import ExportConfig
 from vggt_sparse_ns.model import VGGT
+from vggt_sparse_ns.nerfstudio.process_data import ProcessVGGTSparse
 from vggt_sparse_ns.pipeline.config import ReconstructionConfig
+from vggt_sparse_ns.pipeline.stages import StageLog
 
 
 def parse(dataset: Path, **fields):
@@ -72,6 +74,33 @@ def test_awkward_images_make_a_dataset_whose_pixels_match_what_vggt_saw(tmp_path
         np.testing.assert_array_equal(np.asarray(written), upright)
     assert outputs.metadata["points3D_xyz"].shape[0] > 0
     assert "Global attention: dense" in output and "Points written" in output
+
+
+def test_every_step_of_the_command_is_a_timed_stage_in_the_summary(tmp_path: Path, vggt_tiny_dir: Path, capsys):
+    data = write_scene(tmp_path / "photos", count=2)[0].parent
+    log = StageLog()
+    ProcessVGGTSparse(
+        data=data,
+        output_dir=tmp_path / "out",
+        num_downscales=1,
+        reconstruction=ReconstructionConfig(checkpoint=str(vggt_tiny_dir), device="cpu"),
+        export=ExportConfig(depth=True),
+    ).main(log=log)
+
+    assert list(log.seconds) == [
+        "probe images",
+        "load model",
+        "load images",
+        "inference",
+        "clear old outputs",
+        "write images",
+        "point cloud",
+        "write ply",
+        "depth maps",
+        "transforms.json",
+    ]
+    output = " ".join(capsys.readouterr().out.split())
+    assert "Time: probe images" in output and "depth maps" in output and "(total" in output
 
 
 def test_images_already_inside_the_output_folder_are_used_in_place_then_viewed(
@@ -169,10 +198,22 @@ def test_in_place_images_nerfstudio_would_misread_are_refused(tmp_path: Path, ru
     assert_failed_cleanly(status, output, "Run without --skip-image-processing", out)
 
 
-def test_missing_ffmpeg_is_named(tmp_path: Path, run_command, monkeypatch) -> None:
+def test_an_image_folder_needs_no_ffmpeg_for_its_copies_and_downscales(tmp_path: Path, run_command, monkeypatch):
     monkeypatch.setattr(command_module.shutil, "which", lambda name: None)
     data = write_scene(tmp_path / "photos", count=2)[0].parent
-    status, output = run_command(data, tmp_path / "out")
+    status, output = run_command(data, tmp_path / "out", num_downscales=2)
+    assert status == 0, output
+    assert sorted(path.name for path in (tmp_path / "out" / "images_4").iterdir()) == [
+        "frame_00001.png",
+        "frame_00002.png",
+    ]
+
+
+def test_a_video_without_ffmpeg_is_refused_with_its_name(tmp_path: Path, run_command, monkeypatch) -> None:
+    monkeypatch.setattr(command_module.shutil, "which", lambda name: None)
+    video = tmp_path / "walk.mp4"
+    video.write_bytes(b"not decoded: ffmpeg is looked for first")
+    status, output = run_command(video, tmp_path / "out")
     assert_failed_cleanly(status, output, "ffmpeg was not found", tmp_path / "out")
 
 

@@ -21,6 +21,7 @@ from vggt_sparse_ns.export.points import PointCloud, build_point_cloud, confiden
 from vggt_sparse_ns.export.run_info import write_graph, write_run_summary
 from vggt_sparse_ns.images import ImageTransform
 from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
+from vggt_sparse_ns.pipeline.stages import StageLog
 
 PLY_FILE = "sparse_pc.ply"
 COLMAP_DIR = Path("colmap") / "sparse" / "0"
@@ -64,6 +65,7 @@ def export_dataset(
     *,
     num_downscales: int = 0,
     run_summary: Mapping[str, Any] | None = None,
+    log: StageLog | None = None,
 ) -> ExportSummary:
     """Write sparse_pc.ply, depth maps (config.depth), the COLMAP model (config.colmap),
     vggt/graph.json, vggt/summary.json and, last and atomically, transforms.json.
@@ -71,75 +73,80 @@ def export_dataset(
     ``image_names[i]`` is frame i's image, relative to ``output_dir`` (e.g. images/frame_00001.png),
     already written there at full resolution, upright (EXIF orientation applied). ``num_downscales``
     matches the images_2/4/... folders (depth maps get depths_2/4/...). ``run_summary`` is written
-    into vggt/summary.json with this export's summary under "export".
+    into vggt/summary.json with this export's summary under "export". ``log`` times the stages
+    "point cloud", "write ply", "depth maps", "colmap model" and "transforms.json".
     """
     started = time.perf_counter()
+    log = log or StageLog()
     output_dir = Path(output_dir)
-    _check_inputs(reconstruction, output_dir, image_names, config)
-    # transforms.json is written last, so a failed export never leaves one next to partial outputs.
-    (output_dir / TRANSFORMS_FILE).unlink(missing_ok=True)
-
-    point_pixels = confident_pixels(reconstruction, config.point_source, config)
-    points = build_point_cloud(reconstruction, point_pixels, config.max_points)
-    ply_path = write_ply(output_dir / PLY_FILE, to_nerfstudio_world(points.xyz), points.rgb, points.confidence)
+    with log.stage("point cloud"):
+        _check_inputs(reconstruction, output_dir, image_names, config)
+        # transforms.json is written last, so a failed export never leaves one next to partial outputs.
+        (output_dir / TRANSFORMS_FILE).unlink(missing_ok=True)
+        point_pixels = confident_pixels(reconstruction, config.point_source, config)
+        points = build_point_cloud(reconstruction, point_pixels, config.max_points)
+    with log.stage("write ply"):
+        ply_path = write_ply(output_dir / PLY_FILE, to_nerfstudio_world(points.xyz), points.rgb, points.confidence)
     intrinsics = full_resolution_intrinsics(reconstruction.intrinsics, reconstruction.transforms)
     sizes = [t.original_size for t in reconstruction.transforms]
     shared = common_intrinsic(intrinsics, sizes)
 
     depth_maps = None
     if config.depth:
-        stems = [PurePosixPath(name).stem for name in image_names]
-        depth_pixels = (
-            point_pixels if point_pixels.source == "depth" else confident_pixels(reconstruction, "depth", config)
-        )
-        depth_maps = write_depth_maps(
-            reconstruction, output_dir, stems, depth_pixels, config.depth_format, num_downscales
-        )
+        with log.stage("depth maps"):
+            stems = [PurePosixPath(name).stem for name in image_names]
+            depth_pixels = (
+                point_pixels if point_pixels.source == "depth" else confident_pixels(reconstruction, "depth", config)
+            )
+            depth_maps = write_depth_maps(
+                reconstruction, output_dir, stems, depth_pixels, config.depth_format, num_downscales
+            )
     colmap_dir = None
     if config.colmap:
         colmap_dir = output_dir / COLMAP_DIR
-        write_colmap(
-            colmap_dir,
+        with log.stage("colmap model"):
+            write_colmap(
+                colmap_dir,
+                reconstruction.T_camera_world,
+                intrinsics,
+                sizes=sizes,
+                image_names=[PurePosixPath(name).name for name in image_names],
+                shared_intrinsic=shared,
+                xyz=points.xyz,
+                rgb=points.rgb,
+                frame=points.frame,
+                pixel=_full_resolution_pixels(reconstruction.transforms, points),
+            )
+    with log.stage("transforms.json"):
+        strategy = reconstruction.attention.get("strategy", "dense")
+        write_graph(output_dir, reconstruction.num_frames, reconstruction.graph_edges, strategy)
+        summary = ExportSummary(
+            num_frames=reconstruction.num_frames,
+            num_points=len(points),
+            point_source=config.point_source,
+            confidence_threshold=points.confidence_threshold,
+            voxel_size=points.voxel_size,
+            shared_intrinsics=shared is not None,
+            transforms_path=output_dir / TRANSFORMS_FILE,
+            ply_path=ply_path,
+            depth_dir=output_dir / DEPTH_DIR if depth_maps else None,
+            depth_unit_scale_factor=depth_maps.unit if depth_maps else None,
+            colmap_dir=colmap_dir,
+            seconds=time.perf_counter() - started,
+        )
+        write_run_summary(
+            output_dir,
+            {**(run_summary or {}), "attention": reconstruction.attention, "export": summary.to_json()},
+        )
+        data = transforms_dict(
             reconstruction.T_camera_world,
             intrinsics,
-            sizes=sizes,
-            image_names=[PurePosixPath(name).name for name in image_names],
-            shared_intrinsic=shared,
-            xyz=points.xyz,
-            rgb=points.rgb,
-            frame=points.frame,
-            pixel=_full_resolution_pixels(reconstruction.transforms, points),
+            sizes,
+            list(image_names),
+            PLY_FILE,
+            depth_maps.file_paths if depth_maps else None,
         )
-    strategy = reconstruction.attention.get("strategy", "dense")
-    write_graph(output_dir, reconstruction.num_frames, reconstruction.graph_edges, strategy)
-
-    summary = ExportSummary(
-        num_frames=reconstruction.num_frames,
-        num_points=len(points),
-        point_source=config.point_source,
-        confidence_threshold=points.confidence_threshold,
-        voxel_size=points.voxel_size,
-        shared_intrinsics=shared is not None,
-        transforms_path=output_dir / TRANSFORMS_FILE,
-        ply_path=ply_path,
-        depth_dir=output_dir / DEPTH_DIR if depth_maps else None,
-        depth_unit_scale_factor=depth_maps.unit if depth_maps else None,
-        colmap_dir=colmap_dir,
-        seconds=time.perf_counter() - started,
-    )
-    write_run_summary(
-        output_dir,
-        {**(run_summary or {}), "attention": reconstruction.attention, "export": summary.to_json()},
-    )
-    data = transforms_dict(
-        reconstruction.T_camera_world,
-        intrinsics,
-        sizes,
-        list(image_names),
-        PLY_FILE,
-        depth_maps.file_paths if depth_maps else None,
-    )
-    write_transforms(output_dir, data)
+        write_transforms(output_dir, data)
     return summary
 
 

@@ -15,13 +15,14 @@ model pixel is taken, so no depth is invented between surfaces.
 from __future__ import annotations
 
 import os
+import struct
+import zlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from vggt_sparse_ns.export.atomic import atomic_path
 from vggt_sparse_ns.export.config import DepthFormat, ExportError
@@ -34,7 +35,9 @@ DOWNSCALED_DEPTH_PREFIX = "depths_"
 """nerfstudio's dataparser reads depth for images_N from depths_N/ (same file names)."""
 PNG_MAX = 65535
 PNG_COMPRESSION = 1
-"""zlib level: 1 writes about 2.5x faster than PIL's default 6 for files about 10 % larger."""
+"""zlib level: the fastest; the Up filter below keeps the files small (smooth depth differs little row to row)."""
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_UP_FILTER = 2
 NPY_UNIT = 1e-3
 """World units per .npy value: the dataparser's default depth_unit_scale_factor, so no flag is needed."""
 EDGE_RATIO = 1.05
@@ -78,18 +81,33 @@ def resample_depth(depth: np.ndarray, keep: np.ndarray, transform: ImageTransfor
     weight_x = weight_x.astype(np.float32)
     nearest_x = np.where(inside_x, kept[:, near_x], 0.0)
     blended_x = (1 - weight_x) * inverse[:, low_x] + weight_x * inverse[:, high_x]
-    lowest_x = np.minimum(kept[:, low_x], kept[:, high_x])
-    highest_x = np.maximum(kept[:, low_x], kept[:, high_x])
+    kept_low, kept_high = kept[:, low_x], kept[:, high_x]
+    lowest_x = np.minimum(kept_low, kept_high)
+    highest_x = np.maximum(kept_low, kept_high)
+    # Whether the four taps lie on one surface depends only on the pair of model rows an output row falls
+    # between: decided once per pair, then looked up per output row.
+    pairs, pair_of_row = np.unique(low_y[inside_y] * (depth.shape[0] + 1) + high_y[inside_y], return_inverse=True)
+    pair_low, pair_high = pairs // (depth.shape[0] + 1), pairs % (depth.shape[0] + 1)
+    lowest = np.minimum(lowest_x[pair_low], lowest_x[pair_high])
+    highest = np.maximum(highest_x[pair_low], highest_x[pair_high])
+    smooth_pairs = (lowest > 0) & (highest <= EDGE_RATIO * lowest) & inside_x
 
     result = np.zeros((height, width), dtype=np.float32)
+    scratch = np.empty((min(ROW_BLOCK, len(inside_y)), width), dtype=np.float32)
     for start in range(0, len(inside_y), ROW_BLOCK):  # bounded memory for large images
         rows = inside_y[start : start + ROW_BLOCK]
-        low, high, weight = low_y[rows], high_y[rows], weight_y[rows, None].astype(np.float32)
-        lowest = np.minimum(lowest_x[low], lowest_x[high])
-        smooth = (lowest > 0) & (np.maximum(highest_x[low], highest_x[high]) <= EDGE_RATIO * lowest) & inside_x
-        blended = (1 - weight) * blended_x[low] + weight * blended_x[high]
-        interpolated = np.divide(1.0, blended, out=np.zeros_like(blended), where=smooth)
-        result[rows] = np.where(smooth, interpolated, nearest_x[near_y[rows]])
+        weight = weight_y[rows, None].astype(np.float32)
+        smooth = smooth_pairs[pair_of_row[start : start + ROW_BLOCK]]
+        # Inside rows are consecutive: the block is a view of the result, filled in place.
+        out, other = result[rows[0] : rows[-1] + 1], scratch[: len(rows)]
+        np.take(blended_x, low_y[rows], axis=0, out=out, mode="clip")
+        out *= 1 - weight
+        np.take(blended_x, high_y[rows], axis=0, out=other, mode="clip")
+        other *= weight
+        out += other
+        np.divide(1.0, out, out=out, where=smooth)
+        np.take(nearest_x, near_y[rows], axis=0, out=other, mode="clip")
+        np.copyto(out, other, where=~smooth)
     return result
 
 
@@ -110,13 +128,35 @@ def _encode(depth: np.ndarray, unit: float, depth_format: DepthFormat) -> np.nda
     return np.where(depth > 0, steps, 0).astype(np.uint16)
 
 
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png16_bytes(values: np.ndarray) -> bytes:
+    """A 16-bit grayscale PNG file of [h, w] uint16 ``values``: every row Up-filtered (minus the row above,
+    byte-wise modulo 256, as the PNG standard defines it), zlib level PNG_COMPRESSION. About twice as fast
+    as PIL's encoder, which tries every filter on every row."""
+    height, width = values.shape
+    rows = np.ascontiguousarray(values, dtype=">u2").view(np.uint8).reshape(height, 2 * width)
+    filtered = np.empty((height, 2 * width + 1), dtype=np.uint8)
+    filtered[:, 0] = PNG_UP_FILTER
+    filtered[0, 1:] = rows[0]  # the first row's "row above" is zeros
+    np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])
+    header = struct.pack(">IIBBBBB", width, height, 16, 0, 0, 0, 0)  # 16-bit gray, deflate, no interlace
+    return (
+        PNG_SIGNATURE
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(filtered, PNG_COMPRESSION))
+        + _png_chunk(b"IEND", b"")
+    )
+
+
 def _save(path: Path, values: np.ndarray) -> None:
-    with atomic_path(path) as temporary:
+    with atomic_path(path) as temporary, open(temporary, "wb") as file:
         if values.dtype == np.uint16:
-            Image.fromarray(values).save(temporary, format="PNG", compress_level=PNG_COMPRESSION)
+            file.write(png16_bytes(values))
         else:
-            with open(temporary, "wb") as file:
-                np.save(file, values)
+            np.save(file, values)
 
 
 def write_depth_maps(
@@ -126,10 +166,12 @@ def write_depth_maps(
     confident: ConfidentPixels,
     depth_format: DepthFormat,
     num_downscales: int = 0,
+    workers: int | None = None,
 ) -> DepthMaps:
     """Write depth/<stem>.<png|npy> at each image's full resolution and depths_N/ for N = 2, 4, ...
     up to 2**num_downscales (the sizes of nerfstudio's images_N), keeping the ``confident`` pixels
-    (filtered by the depth head's confidence, like the points from depth)."""
+    (filtered by the depth head's confidence, like the points from depth). ``workers`` frames are
+    written at a time (default: one per CPU; numpy and zlib release the GIL)."""
     if confident.source != "depth":
         raise ValueError(f"depth maps are filtered by the depth confidence, not by {confident.source!r}")
     masks = confident.masks
@@ -156,6 +198,6 @@ def write_depth_maps(
             folder = DEPTH_DIR if factor == 1 else f"{DOWNSCALED_DEPTH_PREFIX}{factor}"
             _save(output_dir / folder / names[index], _encode(depth, unit, depth_format))
 
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         list(pool.map(write_frame, range(reconstruction.num_frames)))
     return DepthMaps([f"{DEPTH_DIR}/{name}" for name in names], unit)

@@ -1,6 +1,6 @@
 """The exported point cloud: confident pixels lifted to 3D, then voxel-downsampled to a point budget.
 
-Runs on the host with numpy only. Frames are visited one at a time and only a bounded number of
+Runs on the host with numpy only. Frames are lifted in parallel and only a bounded number of
 candidates (a fixed multiple of the budget, drawn uniformly with a fixed seed) is ever held, so tens
 of millions of input pixels cost seconds. Voxel downsampling keeps, in every occupied voxel, the
 most confident sample itself (not an average), so every point is a predicted surface point with a
@@ -9,6 +9,8 @@ known source pixel.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -124,9 +126,13 @@ def confident_pixels(reconstruction: Reconstruction, source: PointSource, config
     return ConfidentPixels(source, threshold, masks)
 
 
-def build_point_cloud(reconstruction: Reconstruction, confident: ConfidentPixels, max_points: int) -> PointCloud:
-    """The ``confident`` pixels of every frame as world points, downsampled to at most ``max_points``."""
-    total = int(confident.masks.sum())
+def build_point_cloud(
+    reconstruction: Reconstruction, confident: ConfidentPixels, max_points: int, workers: int | None = None
+) -> PointCloud:
+    """The ``confident`` pixels of every frame as world points, downsampled to at most ``max_points``.
+    Frames are lifted ``workers`` at a time (default: one per CPU); the result does not depend on it."""
+    counts = np.count_nonzero(confident.masks.reshape(len(confident.masks), -1), axis=1)
+    total = int(counts.sum())
     if total == 0:
         raise ExportError(
             f"No pixel passed the confidence filter (threshold {confident.threshold:.3g}); "
@@ -134,15 +140,17 @@ def build_point_cloud(reconstruction: Reconstruction, confident: ConfidentPixels
         )
     fraction = min(1.0, CANDIDATES_PER_POINT * max_points / total)
     rng = np.random.default_rng(SAMPLING_SEED)
-    parts: list[tuple[np.ndarray, ...]] = []
-    for index, mask in enumerate(confident.masks):
-        rows, cols = np.nonzero(mask)
-        if len(rows) == 0:
-            continue
-        if fraction < 1.0:
-            drawn = rng.random(len(rows)) < fraction
-            rows, cols = rows[drawn], cols[drawn]
-        parts.append(_frame_points(reconstruction, index, confident.source, rows, cols))
+    # The draws are made in frame order, as one stream, so the candidates do not depend on the workers.
+    drawn = [rng.random(count) < fraction if fraction < 1.0 else None for count in counts]
+
+    def lift(index: int) -> tuple[np.ndarray, ...]:
+        rows, cols = np.nonzero(confident.masks[index])
+        if drawn[index] is not None:
+            rows, cols = rows[drawn[index]], cols[drawn[index]]
+        return _frame_points(reconstruction, index, confident.source, rows, cols)
+
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        parts = list(pool.map(lift, np.flatnonzero(counts)))
     xyz, rgb, confidence, frame, pixel = (np.concatenate(column) for column in zip(*parts, strict=True))
     chosen, voxel_size = voxel_downsample(xyz, confidence, max_points)
     return PointCloud(

@@ -78,7 +78,6 @@ def build_dataset(
     copy_images: bool,
     num_downscales: int,
     log: StageLog,
-    verbose: bool = False,
 ) -> DatasetReport:
     """Reconstruct the groups' images as one scene and write the dataset into ``output_dir``.
 
@@ -93,10 +92,11 @@ def build_dataset(
     sources = [probe.path for group in groups for probe in group.probes]
     result = reconstruct(sources, reconstruction, log, point_head=export.point_source == "points")
     output_dir.mkdir(parents=True, exist_ok=True)
-    discard_stale_dataset(output_dir)
+    with log.stage("clear old outputs"):
+        discard_stale_dataset(output_dir)
     if copy_images:
         with log.stage("write images"):
-            written = write_images(groups, output_dir / "images", num_downscales, verbose)
+            written = write_images(groups, output_dir / "images", num_downscales)
         names = _relative_names([path for group in written for path in group], output_dir)
     else:
         names = _relative_names(sources, output_dir)
@@ -105,9 +105,8 @@ def build_dataset(
         "seconds": dict(log.seconds),
         "peak_memory_bytes": log.peak_memory_bytes,
     }
-    with log.stage("export"):
-        summary = export_dataset(
-            result, output_dir, names, export, num_downscales=num_downscales, run_summary=run_summary
-        )
+    summary = export_dataset(
+        result, output_dir, names, export, num_downscales=num_downscales, run_summary=run_summary, log=log
+    )
     edges = None if result.graph_edges is None else len(result.graph_edges)
     return DatasetReport(result.num_frames, dict(result.attention), edges, summary)

@@ -1,21 +1,30 @@
-"""Writing images/ and images_2/4/8 with nerfstudio's own process_data utilities.
+"""Writing images/ and images_2/4/8 in the layout of ``ns-process-data images``, in parallel.
 
 The pixels nerfstudio's loader reads must be the pixels VGGT saw: that loader ignores EXIF orientation
-and reads 16-bit, palette or CMYK files wrongly, so such files are written upright as 8-bit PNGs first.
-When every file can be copied as it is, with one extension and one size, nerfstudio's fast path runs
-(a file copy and one ffmpeg call per folder), exactly as in ``ns-process-data images``; otherwise each
-file is placed by us and nerfstudio's per-file ffmpeg downscaling makes images_2/4/8.
+and reads 16-bit, palette or CMYK files wrongly, so such files are written upright as 8-bit PNGs; every
+other file is copied byte for byte (nerfstudio's own copy re-encodes it through ffmpeg). images_N holds
+each image at (w // N, h // N) pixels, in its own format: JPEGs are decoded at half size by the JPEG
+decoder itself, each further level is a bicubic resize of the previous one. A thread pool writes the
+files (decoding, resizing, encoding and copying release the GIL), each whole or not at all.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from PIL import Image
+
+from vggt_sparse_ns.export.atomic import atomic_path
 from vggt_sparse_ns.pipeline.inputs import ImageProbe
+
+SAVE_OPTIONS = {"JPEG": {"quality": 95}, "PNG": {"compress_level": 1}}
+"""Encoder settings of the files we encode: JPEG close to ffmpeg's ``-q:v 2``; PNG at zlib's fastest level."""
 
 
 @dataclass(frozen=True)
@@ -24,15 +33,6 @@ class ImageGroup:
 
     probes: Sequence[ImageProbe]
     prefix: str
-
-
-def _can_use_fast_path(groups: Sequence[ImageGroup]) -> bool:
-    probes = [probe for group in groups for probe in group.probes]
-    return (
-        all(probe.readable_by_nerfstudio for probe in probes)
-        and len({probe.path.suffix for probe in probes}) == 1
-        and len({probe.size for probe in probes}) == 1
-    )
 
 
 def _target_name(probe: ImageProbe, prefix: str, index: int) -> str:
@@ -56,45 +56,60 @@ def present_downscales(image_dir: Path) -> int:
     return count
 
 
-def _place(probe: ImageProbe, target: Path) -> None:
-    if probe.readable_by_nerfstudio:
-        shutil.copyfile(probe.path, target)
-        return
-    from vggt_sparse_ns.images import open_rgb
+def downscaled_folders(image_dir: Path, num_downscales: int) -> list[Path]:
+    """images_2, images_4, ... beside ``image_dir``, ``num_downscales`` of them."""
+    return [Path(f"{image_dir}_{2**level}") for level in range(1, num_downscales + 1)]
 
-    open_rgb(probe.path).save(target)
+
+def _save(image: Image.Image, target: Path) -> None:
+    image_format = Image.registered_extensions()[target.suffix.lower()]
+    with atomic_path(target) as temporary:
+        image.save(temporary, format=image_format, **SAVE_OPTIONS.get(image_format, {}))
+
+
+def _save_downscales(image: Image.Image, size: tuple[int, int], name: str, folders: Sequence[Path]) -> None:
+    """``folders[i]/name`` at (w // 2**(i+1), h // 2**(i+1)) for an image of ``size`` = (w, h)."""
+    for level, folder in enumerate(folders, start=1):
+        scaled = (size[0] >> level, size[1] >> level)
+        if image.size != scaled:
+            image = image.resize(scaled, Image.Resampling.BICUBIC)
+        _save(image, folder / name)
+
+
+def _write_image(probe: ImageProbe, name: str, image_dir: Path, folders: Sequence[Path]) -> None:
+    """One input image into ``image_dir`` and the downscaled ``folders``."""
+    if not probe.readable_by_nerfstudio:
+        from vggt_sparse_ns.images import open_rgb
+
+        upright = open_rgb(probe.path)
+        _save(upright, image_dir / name)
+        _save_downscales(upright, probe.size, name, folders)
+        return
+    with atomic_path(image_dir / name) as temporary:
+        shutil.copyfile(probe.path, temporary)
+    if folders:
+        with Image.open(probe.path) as image:
+            image.draft(image.mode, (probe.size[0] // 2, probe.size[1] // 2))
+            _save_downscales(image, probe.size, name, folders)
 
 
 def write_images(
-    groups: Sequence[ImageGroup], image_dir: Path, num_downscales: int, verbose: bool = False
+    groups: Sequence[ImageGroup], image_dir: Path, num_downscales: int, workers: int | None = None
 ) -> list[list[Path]]:
-    """Write every group's images into ``image_dir`` and its downscaled siblings (all cleared first).
+    """Write every group's images into ``image_dir`` and its ``num_downscales`` downscaled siblings (all
+    cleared first), ``workers`` files at a time (default: one per CPU).
 
     Returns, per group, the written full-resolution paths in input order.
     """
-    from nerfstudio.process_data import process_data_utils
-    from nerfstudio.utils.rich_utils import status
-
     remove_generated(image_dir, f"{image_dir.name}_")
-    if _can_use_fast_path(groups):
-        return [
-            process_data_utils.copy_images_list(
-                [probe.path for probe in group.probes],
-                image_dir=image_dir,
-                num_downscales=num_downscales,
-                image_prefix=group.prefix,
-                verbose=verbose,
-                keep_image_dir=index > 0,
-            )
-            for index, group in enumerate(groups)
-        ]
-    image_dir.mkdir(parents=True)
-    written = []
-    with status(msg="[bold yellow]Copying images...", spinner="bouncingBall", verbose=verbose):
-        for group in groups:
-            targets = [image_dir / _target_name(probe, group.prefix, i + 1) for i, probe in enumerate(group.probes)]
-            for probe, target in zip(group.probes, targets, strict=True):
-                _place(probe, target)
-            written.append(targets)
-    process_data_utils.downscale_images(image_dir, num_downscales, folder_name=image_dir.name, verbose=verbose)
+    folders = downscaled_folders(image_dir, num_downscales)
+    for folder in [image_dir, *folders]:
+        folder.mkdir(parents=True)
+    jobs, written = [], []
+    for group in groups:
+        names = [_target_name(probe, group.prefix, index + 1) for index, probe in enumerate(group.probes)]
+        jobs.extend(zip(group.probes, names, strict=True))
+        written.append([image_dir / name for name in names])
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        list(pool.map(lambda job: _write_image(*job, image_dir, folders), jobs))
     return written

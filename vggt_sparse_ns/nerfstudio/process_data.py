@@ -50,10 +50,13 @@ class ProcessVGGTSparse(BaseConverterToNerfstudioDataset):
     def __post_init__(self) -> None:
         """Create nothing yet: the inputs are checked before any folder is made."""
 
-    def main(self) -> None:
+    def main(self, log: StageLog | None = None) -> None:
+        """Run the command; ``log`` (a new one by default) receives every stage's seconds, for callers that
+        keep them (benchmarks/process_data.py)."""
+        log = log or StageLog()
         try:
             with report.StageSpinner() as spinner:
-                log = StageLog(on_start=spinner)
+                log.on_start = spinner
                 result, skipped = self._process(log)
             report.print_summary(self.output_dir, result, skipped, log)
             if self.view:
@@ -62,19 +65,23 @@ class ProcessVGGTSparse(BaseConverterToNerfstudioDataset):
             report.fail(error, self.verbose)
 
     def _process(self, log: StageLog) -> tuple[DatasetReport, dict[Path, str]]:
-        if not self.skip_image_processing and shutil.which("ffmpeg") is None:
-            raise InputError(
-                "ffmpeg was not found: nerfstudio uses it to copy and downscale images. Install it "
-                "(apt install ffmpeg, brew install ffmpeg or conda install ffmpeg) or pass --skip-image-processing."
-            )
         kinds = {is_video(source) for source, _ in self._sources()}
         if len(kinds) > 1:
             raise InputError(
                 f"--data {self.data} and --eval-data {self.eval_data} must both be image folders or both videos."
             )
         if is_video(self.data):
-            return self._build(self._extract_video_frames(), copy_images=False, log=log), {}
-        groups, skipped = self._probe_folders()
+            if shutil.which("ffmpeg") is None:
+                raise InputError(
+                    "ffmpeg was not found: nerfstudio uses it to extract and downscale a video's frames. Install it "
+                    "(apt install ffmpeg, brew install ffmpeg or conda install ffmpeg), or extract the frames "
+                    "into a folder and pass that folder as --data."
+                )
+            with log.stage(report.EXTRACT_FRAMES_STAGE):
+                groups = self._extract_video_frames()
+            return self._build(groups, copy_images=False, log=log), {}
+        with log.stage("probe images"):
+            groups, skipped = self._probe_folders()
         return self._build(groups, copy_images=not self.skip_image_processing, log=log), skipped
 
     def _build(self, groups: list[ImageGroup], copy_images: bool, log: StageLog) -> DatasetReport:
@@ -87,7 +94,6 @@ class ProcessVGGTSparse(BaseConverterToNerfstudioDataset):
             copy_images=copy_images,
             num_downscales=self.num_downscales if copy_images else present_downscales(image_dir),
             log=log,
-            verbose=self.verbose,
         )
 
     def _sources(self) -> list[tuple[Path, str]]:

@@ -12,7 +12,8 @@ from vggt_sparse_ns.pipeline.stages import StageLog
 if TYPE_CHECKING:
     from vggt_sparse_ns.nerfstudio.dataset import DatasetReport
 
-STAGES_WITH_OWN_STATUS = ("write images",)
+EXTRACT_FRAMES_STAGE = "extract frames"
+STAGES_WITH_OWN_STATUS = (EXTRACT_FRAMES_STAGE,)
 """Stages whose nerfstudio utilities show their own spinner (rich allows one live display at a time)."""
 
 

@@ -23,7 +23,8 @@ VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".m
 NERFSTUDIO_MODES = ("RGB", "RGBA", "L")
 """Pixel modes nerfstudio's image loader reads as they are (it ignores EXIF orientation and bit depth)."""
 NERFSTUDIO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
-"""Extensions nerfstudio's process_data_utils.list_images (and so its downscaling) accepts."""
+"""Extensions nerfstudio's process_data_utils.list_images accepts (the files ``ns-process-data images`` keeps);
+images of other formats are written as PNGs."""
 GENERATED_FOLDER = re.compile(r"images_\d+|depth|depths_\d+|colmap|vggt")
 EXIF_ORIENTATION_TAG = 0x0112
 ROTATED_ORIENTATIONS = (5, 6, 7, 8)

@@ -105,9 +105,9 @@ def reconstruct(
         if config.descriptors == "megaloc" and uses_descriptors(config, len(image_paths)):
             megaloc = load_megaloc(config.megaloc_checkpoint, device=device)
     with progress.stage("load images"):
-        batch = load_images(image_paths, mode=config.preprocess)
-    # The model moves host images to the device a chunk at a time; pinned memory makes those copies asynchronous.
-    images = batch.tensor.pin_memory() if device.type == "cuda" else batch.tensor
+        # The model moves host images to the device a chunk at a time; pinned memory makes those copies asynchronous.
+        batch = load_images(image_paths, mode=config.preprocess, pin_memory=device.type == "cuda")
+    images = batch.tensor
     descriptors = None
     if megaloc is not None:
         with progress.stage("megaloc descriptors"), _out_of_memory_as_advice(len(image_paths), strategy, device):
@@ -127,15 +127,14 @@ def reconstruct(
     if device.type == "cuda":
         torch.cuda.empty_cache()  # the dataparser runs this before training on the same GPU
 
-    colors = (batch.tensor.permute(0, 2, 3, 1) * 255.0).round().clamp(0, 255).to(torch.uint8).numpy()
     return Reconstruction(
         image_paths=list(batch.paths),
         transforms=list(batch.transforms),
-        T_camera_world=host["extrinsic"].astype(np.float32),
-        intrinsics=host["intrinsic"].astype(np.float32),
-        depth=host["depth"][..., 0].astype(np.float32),
-        depth_conf=host["depth_conf"].astype(np.float32),
-        colors=colors,
+        T_camera_world=host["extrinsic"].astype(np.float32, copy=False),
+        intrinsics=host["intrinsic"].astype(np.float32, copy=False),
+        depth=host["depth"][..., 0].astype(np.float32, copy=False),
+        depth_conf=host["depth_conf"].astype(np.float32, copy=False),
+        colors=batch.pixels,
         world_points=host.get("world_points"),
         world_points_conf=host.get("world_points_conf"),
         attention=summary,

@@ -15,12 +15,12 @@ class StageLog:
         self.seconds: dict[str, float] = {}
         self.peak_memory_bytes: int | None = None
         """Peak memory allocated on a CUDA device during the run; None on CPU and MPS (not measured)."""
-        self._on_start = on_start
+        self.on_start = on_start
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
-        if self._on_start is not None:
-            self._on_start(name)
+        if self.on_start is not None:
+            self.on_start(name)
         start = time.perf_counter()
         try:
             yield

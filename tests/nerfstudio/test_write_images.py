@@ -1,0 +1,114 @@
+"""write_images: images/ holds the inputs byte for byte (or upright 8-bit PNGs), images_N every image at
+(w // N, h // N) in its own format, whatever the number of writers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from image_files import write_exif_rotated_jpeg, write_rgba_png
+from PIL import Image, ImageOps
+
+from vggt_sparse_ns.nerfstudio.images import ImageGroup, write_images
+from vggt_sparse_ns.pipeline.inputs import probe_images
+
+
+def _smooth_rgb(width: int, height: int, seed: int) -> Image.Image:
+    """Smooth colours (JPEG keeps them close), so downscaled JPEGs can be compared with the source."""
+    rng = np.random.default_rng(seed)
+    coarse = Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8))
+    return coarse.resize((width, height), Image.Resampling.BICUBIC)
+
+
+def _group(folder: Path) -> ImageGroup:
+    probes, skipped = probe_images(sorted(folder.iterdir()))
+    assert not skipped
+    return ImageGroup(probes, "frame_")
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {path.relative_to(folder).as_posix(): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> Path:
+    """Two JPEGs (one of odd size), a PNG and an RGBA PNG."""
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    _smooth_rgb(96, 64, seed=0).save(folder / "a.jpg", quality=90)
+    _smooth_rgb(97, 63, seed=1).save(folder / "b.jpg", quality=90)
+    _smooth_rgb(80, 40, seed=2).save(folder / "c.png")
+    write_rgba_png(folder / "d.png", 44, 36)
+    return folder
+
+
+def test_full_resolution_images_are_the_input_files_byte_for_byte(tmp_path: Path, inputs: Path) -> None:
+    out = tmp_path / "out" / "images"
+    written = write_images([_group(inputs)], out, num_downscales=2)
+
+    assert [path.name for path in written[0]] == [
+        "frame_00001.jpg",
+        "frame_00002.jpg",
+        "frame_00003.png",
+        "frame_00004.png",
+    ]
+    for source, target in zip(sorted(inputs.iterdir()), written[0], strict=True):
+        assert target.read_bytes() == source.read_bytes()
+
+
+def test_downscaled_folders_hold_every_image_at_the_floor_of_its_size_over_n(tmp_path: Path, inputs: Path) -> None:
+    out = tmp_path / "out" / "images"
+    write_images([_group(inputs)], out, num_downscales=3)
+
+    sizes = {
+        "frame_00001.jpg": (96, 64),
+        "frame_00002.jpg": (97, 63),
+        "frame_00003.png": (80, 40),
+        "frame_00004.png": (44, 36),
+    }
+    for factor in (2, 4, 8):
+        folder = out.parent / f"images_{factor}"
+        assert sorted(path.name for path in folder.iterdir()) == sorted(sizes)
+        for name, (width, height) in sizes.items():
+            with Image.open(folder / name) as image, Image.open(out / name) as full:
+                assert image.size == (width // factor, height // factor)
+                assert (image.format, image.mode) == (full.format, full.mode), "format and mode (alpha too) kept"
+    with Image.open(out.parent / "images_2" / "frame_00001.jpg") as half, Image.open(out / "frame_00001.jpg") as full:
+        expected = np.asarray(full.convert("RGB").resize(half.size, Image.Resampling.BOX), np.float32)
+        assert np.abs(np.asarray(half.convert("RGB"), np.float32) - expected).mean() < 3.0, "the same picture"
+    assert not list(out.parent.rglob("*.tmp")), "no temporary file is left behind"
+
+
+def test_parallel_writers_produce_the_same_files_as_one(tmp_path: Path, inputs: Path) -> None:
+    serial, parallel = tmp_path / "serial" / "images", tmp_path / "parallel" / "images"
+    write_images([_group(inputs)], serial, num_downscales=2, workers=1)
+    write_images([_group(inputs)], parallel, num_downscales=2, workers=4)
+    assert _files(serial.parent) == _files(parallel.parent)
+
+
+def test_an_exif_rotated_jpeg_becomes_an_upright_png_at_every_scale(tmp_path: Path) -> None:
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    rotated = write_exif_rotated_jpeg(folder / "r.jpg", 24, 96, orientation=6)
+    out = tmp_path / "out" / "images"
+
+    written = write_images([_group(folder)], out, num_downscales=1)
+
+    assert written == [[out / "frame_00001.png"]]
+    with Image.open(rotated) as original, Image.open(written[0][0]) as image:
+        np.testing.assert_array_equal(np.asarray(image), np.asarray(ImageOps.exif_transpose(original).convert("RGB")))
+    with Image.open(out.parent / "images_2" / "frame_00001.png") as half:
+        assert half.size == (48, 12) and half.mode == "RGB"
+
+
+def test_old_images_and_downscaled_folders_are_replaced(tmp_path: Path, inputs: Path) -> None:
+    out = tmp_path / "out" / "images"
+    for stale in ("images/frame_00099.jpg", "images_2/frame_00099.jpg", "images_16/frame_00001.jpg"):
+        (tmp_path / "out" / stale).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "out" / stale).write_bytes(b"stale")
+
+    write_images([_group(inputs)], out, num_downscales=1)
+
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["images", "images_2"]
+    assert not (out / "frame_00099.jpg").exists()
