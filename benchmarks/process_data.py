@@ -201,6 +201,7 @@ def main(settings: ProcessDataBenchmark) -> dict[str, Any]:
         "num_downscales": settings.num_downscales,
         "depth": settings.depth,
         "stages_s": _rounded(log.seconds),
+        "during_inference_s": _rounded({name: seconds for name, (_, seconds) in log.beside.items()}),
         "model_s": round(model_seconds, 3),
         "whole_s": round(whole, 3),
         "outside_stages_s": round(whole - log.total_seconds, 3),

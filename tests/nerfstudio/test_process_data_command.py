@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import huggingface_hub.constants
@@ -93,14 +94,56 @@ def test_every_step_of_the_command_is_a_timed_stage_in_the_summary(tmp_path: Pat
         "load images",
         "inference",
         "clear old outputs",
-        "write images",
+        "move images into place",
         "point cloud",
         "write ply",
         "depth maps",
         "transforms.json",
     ]
+    assert list(log.beside) == ["write images"] and log.beside["write images"][0] == "inference"
     output = " ".join(capsys.readouterr().out.split())
     assert "Time: probe images" in output and "depth maps" in output and "(total" in output
+    assert "write images" in output and "(during inference)" in output
+
+
+def test_a_failed_reconstruction_leaves_no_output_folder_and_no_staged_images(
+    tmp_path: Path, vggt_tiny_dir: Path, monkeypatch
+):
+    output_dir = tmp_path / "out"
+    staged = output_dir / ".vggt-staging" / "images"
+    staged_counts = []
+
+    def run_out_of_memory(*args, **kwargs):
+        deadline = time.monotonic() + 10
+        while len(list(staged.glob("*.png"))) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the images are being staged meanwhile
+        staged_counts.append(len(list(staged.glob("*.png"))))
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")
+
+    data = write_scene(tmp_path / "photos", count=3)[0].parent
+    monkeypatch.setattr(VGGT, "forward", run_out_of_memory)
+    with pytest.raises(SystemExit) as exit_info:
+        ProcessVGGTSparse(
+            data=data,
+            output_dir=output_dir,
+            reconstruction=ReconstructionConfig(checkpoint=str(vggt_tiny_dir), device="cpu"),
+        ).main()
+    assert exit_info.value.code != 0
+    assert staged_counts == [3], "the images were staged while the model ran"
+    assert not output_dir.exists()
+
+
+def test_images_written_during_inference_replace_a_previous_runs_images(tmp_path: Path, vggt_tiny_dir: Path):
+    data = write_scene(tmp_path / "photos", count=2)[0].parent
+    output_dir = tmp_path / "out"
+    (output_dir / "images_4").mkdir(parents=True)
+    (output_dir / "images" / "frame_00009.png").parent.mkdir()
+    (output_dir / "images" / "frame_00009.png").write_bytes(b"old")
+    config = ReconstructionConfig(checkpoint=str(vggt_tiny_dir), device="cpu")
+    ProcessVGGTSparse(data=data, output_dir=output_dir, num_downscales=1, reconstruction=config).main()
+    assert sorted(path.name for path in (output_dir / "images").iterdir()) == ["frame_00001.png", "frame_00002.png"]
+    assert sorted(path.name for path in (output_dir / "images_2").iterdir()) == ["frame_00001.png", "frame_00002.png"]
+    assert not (output_dir / "images_4").exists() and not (output_dir / ".vggt-staging").exists()
 
 
 def test_images_already_inside_the_output_folder_are_used_in_place_then_viewed(

@@ -1,21 +1,23 @@
 """One scene's images -> a nerfstudio dataset folder: reconstruct, write images/, export (transforms.json last).
 
-Shared by ``ns-process-data vggt-sparse`` and the ``vggt-sparse`` dataparser. Nothing is written before
-the reconstruction succeeds, and a previous transforms.json is removed before images/ is touched, so a
-failed run never leaves a dataset whose transforms.json disagrees with its images.
+Shared by ``ns-process-data vggt-sparse`` and the ``vggt-sparse`` dataparser. While the model infers, the
+images are written into a hidden staging folder (the GPU is busy, the CPUs are free); they are moved into
+place only once the reconstruction has succeeded, after a previous transforms.json has been removed, so a
+failed run leaves no output and never a dataset whose transforms.json disagrees with its images.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vggt_sparse_ns.export.config import ExportConfig
-from vggt_sparse_ns.nerfstudio.images import ImageGroup, remove_generated, write_images
+from vggt_sparse_ns.nerfstudio.images import ImageGroup, downscaled_folders, remove_generated, write_images
 from vggt_sparse_ns.nerfstudio.report import warn_skipped
 from vggt_sparse_ns.pipeline.config import ReconstructionConfig
 from vggt_sparse_ns.pipeline.inputs import (
@@ -29,6 +31,10 @@ from vggt_sparse_ns.pipeline.stages import StageLog
 
 if TYPE_CHECKING:
     from vggt_sparse_ns.export import ExportSummary
+    from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
+
+STAGING_DIR = ".vggt-staging"
+"""Inside the output folder: the images written during inference, until the reconstruction has succeeded."""
 
 
 @dataclass
@@ -65,6 +71,47 @@ def probe_image_folder(
     return ImageGroup(readable, prefix), unreadable
 
 
+def _reconstruct_writing_images(
+    groups: Sequence[ImageGroup],
+    output_dir: Path,
+    reconstruction: ReconstructionConfig,
+    num_downscales: int,
+    point_head: bool,
+    log: StageLog,
+) -> tuple[Reconstruction, list[Path]]:
+    """Reconstruct while images/ and images_N are written into the staging folder, then clear the previous
+    dataset and move them into place. On failure the staging folder goes, and the output folder too when
+    this run made it. Returns the reconstruction and the images' final paths, in input order."""
+    from vggt_sparse_ns.pipeline.run import reconstruct
+
+    made_output_dir = not output_dir.exists()
+    staging = output_dir / STAGING_DIR
+    shutil.rmtree(staging, ignore_errors=True)  # left by a run that was killed
+    staged: list[Path] = []
+
+    def write_staged_images() -> None:
+        with log.stage_beside("write images", running="inference"):
+            staged.extend(path for group in write_images(groups, staging / "images", num_downscales) for path in group)
+
+    sources = [probe.path for group in groups for probe in group.probes]
+    try:
+        result = reconstruct(sources, reconstruction, log, point_head=point_head, during_inference=write_staged_images)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if made_output_dir and output_dir.is_dir() and not any(output_dir.iterdir()):
+            output_dir.rmdir()
+        raise
+    image_dir = output_dir / "images"
+    with log.stage("clear old outputs"):
+        discard_stale_dataset(output_dir)
+        remove_generated(image_dir, f"{image_dir.name}_")
+    with log.stage("move images into place"):
+        for folder in [image_dir, *downscaled_folders(image_dir, num_downscales)]:
+            (staging / folder.name).rename(folder)
+        staging.rmdir()
+    return result, [image_dir / path.name for path in staged]
+
+
 def _relative_names(paths: Sequence[Path], output_dir: Path) -> list[str]:
     return [Path(os.path.relpath(os.path.abspath(path), os.path.abspath(output_dir))).as_posix() for path in paths]
 
@@ -90,19 +137,24 @@ def build_dataset(
     from vggt_sparse_ns.pipeline.run import reconstruct
 
     sources = [probe.path for group in groups for probe in group.probes]
-    result = reconstruct(sources, reconstruction, log, point_head=export.point_source == "points")
-    output_dir.mkdir(parents=True, exist_ok=True)
-    with log.stage("clear old outputs"):
-        discard_stale_dataset(output_dir)
+    point_head = export.point_source == "points"
     if copy_images:
-        with log.stage("write images"):
-            written = write_images(groups, output_dir / "images", num_downscales)
-        names = _relative_names([path for group in written for path in group], output_dir)
+        result, written = _reconstruct_writing_images(
+            groups, output_dir, reconstruction, num_downscales, point_head, log
+        )
+        names = _relative_names(written, output_dir)
     else:
+        result = reconstruct(sources, reconstruction, log, point_head=point_head)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        with log.stage("clear old outputs"):
+            discard_stale_dataset(output_dir)
         names = _relative_names(sources, output_dir)
     run_summary = {
         "reconstruction": dataclasses.asdict(reconstruction),
         "seconds": dict(log.seconds),
+        "seconds_beside": {
+            name: {"during": running, "seconds": seconds} for name, (running, seconds) in log.beside.items()
+        },
         "peak_memory_bytes": log.peak_memory_bytes,
     }
     summary = export_dataset(

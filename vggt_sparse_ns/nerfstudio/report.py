@@ -114,7 +114,10 @@ def print_summary(output_dir: Path, result: DatasetReport, skipped: dict[Path, s
     frames = f"{result.num_frames} frames reconstructed into {output_dir}"
     CONSOLE.log(frames + (f" ({len(skipped)} unreadable images skipped)" if skipped else ""))
     CONSOLE.log(format_attention(result.attention, result.graph_edges))
-    stages = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in log.seconds.items())
+    stages = ", ".join(
+        [f"{name} {seconds:.1f} s" for name, seconds in log.seconds.items()]
+        + [f"{name} {seconds:.1f} s (during {running})" for name, (running, seconds) in log.beside.items()]
+    )
     CONSOLE.log(f"Time: {stages} (total {log.total_seconds:.1f} s)")
     peak = log.peak_memory_bytes
     CONSOLE.log(

@@ -25,7 +25,7 @@ NERFSTUDIO_MODES = ("RGB", "RGBA", "L")
 NERFSTUDIO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 """Extensions nerfstudio's process_data_utils.list_images accepts (the files ``ns-process-data images`` keeps);
 images of other formats are written as PNGs."""
-GENERATED_FOLDER = re.compile(r"images_\d+|depth|depths_\d+|colmap|vggt")
+GENERATED_FOLDER = re.compile(r"images_\d+|depth|depths_\d+|colmap|vggt|\.vggt-staging")
 EXIF_ORIENTATION_TAG = 0x0112
 ROTATED_ORIENTATIONS = (5, 6, 7, 8)
 """EXIF orientations that swap width and height."""

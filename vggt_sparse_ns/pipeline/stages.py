@@ -9,10 +9,13 @@ from contextlib import contextmanager
 
 class StageLog:
     """Wall-clock seconds per named stage, in order; ``on_start(name)`` is called as each stage begins
-    (the CLI shows it as a status line)."""
+    (the CLI shows it as a status line). Work that runs in a thread beside a stage is timed apart, in
+    ``beside``, so that ``total_seconds`` stays the run's wall-clock time."""
 
     def __init__(self, on_start: Callable[[str], None] | None = None) -> None:
         self.seconds: dict[str, float] = {}
+        self.beside: dict[str, tuple[str, float]] = {}
+        """name -> (the stage it ran beside, its seconds)."""
         self.peak_memory_bytes: int | None = None
         """Peak memory allocated on a CUDA device during the run; None on CPU and MPS (not measured)."""
         self.on_start = on_start
@@ -26,6 +29,15 @@ class StageLog:
             yield
         finally:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+    @contextmanager
+    def stage_beside(self, name: str, running: str) -> Iterator[None]:
+        """Time ``name``, run in a thread while stage ``running`` goes on (no status line: that stage has it)."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.beside[name] = (running, time.perf_counter() - start)
 
     def record_peak_memory(self, peak_bytes: int | None) -> None:
         if peak_bytes is not None:
