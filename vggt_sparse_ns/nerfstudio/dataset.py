@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from vggt_sparse_ns.export import ExportSummary
     from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
 
+BESIDE_INFERENCE_WORKERS = max(1, (os.cpu_count() or 1) // 4)
+"""Threads that write images while the model infers: few, so that they do not slow the thread that runs the model."""
 STAGING_DIR = ".vggt-staging"
 """Inside the output folder: the images written during inference, until the reconstruction has succeeded."""
 
@@ -91,7 +93,8 @@ def _reconstruct_writing_images(
 
     def write_staged_images() -> None:
         with log.stage_beside("write images", running="inference"):
-            staged.extend(path for group in write_images(groups, staging / "images", num_downscales) for path in group)
+            written = write_images(groups, staging / "images", num_downscales, workers=BESIDE_INFERENCE_WORKERS)
+            staged.extend(path for group in written for path in group)
 
     sources = [probe.path for group in groups for probe in group.probes]
     try:
