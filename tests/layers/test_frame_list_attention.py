@@ -9,7 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vggt_sparse_ns.layers.kernels.frame_list_attention import frame_list_attention, triton_available
+from vggt_sparse_ns.layers.kernels import triton_available
+from vggt_sparse_ns.layers.kernels.frame_list_attention import frame_list_attention
 
 
 def key_mask(lists: list[list[int]], tokens: int, special: int, all_special: bool = True) -> torch.Tensor:

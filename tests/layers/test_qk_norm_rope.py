@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from vggt_sparse_ns.layers.attention import Attention
-from vggt_sparse_ns.layers.kernels.qk_norm_rope import fused_available
+from vggt_sparse_ns.layers.kernels import triton_available
 from vggt_sparse_ns.layers.rope import RotaryEmbedding2D, grid_positions
 
 cuda_with_triton = pytest.mark.skipif(
-    not torch.cuda.is_available() or not fused_available(torch.empty(1, device="cuda", dtype=torch.bfloat16)),
+    not torch.cuda.is_available() or not triton_available(torch.empty(1, device="cuda", dtype=torch.bfloat16)),
     reason="needs a CUDA GPU and Triton (run on the device: see docs/benchmarks/README.md)",
 )
 

@@ -12,7 +12,8 @@ from collections.abc import Callable
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vggt_sparse_ns.layers.kernels.qk_norm_rope import fused_available, fused_qk_norm_rope
+from vggt_sparse_ns.layers.kernels import triton_available
+from vggt_sparse_ns.layers.kernels.qk_norm_rope import fused_qk_norm_rope
 from vggt_sparse_ns.layers.rope import RopeTable
 
 AttendFn = Callable[[Tensor, Tensor, Tensor], Tensor]
@@ -48,7 +49,7 @@ class Attention(nn.Module):
         """q, k, v [B, heads, L, head_dim] in the compute dtype (qk-norm and RoPE applied)."""
         batch, length, _ = x.shape
         qkv = self.qkv(x)
-        if rope is not None and rope.fused and isinstance(self.q_norm, nn.LayerNorm) and fused_available(qkv):
+        if rope is not None and rope.fused and isinstance(self.q_norm, nn.LayerNorm) and triton_available(qkv):
             return fused_qk_norm_rope(qkv, self.num_heads, self.q_norm, self.k_norm, rope.cos, rope.sin)
         qkv = qkv.reshape(batch, length, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)

@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vggt_sparse_ns.layers.kernels.frame_list_attention import frame_list_attention, triton_available
+from vggt_sparse_ns.layers.kernels import triton_available
+from vggt_sparse_ns.layers.kernels.frame_list_attention import frame_list_attention
 from vggt_sparse_ns.sparse.base import FrameLayout
 from vggt_sparse_ns.sparse.graph import FrameGraph
 from vggt_sparse_ns.sparse.graph_source import FrameGraphSource

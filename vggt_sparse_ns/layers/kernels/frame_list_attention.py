@@ -1,14 +1,15 @@
 """Attention over per-frame key lists, reading keys and values where they lie (no gathers).
 
 The sequence is S frames of T tokens, each frame's first ``special_tokens`` being its camera and
-register tokens. Every query token of frame f attends to the special tokens of all S frames and
-to the patch tokens of the frames listed for f (CSR ``indptr``/``indices``, f itself included
-when listed). This is covisibility attention; its plain-PyTorch reference gathers the listed
-frames' keys into contiguous batches for SDPA, which costs a copy of every gathered key and
-value per layer. Here one program owns a block of one frame's queries and one head, and walks
-a virtual key sequence (all special tokens, packed once per call, then the listed frames' patch
-tokens), loading each key tile where it lies through tensor descriptors (TMA on Hopper):
-flash-attention's online softmax in fp32, with no copy of the listed frames' keys. Triton is imported lazily: the package works without it (CPU, MPS).
+register tokens. Every query token of frame f attends to the tokens of the frames listed for f
+(CSR ``indptr``/``indices``, f itself included when listed) and, optionally, to the special tokens
+of all S frames. This is covisibility attention; its plain-PyTorch reference gathers the listed
+frames' keys into contiguous batches for SDPA, which costs a copy of every gathered key and value
+per layer. Here one program owns a block of one frame's queries and one head and walks a virtual
+key sequence (the special tokens, packed once per call, then the listed frames' tokens), loading
+each key tile where it lies through tensor descriptors (TMA on Hopper): flash-attention's online
+softmax in fp32, with no copy of the listed frames' keys. Triton is imported lazily: the package
+works without it (CPU, MPS).
 """
 
 from __future__ import annotations
@@ -18,17 +19,6 @@ import math
 
 import torch
 from torch import Tensor
-
-
-def triton_available(x: Tensor) -> bool:
-    """Whether the kernel can run on x's device and dtype (CUDA, half precision, Triton installed)."""
-    if not x.is_cuda or x.dtype not in (torch.bfloat16, torch.float16):
-        return False
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def frame_list_attention(

@@ -14,17 +14,6 @@ import torch
 from torch import Tensor
 
 
-def fused_available(x: Tensor) -> bool:
-    """Whether the fused kernel can run on x's device and dtype."""
-    if not x.is_cuda or x.dtype not in (torch.bfloat16, torch.float16):
-        return False
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 @functools.cache
 def _kernel():
     import triton
