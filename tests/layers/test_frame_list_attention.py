@@ -72,6 +72,20 @@ def test_a_frame_list_that_omits_a_frame_changes_its_output(triton_interpreter):
     torch.testing.assert_close(full[:, : 2 * tokens], narrow[:, : 2 * tokens], rtol=0, atol=0)
 
 
+def test_inputs_the_kernel_cannot_take_are_refused_before_launch():
+    q = torch.zeros(1, 55, 16)
+    indptr, indices = csr(LISTS)
+    with pytest.raises(ValueError, match="supports"):
+        frame_list_attention(
+            torch.zeros(1, 55, 48), torch.zeros(1, 55, 48), torch.zeros(1, 55, 48), indptr, indices, 11, 5
+        )
+    with pytest.raises(ValueError, match="out must be like q"):
+        frame_list_attention(q, q, q, indptr, indices, 11, 5, out=torch.zeros(1, 55, 8))
+    empty_row = torch.tensor([0, 1, 1, 2, 3, 4])
+    with pytest.raises(ValueError, match="at least one frame"):
+        frame_list_attention(q, q, q, empty_row, torch.arange(4), 11, 5, all_special_tokens=False)
+
+
 def test_a_sequence_that_is_not_whole_frames_is_refused():
     q = torch.zeros(1, 50, 16)
     with pytest.raises(ValueError, match="not 5 frames of 11"):

@@ -93,6 +93,7 @@ def test_every_step_of_the_command_is_a_timed_stage_in_the_summary(tmp_path: Pat
         "load model",
         "load images",
         "inference",
+        "finish writing images",
         "clear old outputs",
         "move images into place",
         "point cloud",
@@ -131,6 +132,25 @@ def test_a_failed_reconstruction_leaves_no_output_folder_and_no_staged_images(
     assert exit_info.value.code != 0
     assert staged_counts == [3], "the images were staged while the model ran"
     assert not output_dir.exists()
+
+
+def test_a_model_failure_stops_the_image_writers_and_keeps_the_previous_dataset(
+    tmp_path: Path, vggt_tiny_dir: Path, monkeypatch
+):
+    data = write_scene(tmp_path / "photos", count=3)[0].parent
+    output_dir = tmp_path / "out"
+    config = ReconstructionConfig(checkpoint=str(vggt_tiny_dir), device="cpu")
+    ProcessVGGTSparse(data=data, output_dir=output_dir, num_downscales=1, reconstruction=config).main()
+    before = {path.relative_to(output_dir): path.read_bytes() for path in output_dir.rglob("*") if path.is_file()}
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("the model broke")
+
+    monkeypatch.setattr(VGGT, "forward", fail)
+    with pytest.raises(SystemExit):
+        ProcessVGGTSparse(data=data, output_dir=output_dir, num_downscales=1, reconstruction=config).main()
+    after = {path.relative_to(output_dir): path.read_bytes() for path in output_dir.rglob("*") if path.is_file()}
+    assert after == before
 
 
 def test_images_written_during_inference_replace_a_previous_runs_images(tmp_path: Path, vggt_tiny_dir: Path):

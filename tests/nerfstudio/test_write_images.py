@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -112,3 +113,10 @@ def test_old_images_and_downscaled_folders_are_replaced(tmp_path: Path, inputs: 
 
     assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["images", "images_2"]
     assert not (out / "frame_00099.jpg").exists()
+
+
+def test_once_stop_is_set_no_further_file_is_begun(inputs: Path, tmp_path: Path):
+    stop = threading.Event()
+    stop.set()
+    write_images([_group(inputs)], tmp_path / "out" / "images", num_downscales=1, workers=1, stop=stop)
+    assert _files(tmp_path / "out") == {}

@@ -10,7 +10,7 @@ from sparse_reference import covisibility_mask, masked_attention
 from vggt_sparse_ns.sparse import CovisibilityAttention, FrameGraph, FrameLayout
 from vggt_sparse_ns.sparse.covisibility import gather_chunks
 
-FRAMES, TOKENS, SPECIAL, HEADS, HEAD_DIM = 7, 23, 5, 2, 8
+FRAMES, TOKENS, SPECIAL, HEADS, HEAD_DIM = 7, 23, 5, 2, 16
 PARTIAL_LISTS = [[], [2], [], [4, 5], [], [1], [3]]
 TOLERANCE = 1e-5
 

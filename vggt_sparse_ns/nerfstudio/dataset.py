@@ -2,8 +2,9 @@
 
 Shared by ``ns-process-data vggt-sparse`` and the ``vggt-sparse`` dataparser. While the model infers, the
 images are written into a hidden staging folder (the GPU is busy, the CPUs are free); they are moved into
-place only once the reconstruction has succeeded, after a previous transforms.json has been removed, so a
-failed run leaves no output and never a dataset whose transforms.json disagrees with its images.
+place only once the reconstruction has succeeded, after a previous transforms.json has been removed. A run
+that fails before then leaves the output folder as it was; one that fails while exporting leaves no
+transforms.json: never a dataset whose transforms.json disagrees with its images.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import threading
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -81,29 +84,46 @@ def _reconstruct_writing_images(
     point_head: bool,
     log: StageLog,
 ) -> tuple[Reconstruction, list[Path]]:
-    """Reconstruct while images/ and images_N are written into the staging folder, then clear the previous
-    dataset and move them into place. On failure the staging folder goes, and the output folder too when
-    this run made it. Returns the reconstruction and the images' final paths, in input order."""
+    """Reconstruct while images/ and images_N are written into the staging folder (from the start of
+    inference), then clear the previous dataset and move them into place. When the model or the writing
+    fails (or Ctrl+C comes), the writers stop at their next file, the staging folder goes, and the output
+    folder too when this run made it. Returns the reconstruction and the images' final paths, in input order."""
     from vggt_sparse_ns.pipeline.run import reconstruct
 
     made_output_dir = not output_dir.exists()
     staging = output_dir / STAGING_DIR
     shutil.rmtree(staging, ignore_errors=True)  # left by a run that was killed
     staged: list[Path] = []
+    stop = threading.Event()
 
     def write_staged_images() -> None:
         with log.stage_beside("write images", running="inference"):
-            written = write_images(groups, staging / "images", num_downscales, workers=BESIDE_INFERENCE_WORKERS)
+            written = write_images(
+                groups, staging / "images", num_downscales, workers=BESIDE_INFERENCE_WORKERS, stop=stop
+            )
             staged.extend(path for group in written for path in group)
 
     sources = [probe.path for group in groups for probe in group.probes]
-    try:
-        result = reconstruct(sources, reconstruction, log, point_head=point_head, during_inference=write_staged_images)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        if made_output_dir and output_dir.is_dir() and not any(output_dir.iterdir()):
-            output_dir.rmdir()
-        raise
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        writing: list[Future[None]] = []
+        try:
+            result = reconstruct(
+                sources,
+                reconstruction,
+                log,
+                point_head=point_head,
+                on_inference_start=lambda: writing.append(writer.submit(write_staged_images)),
+            )
+            with log.stage("finish writing images"):
+                for pending in writing:
+                    pending.result()
+        except BaseException:
+            stop.set()
+            writer.shutdown(wait=True)
+            shutil.rmtree(staging, ignore_errors=True)
+            if made_output_dir and output_dir.is_dir() and not any(output_dir.iterdir()):
+                output_dir.rmdir()
+            raise
     image_dir = output_dir / "images"
     with log.stage("clear old outputs"):
         discard_stale_dataset(output_dir)

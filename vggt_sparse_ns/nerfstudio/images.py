@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -94,10 +95,15 @@ def _write_image(probe: ImageProbe, name: str, image_dir: Path, folders: Sequenc
 
 
 def write_images(
-    groups: Sequence[ImageGroup], image_dir: Path, num_downscales: int, workers: int | None = None
+    groups: Sequence[ImageGroup],
+    image_dir: Path,
+    num_downscales: int,
+    workers: int | None = None,
+    stop: threading.Event | None = None,
 ) -> list[list[Path]]:
     """Write every group's images into ``image_dir`` and its ``num_downscales`` downscaled siblings (all
-    cleared first), ``workers`` files at a time (default: one per CPU).
+    cleared first), ``workers`` files at a time (default: one per CPU); once ``stop`` is set, the files
+    not yet begun are skipped.
 
     Returns, per group, the written full-resolution paths in input order.
     """
@@ -110,6 +116,11 @@ def write_images(
         names = [_target_name(probe, group.prefix, index + 1) for index, probe in enumerate(group.probes)]
         jobs.extend(zip(group.probes, names, strict=True))
         written.append([image_dir / name for name in names])
+
+    def write(job: tuple[ImageProbe, str]) -> None:
+        if stop is None or not stop.is_set():
+            _write_image(*job, image_dir, folders)
+
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        list(pool.map(lambda job: _write_image(*job, image_dir, folders), jobs))
+        list(pool.map(write, jobs))
     return written

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import numpy as np
@@ -80,7 +79,7 @@ def reconstruct(
     progress: StageLog | None = None,
     *,
     point_head: bool = False,
-    during_inference: Callable[[], None] | None = None,
+    on_inference_start: Callable[[], None] | None = None,
 ) -> Reconstruction:
     """Run VGGT on the images (one scene) and return cameras, depth and colours on the host, and with
     ``point_head`` the point map (world points per pixel, needed only for a point cloud made from it).
@@ -90,8 +89,8 @@ def reconstruct(
     unreadable image, WeightsUnavailableError when the checkpoint cannot be found, and
     ReconstructionOutOfMemoryError (naming the settings that help) when the accelerator runs out of memory.
 
-    ``during_inference``: host work that needs no prediction (the CLI copies the images meanwhile), run in a
-    thread while the model infers; its exception, if any, is raised once inference is over.
+    ``on_inference_start`` is called as inference begins: the CLI then starts host work that needs no
+    prediction (copying the images) in a thread of its own, while the GPU works.
     """
     if len(image_paths) < MIN_FRAMES:
         raise InputError(f"VGGT needs at least {MIN_FRAMES} images of the scene, got {len(image_paths)}.")
@@ -119,18 +118,16 @@ def reconstruct(
             descriptors = _descriptors_on_device(megaloc, images, device)
         del megaloc
     outputs = ["cameras", "depth", "points"] if point_head else ["cameras", "depth"]
-    with ThreadPoolExecutor(max_workers=1) as beside:
-        side_work = beside.submit(during_inference) if during_inference is not None else None
-        with progress.stage("inference"), _out_of_memory_as_advice(len(image_paths), strategy, device):
-            attention = PlanRecorder(build_attention(config, len(image_paths), descriptors))
-            with torch.inference_mode():
-                predictions = model(
-                    images, attention, outputs=outputs, frames_chunk=config.frames_chunk, offload=config.offload
-                )
-                host = {name: _to_host(value) for name, value in predictions.items() if isinstance(value, torch.Tensor)}
-                summary = dict(predictions["attention"])
-        if side_work is not None:
-            side_work.result()
+    with progress.stage("inference"), _out_of_memory_as_advice(len(image_paths), strategy, device):
+        if on_inference_start is not None:
+            on_inference_start()
+        attention = PlanRecorder(build_attention(config, len(image_paths), descriptors))
+        with torch.inference_mode():
+            predictions = model(
+                images, attention, outputs=outputs, frames_chunk=config.frames_chunk, offload=config.offload
+            )
+            host = {name: _to_host(value) for name, value in predictions.items() if isinstance(value, torch.Tensor)}
+            summary = dict(predictions["attention"])
     progress.record_peak_memory(_peak_memory(device))
     del model, predictions, images
     if device.type == "cuda":

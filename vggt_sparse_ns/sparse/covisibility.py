@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vggt_sparse_ns.layers.kernels import triton_available
-from vggt_sparse_ns.layers.kernels.frame_list_attention import frame_list_attention
+from vggt_sparse_ns.layers.kernels.frame_list_attention import frame_list_attention, supports
 from vggt_sparse_ns.sparse.base import FrameLayout
 from vggt_sparse_ns.sparse.graph import FrameGraph
 from vggt_sparse_ns.sparse.graph_source import FrameGraphSource
@@ -98,7 +98,12 @@ class _CovisibilityPlan:
     def __call__(self, q: Tensor, k: Tensor, v: Tensor, layer: int) -> Tensor:
         out = torch.empty_like(q)
         kernel = self.strategy.kernel
-        if kernel == "triton" or (kernel == "auto" and triton_available(q)):
+        all_special = self.strategy.all_special_tokens
+        if kernel == "triton" or (
+            kernel == "auto"
+            and triton_available(q)
+            and supports(q[0], k[0], v[0], self.layout.special_tokens, all_special)
+        ):
             tokens, special = self.layout.tokens_per_frame, self.layout.special_tokens
             for scene, (indptr, indices) in enumerate(self.scene_lists):
                 frame_list_attention(
@@ -141,7 +146,7 @@ class CovisibilityAttention(FrameGraphSource):
     """Also attend to every frame's camera and register tokens (global context at a cost of S^2 x 5 keys: a fifth
     of the keys at 1,000 frames, half at 4,096). Off: only those of the attended frames, so cost is O(S * k)."""
     kernel: Literal["auto", "triton", "gather"] = "auto"
-    """auto: triton on CUDA when Triton is installed, else gather. triton: one kernel reading the listed frames' keys in place. gather: listed frames' keys copied into batches for SDPA."""
+    """auto: triton on CUDA when Triton is installed and the shapes suit it, else gather. triton: one kernel reading the listed frames' keys in place. gather: listed frames' keys copied into batches for SDPA."""
     max_gathered_frames: int = 512
     """gather kernel: keys and values of at most this many frames are gathered at once (bounds memory; at least one query frame per chunk)."""
 

@@ -2,7 +2,8 @@
 
 Edges: each frame's k most similar frames (cosine similarity), optionally every pair above a
 similarity threshold and every pair within a temporal window. Directed by default: a frame
-attends to the frames it chose (threshold and window pairs and repair edges go both ways);
+attends to the frames it chose (threshold and window pairs and the bridges between components go
+both ways; frames below the minimum degree gain outgoing edges);
 with ``symmetric`` every edge goes both ways. Repair: while
 the graph has several components, each component is bridged to another through its most
 similar outside pair (Boruvka rounds); frames below the minimum degree get their most similar

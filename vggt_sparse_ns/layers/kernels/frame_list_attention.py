@@ -41,14 +41,19 @@ def frame_list_attention(
     q, k, v [heads, S * T, head_dim] (any strides with unit stride along head_dim); indptr [S + 1]
     and indices: the frames whose patch tokens each frame attends to, and with ``all_special_tokens``
     every frame's special tokens; without it, the listed frames' special tokens only. Returns
-    [heads, S * T, head_dim] in q's dtype, written into ``out`` when given. Programs of high-degree
-    frames (frame 0 sees every frame) are launched first, so they do not run alone at the end."""
+    [heads, S * T, head_dim] in q's dtype, written into ``out`` when given. Within each head, the
+    programs of high-degree frames (frame 0 sees every frame) are launched first, so they do not run
+    alone at the end. ``supports`` says which inputs the kernel takes."""
     heads, length, head_dim = q.shape
     frames = indptr.numel() - 1
     if length != frames * tokens_per_frame:
         raise ValueError(f"sequence of {length} tokens is not {frames} frames of {tokens_per_frame}")
-    if any(t.stride(-1) != 1 for t in (q, k, v, out) if t is not None):
-        raise ValueError("q, k and v need unit stride along head_dim")
+    if not supports(q, k, v, special_tokens, all_special_tokens):
+        raise ValueError("frame_list_attention needs what supports() checks: see its docstring")
+    if out is not None and (out.shape != q.shape or out.dtype != q.dtype or out.stride(-1) != 1):
+        raise ValueError(f"out must be like q {tuple(q.shape)} {q.dtype} with unit stride along head_dim")
+    if not all_special_tokens and bool((indptr[1:] == indptr[:-1]).any()):
+        raise ValueError("every frame must list at least one frame to attend to (itself, usually)")
     if out is None:
         out = torch.empty(heads, length, head_dim, device=q.device, dtype=q.dtype)
     indptr, indices = indptr.to(q.device, torch.int64), indices.to(q.device, torch.int64)
@@ -71,6 +76,19 @@ def frame_list_attention(
         num_warps=num_warps, num_stages=num_stages,
     )  # fmt: skip
     return out
+
+
+def supports(q: Tensor, k: Tensor, v: Tensor, special_tokens: int, all_special_tokens: bool) -> bool:
+    """Whether the kernel takes these inputs: q, k, v [heads, L, head_dim] of one dtype with head_dim a power
+    of two from 16 to 256, unit stride along head_dim and the other strides and start addresses 16-byte
+    aligned (tensor descriptors), and special tokens to attend to when all of them are asked for."""
+    head_dim = q.shape[-1]
+    tensors = (q, k, v)
+    if any(t.dim() != 3 or t.dtype != q.dtype or t.shape[-1] != head_dim or t.stride(-1) != 1 for t in tensors):
+        return False
+    size = q.element_size()
+    aligned = all(t.data_ptr() % 16 == 0 and all(s * size % 16 == 0 for s in t.stride()[:-1]) for t in tensors)
+    return aligned and head_dim in (16, 32, 64, 128, 256) and (special_tokens > 0 or not all_special_tokens)
 
 
 def _descriptor(x: Tensor, block_n: int):
