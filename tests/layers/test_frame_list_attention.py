@@ -81,9 +81,16 @@ def test_inputs_the_kernel_cannot_take_are_refused_before_launch():
         )
     with pytest.raises(ValueError, match="out must be like q"):
         frame_list_attention(q, q, q, indptr, indices, 11, 5, out=torch.zeros(1, 55, 8))
-    empty_row = torch.tensor([0, 1, 1, 2, 3, 4])
-    with pytest.raises(ValueError, match="at least one frame"):
-        frame_list_attention(q, q, q, empty_row, torch.arange(4), 11, 5, all_special_tokens=False)
+
+
+def test_a_frame_with_nothing_to_attend_to_gets_zeros(triton_interpreter):
+    tokens, special = 11, 5
+    q, k, v = (torch.randn(1, 5 * tokens, 16, generator=torch.Generator().manual_seed(seed)) for seed in range(3))
+    lists = [[0], [], [2], [3], [4]]
+    out = frame_list_attention(q, k, v, *csr(lists), tokens, special, all_special_tokens=False, block_m=16, block_n=16)
+    assert torch.equal(out[:, tokens : 2 * tokens], torch.zeros(1, tokens, 16))
+    expected = reference(q, k, v, lists, tokens, special, all_special=False)
+    torch.testing.assert_close(out[:, 2 * tokens :], expected[:, 2 * tokens :], rtol=0, atol=1e-5)
 
 
 def test_a_sequence_that_is_not_whole_frames_is_refused():

@@ -55,6 +55,6 @@ def frame_list_attention_kernel(
         acc, row_max, row_sum = attend_block(
             q, acc, row_max, row_sum, keys, values, within + columns < frame_keys, scale_log2
         )
-    out = acc / row_sum[:, None]
+    out = acc / tl.maximum(row_sum, 1e-30)[:, None]  # a row with any key has row_sum >= 1; none: zeros
     out_offsets = head.to(tl.int64) * stride_oh + query_positions[:, None] * stride_ol + dims[None, :]
     tl.store(out_ptr + out_offsets, out.to(out_ptr.dtype.element_ty), mask=row_valid[:, None])

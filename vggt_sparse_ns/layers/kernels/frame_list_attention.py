@@ -41,7 +41,8 @@ def frame_list_attention(
     q, k, v [heads, S * T, head_dim] (any strides with unit stride along head_dim); indptr [S + 1]
     and indices: the frames whose patch tokens each frame attends to, and with ``all_special_tokens``
     every frame's special tokens; without it, the listed frames' special tokens only. Returns
-    [heads, S * T, head_dim] in q's dtype, written into ``out`` when given. Within each head, the
+    [heads, S * T, head_dim] in q's dtype, written into ``out`` when given (zeros for a frame with no key
+    at all: an empty list and no shared special tokens). Within each head, the
     programs of high-degree frames (frame 0 sees every frame) are launched first, so they do not run
     alone at the end. ``supports`` says which inputs the kernel takes."""
     heads, length, head_dim = q.shape
@@ -52,8 +53,6 @@ def frame_list_attention(
         raise ValueError("frame_list_attention needs what supports() checks: see its docstring")
     if out is not None and (out.shape != q.shape or out.dtype != q.dtype or out.stride(-1) != 1):
         raise ValueError(f"out must be like q {tuple(q.shape)} {q.dtype} with unit stride along head_dim")
-    if not all_special_tokens and bool((indptr[1:] == indptr[:-1]).any()):
-        raise ValueError("every frame must list at least one frame to attend to (itself, usually)")
     if out is None:
         out = torch.empty(heads, length, head_dim, device=q.device, dtype=q.dtype)
     indptr, indices = indptr.to(q.device, torch.int64), indices.to(q.device, torch.int64)
