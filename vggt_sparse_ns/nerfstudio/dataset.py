@@ -78,13 +78,14 @@ def probe_image_folder(
 
 def _reconstruct_writing_images(
     groups: Sequence[ImageGroup],
+    sources: Sequence[Path],
     output_dir: Path,
     reconstruction: ReconstructionConfig,
     num_downscales: int,
     point_head: bool,
     log: StageLog,
 ) -> tuple[Reconstruction, list[Path]]:
-    """Reconstruct while images/ and images_N are written into the staging folder (from the start of
+    """Reconstruct ``sources`` (the groups' files) while images/ and images_N are written into the staging folder (from the start of
     inference), then clear the previous dataset and move them into place. When the model or the writing
     fails (or Ctrl+C comes), the writers stop at their next file, the staging folder goes, and the output
     folder too when this run made it. Returns the reconstruction and the images' final paths, in input order."""
@@ -103,7 +104,6 @@ def _reconstruct_writing_images(
             )
             staged.extend(path for group in written for path in group)
 
-    sources = [probe.path for group in groups for probe in group.probes]
     with ThreadPoolExecutor(max_workers=1) as writer:
         writing: list[Future[None]] = []
         try:
@@ -163,7 +163,7 @@ def build_dataset(
     point_head = export.point_source == "points"
     if copy_images:
         result, written = _reconstruct_writing_images(
-            groups, output_dir, reconstruction, num_downscales, point_head, log
+            groups, sources, output_dir, reconstruction, num_downscales, point_head, log
         )
         names = _relative_names(written, output_dir)
     else:

@@ -14,6 +14,7 @@ the gather path stays the reference and the path everywhere else.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -82,42 +83,65 @@ class _CovisibilityPlan:
         self.strategy = strategy
         self.layout = layout
         self.graphs = graphs
-        self.scene_chunks = [
-            gather_chunks(graph, layout, strategy.max_gathered_frames, strategy.all_special_tokens) for graph in graphs
+
+    @functools.cached_property
+    def scene_lists(self) -> list[tuple[Tensor, Tensor]]:
+        """Per scene, the frames each frame attends to (CSR), for the Triton kernel."""
+        return [attended_frames(graph) for graph in self.graphs]
+
+    @functools.cached_property
+    def scene_chunks(self) -> list[list[GatherChunk]]:
+        """Per scene, the degree-grouped chunks of the gather path."""
+        strategy = self.strategy
+        return [
+            gather_chunks(graph, self.layout, strategy.max_gathered_frames, strategy.all_special_tokens)
+            for graph in self.graphs
         ]
-        self.scene_lists = [attended_frames(graph) for graph in graphs]
-        device = graphs[0].device
-        tokens, special = layout.tokens_per_frame, layout.special_tokens
-        self.frame_tokens = torch.arange(tokens, device=device)
-        # Keys taken from each attended frame, and the keys every query frame shares.
-        self.frame_key_offsets = torch.arange(special if strategy.all_special_tokens else 0, tokens, device=device)
-        frame_starts = torch.arange(layout.frames, device=device)[:, None] * tokens
-        shared = (frame_starts + torch.arange(special, device=device)).flatten()
-        self.shared_positions = shared if strategy.all_special_tokens else shared[:0]
 
     def __call__(self, q: Tensor, k: Tensor, v: Tensor, layer: int) -> Tensor:
-        out = torch.empty_like(q)
         kernel = self.strategy.kernel
-        all_special = self.strategy.all_special_tokens
-        if kernel == "triton" or (
+        in_place = kernel == "triton" or (
             kernel == "auto"
             and triton_available(q)
-            and supports(q[0], k[0], v[0], self.layout.special_tokens, all_special)
-        ):
-            tokens, special = self.layout.tokens_per_frame, self.layout.special_tokens
-            for scene, (indptr, indices) in enumerate(self.scene_lists):
-                frame_list_attention(
-                    q[scene], k[scene], v[scene], indptr, indices, tokens, special,
-                    self.strategy.all_special_tokens, out=out[scene],
-                )  # fmt: skip
-            return out
+            and supports(q[0], k[0], v[0], self.layout.special_tokens, self.strategy.all_special_tokens)
+        )
+        return self._attend_in_place(q, k, v) if in_place else self._attend_gathered(q, k, v)
+
+    def _attend_in_place(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        out = torch.empty_like(q)
+        tokens, special = self.layout.tokens_per_frame, self.layout.special_tokens
+        for scene, (indptr, indices) in enumerate(self.scene_lists):
+            frame_list_attention(
+                q[scene], k[scene], v[scene], indptr, indices, tokens, special,
+                self.strategy.all_special_tokens, out=out[scene],
+            )  # fmt: skip
+        return out
+
+    @functools.cached_property
+    def gather_positions(self) -> tuple[Tensor, Tensor, Tensor]:
+        """Token offsets within a frame of its queries and of the keys taken from each attended frame, and
+        the positions of the keys every query frame shares (all special tokens, or none)."""
+        tokens, special = self.layout.tokens_per_frame, self.layout.special_tokens
+        all_special = self.strategy.all_special_tokens
+        device = self.graphs[0].device
+        frame_starts = torch.arange(self.layout.frames, device=device)[:, None] * tokens
+        shared = (frame_starts + torch.arange(special, device=device)).flatten()
+        return (
+            torch.arange(tokens, device=device),
+            torch.arange(special if all_special else 0, tokens, device=device),
+            shared if all_special else shared[:0],
+        )
+
+    def _attend_gathered(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        out = torch.empty_like(q)
         tokens = self.layout.tokens_per_frame
+        frame_tokens, frame_key_offsets, shared_positions = self.gather_positions
         for scene, chunks in enumerate(self.scene_chunks):
             for chunk in chunks:
                 count = chunk.query_frames.numel()
-                query_positions = (chunk.query_frames[:, None] * tokens + self.frame_tokens).flatten()
-                frame_positions = (chunk.key_frames[:, :, None] * tokens + self.frame_key_offsets).flatten(1)
-                key_positions = torch.cat((self.shared_positions.expand(count, -1), frame_positions), dim=1)
+                query_positions = (chunk.query_frames[:, None] * tokens + frame_tokens).flatten()
+                frame_positions = (chunk.key_frames[:, :, None] * tokens + frame_key_offsets).flatten(1)
+                key_positions = torch.cat((shared_positions.expand(count, -1), frame_positions), dim=1)
                 attended = F.scaled_dot_product_attention(
                     _gather(q[scene], query_positions.view(count, tokens)),
                     _gather(k[scene], key_positions),

@@ -2,8 +2,9 @@
 
 A graph over the S frames of one scene, stored as CSR arrays (``indptr`` [S+1], ``indices``,
 each row sorted, no self loops) on the device of whatever built it: row f lists the frames f
-attends to. Symmetric graphs (the default) hold every edge in both rows; directed ones let a frame
-attend to a frame that does not attend back, which bounds each row's length by what chose it.
+attends to. Symmetric graphs hold every edge in both rows; directed ones (what the frame-graph
+settings build by default) let a frame attend to a frame that does not attend back, so each row holds
+only what that frame chose.
 CSR keeps memory O(S + E) even when frame 0, the reference frame, is connected to every frame.
 """
 
