@@ -7,10 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+from vggt_sparse_ns.export import depth as depth_module
 from vggt_sparse_ns.export.config import ExportConfig
-from vggt_sparse_ns.export.depth import png16_bytes, resample_depth, write_depth_maps
+from vggt_sparse_ns.export.depth import png16_file, up_filtered_rows, write_depth_maps
 from vggt_sparse_ns.export.points import confident_pixels
 from vggt_sparse_ns.images import ImageTransform
 from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
@@ -19,6 +21,12 @@ CROPPED = ImageTransform((300, 400), (42, 56), (0, 7), (0, 0), (42, 42))
 """A portrait 300x400 image, resized to 42x56 model pixels, 7 rows cropped off the top and bottom."""
 PADDED = ImageTransform((400, 300), (42, 32), (0, 0), (0, 5), (42, 42))
 """A landscape 400x300 image, resized to 42x32, 5 rows of padding above (and 5 below)."""
+
+
+def resample_depth(depth: np.ndarray, keep: np.ndarray, transform: ImageTransform, size: tuple[int, int]):
+    """One frame through the batched resampler, as numpy."""
+    batch = depth_module.resample_depth(torch.from_numpy(depth)[None], torch.from_numpy(keep)[None], transform, size)
+    return batch[0].numpy()
 
 
 def _plane_depth(transform: ImageTransform, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -154,7 +162,7 @@ def test_depth_pngs_read_back_exactly_with_pil_and_opencv(shape: tuple[int, int]
     import cv2  # nerfstudio's depth loader reads PNGs with OpenCV
 
     values = np.random.default_rng(0).integers(0, 65536, shape, dtype=np.uint16)
-    data = png16_bytes(values)
+    data = png16_file(up_filtered_rows(torch.from_numpy(values.astype(np.int32))).numpy())
     with Image.open(io.BytesIO(data)) as image:
         assert image.mode == "I;16"
         np.testing.assert_array_equal(np.asarray(image), values)
@@ -183,3 +191,24 @@ def test_parallel_writers_produce_the_same_depth_files_as_one(tmp_path: Path, de
         path.relative_to(tmp_path / "parallel"): path.read_bytes() for path in (tmp_path / "parallel").rglob("*.*")
     }
     assert len(serial) == 18 and serial == parallel
+
+
+def test_a_batch_of_frames_resamples_as_each_frame_alone() -> None:
+    rng = np.random.default_rng(4)
+    depth = rng.uniform(1.0, 1.1, (3, 42, 42)).astype(np.float32)
+    keep = rng.random((3, 42, 42)) > 0.2
+    batch = depth_module.resample_depth(torch.from_numpy(depth), torch.from_numpy(keep), PADDED, (200, 150))
+    for frame in range(3):
+        np.testing.assert_array_equal(
+            batch[frame].numpy(), resample_depth(depth[frame], keep[frame], PADDED, (200, 150))
+        )
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the GPU path of the depth maps")
+def test_depth_resampled_on_the_gpu_matches_the_cpu() -> None:
+    rng = np.random.default_rng(5)
+    depth = torch.from_numpy(rng.uniform(1.0, 1.1, (2, 42, 42)).astype(np.float32))
+    keep = torch.from_numpy(rng.random((2, 42, 42)) > 0.2)
+    on_cpu = depth_module.resample_depth(depth, keep, CROPPED, (300, 400))
+    on_gpu = depth_module.resample_depth(depth.cuda(), keep.cuda(), CROPPED, (300, 400)).cpu()
+    torch.testing.assert_close(on_gpu, on_cpu, rtol=1e-6, atol=0)

@@ -9,6 +9,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
 
 from vggt_sparse_ns.export.colmap import write_colmap
@@ -66,6 +67,7 @@ def export_dataset(
     num_downscales: int = 0,
     run_summary: Mapping[str, Any] | None = None,
     log: StageLog | None = None,
+    device: torch.device | str = "cpu",
 ) -> ExportSummary:
     """Write sparse_pc.ply, depth maps (config.depth), the COLMAP model (config.colmap),
     vggt/graph.json, vggt/summary.json and, last and atomically, transforms.json.
@@ -74,7 +76,8 @@ def export_dataset(
     already written there at full resolution, upright (EXIF orientation applied). ``num_downscales``
     matches the images_2/4/... folders (depth maps get depths_2/4/...). ``run_summary`` is written
     into vggt/summary.json with this export's summary under "export". ``log`` times the stages
-    "point cloud", "write ply", "depth maps", "colmap model" and "transforms.json".
+    "point cloud", "write ply", "depth maps", "colmap model" and "transforms.json". Depth maps are
+    resampled on ``device`` (the reconstruction's).
     """
     started = time.perf_counter()
     log = log or StageLog()
@@ -99,7 +102,7 @@ def export_dataset(
                 point_pixels if point_pixels.source == "depth" else confident_pixels(reconstruction, "depth", config)
             )
             depth_maps = write_depth_maps(
-                reconstruction, output_dir, stems, depth_pixels, config.depth_format, num_downscales
+                reconstruction, output_dir, stems, depth_pixels, config.depth_format, num_downscales, device=device
             )
     colmap_dir = None
     if config.colmap:

@@ -10,6 +10,9 @@ Resampling: every full-resolution pixel centre is mapped to model pixels (undoin
 padding). Inside a surface the inverse depth is interpolated bilinearly (exact on planes, where
 1/z is affine in pixel coordinates); across a depth edge or next to a dropped pixel the nearest
 model pixel is taken, so no depth is invented between surfaces.
+
+Frames of one image size are resampled and encoded in batches on the reconstruction's device (the
+GPU when the model ran there); the host only compresses and writes, a thread per CPU.
 """
 
 from __future__ import annotations
@@ -17,12 +20,15 @@ from __future__ import annotations
 import os
 import struct
 import zlib
+from collections import defaultdict, deque
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch import Tensor
 
 from vggt_sparse_ns.export.atomic import atomic_path
 from vggt_sparse_ns.export.config import DepthFormat, ExportError
@@ -42,7 +48,8 @@ NPY_UNIT = 1e-3
 """World units per .npy value: the dataparser's default depth_unit_scale_factor, so no flag is needed."""
 EDGE_RATIO = 1.05
 """Neighbouring model depths further apart than this ratio are a depth edge: no interpolation across."""
-ROW_BLOCK = 512
+BATCH_PIXELS = 2**25
+"""Full-resolution pixels resampled at a time (16 frames of 1920x1080): bounds device and host memory."""
 
 
 @dataclass(frozen=True)
@@ -58,105 +65,104 @@ def _model_coordinates(count: int, original: int, scale: float, offset: float) -
     return (np.arange(count) + 0.5) * (original / count) * scale + offset
 
 
-def resample_depth(depth: np.ndarray, keep: np.ndarray, transform: ImageTransform, size: tuple[int, int]) -> np.ndarray:
-    """[h, w] float32 depth on a grid of ``size`` = (w, h) pixels covering the original image, from
-    model-resolution depth [H, W] whose pixels are used where ``keep`` is True; 0 elsewhere.
-
-    Separable: each model row is first resampled to the output columns, then output rows blend two
-    of those rows, so the cost is a few passes over the output."""
-    width, height = size
-    x0, y0, x1, y1 = transform.valid_box
-    x_model = _model_coordinates(width, transform.original_size[0], transform.scale[0], transform.offset[0])
-    y_model = _model_coordinates(height, transform.original_size[1], transform.scale[1], transform.offset[1])
-    inside_x = (x_model >= x0) & (x_model < x1)
-    inside_y = np.flatnonzero((y_model >= y0) & (y_model < y1))
-    near_x = np.clip(np.floor(x_model), x0, x1 - 1).astype(np.intp)
-    near_y = np.clip(np.floor(y_model), y0, y1 - 1).astype(np.intp)
-    low_x, high_x, weight_x = _bilinear_taps(x_model, x0, x1)
-    low_y, high_y, weight_y = _bilinear_taps(y_model, y0, y1)
-
-    kept = np.where(keep, depth, 0.0).astype(np.float32)
-    inverse = np.divide(1.0, kept, out=np.zeros_like(kept), where=kept > 0)
-    # Along x, per model row: nearest depth, blended inverse depth, and the two taps' min and max.
-    weight_x = weight_x.astype(np.float32)
-    nearest_x = np.where(inside_x, kept[:, near_x], 0.0)
-    blended_x = (1 - weight_x) * inverse[:, low_x] + weight_x * inverse[:, high_x]
-    kept_low, kept_high = kept[:, low_x], kept[:, high_x]
-    lowest_x = np.minimum(kept_low, kept_high)
-    highest_x = np.maximum(kept_low, kept_high)
-    # Whether the four taps lie on one surface depends only on the pair of model rows an output row falls
-    # between: decided once per pair, then looked up per output row.
-    pairs, pair_of_row = np.unique(low_y[inside_y] * (depth.shape[0] + 1) + high_y[inside_y], return_inverse=True)
-    pair_low, pair_high = pairs // (depth.shape[0] + 1), pairs % (depth.shape[0] + 1)
-    lowest = np.minimum(lowest_x[pair_low], lowest_x[pair_high])
-    highest = np.maximum(highest_x[pair_low], highest_x[pair_high])
-    smooth_pairs = (lowest > 0) & (highest <= EDGE_RATIO * lowest) & inside_x
-
-    result = np.zeros((height, width), dtype=np.float32)
-    scratch = np.empty((min(ROW_BLOCK, len(inside_y)), width), dtype=np.float32)
-    for start in range(0, len(inside_y), ROW_BLOCK):  # bounded memory for large images
-        rows = inside_y[start : start + ROW_BLOCK]
-        weight = weight_y[rows, None].astype(np.float32)
-        smooth = smooth_pairs[pair_of_row[start : start + ROW_BLOCK]]
-        # Inside rows are consecutive: the block is a view of the result, filled in place.
-        out, other = result[rows[0] : rows[-1] + 1], scratch[: len(rows)]
-        np.take(blended_x, low_y[rows], axis=0, out=out, mode="clip")
-        out *= 1 - weight
-        np.take(blended_x, high_y[rows], axis=0, out=other, mode="clip")
-        other *= weight
-        out += other
-        np.divide(1.0, out, out=out, where=smooth)
-        np.take(nearest_x, near_y[rows], axis=0, out=other, mode="clip")
-        np.copyto(out, other, where=~smooth)
-    return result
-
-
 def _bilinear_taps(coordinates: np.ndarray, low: int, high: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The two pixel indices around each coordinate (clamped to [low, high): at the border both are
     the edge pixel) and the weight of the upper one."""
     position = coordinates - 0.5
     lower = np.floor(position)
-    lower_index = np.clip(lower, low, high - 1).astype(np.intp)
-    upper_index = np.clip(lower + 1, low, high - 1).astype(np.intp)
+    lower_index = np.clip(lower, low, high - 1).astype(np.int64)
+    upper_index = np.clip(lower + 1, low, high - 1).astype(np.int64)
     return lower_index, upper_index, position - lower
 
 
-def _encode(depth: np.ndarray, unit: float, depth_format: DepthFormat) -> np.ndarray:
-    if depth_format == "npy":
-        return (depth / unit).astype(np.float32)
-    steps = np.clip(np.rint(depth / unit), 1, PNG_MAX)
-    return np.where(depth > 0, steps, 0).astype(np.uint16)
+def resample_depth(depth: Tensor, keep: Tensor, transform: ImageTransform, size: tuple[int, int]) -> Tensor:
+    """[B, h, w] float32 depth on a grid of ``size`` = (w, h) pixels covering the original images, from
+    model-resolution depth [B, H, W] whose pixels are used where ``keep`` is True; 0 elsewhere. The
+    frames share ``transform``; the work runs on depth's device.
+
+    Separable: each model row is first resampled to the output columns, then output rows blend two
+    of those rows; the four taps' depths decide per output pixel whether it lies on one surface."""
+    width, height = size
+    device = depth.device
+    x0, y0, x1, y1 = transform.valid_box
+    x_model = _model_coordinates(width, transform.original_size[0], transform.scale[0], transform.offset[0])
+    y_model = _model_coordinates(height, transform.original_size[1], transform.scale[1], transform.offset[1])
+    rows = np.flatnonzero((y_model >= y0) & (y_model < y1))  # consecutive
+    result = depth.new_zeros(depth.shape[0], height, width, dtype=torch.float32)
+    if rows.size == 0:
+        return result
+
+    def on_device(values: np.ndarray) -> Tensor:
+        return torch.from_numpy(values).to(device, torch.float32 if values.dtype.kind == "f" else None)
+
+    inside_x = on_device((x_model >= x0) & (x_model < x1))
+    near_x = on_device(np.clip(np.floor(x_model), x0, x1 - 1).astype(np.int64))
+    near_y = on_device(np.clip(np.floor(y_model[rows]), y0, y1 - 1).astype(np.int64))
+    low_x, high_x, weight_x = (on_device(a) for a in _bilinear_taps(x_model, x0, x1))
+    low_y, high_y, weight_y = (on_device(a[rows]) for a in _bilinear_taps(y_model, y0, y1))
+
+    kept = torch.where(keep, depth.float(), 0.0)
+    inverse = torch.where(kept > 0, 1.0 / kept, 0.0)
+    # Along x, per model row: nearest depth, blended inverse depth, and the two taps' min and max.
+    nearest_x = torch.where(inside_x, kept[..., near_x], 0.0)
+    blended_x = torch.lerp(inverse[..., low_x], inverse[..., high_x], weight_x)
+    kept_low, kept_high = kept[..., low_x], kept[..., high_x]
+    lowest_x, highest_x = torch.minimum(kept_low, kept_high), torch.maximum(kept_low, kept_high)
+    # Along y, per output row: the four taps lie on one surface when all are kept and within EDGE_RATIO.
+    lowest = torch.minimum(lowest_x[:, low_y], lowest_x[:, high_y])
+    highest = torch.maximum(highest_x[:, low_y], highest_x[:, high_y])
+    smooth = (lowest > 0) & (highest <= EDGE_RATIO * lowest) & inside_x
+    blended = torch.lerp(blended_x[:, low_y], blended_x[:, high_y], weight_y[:, None])
+    result[:, rows[0] : rows[-1] + 1] = torch.where(smooth, 1.0 / blended, nearest_x[:, near_y])
+    return result
+
+
+def _png_steps(depth: Tensor, unit: float) -> Tensor:
+    """[..., h, w] int32 PNG values: depth in ``unit`` steps, at least 1 where there is depth, 0 where none."""
+    steps = torch.clamp(torch.round(depth / unit), 1, PNG_MAX)
+    return torch.where(depth > 0, steps, 0).to(torch.int32)
+
+
+def up_filtered_rows(steps: Tensor) -> Tensor:
+    """[..., h, 2w + 1] uint8: the scanlines of a 16-bit grayscale PNG holding ``steps`` [..., h, w] (0-65535),
+    each big-endian and Up-filtered (minus the row above, byte-wise modulo 256, as the PNG standard defines
+    it), behind its filter-type byte. Runs on steps' device."""
+    big_endian = torch.stack((steps >> 8, steps & 0xFF), dim=-1).to(torch.uint8).flatten(-2)
+    filtered = torch.cat((big_endian[..., :1, :], big_endian[..., 1:, :] - big_endian[..., :-1, :]), dim=-2)
+    filter_type = filtered.new_full((*filtered.shape[:-1], 1), PNG_UP_FILTER)
+    return torch.cat((filter_type, filtered), dim=-1)
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def png16_bytes(values: np.ndarray) -> bytes:
-    """A 16-bit grayscale PNG file of [h, w] uint16 ``values``: every row Up-filtered (minus the row above,
-    byte-wise modulo 256, as the PNG standard defines it), zlib level PNG_COMPRESSION. About twice as fast
-    as PIL's encoder, which tries every filter on every row."""
-    height, width = values.shape
-    rows = np.ascontiguousarray(values, dtype=">u2").view(np.uint8).reshape(height, 2 * width)
-    filtered = np.empty((height, 2 * width + 1), dtype=np.uint8)
-    filtered[:, 0] = PNG_UP_FILTER
-    filtered[0, 1:] = rows[0]  # the first row's "row above" is zeros
-    np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])
+def png16_file(scanlines: np.ndarray) -> bytes:
+    """A 16-bit grayscale PNG file from its filtered scanlines [h, 2w + 1] (``up_filtered_rows``), zlib level
+    PNG_COMPRESSION. About twice as fast as PIL's encoder, which tries every filter on every row."""
+    height, width = scanlines.shape[0], (scanlines.shape[1] - 1) // 2
     header = struct.pack(">IIBBBBB", width, height, 16, 0, 0, 0, 0)  # 16-bit gray, deflate, no interlace
     return (
         PNG_SIGNATURE
         + _png_chunk(b"IHDR", header)
-        + _png_chunk(b"IDAT", zlib.compress(filtered, PNG_COMPRESSION))
+        + _png_chunk(b"IDAT", zlib.compress(np.ascontiguousarray(scanlines), PNG_COMPRESSION))
         + _png_chunk(b"IEND", b"")
     )
 
 
-def _save(path: Path, values: np.ndarray) -> None:
+def _encoded(depth: Tensor, unit: float, depth_format: DepthFormat) -> np.ndarray:
+    """[B, ...] per frame: PNG scanlines (uint8) or .npy values (float32), on the host."""
+    if depth_format == "npy":
+        return (depth / unit).float().cpu().numpy()
+    return up_filtered_rows(_png_steps(depth, unit)).cpu().numpy()
+
+
+def _save(path: Path, encoded: np.ndarray) -> None:
     with atomic_path(path) as temporary, open(temporary, "wb") as file:
-        if values.dtype == np.uint16:
-            file.write(png16_bytes(values))
+        if encoded.dtype == np.uint8:
+            file.write(png16_file(encoded))
         else:
-            np.save(file, values)
+            np.save(file, encoded)
 
 
 def write_depth_maps(
@@ -167,11 +173,12 @@ def write_depth_maps(
     depth_format: DepthFormat,
     num_downscales: int = 0,
     workers: int | None = None,
+    device: torch.device | str = "cpu",
 ) -> DepthMaps:
     """Write depth/<stem>.<png|npy> at each image's full resolution and depths_N/ for N = 2, 4, ...
     up to 2**num_downscales (the sizes of nerfstudio's images_N), keeping the ``confident`` pixels
-    (filtered by the depth head's confidence, like the points from depth). ``workers`` frames are
-    written at a time (default: one per CPU; numpy and zlib release the GIL)."""
+    (filtered by the depth head's confidence, like the points from depth). Resampling and encoding
+    run on ``device``; ``workers`` threads compress and write the files (default: one per CPU)."""
     if confident.source != "depth":
         raise ValueError(f"depth maps are filtered by the depth confidence, not by {confident.source!r}")
     masks = confident.masks
@@ -188,16 +195,28 @@ def write_depth_maps(
     names = [f"{stem}{suffix}" for stem in file_stems]
     if len(set(names)) != len(names):
         raise ExportError("Depth file names collide: image names must have distinct stems.")
-    factors = [2**level for level in range(num_downscales + 1)]
+    folders = [DEPTH_DIR, *(f"{DOWNSCALED_DEPTH_PREFIX}{2**level}" for level in range(1, num_downscales + 1))]
+    frames_by_transform: dict[ImageTransform, list[int]] = defaultdict(list)
+    for index, transform in enumerate(reconstruction.transforms):
+        frames_by_transform[transform].append(index)
 
-    def write_frame(index: int) -> None:
-        transform = reconstruction.transforms[index]
-        for factor in factors:
-            size = (transform.original_size[0] // factor, transform.original_size[1] // factor)
-            depth = resample_depth(reconstruction.depth[index], masks[index], transform, size)
-            folder = DEPTH_DIR if factor == 1 else f"{DOWNSCALED_DEPTH_PREFIX}{factor}"
-            _save(output_dir / folder / names[index], _encode(depth, unit, depth_format))
-
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        list(pool.map(write_frame, range(reconstruction.num_frames)))
+    workers = workers or os.cpu_count() or 1
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: deque[Future[None]] = deque()
+        for transform, frames in frames_by_transform.items():
+            width, height = transform.original_size
+            batch = max(1, BATCH_PIXELS // (width * height))
+            for start in range(0, len(frames), batch):
+                chosen = frames[start : start + batch]
+                depth = torch.from_numpy(reconstruction.depth[chosen]).to(device)
+                keep = torch.from_numpy(masks[chosen]).to(device)
+                for level, folder in enumerate(folders):
+                    size = (width // 2**level, height // 2**level)
+                    encoded = _encoded(resample_depth(depth, keep, transform, size), unit, depth_format)
+                    for index, frame_encoded in zip(chosen, encoded, strict=True):
+                        pending.append(pool.submit(_save, output_dir / folder / names[index], frame_encoded))
+                while len(pending) > 4 * workers:  # the host holds a few batches, not all of them
+                    pending.popleft().result()
+        for future in pending:
+            future.result()
     return DepthMaps([f"{DEPTH_DIR}/{name}" for name in names], unit)

@@ -157,7 +157,7 @@ def build_dataset(
     (``export.point_source="points"``) runs the point head.
     """
     from vggt_sparse_ns.export import export_dataset
-    from vggt_sparse_ns.pipeline.run import reconstruct
+    from vggt_sparse_ns.pipeline.run import reconstruct, resolve_device
 
     sources = [probe.path for group in groups for probe in group.probes]
     point_head = export.point_source == "points"
@@ -181,7 +181,14 @@ def build_dataset(
         "peak_memory_bytes": log.peak_memory_bytes,
     }
     summary = export_dataset(
-        result, output_dir, names, export, num_downscales=num_downscales, run_summary=run_summary, log=log
+        result,
+        output_dir,
+        names,
+        export,
+        num_downscales=num_downscales,
+        run_summary=run_summary,
+        log=log,
+        device=resolve_device(reconstruction.device),
     )
     edges = None if result.graph_edges is None else len(result.graph_edges)
     return DatasetReport(result.num_frames, dict(result.attention), edges, summary)
