@@ -5,9 +5,15 @@ import triton.language as tl
 
 
 @triton.jit
-def attend_block(q, acc, row_max, row_sum, keys, values, valid, scale_log2, MASKED: tl.constexpr):
-    # The online-softmax update for one key block (keys, values [BLOCK_N, HEAD_DIM]; valid [BLOCK_N], read
-    # only when MASKED: full blocks skip the select, which is worth about 15% of the kernel's time).
+def attend_block(
+    q, acc, row_max, row_sum, k_desc, v_desc, head, row, valid, scale_log2,
+    BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, MASKED: tl.constexpr,
+):  # fmt: skip
+    # The online-softmax update for the key block at token ``row`` of ``head`` (keys, values [BLOCK_N, HEAD_DIM]
+    # loaded through the descriptors; valid [BLOCK_N], read only when MASKED: full blocks skip the select,
+    # which is worth about 15% of the kernel's time).
+    keys = k_desc.load([head, row, 0]).reshape(BLOCK_N, HEAD_DIM)
+    values = v_desc.load([head, row, 0]).reshape(BLOCK_N, HEAD_DIM)
     scores = tl.dot(q, tl.trans(keys))
     if MASKED:
         scores = tl.where(valid[None, :], scores, float("-inf"))
@@ -39,11 +45,10 @@ def frame_list_attention_kernel(
     row_sum = tl.zeros([BLOCK_M], dtype=tl.float32)
     columns = tl.arange(0, BLOCK_N)
     for start in range(0, special_keys, BLOCK_N):
-        keys = special_k_desc.load([head, start, 0]).reshape(BLOCK_N, HEAD_DIM)
-        values = special_v_desc.load([head, start, 0]).reshape(BLOCK_N, HEAD_DIM)
         acc, row_max, row_sum = attend_block(
-            q, acc, row_max, row_sum, keys, values, start + columns < special_keys, scale_log2, True
-        )
+            q, acc, row_max, row_sum, special_k_desc, special_v_desc, head, start, start + columns < special_keys,
+            scale_log2, BLOCK_N, HEAD_DIM, True,
+        )  # fmt: skip
     # Each listed frame's keys (tokens frame_key_offset onwards): its full BLOCK_N tiles unmasked, then
     # the partial tile at the frame's end masked.
     full_blocks = frame_keys // BLOCK_N
@@ -53,15 +58,15 @@ def frame_list_attention_kernel(
     for slot in range(0, listed):
         frame_start = tl.load(indices_ptr + first + slot).to(tl.int32) * tokens_per_frame + frame_key_offset
         for block in range(0, full_blocks):
-            keys = k_desc.load([head, frame_start + block * BLOCK_N, 0]).reshape(BLOCK_N, HEAD_DIM)
-            values = v_desc.load([head, frame_start + block * BLOCK_N, 0]).reshape(BLOCK_N, HEAD_DIM)
-            acc, row_max, row_sum = attend_block(q, acc, row_max, row_sum, keys, values, columns, scale_log2, False)
-        if tail < frame_keys:
-            keys = k_desc.load([head, frame_start + tail, 0]).reshape(BLOCK_N, HEAD_DIM)
-            values = v_desc.load([head, frame_start + tail, 0]).reshape(BLOCK_N, HEAD_DIM)
             acc, row_max, row_sum = attend_block(
-                q, acc, row_max, row_sum, keys, values, tail + columns < frame_keys, scale_log2, True
-            )
+                q, acc, row_max, row_sum, k_desc, v_desc, head, frame_start + block * BLOCK_N, columns,
+                scale_log2, BLOCK_N, HEAD_DIM, False,
+            )  # fmt: skip
+        if tail < frame_keys:
+            acc, row_max, row_sum = attend_block(
+                q, acc, row_max, row_sum, k_desc, v_desc, head, frame_start + tail, tail + columns < frame_keys,
+                scale_log2, BLOCK_N, HEAD_DIM, True,
+            )  # fmt: skip
     out = acc / tl.maximum(row_sum, 1e-30)[:, None]  # a row with any key has row_sum >= 1; none: zeros
     out_offsets = head.to(tl.int64) * stride_oh + query_positions[:, None] * stride_ol + dims[None, :]
     tl.store(out_ptr + out_offsets, out.to(out_ptr.dtype.element_ty), mask=row_valid[:, None])
