@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from isal import isal_zlib
 from torch import Tensor
 
 from vggt_sparse_ns.export.atomic import atomic_path
@@ -41,7 +42,8 @@ DOWNSCALED_DEPTH_PREFIX = "depths_"
 """nerfstudio's dataparser reads depth for images_N from depths_N/ (same file names)."""
 PNG_MAX = 65535
 PNG_COMPRESSION = 1
-"""zlib level: the fastest; the Up filter below keeps the files small (smooth depth differs little row to row)."""
+"""ISA-L deflate level (0-3): its level 1 writes files as small as zlib's level 1 four times as fast; the Up
+filter below keeps them small (smooth depth differs little row to row)."""
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_UP_FILTER = 2
 NPY_UNIT = 1e-3
@@ -138,14 +140,15 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 
 
 def png16_file(scanlines: np.ndarray) -> bytes:
-    """A 16-bit grayscale PNG file from its filtered scanlines [h, 2w + 1] (``up_filtered_rows``), zlib level
-    PNG_COMPRESSION. About twice as fast as PIL's encoder, which tries every filter on every row."""
+    """A 16-bit grayscale PNG file from its filtered scanlines [h, 2w + 1] (``up_filtered_rows``), deflated by
+    ISA-L at level PNG_COMPRESSION (a standard zlib stream). Many times faster than PIL's encoder, which tries
+    every filter on every row with zlib."""
     height, width = scanlines.shape[0], (scanlines.shape[1] - 1) // 2
     header = struct.pack(">IIBBBBB", width, height, 16, 0, 0, 0, 0)  # 16-bit gray, deflate, no interlace
     return (
         PNG_SIGNATURE
         + _png_chunk(b"IHDR", header)
-        + _png_chunk(b"IDAT", zlib.compress(np.ascontiguousarray(scanlines), PNG_COMPRESSION))
+        + _png_chunk(b"IDAT", isal_zlib.compress(np.ascontiguousarray(scanlines), PNG_COMPRESSION))
         + _png_chunk(b"IEND", b"")
     )
 
