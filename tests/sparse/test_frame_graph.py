@@ -170,6 +170,21 @@ def test_a_directed_graph_keeps_each_frame_to_the_frames_it_chose():
     assert not with_reference.symmetric and with_reference.stats()["dense_cost_fraction"] == (4 + 10) / 16
 
 
+def test_reference_edges_are_added_once_and_only_where_missing():
+    missing_one = FrameGraph.from_neighbor_lists([[1, 2], [0], [], [2]], frames=4, connect_reference=False)
+    missing_other_way = FrameGraph.from_neighbor_lists(
+        [[1, 2, 3], [0], [0], []], frames=4, connect_reference=False, symmetric=False
+    )
+    assert not missing_one.has_reference_edges() and not missing_other_way.has_reference_edges()
+    for graph in (missing_one, missing_other_way):
+        completed = graph.with_reference_edges()
+        assert completed.has_reference_edges()
+        assert completed.with_reference_edges() is completed
+    built = FrameGraph.from_descriptors(torch.randn(40, 8, generator=torch.Generator().manual_seed(2)), neighbors=3)
+    assert built.has_reference_edges() and built.with_reference_edges() is built
+    assert FrameGraph.from_neighbor_lists([[]], frames=1).has_reference_edges()
+
+
 def test_a_directed_knn_graph_gives_every_frame_exactly_k_plus_frame_zero():
     descriptors = torch.randn(300, 32, generator=torch.Generator().manual_seed(4))
     directed = FrameGraph.from_descriptors(descriptors, neighbors=6, symmetric=False, connect_reference=False)

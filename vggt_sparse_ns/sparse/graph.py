@@ -149,8 +149,21 @@ class FrameGraph:
         settings = FrameGraphSettings(neighbors, symmetric, threshold, window, min_degree)
         return settings.build(descriptors, connect_reference)
 
+    def has_reference_edges(self) -> bool:
+        """Whether frame 0 (the world frame) and every other frame attend to each other. Rows are sorted
+        without self loops, so a row holds frame 0 exactly when it starts with it: O(S), not O(E)."""
+        if self.frames < 2:
+            return True
+        others = self.degrees()[1:]
+        if self.indices.numel() == 0 or int(self.indptr[1]) != self.frames - 1 or bool((others == 0).any()):
+            return False
+        return bool((self.indices[self.indptr[1:-1]] == 0).all())
+
     def with_reference_edges(self) -> FrameGraph:
-        """The same graph plus edges both ways between frame 0 (the world frame) and every other frame."""
+        """The same graph plus edges both ways between frame 0 (the world frame) and every other frame;
+        the graph itself when it already holds them, so consumers may ask for it freely."""
+        if self.has_reference_edges():
+            return self
         src, dst = self.edges()
         others = torch.arange(1, self.frames, device=self.device)
         zeros = torch.zeros_like(others)
