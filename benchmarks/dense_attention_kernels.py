@@ -24,7 +24,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from benchmarks.common import RESULTS_DIR, merge_rows
 from benchmarks.frame_list_attention import cuda_seconds
-from vggt_sparse_ns.layers.kernels.frame_list_attention import frame_list_attention
+from vggt_sparse_ns.layers.kernels.frame_list_attention import FrameLists, frame_list_attention
 
 HEADS, HEAD_DIM, SPECIAL = 16, 64, 5
 E4M3_MAX = 448.0
@@ -46,9 +46,10 @@ def frame_list_dense(tokens_per_frame: int) -> Attention:
 
     def attend(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         frames = q.shape[2] // tokens_per_frame
-        indptr = torch.arange(frames + 1, device=q.device) * frames
-        indices = torch.arange(frames, device=q.device).repeat(frames)
-        return frame_list_attention(q[0], k[0], v[0], indptr, indices, tokens_per_frame, SPECIAL, False)[None]
+        every_frame = FrameLists.from_csr(
+            torch.arange(frames + 1, device=q.device) * frames, torch.arange(frames, device=q.device).repeat(frames)
+        )
+        return frame_list_attention(q[0], k[0], v[0], every_frame, tokens_per_frame, SPECIAL, False)[None]
 
     return attend
 

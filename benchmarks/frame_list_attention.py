@@ -17,7 +17,7 @@ from functools import partial
 import torch
 
 from benchmarks.common import RESULTS_DIR, merge_rows
-from vggt_sparse_ns.layers.kernels.frame_list_attention import frame_list_attention
+from vggt_sparse_ns.layers.kernels.frame_list_attention import FrameLists, frame_list_attention
 from vggt_sparse_ns.sparse import CovisibilityAttention, FrameGraph, FrameLayout
 from vggt_sparse_ns.sparse.covisibility import attended_frames
 
@@ -66,8 +66,8 @@ def main() -> None:
     )
     descriptors = torch.randn(frames, 256, device="cuda", generator=generator)
     graph = FrameGraph.from_descriptors(descriptors, neighbors=args.neighbors, symmetric=args.symmetric)
-    indptr, indices = attended_frames(graph)
-    attended = indices.numel() / frames
+    lists = FrameLists.from_csr(*attended_frames(graph))
+    attended = lists.indices.numel() / frames
     keys_per_query = frames * SPECIAL + attended * (tokens - SPECIAL) if args.all_special else attended * tokens
     flops = 4 * HEAD_DIM * HEADS * frames * tokens * keys_per_query
     layout = FrameLayout(1, frames, tokens, SPECIAL)
@@ -96,7 +96,7 @@ def main() -> None:
     reference = gather(q, k, v, 0)
     for block_m, block_n, warps, stages in BLOCK_SHAPES:
         run = partial(
-            frame_list_attention, q[0], k[0], v[0], indptr, indices, tokens, SPECIAL, args.all_special,
+            frame_list_attention, q[0], k[0], v[0], lists, tokens, SPECIAL, args.all_special,
             block_m=block_m, block_n=block_n, num_warps=warps, num_stages=stages,
         )  # fmt: skip
         error = float((run().float() - reference[0].float()).abs().max())

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from vggt_sparse_ns.layers.kernels import triton_available
-from vggt_sparse_ns.layers.kernels.frame_list_attention import frame_list_attention
+from vggt_sparse_ns.layers.kernels.frame_list_attention import FrameLists, frame_list_attention
 
 
 def key_mask(lists: list[list[int]], tokens: int, special: int, all_special: bool = True) -> torch.Tensor:
@@ -24,10 +24,10 @@ def key_mask(lists: list[list[int]], tokens: int, special: int, all_special: boo
     return (is_special[None, :] & all_special) | sees[frame_of[:, None], frame_of[None, :]]
 
 
-def csr(lists: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+def csr(lists: list[list[int]], device: str = "cpu") -> FrameLists:
     counts = torch.tensor([len(listed) for listed in lists])
     indptr = torch.cat((torch.zeros(1, dtype=torch.long), counts.cumsum(0)))
-    return indptr, torch.tensor([frame for listed in lists for frame in listed], dtype=torch.long)
+    return FrameLists.from_csr(indptr, torch.tensor([frame for listed in lists for frame in listed]), device)
 
 
 def reference(q, k, v, lists, tokens, special, all_special=True):
@@ -44,8 +44,7 @@ def test_interpreted_kernel_equals_masked_attention(triton_interpreter, block_m,
     tokens, special, heads, head_dim = 37, 5, 3, 16
     generator = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(heads, len(LISTS) * tokens, head_dim, generator=generator) for _ in range(3))
-    indptr, indices = csr(LISTS)
-    out = frame_list_attention(q, k, v, indptr, indices, tokens, special, all_special, block_m=block_m, block_n=block_n)
+    out = frame_list_attention(q, k, v, csr(LISTS), tokens, special, all_special, block_m=block_m, block_n=block_n)
     expected = reference(q, k, v, LISTS, tokens, special, all_special)
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)
 
@@ -56,7 +55,7 @@ def test_interpreted_kernel_reads_strided_values_and_writes_into_out(triton_inte
     qkv = torch.randn(len(LISTS) * tokens, 3, heads, head_dim, generator=generator)
     q, k, v = qkv.permute(1, 2, 0, 3).unbind(0)
     out = torch.full((heads, len(LISTS) * tokens, head_dim), float("nan"))
-    frame_list_attention(q, k, v, *csr(LISTS), tokens, special, out=out, block_m=16, block_n=32)
+    frame_list_attention(q, k, v, csr(LISTS), tokens, special, out=out, block_m=16, block_n=32)
     torch.testing.assert_close(out, reference(q, k, v, LISTS, tokens, special), rtol=0, atol=1e-5)
 
 
@@ -65,8 +64,8 @@ def test_a_frame_list_that_omits_a_frame_changes_its_output(triton_interpreter):
     generator = torch.Generator().manual_seed(2)
     q, k, v = (torch.randn(heads, len(LISTS) * tokens, head_dim, generator=generator) for _ in range(3))
     narrower = [listed[:-1] if frame == 2 else listed for frame, listed in enumerate(LISTS)]
-    full = frame_list_attention(q, k, v, *csr(LISTS), tokens, special, block_m=16, block_n=16)
-    narrow = frame_list_attention(q, k, v, *csr(narrower), tokens, special, block_m=16, block_n=16)
+    full = frame_list_attention(q, k, v, csr(LISTS), tokens, special, block_m=16, block_n=16)
+    narrow = frame_list_attention(q, k, v, csr(narrower), tokens, special, block_m=16, block_n=16)
     frame_two = slice(2 * tokens, 3 * tokens)
     assert (full[:, frame_two] - narrow[:, frame_two]).abs().max() > 1e-2
     torch.testing.assert_close(full[:, : 2 * tokens], narrow[:, : 2 * tokens], rtol=0, atol=0)
@@ -74,20 +73,19 @@ def test_a_frame_list_that_omits_a_frame_changes_its_output(triton_interpreter):
 
 def test_inputs_the_kernel_cannot_take_are_refused_before_launch():
     q = torch.zeros(1, 55, 16)
-    indptr, indices = csr(LISTS)
     with pytest.raises(ValueError, match="supports"):
-        frame_list_attention(
-            torch.zeros(1, 55, 48), torch.zeros(1, 55, 48), torch.zeros(1, 55, 48), indptr, indices, 11, 5
-        )
+        frame_list_attention(torch.zeros(1, 55, 48), torch.zeros(1, 55, 48), torch.zeros(1, 55, 48), csr(LISTS), 11, 5)
     with pytest.raises(ValueError, match="out must be like q"):
-        frame_list_attention(q, q, q, indptr, indices, 11, 5, out=torch.zeros(1, 55, 8))
+        frame_list_attention(q, q, q, csr(LISTS), 11, 5, out=torch.zeros(1, 55, 8))
+    with pytest.raises(ValueError, match="build them with device="):
+        frame_list_attention(q, q, q, csr(LISTS, device="meta"), 11, 5)
 
 
 def test_a_frame_with_nothing_to_attend_to_gets_zeros(triton_interpreter):
     tokens, special = 11, 5
     q, k, v = (torch.randn(1, 5 * tokens, 16, generator=torch.Generator().manual_seed(seed)) for seed in range(3))
     lists = [[0], [], [2], [3], [4]]
-    out = frame_list_attention(q, k, v, *csr(lists), tokens, special, all_special_tokens=False, block_m=16, block_n=16)
+    out = frame_list_attention(q, k, v, csr(lists), tokens, special, all_special_tokens=False, block_m=16, block_n=16)
     assert torch.equal(out[:, tokens : 2 * tokens], torch.zeros(1, tokens, 16))
     expected = reference(q, k, v, lists, tokens, special, all_special=False)
     torch.testing.assert_close(out[:, 2 * tokens :], expected[:, 2 * tokens :], rtol=0, atol=1e-5)
@@ -96,7 +94,7 @@ def test_a_frame_with_nothing_to_attend_to_gets_zeros(triton_interpreter):
 def test_a_sequence_that_is_not_whole_frames_is_refused():
     q = torch.zeros(1, 50, 16)
     with pytest.raises(ValueError, match="not 5 frames of 11"):
-        frame_list_attention(q, q, q, *csr(LISTS), 11, 5)
+        frame_list_attention(q, q, q, csr(LISTS), 11, 5)
 
 
 @pytest.mark.skipif(

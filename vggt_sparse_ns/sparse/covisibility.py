@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vggt_sparse_ns.layers.kernels import triton_available
-from vggt_sparse_ns.layers.kernels.frame_list_attention import frame_list_attention, supports
+from vggt_sparse_ns.layers.kernels.frame_list_attention import FrameLists, frame_list_attention, supports
 from vggt_sparse_ns.sparse.base import FrameLayout
 from vggt_sparse_ns.sparse.graph import FrameGraph
 from vggt_sparse_ns.sparse.graph_source import FrameGraphSource
@@ -85,9 +85,9 @@ class _CovisibilityPlan:
         self.graphs = graphs
 
     @functools.cached_property
-    def scene_lists(self) -> list[tuple[Tensor, Tensor]]:
-        """Per scene, the frames each frame attends to (CSR), for the Triton kernel."""
-        return [attended_frames(graph) for graph in self.graphs]
+    def scene_lists(self) -> list[FrameLists]:
+        """Per scene, the frames each frame attends to, for the Triton kernel."""
+        return [FrameLists.from_csr(*attended_frames(graph)) for graph in self.graphs]
 
     @functools.cached_property
     def scene_chunks(self) -> list[list[GatherChunk]]:
@@ -110,9 +110,9 @@ class _CovisibilityPlan:
     def _attend_in_place(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         out = torch.empty_like(q)
         tokens, special = self.layout.tokens_per_frame, self.layout.special_tokens
-        for scene, (indptr, indices) in enumerate(self.scene_lists):
+        for scene, lists in enumerate(self.scene_lists):
             frame_list_attention(
-                q[scene], k[scene], v[scene], indptr, indices, tokens, special,
+                q[scene], k[scene], v[scene], lists, tokens, special,
                 self.strategy.all_special_tokens, out=out[scene],
             )  # fmt: skip
         return out

@@ -16,17 +16,42 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+
+@dataclass(frozen=True)
+class FrameLists:
+    """Which frames each query frame attends to, as the kernel reads it: built once per frame graph and
+    reused by every layer (the mask is data; the kernel is generic)."""
+
+    indptr: Tensor
+    """[S + 1] int64: frame f attends to the frames indices[indptr[f]:indptr[f + 1]]."""
+    indices: Tensor
+    """int64 frame indices (any order within a row; f itself only when listed)."""
+    launch_order: Tensor
+    """[S] frames by descending list length (stable): high-degree frames (frame 0 sees every frame) are
+    launched first within each head, so they do not run alone at the end."""
+
+    @classmethod
+    def from_csr(cls, indptr: Tensor, indices: Tensor, device: torch.device | str | None = None) -> FrameLists:
+        indptr = indptr.to(device or indptr.device, torch.int64)
+        indices = indices.to(indptr.device, torch.int64)
+        launch_order = torch.argsort(indptr[1:] - indptr[:-1], descending=True, stable=True)
+        return cls(indptr, indices, launch_order)
+
+    @property
+    def frames(self) -> int:
+        return self.indptr.numel() - 1
 
 
 def frame_list_attention(
     q: Tensor,
     k: Tensor,
     v: Tensor,
-    indptr: Tensor,
-    indices: Tensor,
+    lists: FrameLists,
     tokens_per_frame: int,
     special_tokens: int,
     all_special_tokens: bool = True,
@@ -38,15 +63,13 @@ def frame_list_attention(
 ) -> Tensor:
     """Softmax attention of q over the keys each query frame may see, for one scene.
 
-    q, k, v [heads, S * T, head_dim] (any strides with unit stride along head_dim); indptr [S + 1]
-    and indices: the frames whose patch tokens each frame attends to, and with ``all_special_tokens``
-    every frame's special tokens; without it, the listed frames' special tokens only. Returns
+    q, k, v [heads, S * T, head_dim] (any strides with unit stride along head_dim), on the device of
+    ``lists``: the frames whose patch tokens each frame attends to, and with ``all_special_tokens`` every
+    frame's special tokens; without it, the listed frames' special tokens only. Returns
     [heads, S * T, head_dim] in q's dtype, written into ``out`` when given (zeros for a frame with no key
-    at all: an empty list and no shared special tokens). Within each head, the
-    programs of high-degree frames (frame 0 sees every frame) are launched first, so they do not run
-    alone at the end. ``supports`` says which inputs the kernel takes."""
+    at all: an empty list and no shared special tokens). ``supports`` says which inputs the kernel takes."""
     heads, length, head_dim = q.shape
-    frames = indptr.numel() - 1
+    frames = lists.frames
     if length != frames * tokens_per_frame:
         raise ValueError(f"sequence of {length} tokens is not {frames} frames of {tokens_per_frame}")
     if not supports(q, k, v, special_tokens, all_special_tokens):
@@ -55,8 +78,8 @@ def frame_list_attention(
         raise ValueError(f"out must be like q {tuple(q.shape)} {q.dtype} with unit stride along head_dim")
     if out is None:
         out = torch.empty(heads, length, head_dim, device=q.device, dtype=q.dtype)
-    indptr, indices = indptr.to(q.device, torch.int64), indices.to(q.device, torch.int64)
-    launch_order = torch.argsort(indptr[1:] - indptr[:-1], descending=True, stable=True)
+    if lists.indptr.device != q.device:
+        raise ValueError(f"frame lists on {lists.indptr.device}, queries on {q.device}: build them with device=")
     k_desc, v_desc = _descriptor(k, block_n), _descriptor(v, block_n)
     special_k_desc, special_v_desc, frame_key_offset = k_desc, v_desc, 0
     if all_special_tokens:  # packed once, so the kernel reads them as one contiguous key run
@@ -67,7 +90,7 @@ def frame_list_attention(
         frame_key_offset = special_tokens
     grid = (-(-tokens_per_frame // block_m), frames, heads)
     _kernel()[grid](
-        q, out, k_desc, v_desc, special_k_desc, special_v_desc, indptr, indices, launch_order,
+        q, out, k_desc, v_desc, special_k_desc, special_v_desc, lists.indptr, lists.indices, lists.launch_order,
         q.stride(0), q.stride(1), out.stride(0), out.stride(1),
         frames * special_tokens if all_special_tokens else 0, tokens_per_frame, frame_key_offset,
         tokens_per_frame - frame_key_offset, math.log2(math.e) / math.sqrt(head_dim),
