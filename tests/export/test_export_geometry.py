@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from synthetic_scene import random_rotation
 
 from vggt_sparse_ns.export.geometry import (
@@ -49,10 +50,12 @@ def test_unprojected_pixel_centres_project_back_to_themselves() -> None:
     rng = np.random.default_rng(1)
     pose = _random_pose(rng)
     intrinsic = np.array([[300.0, 0.0, 160.0], [0.0, 310.0, 120.0], [0.0, 0.0, 1.0]])
-    pixels = model_pixel_centres(np.array([0, 5, 239]), np.array([0, 7, 319]))
+    pixels = model_pixel_centres(torch.tensor([0, 5, 239]), torch.tensor([0, 7, 319])).double()
     np.testing.assert_allclose(pixels[0], [0.5, 0.5])
-    depth = np.array([1.0, 2.5, 7.0])
-    pixels_back, depth_back = project(unproject(pixels, depth, intrinsic, pose), intrinsic, pose)
+    depth = torch.tensor([1.0, 2.5, 7.0], dtype=torch.float64)
+    points = unproject(pixels, depth, torch.from_numpy(intrinsic), torch.from_numpy(pose)).numpy()
+    pixels, depth = pixels.numpy(), depth.numpy()
+    pixels_back, depth_back = project(points, intrinsic, pose)
     np.testing.assert_allclose(pixels_back, pixels, atol=1e-9)
     np.testing.assert_allclose(depth_back, depth, atol=1e-12)
 
@@ -74,7 +77,8 @@ def test_full_resolution_intrinsics_project_points_where_the_model_pixels_map_to
     rng = np.random.default_rng(3)
     pose = _random_pose(rng)
     model = np.array([[400.0, 0.0, 259.0], [0.0, 405.0, 259.0], [0.0, 0.0, 1.0]])
-    points = unproject(rng.uniform(0, 518, (20, 2)), rng.uniform(1, 5, 20), model, pose)
+    pixels, depth = (torch.from_numpy(a) for a in (rng.uniform(0, 518, (20, 2)), rng.uniform(1, 5, 20)))
+    points = unproject(pixels, depth, torch.from_numpy(model), torch.from_numpy(pose)).numpy()
     in_model, _ = project(points, model, pose)
     in_original, _ = project(points, full_resolution_intrinsics(model[None], [transform])[0], pose)
     scale = np.array(transform.resized_size) / np.array(transform.original_size)

@@ -76,8 +76,8 @@ def export_dataset(
     already written there at full resolution, upright (EXIF orientation applied). ``num_downscales``
     matches the images_2/4/... folders (depth maps get depths_2/4/...). ``run_summary`` is written
     into vggt/summary.json with this export's summary under "export". ``log`` times the stages
-    "point cloud", "write ply", "depth maps", "colmap model" and "transforms.json". Depth maps are
-    resampled on ``device`` (the reconstruction's).
+    "point cloud", "write ply", "depth maps", "colmap model" and "transforms.json". The point cloud is
+    built and depth maps are resampled on ``device`` (the reconstruction's).
     """
     started = time.perf_counter()
     log = log or StageLog()
@@ -86,8 +86,8 @@ def export_dataset(
         _check_inputs(reconstruction, output_dir, image_names, config)
         # transforms.json is written last, so a failed export never leaves one next to partial outputs.
         (output_dir / TRANSFORMS_FILE).unlink(missing_ok=True)
-        point_pixels = confident_pixels(reconstruction, config.point_source, config)
-        points = build_point_cloud(reconstruction, point_pixels, config.max_points)
+        point_pixels = confident_pixels(reconstruction, config.point_source, config, device=device)
+        points = build_point_cloud(reconstruction, point_pixels, config.max_points, device=device)
     with log.stage("write ply"):
         ply_path = write_ply(output_dir / PLY_FILE, to_nerfstudio_world(points.xyz), points.rgb, points.confidence)
     intrinsics = full_resolution_intrinsics(reconstruction.intrinsics, reconstruction.transforms)
@@ -99,7 +99,9 @@ def export_dataset(
         with log.stage("depth maps"):
             stems = [PurePosixPath(name).stem for name in image_names]
             depth_pixels = (
-                point_pixels if point_pixels.source == "depth" else confident_pixels(reconstruction, "depth", config)
+                point_pixels
+                if point_pixels.source == "depth"
+                else confident_pixels(reconstruction, "depth", config, device=device)
             )
             depth_maps = write_depth_maps(
                 reconstruction, output_dir, stems, depth_pixels, config.depth_format, num_downscales, device=device

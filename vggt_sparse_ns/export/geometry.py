@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:  # images.py loads torch; the viewer imports this module for its axis conventions
+    from torch import Tensor
+
     from vggt_sparse_ns.images import ImageTransform
 
 T_NERFSTUDIO_VGGT = np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, -1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
@@ -62,23 +64,21 @@ def full_resolution_intrinsics(intrinsics: np.ndarray, transforms: Sequence[Imag
     return np.stack([t.intrinsics_to_original(k) for t, k in zip(transforms, intrinsics, strict=True)])
 
 
-def pixel_rays(pixels: np.ndarray, intrinsic: np.ndarray) -> np.ndarray:
-    """[N, 3] camera-frame directions with z = 1 through continuous pixel coordinates [N, 2]."""
-    fx, fy, cx, cy = intrinsic[0, 0], intrinsic[1, 1], intrinsic[0, 2], intrinsic[1, 2]
-    skew = intrinsic[0, 1]
-    y = (pixels[:, 1] - cy) / fy
-    x = (pixels[:, 0] - cx - skew * y) / fx
-    return np.stack([x, y, np.ones_like(x)], axis=-1)
+def unproject(pixels: Tensor, depth: Tensor, intrinsics: Tensor, T_camera_world: Tensor) -> Tensor:
+    """[N, 3] world points seen at continuous pixels [N, 2] (x, y) with z-depth [N] by cameras [N, 3, 3] and
+    [N, 3, 4] (one per point; [3, 3] and [3, 4] broadcast), in the inputs' dtype and device. Element-wise
+    arithmetic in a fixed order, no matrix products (whose rounding differs by device): every device gives
+    the same points."""
+    import torch  # here, not at import: the viewer imports this module for its axis conventions alone
 
-
-def unproject(pixels: np.ndarray, depth: np.ndarray, intrinsic: np.ndarray, T_camera_world: np.ndarray) -> np.ndarray:
-    """[N, 3] world points seen at continuous pixels [N, 2] with z-depth [N] by one camera."""
-    points_camera = pixel_rays(np.asarray(pixels, np.float64), np.asarray(intrinsic, np.float64)) * depth[:, None]
-    rotation, translation = (
-        np.asarray(T_camera_world[:3, :3], np.float64),
-        np.asarray(T_camera_world[:3, 3], np.float64),
-    )
-    return (points_camera - translation) @ rotation
+    x_pixel, y_pixel = pixels.unbind(-1)
+    y = (y_pixel - intrinsics[..., 1, 2]) / intrinsics[..., 1, 1]
+    x = (x_pixel - intrinsics[..., 0, 2] - intrinsics[..., 0, 1] * y) / intrinsics[..., 0, 0]
+    camera = (x * depth, y * depth, depth)
+    offset = [camera[row] - T_camera_world[..., row, 3] for row in range(3)]
+    # world = R^T (camera - t)
+    world = [sum(T_camera_world[..., row, axis] * offset[row] for row in range(3)) for axis in range(3)]
+    return torch.stack(world, dim=-1)
 
 
 def project(
@@ -93,9 +93,11 @@ def project(
     return pixels[:, :2], z
 
 
-def model_pixel_centres(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Continuous coordinates [N, 2] (x, y) of the centres of model pixels given by integer indices."""
-    return np.stack([cols + 0.5, rows + 0.5], axis=-1).astype(np.float64)
+def model_pixel_centres(rows: Tensor, cols: Tensor) -> Tensor:
+    """Continuous coordinates [N, 2] (x, y), float32, of the centres of model pixels given by integer indices."""
+    import torch
+
+    return torch.stack((cols.float() + 0.5, rows.float() + 0.5), dim=-1)
 
 
 INTRINSICS_TOLERANCE_PX = 0.01

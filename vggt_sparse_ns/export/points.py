@@ -1,19 +1,25 @@
 """The exported point cloud: confident pixels lifted to 3D, then voxel-downsampled to a point budget.
 
-Runs on the host with numpy only. Frames are lifted in parallel and only a bounded number of
-candidates (a fixed multiple of the budget, drawn uniformly with a fixed seed) is ever held, so tens
-of millions of input pixels cost seconds. Voxel downsampling keeps, in every occupied voxel, the
-most confident sample itself (not an average), so every point is a predicted surface point with a
-known source pixel.
+The work runs in torch on the reconstruction's device (the GPU when the model ran there; the same code
+on every device), a chunk of frames at a time: the keep masks, a deterministic draw of a bounded number
+of candidates (a fixed multiple of the budget), their lifting to 3D and the voxel downsampling. Only the
+chunks' confidences and depths travel to the device; the candidates' values are gathered on the host.
+Every step on the device is integer or correctly rounded float32 element-wise arithmetic, so the cloud
+does not depend on the device, the thread count or the chunking. Voxel downsampling keeps, in every
+occupied voxel, the most confident sample itself (not an average), so every point is a predicted
+surface point with a known source pixel.
 """
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
+import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
+import torch
+from torch import Tensor
 
 from vggt_sparse_ns.export.config import ExportConfig, ExportError, PointSource
 from vggt_sparse_ns.export.geometry import model_pixel_centres, unproject
@@ -25,9 +31,16 @@ CANDIDATES_PER_POINT = 4
 PERCENTILE_SAMPLES = 2_000_000
 """Confidence values sampled (evenly strided) to estimate the percentile threshold."""
 SAMPLING_SEED = 0
+PATTERN_DRAWS = 2**16
+"""Candidates expected in the pattern that the frames' draws are windows of: enough that frames draw
+nearly independently, and that a small budget still draws some candidates."""
+CHUNK_PIXELS = 2**22
+"""Model pixels (about 28 frames of 518x294) processed at a time: bounds device memory and temporaries."""
 VOXEL_SEARCH_STEPS = 12
 VOXEL_FILL_TARGET = 0.9
 """The voxel search stops once the downsampled cloud fills this fraction of the budget."""
+MAX_KEY = 2**62
+"""Voxel keys stay below this, so int64 arithmetic on them never overflows."""
 
 
 @dataclass(frozen=True)
@@ -60,12 +73,20 @@ def _confidence(reconstruction: Reconstruction, source: PointSource) -> np.ndarr
     return reconstruction.world_points_conf
 
 
-def valid_box_mask(transform: ImageTransform, height: int, width: int) -> np.ndarray:
-    """[H, W] True on model pixels that show the image (not padding)."""
-    x0, y0, x1, y1 = transform.valid_box
-    mask = np.zeros((height, width), dtype=bool)
-    mask[y0:y1, x0:x1] = True
-    return mask
+def _on_device(array: np.ndarray, device: torch.device | str) -> Tensor:
+    """A host array on ``device``: no copy on the CPU; to a CUDA device through page-locked memory,
+    which copies several times faster than pageable memory."""
+    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    if torch.device(device).type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
+def _frame_chunks(frames: int, pixels_per_frame: int) -> Iterator[slice]:
+    """Consecutive frame ranges of at most CHUNK_PIXELS pixels (at least one frame each)."""
+    step = max(1, CHUNK_PIXELS // pixels_per_frame)
+    for start in range(0, frames, step):
+        yield slice(start, min(start + step, frames))
 
 
 def confidence_threshold(
@@ -87,19 +108,31 @@ def confidence_threshold(
     return max(at_percentile, float(minimum))
 
 
-def keep_mask(reconstruction: Reconstruction, index: int, source: PointSource, threshold: float) -> np.ndarray:
-    """[H, W] True on frame ``index``'s pixels that show the image, hold a finite prediction and pass
+def _inside_boxes(boxes: Tensor, height: int, width: int) -> Tensor:
+    """[B, H, W] True inside each frame's box (x0, y0, x1, y1) from boxes [B, 4]."""
+    rows = torch.arange(height, device=boxes.device)
+    cols = torch.arange(width, device=boxes.device)
+    inside_rows = (rows >= boxes[:, 1:2]) & (rows < boxes[:, 3:4])
+    inside_cols = (cols >= boxes[:, 0:1]) & (cols < boxes[:, 2:3])
+    return inside_rows[:, :, None] & inside_cols[:, None, :]
+
+
+def _keep_masks(
+    reconstruction: Reconstruction, source: PointSource, threshold: float, frames: slice, device: torch.device | str
+) -> Tensor:
+    """[B, H, W] True on the ``frames``' pixels that show the image, hold a finite prediction and pass
     the confidence threshold."""
-    confidence = _confidence(reconstruction, source)[index]
+    confidence = _on_device(_confidence(reconstruction, source)[frames], device)
+    keep = confidence >= threshold
     if source == "depth":
-        depth = reconstruction.depth[index]
-        finite = np.isfinite(depth) & (depth > 0)
+        depth = _on_device(reconstruction.depth[frames], device)
+        keep &= depth > 0
+        keep &= depth < torch.inf
     else:
-        finite = np.isfinite(reconstruction.world_points[index]).all(axis=-1)
-    height, width = confidence.shape
-    with np.errstate(invalid="ignore"):
-        confident = confidence >= threshold
-    return confident & finite & valid_box_mask(reconstruction.transforms[index], height, width)
+        keep &= torch.isfinite(_on_device(reconstruction.world_points[frames], device)).all(dim=-1)
+    boxes = torch.tensor([t.valid_box for t in reconstruction.transforms[frames]], device=device)
+    keep &= _inside_boxes(boxes, *confidence.shape[1:])
+    return keep
 
 
 @dataclass(frozen=True)
@@ -109,127 +142,173 @@ class ConfidentPixels:
 
     source: PointSource
     threshold: float
-    masks: np.ndarray
-    """[S, H, W] bool, ``keep_mask`` of every frame."""
+    keep: Tensor
+    """[S, H, W] bool on the device it was computed on: the frames' pixels that show the image, hold a
+    finite prediction and pass the threshold."""
+    counts: np.ndarray
+    """[S] int64, True pixels of each frame."""
+
+    @cached_property
+    def masks(self) -> np.ndarray:
+        """``keep`` on the host, copied on first use (from a CUDA device into page-locked memory, which
+        copies many times faster than pageable memory)."""
+        if self.keep.device.type != "cuda":
+            return self.keep.cpu().numpy()
+        return torch.empty(self.keep.shape, dtype=torch.bool, pin_memory=True).copy_(self.keep).numpy()
 
 
-def confident_pixels(reconstruction: Reconstruction, source: PointSource, config: ExportConfig) -> ConfidentPixels:
+def confident_pixels(
+    reconstruction: Reconstruction, source: PointSource, config: ExportConfig, device: torch.device | str = "cpu"
+) -> ConfidentPixels:
     """The confidence threshold of ``source`` (config.confidence_percentile, at least config.min_confidence)
-    and every frame's pixels that pass it."""
+    and every frame's pixels that pass it, found on ``device``."""
+    confidence = _confidence(reconstruction, source)
     threshold = confidence_threshold(
-        _confidence(reconstruction, source),
-        reconstruction.transforms,
-        config.confidence_percentile,
-        config.min_confidence,
+        confidence, reconstruction.transforms, config.confidence_percentile, config.min_confidence
     )
-    masks = np.stack([keep_mask(reconstruction, i, source, threshold) for i in range(reconstruction.num_frames)])
-    return ConfidentPixels(source, threshold, masks)
+    frames, height, width = confidence.shape
+    keep = torch.empty((frames, height, width), dtype=torch.bool, device=device)
+    counts = torch.empty(frames, dtype=torch.int32, device=device)
+    for chunk in _frame_chunks(frames, height * width):
+        keep[chunk] = _keep_masks(reconstruction, source, threshold, chunk, device)
+        # summed as bytes into int32: several times faster than a sum of bools on the CPU
+        counts[chunk] = keep[chunk].flatten(1).view(torch.uint8).sum(dim=1, dtype=torch.int32)
+    return ConfidentPixels(source, threshold, keep, counts.cpu().numpy().astype(np.int64))
+
+
+def _candidate_draw(fraction: float, frames: int, pixels: int, device: torch.device | str) -> Callable[[slice], Tensor]:
+    """The draw of candidates: for a range of frames, [B, pixels] bool on ``device``, True on the
+    (flattened) pixels drawn, each with probability ``fraction``. A cyclic pattern of independent draws
+    is made with SAMPLING_SEED, long enough to hold about PATTERN_DRAWS of them (at least a frame, at
+    most all frames), and each frame takes the window at its own drawn offset: a copy per pixel on the
+    device, the same on every device."""
+    rng = np.random.default_rng(SAMPLING_SEED)
+    length = min(frames * pixels, max(pixels, math.ceil(PATTERN_DRAWS / fraction)))
+    pattern = np.zeros(length + pixels - 1, dtype=bool)
+    pattern[rng.choice(length, rng.binomial(length, fraction), replace=False)] = True
+    pattern[length:] = pattern[: pixels - 1]
+    shifts = _on_device(rng.integers(0, length, frames), device)
+    windows = _on_device(pattern, device).unfold(0, pixels, 1)
+    return lambda chunk: windows[shifts[chunk]]
+
+
+def _pixels_at(array: np.ndarray, flat: Tensor) -> Tensor:
+    """The pixels [N, ...] of host array [B, H, W, ...] at host flat indices [N] into B * H * W."""
+    return torch.from_numpy(array).flatten(0, 2)[flat]
+
+
+def _lift(
+    reconstruction: Reconstruction, source: PointSource, frames: slice, flat: Tensor, device: torch.device | str
+) -> tuple[Tensor, Tensor]:
+    """World points [N, 3] and confidences [N] (float32, on ``device``) of the ``frames``' pixels at host
+    flat indices [N] into the chunk [B * H * W]. The pixels are gathered on the host, so only they travel.
+    Depth is unprojected through the pixel centres with each frame's camera in float32 element-wise
+    operations (no matrix products, whose rounding differs by device)."""
+    confidence = _pixels_at(_confidence(reconstruction, source)[frames], flat).float().to(device)
+    if source == "points":
+        return _pixels_at(reconstruction.world_points[frames], flat).float().to(device), confidence
+    height, width = reconstruction.depth.shape[1:]
+    depth = _pixels_at(reconstruction.depth[frames], flat).float().to(device)
+    flat = flat.to(device)
+    frame, pixel = flat // (height * width), flat % (height * width)
+    intrinsics = _on_device(np.asarray(reconstruction.intrinsics[frames], np.float32), device)[frame]
+    pose = _on_device(np.asarray(reconstruction.T_camera_world[frames], np.float32), device)[frame]
+    return unproject(model_pixel_centres(pixel // width, pixel % width), depth, intrinsics, pose), confidence
 
 
 def build_point_cloud(
-    reconstruction: Reconstruction, confident: ConfidentPixels, max_points: int, workers: int | None = None
+    reconstruction: Reconstruction, confident: ConfidentPixels, max_points: int, device: torch.device | str = "cpu"
 ) -> PointCloud:
     """The ``confident`` pixels of every frame as world points, downsampled to at most ``max_points``.
-    Frames are lifted ``workers`` at a time (default: one per CPU); the result does not depend on it."""
-    counts = np.count_nonzero(confident.masks.reshape(len(confident.masks), -1), axis=1)
-    total = int(counts.sum())
+    Candidates (CANDIDATES_PER_POINT per point of the budget, drawn uniformly) are lifted and
+    downsampled on ``device``; the result does not depend on it."""
+    total = int(confident.counts.sum())
     if total == 0:
         raise ExportError(
             f"No pixel passed the confidence filter (threshold {confident.threshold:.3g}); "
             "lower --confidence-percentile or --min-confidence."
         )
+    frames, height, width = confident.keep.shape
+    pixels = height * width
     fraction = min(1.0, CANDIDATES_PER_POINT * max_points / total)
-    rng = np.random.default_rng(SAMPLING_SEED)
-    # The draws are made in frame order, as one stream, so the candidates do not depend on the workers.
-    drawn = [rng.random(count) < fraction if fraction < 1.0 else None for count in counts]
-
-    def lift(index: int) -> tuple[np.ndarray, ...]:
-        rows, cols = np.nonzero(confident.masks[index])
-        if drawn[index] is not None:
-            rows, cols = rows[drawn[index]], cols[drawn[index]]
-        return _frame_points(reconstruction, index, confident.source, rows, cols)
-
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        parts = list(pool.map(lift, np.flatnonzero(counts)))
-    xyz, rgb, confidence, frame, pixel = (np.concatenate(column) for column in zip(*parts, strict=True))
-    chosen, voxel_size = voxel_downsample(xyz, confidence, max_points)
+    drawn = _candidate_draw(fraction, frames, pixels, device) if fraction < 1.0 else None
+    xyz, confidence, source_pixel = [], [], []
+    for chunk in _frame_chunks(frames, pixels):
+        keep = confident.keep[chunk].flatten(1).to(device)
+        if drawn is not None:
+            keep = keep & drawn(chunk)
+        flat = keep.flatten().nonzero().squeeze(1).cpu()
+        chunk_xyz, chunk_confidence = _lift(reconstruction, confident.source, chunk, flat, device)
+        xyz.append(chunk_xyz)
+        confidence.append(chunk_confidence)
+        source_pixel.append(flat + chunk.start * pixels)
+    all_xyz, all_confidence = torch.cat(xyz), torch.cat(confidence)
+    chosen, voxel_size = voxel_downsample(all_xyz, all_confidence, max_points)
+    flat = torch.cat(source_pixel)[chosen.cpu()]
     return PointCloud(
-        xyz=xyz[chosen],
-        rgb=rgb[chosen],
-        confidence=confidence[chosen],
-        frame=frame[chosen],
-        pixel=pixel[chosen],
+        xyz=all_xyz[chosen].cpu().numpy(),
+        rgb=_pixels_at(reconstruction.colors, flat).numpy(),
+        confidence=all_confidence[chosen].cpu().numpy(),
+        frame=(flat // pixels).numpy().astype(np.int32),
+        pixel=model_pixel_centres(flat % pixels // width, flat % width).numpy(),
         confidence_threshold=confident.threshold,
         voxel_size=voxel_size,
     )
 
 
-def _frame_points(
-    reconstruction: Reconstruction, index: int, source: PointSource, rows: np.ndarray, cols: np.ndarray
-) -> tuple[np.ndarray, ...]:
-    pixels = model_pixel_centres(rows, cols)
-    if source == "depth":
-        depth = reconstruction.depth[index, rows, cols].astype(np.float64)
-        xyz = unproject(pixels, depth, reconstruction.intrinsics[index], reconstruction.T_camera_world[index])
-    else:
-        xyz = reconstruction.world_points[index, rows, cols]
-    return (
-        xyz.astype(np.float32),
-        reconstruction.colors[index, rows, cols],
-        _confidence(reconstruction, source)[index, rows, cols].astype(np.float32),
-        np.full(len(rows), index, dtype=np.int32),
-        pixels.astype(np.float32),
-    )
+def _ranks(values: Tensor) -> tuple[Tensor, int]:
+    """The rank of each value among the distinct values, and how many there are."""
+    distinct, rank = torch.unique(values, return_inverse=True)
+    return rank, len(distinct)
 
 
-def _voxel_keys(offsets: np.ndarray, voxel_size: float) -> np.ndarray:
-    """One int64 key per point naming its voxel, from offsets [3, N] (float32, >= 0) to the cloud's
-    minimum corner: exact mixed-radix when the grid fits in 62 bits, else a 64-bit hash of the voxel
-    indices (a collision then merges two voxels; odds about N^2 / 2^64)."""
-    inverse = np.float32(1.0 / voxel_size)
-    cells = [np.floor(axis * inverse).astype(np.int64) for axis in offsets]
-    dims = [int(axis.max()) + 1 for axis in cells]
-    if float(dims[0]) * float(dims[1]) * float(dims[2]) < 2.0**62:
-        keys = cells[0]
-        keys *= dims[1]
-        keys += cells[1]
-        keys *= dims[2]
-        keys += cells[2]
-        return keys
-    keys = cells[0].astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-    keys ^= cells[1].astype(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F) + (keys >> np.uint64(29))
-    keys ^= cells[2].astype(np.uint64) * np.uint64(0x165667B19E3779F9) + (keys >> np.uint64(31))
-    return keys.view(np.int64)
+def _pair_keys(major: Tensor, major_span: int, minor: Tensor) -> tuple[Tensor, int]:
+    """Keys naming the (major, minor) pairs of non-negative integers exactly, major in [0, major_span):
+    major * (minor's span) + minor, over the ranks of the values when that would exceed MAX_KEY.
+    Returns them and their span."""
+    minor_span = int(minor.max()) + 1
+    if major_span * minor_span > MAX_KEY:
+        major, major_span = _ranks(major)
+        minor, minor_span = _ranks(minor)
+    return major * minor_span + minor, major_span * minor_span
 
 
-def _occupied_voxels(offsets: np.ndarray, voxel_size: float) -> int:
-    keys = np.sort(_voxel_keys(offsets, voxel_size))
-    return 1 + int(np.count_nonzero(keys[1:] != keys[:-1]))
+def _voxel_keys(offsets: Tensor, voxel_size: float) -> Tensor:
+    """One key per point naming its voxel exactly, from offsets [3, N] (float32, >= 0) to the cloud's
+    minimum corner; int32 when the keys fit (faster to sort), else int64."""
+    cells = torch.floor(offsets * float(np.float32(1.0 / voxel_size))).long()
+    keys, span = cells[0], int(cells[0].max()) + 1
+    for axis in cells[1:]:
+        keys, span = _pair_keys(keys, span, axis)
+    return keys.int() if span <= 2**31 else keys
 
 
-def voxel_downsample(xyz: np.ndarray, confidence: np.ndarray, max_points: int) -> tuple[np.ndarray, float]:
-    """Indices (ascending) of at most ``max_points`` points, one per occupied voxel: its most
-    confident point (lowest index on ties). The voxel size is searched so that the count is close
-    to the budget. Returns the indices and the voxel size (0 when every point fits)."""
-    if len(xyz) <= max_points:
-        return np.arange(len(xyz)), 0.0
-    offsets = np.ascontiguousarray((xyz - xyz.min(axis=0)).T, dtype=np.float32)
+def _occupied_voxels(offsets: Tensor, voxel_size: float) -> int:
+    return len(torch.unique(_voxel_keys(offsets, voxel_size)))
+
+
+def voxel_downsample(xyz: Tensor, confidence: Tensor, max_points: int) -> tuple[Tensor, float]:
+    """Indices (ascending, on xyz's device) of at most ``max_points`` points [N, 3], one per occupied
+    voxel: its most confident point (lowest index on ties). The voxel size is searched so that the
+    count is close to the budget. Returns the indices and the voxel size (0 when every point fits)."""
+    count = len(xyz)
+    if count <= max_points:
+        return torch.arange(count, device=xyz.device), 0.0
+    axes = xyz.T.contiguous()
+    offsets = axes - axes.amin(dim=1, keepdim=True)
     extent = float(offsets.max())
     if extent == 0.0:
-        return np.array([int(np.argmax(confidence))]), 0.0
+        return torch.argmax(confidence).reshape(1), 0.0
     voxel_size = _search_voxel_size(offsets, extent, max_points)
-    keys = _voxel_keys(offsets, voxel_size)
-    order = np.argsort(keys)
-    sorted_keys = keys[order]
-    starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
-    sorted_confidence = confidence[order]
-    best = np.maximum.reduceat(sorted_confidence, starts)
-    is_best = sorted_confidence == np.repeat(best, np.diff(np.r_[starts, len(order)]))
-    chosen = np.minimum.reduceat(np.where(is_best, order, len(order)), starts)
-    return np.sort(chosen), voxel_size
+    voxels, voxel = torch.unique(_voxel_keys(offsets, voxel_size), return_inverse=True)
+    best = confidence.new_full((len(voxels),), -torch.inf).scatter_reduce(0, voxel, confidence, "amax")
+    indices = torch.arange(count, device=xyz.device)
+    at_best = torch.where(confidence == best[voxel], indices, count)
+    chosen = indices.new_full((len(voxels),), count).scatter_reduce(0, voxel, at_best, "amin")
+    return torch.sort(chosen).values, voxel_size
 
 
-def _search_voxel_size(offsets: np.ndarray, extent: float, max_points: int) -> float:
+def _search_voxel_size(offsets: Tensor, extent: float, max_points: int) -> float:
     """The smallest voxel size tried whose occupied-voxel count fits ``max_points``, searched in
     log-log space (counts fall like size^-2 on surfaces) from a bracket [too small, fits]."""
     small_size, small_count = None, offsets.shape[1]
