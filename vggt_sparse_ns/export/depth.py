@@ -34,6 +34,7 @@ from torch import Tensor
 from vggt_sparse_ns.export.atomic import atomic_path
 from vggt_sparse_ns.export.config import DepthFormat, ExportError
 from vggt_sparse_ns.export.points import ConfidentPixels
+from vggt_sparse_ns.export.transfer import to_device, to_host
 from vggt_sparse_ns.images import ImageTransform
 from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
 
@@ -156,8 +157,20 @@ def png16_file(scanlines: np.ndarray) -> bytes:
 def _encoded(depth: Tensor, unit: float, depth_format: DepthFormat) -> np.ndarray:
     """[B, ...] per frame: PNG scanlines (uint8) or .npy values (float32), on the host."""
     if depth_format == "npy":
-        return (depth / unit).float().cpu().numpy()
-    return up_filtered_rows(_png_steps(depth, unit)).cpu().numpy()
+        return to_host((depth / unit).float())
+    return to_host(up_filtered_rows(_png_steps(depth, unit)))
+
+
+def _deepest_kept(depth: np.ndarray, keep: Tensor, device: torch.device | str) -> float:
+    """The largest of the host depths [S, H, W] where ``keep`` [S, H, W] holds (0 when it holds nowhere),
+    found on ``device`` a batch of frames at a time."""
+    frames_at_once = max(1, BATCH_PIXELS // (depth.shape[1] * depth.shape[2]))
+    deepest = 0.0
+    for start in range(0, len(depth), frames_at_once):
+        frames = slice(start, start + frames_at_once)
+        kept = torch.where(keep[frames].to(device), to_device(depth[frames], device), 0.0)
+        deepest = max(deepest, float(kept.amax()))
+    return deepest
 
 
 def _save(path: Path, encoded: np.ndarray) -> None:
@@ -184,13 +197,10 @@ def write_depth_maps(
     run on ``device``; ``workers`` threads compress and write the files (default: one per CPU)."""
     if confident.source != "depth":
         raise ValueError(f"depth maps are filtered by the depth confidence, not by {confident.source!r}")
-    masks = confident.masks
     if depth_format == "npy":
         unit = NPY_UNIT
     else:
-        deepest = max(
-            (float(d[m].max()) for d, m in zip(reconstruction.depth, masks, strict=True) if m.any()), default=0.0
-        )
+        deepest = _deepest_kept(reconstruction.depth, confident.keep, device)
         if deepest <= 0:
             raise ExportError("No depth passed the confidence filter; lower --confidence-percentile.")
         unit = deepest / PNG_MAX
@@ -211,8 +221,8 @@ def write_depth_maps(
             batch = max(1, BATCH_PIXELS // (width * height))
             for start in range(0, len(frames), batch):
                 chosen = frames[start : start + batch]
-                depth = torch.from_numpy(reconstruction.depth[chosen]).to(device)
-                keep = torch.from_numpy(masks[chosen]).to(device)
+                depth = to_device(reconstruction.depth[chosen], device)
+                keep = confident.keep[chosen].to(device)
                 for level, folder in enumerate(folders):
                     size = (width // 2**level, height // 2**level)
                     encoded = _encoded(resample_depth(depth, keep, transform, size), unit, depth_format)

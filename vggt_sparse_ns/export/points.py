@@ -23,6 +23,7 @@ from torch import Tensor
 
 from vggt_sparse_ns.export.config import ExportConfig, ExportError, PointSource
 from vggt_sparse_ns.export.geometry import model_pixel_centres, unproject
+from vggt_sparse_ns.export.transfer import to_device, to_host
 from vggt_sparse_ns.images import ImageTransform
 from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
 
@@ -73,15 +74,6 @@ def _confidence(reconstruction: Reconstruction, source: PointSource) -> np.ndarr
     return reconstruction.world_points_conf
 
 
-def _on_device(array: np.ndarray, device: torch.device | str) -> Tensor:
-    """A host array on ``device``: no copy on the CPU; to a CUDA device through page-locked memory,
-    which copies several times faster than pageable memory."""
-    tensor = torch.from_numpy(np.ascontiguousarray(array))
-    if torch.device(device).type == "cuda":
-        return tensor.pin_memory().to(device, non_blocking=True)
-    return tensor.to(device)
-
-
 def _frame_chunks(frames: int, pixels_per_frame: int) -> Iterator[slice]:
     """Consecutive frame ranges of at most CHUNK_PIXELS pixels (at least one frame each)."""
     step = max(1, CHUNK_PIXELS // pixels_per_frame)
@@ -122,14 +114,14 @@ def _keep_masks(
 ) -> Tensor:
     """[B, H, W] True on the ``frames``' pixels that show the image, hold a finite prediction and pass
     the confidence threshold."""
-    confidence = _on_device(_confidence(reconstruction, source)[frames], device)
+    confidence = to_device(_confidence(reconstruction, source)[frames], device)
     keep = confidence >= threshold
     if source == "depth":
-        depth = _on_device(reconstruction.depth[frames], device)
+        depth = to_device(reconstruction.depth[frames], device)
         keep &= depth > 0
         keep &= depth < torch.inf
     else:
-        keep &= torch.isfinite(_on_device(reconstruction.world_points[frames], device)).all(dim=-1)
+        keep &= torch.isfinite(to_device(reconstruction.world_points[frames], device)).all(dim=-1)
     boxes = torch.tensor([t.valid_box for t in reconstruction.transforms[frames]], device=device)
     keep &= _inside_boxes(boxes, *confidence.shape[1:])
     return keep
@@ -150,11 +142,8 @@ class ConfidentPixels:
 
     @cached_property
     def masks(self) -> np.ndarray:
-        """``keep`` on the host, copied on first use (from a CUDA device into page-locked memory, which
-        copies many times faster than pageable memory)."""
-        if self.keep.device.type != "cuda":
-            return self.keep.cpu().numpy()
-        return torch.empty(self.keep.shape, dtype=torch.bool, pin_memory=True).copy_(self.keep).numpy()
+        """``keep`` on the host, copied on first use."""
+        return to_host(self.keep)
 
 
 def confident_pixels(
@@ -187,8 +176,8 @@ def _candidate_draw(fraction: float, frames: int, pixels: int, device: torch.dev
     pattern = np.zeros(length + pixels - 1, dtype=bool)
     pattern[rng.choice(length, rng.binomial(length, fraction), replace=False)] = True
     pattern[length:] = pattern[: pixels - 1]
-    shifts = _on_device(rng.integers(0, length, frames), device)
-    windows = _on_device(pattern, device).unfold(0, pixels, 1)
+    shifts = to_device(rng.integers(0, length, frames), device)
+    windows = to_device(pattern, device).unfold(0, pixels, 1)
     return lambda chunk: windows[shifts[chunk]]
 
 
@@ -211,8 +200,8 @@ def _lift(
     depth = _pixels_at(reconstruction.depth[frames], flat).float().to(device)
     flat = flat.to(device)
     frame, pixel = flat // (height * width), flat % (height * width)
-    intrinsics = _on_device(np.asarray(reconstruction.intrinsics[frames], np.float32), device)[frame]
-    pose = _on_device(np.asarray(reconstruction.T_camera_world[frames], np.float32), device)[frame]
+    intrinsics = to_device(np.asarray(reconstruction.intrinsics[frames], np.float32), device)[frame]
+    pose = to_device(np.asarray(reconstruction.T_camera_world[frames], np.float32), device)[frame]
     return unproject(model_pixel_centres(pixel // width, pixel % width), depth, intrinsics, pose), confidence
 
 
