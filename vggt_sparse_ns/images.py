@@ -78,12 +78,19 @@ class ImageTransform:
 
 @dataclass
 class ImageBatch:
-    tensor: Tensor
-    """[S, 3, H, W] float32 in [0, 1]."""
     pixels: np.ndarray
-    """[S, H, W, 3] uint8: the same images in 8 bits (the colours of the exported points)."""
+    """[S, H, W, 3] uint8 model pixels (also the colours of the exported points)."""
     transforms: list[ImageTransform]
     paths: list[Path]
+
+    @property
+    def tensor(self) -> Tensor:
+        """[S, 3, H, W] uint8, a view of ``pixels``: the model and MegaLoc take it as it is, move it to their
+        device a chunk at a time and make it float there (``layers.precision.unit_range``), so no float
+        copy of all images (four times the bytes) is made on the host."""
+        import torch
+
+        return torch.from_numpy(self.pixels).permute(0, 3, 1, 2)
 
 
 def open_rgb(path: str | os.PathLike) -> Image.Image:
@@ -152,18 +159,13 @@ def load_images(
     target_size: int = 518,
     patch_size: int = 14,
     workers: int | None = None,
-    *,
-    pin_memory: bool = False,
 ) -> ImageBatch:
     """Decode and preprocess images in parallel into one batch.
 
     crop: width ``target_size``, height rounded to a multiple of ``patch_size`` and centre
     cropped to ``target_size`` if taller. pad: long side ``target_size``, white padding to a
     square. Images that end up with different sizes are padded (white, centred) to the largest.
-    ``pin_memory`` allocates the float batch in page-locked memory (asynchronous copies to a CUDA device).
     """
-    import torch
-
     if mode not in ("crop", "pad"):
         raise ValueError(f"preprocess mode must be 'crop' or 'pad', not {mode!r}")
     paths = [Path(p) for p in paths]
@@ -188,6 +190,4 @@ def load_images(
                 (width, height),
             )
         )
-    tensor = torch.empty((len(loaded), 3, height, width), dtype=torch.float32, pin_memory=pin_memory)
-    tensor.copy_(torch.from_numpy(batch).permute(0, 3, 1, 2)).div_(255.0)
-    return ImageBatch(tensor, batch, transforms, paths)
+    return ImageBatch(batch, transforms, paths)

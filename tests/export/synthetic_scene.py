@@ -199,7 +199,7 @@ def make_scene(
         depth[index][padding] = PADDING_DEPTH
         confidence[index][padding] = PADDING_CONFIDENCE
         world_points[index][padding] = PADDING_DEPTH
-    colors = np.rint(batch.tensor.permute(0, 2, 3, 1).numpy() * 255).astype(np.uint8)
+    colors = batch.pixels
     reconstruction = Reconstruction(
         image_paths=batch.paths,
         transforms=batch.transforms,

@@ -39,7 +39,7 @@ def test_predictions_reach_the_host_unchanged_with_stage_times(scene, vggt_tiny_
     np.testing.assert_allclose(result.depth, expected["depth"][0, ..., 0].numpy(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(result.depth_conf, expected["depth_conf"][0].numpy(), rtol=1e-4)
     np.testing.assert_allclose(result.world_points, expected["world_points"][0].numpy(), rtol=1e-4, atol=1e-5)
-    np.testing.assert_array_equal(result.colors, np.round(batch.tensor.permute(0, 2, 3, 1).numpy() * 255))
+    np.testing.assert_array_equal(result.colors, batch.pixels)
     assert result.transforms == batch.transforms
     assert result.image_paths == scene
     assert result.attention == {"strategy": "dense"}

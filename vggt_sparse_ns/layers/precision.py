@@ -14,6 +14,12 @@ bf16 autocast over fp32 weights was measured closer to the fp32 result than bf16
 weights at the same speed (docs/benchmarks/README.md)."""
 
 
+def unit_range(images: Tensor) -> Tensor:
+    """Images as float in [0, 1]: 8-bit images (0-255) divided by 255, float images as they are. Images
+    travel to the accelerator in 8 bits (a quarter of the bytes) and become float there."""
+    return images.float() / 255.0 if images.dtype == torch.uint8 else images
+
+
 def imagenet_normalize(images: Tensor) -> Tensor:
     """Images [..., 3, H, W] in [0, 1] -> normalised with ImageNet's channel statistics."""
     mean = torch.tensor(IMAGENET_MEAN, device=images.device, dtype=images.dtype).view(3, 1, 1)

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from vggt_sparse_ns.layers.block import Block
-from vggt_sparse_ns.layers.precision import imagenet_normalize
+from vggt_sparse_ns.layers.precision import imagenet_normalize, unit_range
 from vggt_sparse_ns.layers.rope import RotaryEmbedding2D, grid_positions
 from vggt_sparse_ns.layers.vit import VisionTransformer
 from vggt_sparse_ns.model.config import VGGTConfig
@@ -84,8 +84,8 @@ class Aggregator(nn.Module):
         return torch.cat((first, rest), dim=1)
 
     def embed_patches(self, images: Tensor) -> Tensor:
-        """Images [N, 3, H, W] in [0, 1] -> normalised DINO patch tokens [N, P, C]."""
-        return self.patch_embed(imagenet_normalize(images))[:, self.patch_embed.num_prefix_tokens :]
+        """Images [N, 3, H, W] (float in [0, 1] or uint8) -> normalised DINO patch tokens [N, P, C]."""
+        return self.patch_embed(imagenet_normalize(unit_range(images)))[:, self.patch_embed.num_prefix_tokens :]
 
     @torch.inference_mode()
     def forward(
@@ -99,7 +99,7 @@ class Aggregator(nn.Module):
         fused_kernels: bool = True,
         offload: bool = False,
     ) -> AggregatorOutput:
-        """images [B, S, 3, H, W] in [0, 1], on the model's device or on the host (then moved a chunk at a
+        """images [B, S, 3, H, W], float in [0, 1] or uint8, on the model's device or on the host (then moved a chunk at a
         time); per-frame work runs on ``frames_chunk`` frames at a time; ``fused_kernels`` allows the fused
         qk-norm + RoPE kernel on CUDA; ``offload`` keeps the frame-block output the taps need in host memory
         while the global block runs (for the largest scenes)."""

@@ -109,8 +109,7 @@ def reconstruct(
         if config.descriptors == "megaloc" and uses_descriptors(config, len(image_paths)):
             megaloc = load_megaloc(config.megaloc_checkpoint, device=device)
     with progress.stage("load images"):
-        # The model moves host images to the device a chunk at a time; pinned memory makes those copies asynchronous.
-        batch = load_images(image_paths, mode=config.preprocess, pin_memory=device.type == "cuda")
+        batch = load_images(image_paths, mode=config.preprocess)
     images = batch.tensor
     descriptors = None
     if megaloc is not None:

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vggt_sparse_ns.layers.precision import autocast_dtype, imagenet_normalize
+from vggt_sparse_ns.layers.precision import autocast_dtype, imagenet_normalize, unit_range
 from vggt_sparse_ns.sparse.megaloc.model import MegaLoc, resize_images
 
 DEFAULT_LONG_SIDE = 322
@@ -32,7 +32,7 @@ def megaloc_descriptors(
     batch_size: int = 128,
     dtype: torch.dtype | None = None,
 ) -> Tensor:
-    """L2-normalised float32 descriptors [S, feat_dim] of frames ``images`` [S, 3, H, W] in [0, 1].
+    """L2-normalised float32 descriptors [S, feat_dim] of frames ``images`` [S, 3, H, W] (float in [0, 1] or uint8).
 
     Frames are resized (bilinear, antialiased) so that the long side is about ``long_side``,
     ImageNet-normalised, and run ``batch_size`` at a time on the images' device, where the
@@ -40,8 +40,10 @@ def megaloc_descriptors(
     CUDA, float16 on MPS, float32 (no autocast) elsewhere; the optimal transport and the
     normalisations stay in float32.
     """
-    if images.dim() != 4 or images.shape[1] != 3 or not images.is_floating_point():
-        raise ValueError(f"expected float frames [S, 3, H, W] in [0, 1], got {images.dtype} {tuple(images.shape)}")
+    if images.dim() != 4 or images.shape[1] != 3 or not (images.is_floating_point() or images.dtype == torch.uint8):
+        raise ValueError(
+            f"expected frames [S, 3, H, W], float in [0, 1] or uint8, got {images.dtype} {tuple(images.shape)}"
+        )
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     model_device = next(model.parameters()).device
@@ -55,7 +57,7 @@ def megaloc_descriptors(
     size = descriptor_size(*images.shape[-2:], long_side, model.config.patch_size)
     descriptors = []
     for batch in images.split(batch_size):
-        frames = imagenet_normalize(resize_images(batch.float(), size))
+        frames = imagenet_normalize(resize_images(unit_range(batch), size))
         with torch.autocast(device_type, dtype=dtype, enabled=dtype != torch.float32):
             descriptors.append(model(frames))
     return F.normalize(torch.cat(descriptors), dim=-1)
