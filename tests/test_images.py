@@ -30,7 +30,8 @@ def _image_with_marker(size: tuple[int, int], marker_xy: tuple[int, int]) -> Ima
 
 
 def _red_centroid(chw: np.ndarray) -> np.ndarray:
-    red = (chw[0] > 0.7) & (chw[1] < 0.3) & (chw[2] < 0.3)
+    """Centre of the pure-red marker in [3, H, W] pixels of 0-255."""
+    red = (chw[0] > 0.7 * 255) & (chw[1] < 0.3 * 255) & (chw[2] < 0.3 * 255)
     ys, xs = np.nonzero(red)
     return np.array([xs.mean() + 0.5, ys.mean() + 0.5])
 
@@ -130,7 +131,7 @@ def test_a_dark_16_bit_image_stays_dark(tmp_path):
     assert int(np.asarray(open_rgb(path)).max()) <= 1
 
 
-def test_the_8_bit_pixels_are_the_float_batch_in_8_bits(tmp_path):
+def test_the_model_batch_is_an_8_bit_view_of_the_pixels(tmp_path):
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(tmp_path / "a.png")
     Image.new("RGB", (48, 64), (9, 99, 199)).save(tmp_path / "tall.png")  # 518 rows: the wide one gets white bands
     batch = load_images([tmp_path / "a.png", tmp_path / "tall.png"], mode="crop")

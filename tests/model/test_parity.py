@@ -91,3 +91,20 @@ def test_offload_and_host_images_do_not_change_results(vggt_tiny_dir, vggt_tiny_
     offloaded = model(images, frames_chunk=2, offload=True)
     for key in PREDICTION_KEYS:
         torch.testing.assert_close(offloaded[key], on_device[key], rtol=0, atol=0)
+
+
+def test_8_bit_images_in_channels_last_views_give_the_predictions_of_their_float_values(vggt_tiny, vggt_tiny_expected):
+    floats = torch.from_numpy(vggt_tiny_expected["input_images"][:2])
+    eight_bit = torch.round(floats * 255).to(torch.uint8)
+    assert torch.equal(eight_bit.float() / 255, floats), "the fixture images are 8-bit values"
+    channels_last_view = eight_bit.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)  # as ImageBatch.tensor
+    with torch.inference_mode():
+        from_floats, from_bytes = vggt_tiny(floats), vggt_tiny(channels_last_view)
+    for key in PREDICTION_KEYS:
+        torch.testing.assert_close(from_bytes[key], from_floats[key], rtol=1e-5, atol=1e-6)
+
+
+def test_integer_images_other_than_8_bit_are_refused(vggt_tiny, vggt_tiny_expected):
+    images = torch.zeros(vggt_tiny_expected["input_images"][:2].shape, dtype=torch.int64)
+    with pytest.raises(ValueError, match="uint8"):
+        vggt_tiny(images)

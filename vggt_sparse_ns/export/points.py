@@ -2,8 +2,9 @@
 
 The work runs in torch on the reconstruction's device (the GPU when the model ran there; the same code
 on every device), a chunk of frames at a time: the keep masks, a deterministic draw of a bounded number
-of candidates (a fixed multiple of the budget), their lifting to 3D and the voxel downsampling. Only the
-chunks' confidences and depths travel to the device; the candidates' values are gathered on the host.
+of candidates (a fixed multiple of the budget), their lifting to 3D and the voxel downsampling. Only what
+the keep masks read travels to the device in full (confidences, and depths or world points); the
+candidates' values are gathered on the host.
 Every step on the device is integer or correctly rounded float32 element-wise arithmetic, so the cloud
 does not depend on the device, the thread count or the chunking. Voxel downsampling keeps, in every
 occupied voxel, the most confident sample itself (not an average), so every point is a predicted
@@ -15,7 +16,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ from torch import Tensor
 
 from vggt_sparse_ns.export.config import ExportConfig, ExportError, PointSource
 from vggt_sparse_ns.export.geometry import model_pixel_centres, unproject
-from vggt_sparse_ns.export.transfer import to_device, to_host
+from vggt_sparse_ns.export.transfer import to_device
 from vggt_sparse_ns.images import ImageTransform
 from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
 
@@ -35,6 +35,8 @@ SAMPLING_SEED = 0
 PATTERN_DRAWS = 2**16
 """Candidates expected in the pattern that the frames' draws are windows of: enough that frames draw
 nearly independently, and that a small budget still draws some candidates."""
+MAX_PATTERN_PIXELS = 2**26
+"""The pattern's length at most (bytes on the host and the device), whatever the budget."""
 CHUNK_PIXELS = 2**22
 """Model pixels (about 28 frames of 518x294) processed at a time: bounds device memory and temporaries."""
 VOXEL_SEARCH_STEPS = 12
@@ -137,13 +139,8 @@ class ConfidentPixels:
     keep: Tensor
     """[S, H, W] bool on the device it was computed on: the frames' pixels that show the image, hold a
     finite prediction and pass the threshold."""
-    counts: np.ndarray
-    """[S] int64, True pixels of each frame."""
-
-    @cached_property
-    def masks(self) -> np.ndarray:
-        """``keep`` on the host, copied on first use."""
-        return to_host(self.keep)
+    total: int
+    """True pixels in all frames."""
 
 
 def confident_pixels(
@@ -157,22 +154,22 @@ def confident_pixels(
     )
     frames, height, width = confidence.shape
     keep = torch.empty((frames, height, width), dtype=torch.bool, device=device)
-    counts = torch.empty(frames, dtype=torch.int32, device=device)
+    total = 0
     for chunk in _frame_chunks(frames, height * width):
         keep[chunk] = _keep_masks(reconstruction, source, threshold, chunk, device)
-        # summed as bytes into int32: several times faster than a sum of bools on the CPU
-        counts[chunk] = keep[chunk].flatten(1).view(torch.uint8).sum(dim=1, dtype=torch.int32)
-    return ConfidentPixels(source, threshold, keep, counts.cpu().numpy().astype(np.int64))
+        # summed as bytes: several times faster than a sum of bools on the CPU
+        total += int(keep[chunk].view(torch.uint8).sum(dtype=torch.int64))
+    return ConfidentPixels(source, threshold, keep, total)
 
 
 def _candidate_draw(fraction: float, frames: int, pixels: int, device: torch.device | str) -> Callable[[slice], Tensor]:
     """The draw of candidates: for a range of frames, [B, pixels] bool on ``device``, True on the
     (flattened) pixels drawn, each with probability ``fraction``. A cyclic pattern of independent draws
     is made with SAMPLING_SEED, long enough to hold about PATTERN_DRAWS of them (at least a frame, at
-    most all frames), and each frame takes the window at its own drawn offset: a copy per pixel on the
+    most all frames and MAX_PATTERN_PIXELS), and each frame takes the window at its own drawn offset: a copy per pixel on the
     device, the same on every device."""
     rng = np.random.default_rng(SAMPLING_SEED)
-    length = min(frames * pixels, max(pixels, math.ceil(PATTERN_DRAWS / fraction)))
+    length = max(pixels, min(frames * pixels, MAX_PATTERN_PIXELS, math.ceil(PATTERN_DRAWS / fraction)))
     pattern = np.zeros(length + pixels - 1, dtype=bool)
     pattern[rng.choice(length, rng.binomial(length, fraction), replace=False)] = True
     pattern[length:] = pattern[: pixels - 1]
@@ -211,7 +208,7 @@ def build_point_cloud(
     """The ``confident`` pixels of every frame as world points, downsampled to at most ``max_points``.
     Candidates (CANDIDATES_PER_POINT per point of the budget, drawn uniformly) are lifted and
     downsampled on ``device``; the result does not depend on it."""
-    total = int(confident.counts.sum())
+    total = confident.total
     if total == 0:
         raise ExportError(
             f"No pixel passed the confidence filter (threshold {confident.threshold:.3g}); "

@@ -15,9 +15,13 @@ weights at the same speed (docs/benchmarks/README.md)."""
 
 
 def unit_range(images: Tensor) -> Tensor:
-    """Images as float in [0, 1]: 8-bit images (0-255) divided by 255, float images as they are. Images
+    """Images as float32 in [0, 1]: 8-bit images (0-255) divided by 255, float images converted. Images
     travel to the accelerator in 8 bits (a quarter of the bytes) and become float there."""
-    return images.float() / 255.0 if images.dtype == torch.uint8 else images
+    if images.dtype == torch.uint8:
+        return images.float() / 255.0
+    if not images.is_floating_point():
+        raise ValueError(f"images must be uint8 (0-255) or float in [0, 1], not {images.dtype}")
+    return images.float()
 
 
 def imagenet_normalize(images: Tensor) -> Tensor:

@@ -99,10 +99,10 @@ class Aggregator(nn.Module):
         fused_kernels: bool = True,
         offload: bool = False,
     ) -> AggregatorOutput:
-        """images [B, S, 3, H, W], float in [0, 1] or uint8, on the model's device or on the host (then moved a chunk at a
-        time); per-frame work runs on ``frames_chunk`` frames at a time; ``fused_kernels`` allows the fused
-        qk-norm + RoPE kernel on CUDA; ``offload`` keeps the frame-block output the taps need in host memory
-        while the global block runs (for the largest scenes)."""
+        """images [B, S, 3, H, W], float in [0, 1] or uint8, on the model's device or on the host (then moved
+        a chunk at a time); per-frame work runs on ``frames_chunk`` frames at a time; ``fused_kernels`` allows
+        the fused qk-norm + RoPE kernel on CUDA; ``offload`` keeps the frame-block output the taps need in host
+        memory while the global block runs (for the largest scenes)."""
         stage = timer or untimed
         device = self.camera_token.device
         batch, frames, _, height, width = images.shape

@@ -92,7 +92,7 @@ class VGGT(nn.Module):
         fused_kernels: bool = True,
         offload: bool = False,
     ) -> dict[str, Any]:
-        """images [S, 3, H, W] or [B, S, 3, H, W] in [0, 1], H and W multiples of the patch size.
+        """images [S, 3, H, W] or [B, S, 3, H, W], float in [0, 1] or uint8, H and W multiples of the patch size.
 
         Returns, for the requested ``outputs`` (default: every head the model has):
         cameras: pose_enc [B, S, 9], extrinsic (T_camera_world, OpenCV) [B, S, 3, 4], intrinsic [B, S, 3, 3];

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class FrameLists:
     """Which frames each query frame attends to, as the kernel reads it: built once per frame graph and
     reused by every layer (the mask is data; the kernel is generic)."""
