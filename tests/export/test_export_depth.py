@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from vggt_sparse_ns.export import depth as depth_module
-from vggt_sparse_ns.export.config import ExportConfig
+from vggt_sparse_ns.export.config import ExportConfig, ExportError
 from vggt_sparse_ns.export.depth import png16_file, up_filtered_rows, write_depth_maps
 from vggt_sparse_ns.export.points import confident_pixels
 from vggt_sparse_ns.images import ImageTransform
@@ -119,6 +119,16 @@ def test_nerfstudio_reads_written_depth_as_world_depth_with_the_returned_unit(
         np.testing.assert_allclose(downscaled, resample_depth(depth, confidence >= 2.0, PADDED, size[::-1]), rtol=1e-4)
     deepest_kept = depth[5:37][confidence[5:37] >= 2.0].max()  # image rows only, confident only
     assert maps.unit == (1e-3 if depth_format == "npy" else pytest.approx(deepest_kept / 65535))
+
+
+def test_depth_maps_with_no_confident_depth_are_refused_before_any_file(tmp_path: Path) -> None:
+    depth = _model_depth(PADDED)
+    reconstruction = _reconstruction(PADDED, depth, np.full_like(depth, 1.0))
+    confident = confident_pixels(reconstruction, "depth", ExportConfig(confidence_percentile=0.0, min_confidence=2.0))
+    assert confident.total == 0 and confident.deepest == 0.0
+    with pytest.raises(ExportError, match="No depth passed the confidence filter"):
+        write_depth_maps(reconstruction, tmp_path, ["frame_00001"], confident, "png", num_downscales=1)
+    assert not any(tmp_path.rglob("*.png"))
 
 
 def _reference_resample(depth: np.ndarray, keep: np.ndarray, transform: ImageTransform, size: tuple[int, int]):

@@ -96,7 +96,7 @@ def resample_depth(depth: Tensor, keep: Tensor, transform: ImageTransform, size:
         return result
 
     def on_device(values: np.ndarray) -> Tensor:
-        return torch.from_numpy(values).to(device, torch.float32 if values.dtype.kind == "f" else None)
+        return to_device(values.astype(np.float32) if values.dtype.kind == "f" else values, device)
 
     inside_x = on_device((x_model >= x0) & (x_model < x1))
     near_x = on_device(np.clip(np.floor(x_model), x0, x1 - 1).astype(np.int64))
@@ -161,18 +161,6 @@ def _encoded(depth: Tensor, unit: float, depth_format: DepthFormat) -> np.ndarra
     return to_host(up_filtered_rows(_png_steps(depth, unit)))
 
 
-def _deepest_kept(depth: np.ndarray, keep: Tensor, device: torch.device | str) -> float:
-    """The largest of the host depths [S, H, W] where ``keep`` [S, H, W] holds (0 when it holds nowhere),
-    found on ``device`` a batch of frames at a time."""
-    frames_at_once = max(1, BATCH_PIXELS // (depth.shape[1] * depth.shape[2]))
-    deepest = 0.0
-    for start in range(0, len(depth), frames_at_once):
-        frames = slice(start, start + frames_at_once)
-        kept = torch.where(keep[frames].to(device), to_device(depth[frames], device), 0.0)
-        deepest = max(deepest, float(kept.amax()))
-    return deepest
-
-
 def _save(path: Path, encoded: np.ndarray) -> None:
     with atomic_path(path) as temporary, open(temporary, "wb") as file:
         if encoded.dtype == np.uint8:
@@ -200,7 +188,7 @@ def write_depth_maps(
     if depth_format == "npy":
         unit = NPY_UNIT
     else:
-        deepest = _deepest_kept(reconstruction.depth, confident.keep, device)
+        deepest = confident.deepest
         if deepest <= 0:
             raise ExportError("No depth passed the confidence filter; lower --confidence-percentile.")
         unit = deepest / PNG_MAX

@@ -113,20 +113,20 @@ def _inside_boxes(boxes: Tensor, height: int, width: int) -> Tensor:
 
 def _keep_masks(
     reconstruction: Reconstruction, source: PointSource, threshold: float, frames: slice, device: torch.device | str
-) -> Tensor:
+) -> tuple[Tensor, float]:
     """[B, H, W] True on the ``frames``' pixels that show the image, hold a finite prediction and pass
-    the confidence threshold."""
+    the confidence threshold, and the largest depth they keep (0 for the point head's source)."""
     confidence = to_device(_confidence(reconstruction, source)[frames], device)
     keep = confidence >= threshold
-    if source == "depth":
-        depth = to_device(reconstruction.depth[frames], device)
-        keep &= depth > 0
-        keep &= depth < torch.inf
-    else:
-        keep &= torch.isfinite(to_device(reconstruction.world_points[frames], device)).all(dim=-1)
     boxes = torch.tensor([t.valid_box for t in reconstruction.transforms[frames]], device=device)
     keep &= _inside_boxes(boxes, *confidence.shape[1:])
-    return keep
+    if source == "points":
+        keep &= torch.isfinite(to_device(reconstruction.world_points[frames], device)).all(dim=-1)
+        return keep, 0.0
+    depth = to_device(reconstruction.depth[frames], device)
+    keep &= depth > 0
+    keep &= depth < torch.inf
+    return keep, float(torch.where(keep, depth, 0.0).amax()) if keep.numel() else 0.0
 
 
 @dataclass(frozen=True)
@@ -141,6 +141,8 @@ class ConfidentPixels:
     finite prediction and pass the threshold."""
     total: int
     """True pixels in all frames."""
+    deepest: float
+    """The largest depth at a True pixel (source "depth"; 0 when none is True, and for "points")."""
 
 
 def confident_pixels(
@@ -154,12 +156,13 @@ def confident_pixels(
     )
     frames, height, width = confidence.shape
     keep = torch.empty((frames, height, width), dtype=torch.bool, device=device)
-    total = 0
+    total, deepest = 0, 0.0
     for chunk in _frame_chunks(frames, height * width):
-        keep[chunk] = _keep_masks(reconstruction, source, threshold, chunk, device)
+        keep[chunk], chunk_deepest = _keep_masks(reconstruction, source, threshold, chunk, device)
+        deepest = max(deepest, chunk_deepest)
         # summed as bytes: several times faster than a sum of bools on the CPU
         total += int(keep[chunk].view(torch.uint8).sum(dtype=torch.int64))
-    return ConfidentPixels(source, threshold, keep, total)
+    return ConfidentPixels(source, threshold, keep, total, deepest)
 
 
 def _candidate_draw(fraction: float, frames: int, pixels: int, device: torch.device | str) -> Callable[[slice], Tensor]:
