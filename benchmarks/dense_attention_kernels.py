@@ -2,7 +2,8 @@
 
     python -m benchmarks.dense_attention_kernels --frames 200 --size 518x518
 
-Kernels: cuDNN and flash SDPA in bf16, our Triton frame-list kernel with every frame listed, and
+Kernels: cuDNN and flash SDPA in bf16, our warp-specialised Gluon kernel (layers/kernels/
+dense_attention.py, the dense path on Hopper), our Triton frame-list kernel with every frame listed, and
 cuDNN's FP8 SDPA through cudnn-frontend (``pip install nvidia-cudnn-frontend``; skipped without it):
 q, k, v scaled per tensor into e4m3, softmax probabilities and output in e4m3 too (cuDNN takes a
 bf16 output with FP8 inputs on Blackwell only). Random bf16 q, k, v of 16 heads of 64; TFLOP/s
@@ -24,6 +25,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from benchmarks.common import RESULTS_DIR, merge_rows
 from benchmarks.frame_list_attention import cuda_seconds
+from vggt_sparse_ns.layers.kernels.dense_attention import dense_attention
 from vggt_sparse_ns.layers.kernels.frame_list_attention import FrameLists, frame_list_attention
 
 HEADS, HEAD_DIM, SPECIAL = 16, 64, 5
@@ -128,6 +130,7 @@ def main() -> None:
     kernels: dict[str, Attention | None] = {
         "cudnn-bf16": sdpa(SDPBackend.CUDNN_ATTENTION),
         "flash-bf16": sdpa(SDPBackend.FLASH_ATTENTION),
+        "gluon-bf16": dense_attention,
         "frame-list-bf16": frame_list_dense(tokens_per_frame),
         "cudnn-fp8": cudnn_fp8(),
     }

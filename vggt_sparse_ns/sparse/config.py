@@ -20,6 +20,8 @@ class SparseAttentionConfig:
 
     strategy: Literal["dense", "covisibility", "block-sparse"] = "covisibility"
     """dense: all frames attend to all (exact, O(S^2)). covisibility: each frame attends to its frame-graph neighbours (O(S*k); exact while S <= neighbors + 1). block-sparse: pooled q/k pick the attention blocks to compute, per layer."""
+    dense: DenseAttention = field(default_factory=DenseAttention)
+    """Settings of the dense strategy."""
     covisibility: CovisibilityAttention = field(default_factory=CovisibilityAttention)
     """Settings of the covisibility strategy."""
     block_sparse: BlockSparseAttention = field(default_factory=BlockSparseAttention)
@@ -34,7 +36,7 @@ class SparseAttentionConfig:
         model) replace the pooled patch tokens wherever a frame graph is built."""
         strategy: GlobalAttention
         if self.strategy == "dense":
-            strategy = DenseAttention()
+            strategy = self.dense
         elif self.strategy == "covisibility":
             strategy = self.covisibility if descriptors is None else replace(self.covisibility, descriptors=descriptors)
         else:
