@@ -1,5 +1,6 @@
-"""The covisibility attention kernels on one global layer's q, k, v: Triton frame-list kernel
-(several block shapes) against the gather path (gathered keys, cuDNN/flash SDPA).
+"""The covisibility attention kernels on one global layer's q, k, v: the warp-specialised Gluon frame-list
+kernel (Hopper, without the shared special tokens), the Triton frame-list kernel (several block shapes)
+and the gather path (gathered keys, cuDNN/flash SDPA).
 
     python -m benchmarks.frame_list_attention --frames 1000 --size 518x392 --neighbors 16 [--all-special]
 
@@ -17,6 +18,7 @@ from functools import partial
 import torch
 
 from benchmarks.common import RESULTS_DIR, merge_rows
+from vggt_sparse_ns.layers.kernels import frame_list_attention as kernels
 from vggt_sparse_ns.layers.kernels.frame_list_attention import FrameLists, frame_list_attention
 from vggt_sparse_ns.sparse import CovisibilityAttention, FrameGraph, FrameLayout
 from vggt_sparse_ns.sparse.covisibility import attended_frames
@@ -94,10 +96,22 @@ def main() -> None:
     )
     record("gather", cuda_seconds(partial(gather, q, k, v, 0)))
     reference = gather(q, k, v, 0)
+    if kernels.gluon_supports(q[0], k[0], v[0], args.all_special):
+        run = partial(
+            frame_list_attention, q[0], k[0], v[0], lists, tokens, SPECIAL, args.all_special, implementation="gluon"
+        )
+        error = float((run().float() - reference[0].float()).abs().max())
+        shape = {
+            "block_m": 64 * 3,
+            "block_n": kernels.GLUON_BLOCK_N,
+            "num_warps": 13,
+            "num_stages": kernels.GLUON_STAGES,
+        }
+        record("gluon", cuda_seconds(run), **shape, max_abs_diff_vs_gather=round(error, 5))
     for block_m, block_n, warps, stages in BLOCK_SHAPES:
         run = partial(
             frame_list_attention, q[0], k[0], v[0], lists, tokens, SPECIAL, args.all_special,
-            block_m=block_m, block_n=block_n, num_warps=warps, num_stages=stages,
+            block_m=block_m, block_n=block_n, num_warps=warps, num_stages=stages, implementation="triton",
         )  # fmt: skip
         error = float((run().float() - reference[0].float()).abs().max())
         shape = {"block_m": block_m, "block_n": block_n, "num_warps": warps, "num_stages": stages}

@@ -1,4 +1,5 @@
-"""The Gluon dense-attention kernel is softmax attention, as exact as PyTorch's SDPA, and runs only where it can.
+"""Dense attention through the warp-specialised Gluon kernel is softmax attention, as exact as PyTorch's SDPA,
+and runs only where it can.
 
 The kernel needs a Hopper GPU (Triton's interpreter cannot run warp-specialised Gluon), so on CPU the
 program is compiled for sm_90a with the installed Triton, which catches a Triton that no longer takes it;
@@ -28,17 +29,20 @@ COMPILE_FOR_SM90 = textwrap.dedent(
     from triton.backends.compiler import GPUTarget
     from triton.experimental.gluon._runtime import GluonASTSource
     from triton.runtime.jit import mangle_type
-    from vggt_sparse_ns.layers.kernels import dense_attention as api
+    from vggt_sparse_ns.layers.kernels import frame_list_attention as api
 
-    kernel = api._kernel()
+    kernel = api._gluon_kernel()
     rows = torch.empty(4096, 64, dtype=torch.bfloat16)
-    descriptors = [api._descriptor(rows, kernel.ROWS.value)] + [api._descriptor(rows, api.BLOCK_N)] * 2
+    tiles = (kernel.ROWS.value, api.GLUON_BLOCK_N, api.GLUON_BLOCK_N)
+    descriptors = [api._gluon_descriptor(rows, tile) for tile in tiles]
     signature = {name: mangle_type(d) for name, d in zip(("q_desc", "k_desc", "v_desc"), descriptors)}
-    constants = {"HEAD_DIM": 64, "BLOCK_N": api.BLOCK_N, "STAGES": api.STAGES,
-                 "CONSUMER_REGISTERS": api.CONSUMER_REGISTERS}
-    signature |= {"out_ptr": "*bf16", "seq_len": "i32", "scale_log2": "fp32"} | dict.fromkeys(constants, "constexpr")
-    source = GluonASTSource(kernel.dense_attention_kernel, signature, constants)
-    options = {"num_warps": 4, "maxnreg": api.MAX_REGISTERS}
+    signature |= {"out_ptr": "*bf16", "out_head_stride": "i64", "out_row_stride": "i64", "indptr_ptr": "*i64",
+                  "indices_ptr": "*i64", "order_ptr": "*i64", "frames": "i32", "tokens": "i32", "scale_log2": "fp32"}
+    constants = {"HEAD_DIM": 64, "BLOCK_N": api.GLUON_BLOCK_N, "STAGES": api.GLUON_STAGES,
+                 "CONSUMER_REGISTERS": api.GLUON_CONSUMER_REGISTERS}
+    signature |= dict.fromkeys(constants, "constexpr")
+    source = GluonASTSource(kernel.frame_list_attention_kernel, signature, constants)
+    options = {"num_warps": 4, "maxnreg": api.GLUON_MAX_REGISTERS}
     compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options=options)
     print(len(compiled.asm["cubin"]))
     """

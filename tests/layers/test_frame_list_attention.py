@@ -120,3 +120,37 @@ def test_compiled_kernel_matches_the_gather_path_at_model_shapes(all_special_tok
         for kernel in ("triton", "gather")
     ]
     torch.testing.assert_close(outputs[0].float(), outputs[1].float(), rtol=0, atol=2e-2)
+
+
+HOPPER = torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 0)
+
+
+@pytest.mark.skipif(not HOPPER, reason="the Gluon kernel runs on Hopper GPUs only")
+@pytest.mark.parametrize("tokens", [300, 256, 37], ids=["partial-last-tile", "whole-tiles", "one-partial-tile"])
+def test_gluon_kernel_equals_masked_attention(tokens):
+    heads = 2
+    lists = [[0, 1, 2, 3, 4], [1, 0], [], [3, 0], [4, 0, 2]]  # frame 2 attends to nothing: zeros
+    generator = torch.Generator(device="cuda").manual_seed(0)
+    q, k, v = (
+        torch.randn(heads, len(lists) * tokens, 64, generator=generator, device="cuda", dtype=torch.bfloat16)
+        for _ in range(3)
+    )
+    out = frame_list_attention(q, k, v, csr(lists, "cuda"), tokens, 5, all_special_tokens=False, implementation="gluon")
+    mask = key_mask(lists, tokens, 5, all_special=False).cuda()
+    expected = F.scaled_dot_product_attention(q.double(), k.double(), v.double(), attn_mask=mask)
+    empty = slice(2 * tokens, 3 * tokens)
+    assert torch.equal(out[:, empty], torch.zeros_like(out[:, empty]))
+    expected[:, empty] = 0  # masked SDPA gives NaN for a row with no key
+    torch.testing.assert_close(out.double(), expected, rtol=0, atol=2e-2)
+
+
+@pytest.mark.skipif(not HOPPER, reason="the Gluon kernel runs on Hopper GPUs only")
+def test_gluon_kernel_writes_into_a_strided_out_and_reads_strided_values():
+    tokens, heads = 300, 2
+    qkv = torch.randn(len(LISTS) * tokens, 3, heads, 64, device="cuda", dtype=torch.bfloat16)
+    q, k, v = qkv.permute(1, 2, 0, 3).unbind(0)
+    out = torch.full((len(LISTS) * tokens, heads, 64), float("nan"), device="cuda", dtype=torch.bfloat16)
+    args = (q, k, v, csr(LISTS, "cuda"), tokens, 5, False)
+    frame_list_attention(*args, out=out.transpose(0, 1), implementation="gluon")
+    expected = frame_list_attention(*args, implementation="triton")
+    torch.testing.assert_close(out.transpose(0, 1).float(), expected.float(), rtol=0, atol=2e-2)

@@ -7,9 +7,10 @@ no padding or mask is needed: each chunk is one plain SDPA call (FlashAttention/
 native kernels on MPS and CPU). Memory is bounded by the gathered keys of one chunk; cost is
 O(S * (k + 1)) frame pairs plus the S^2 * special-token pairs (none with all_special_tokens off).
 
-On CUDA the same attention runs by default in one Triton kernel that reads each listed frame's
-keys where they lie (layers/kernels/frame_list_attention.py), which saves the gathers' copies;
-the gather path stays the reference and the path everywhere else.
+On CUDA the same attention runs by default in one kernel that reads each listed frame's keys where
+they lie (layers/kernels/frame_list_attention.py: warp-specialised Gluon on Hopper without the shared
+special tokens, Triton otherwise), which saves the gathers' copies; the gather path stays the
+reference and the path everywhere else.
 """
 
 from __future__ import annotations
@@ -170,7 +171,7 @@ class CovisibilityAttention(FrameGraphSource):
     """Also attend to every frame's camera and register tokens (global context at a cost of S^2 x 5 keys: a fifth
     of the keys at 1,000 frames, half at 4,096). Off: only those of the attended frames, so cost is O(S * k)."""
     kernel: Literal["auto", "triton", "gather"] = "auto"
-    """auto: triton on CUDA when Triton is installed and the shapes suit it, else gather. triton: one kernel reading the listed frames' keys in place. gather: listed frames' keys copied into batches for SDPA."""
+    """auto: triton on CUDA when Triton is installed and the shapes suit it, else gather. triton: one kernel reading the listed frames' keys in place (its warp-specialised Gluon form on Hopper). gather: listed frames' keys copied into batches for SDPA."""
     max_gathered_frames: int = 512
     """gather kernel: keys and values of at most this many frames are gathered at once (bounds memory; at least one query frame per chunk)."""
 

@@ -8,8 +8,11 @@ frames' keys into contiguous batches for SDPA, which costs a copy of every gathe
 per layer. Here one program owns a block of one frame's queries and one head and walks a virtual
 key sequence (the special tokens, packed once per call, then the listed frames' tokens), loading
 each key tile where it lies through tensor descriptors (TMA on Hopper): flash-attention's online
-softmax in fp32, with no copy of the listed frames' keys. Triton is imported lazily: the package
-works without it (CPU, MPS).
+softmax in fp32, with no copy of the listed frames' keys. On Hopper GPUs, without the shared special
+tokens, a warp-specialised Gluon version of the same walk runs instead (_frame_list_attention_gluon.py:
+a producer warp streams the key tiles by TMA and three warpgroups take turns on the tensor cores,
+each computing its softmax while the next one's products run); dense attention is its one-frame case.
+Triton is imported lazily: the package works without it (CPU, MPS).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -60,6 +64,7 @@ def frame_list_attention(
     block_n: int = 64,
     num_warps: int = 4,
     num_stages: int = 2,
+    implementation: Literal["auto", "gluon", "triton"] = "auto",
 ) -> Tensor:
     """Softmax attention of q over the keys each query frame may see, for one scene.
 
@@ -67,12 +72,16 @@ def frame_list_attention(
     ``lists``: the frames whose patch tokens each frame attends to, and with ``all_special_tokens`` every
     frame's special tokens; without it, the listed frames' special tokens only. Returns
     [heads, S * T, head_dim] in q's dtype, written into ``out`` when given (zeros for a frame with no key
-    at all: an empty list and no shared special tokens). ``supports`` says which inputs the kernel takes."""
+    at all: an empty list and no shared special tokens). ``implementation`` auto: the Gluon kernel where
+    ``gluon_supports`` holds, else the Triton kernel (``supports``; block sizes, warps and stages tune it)."""
     heads, length, head_dim = q.shape
     frames = lists.frames
     if length != frames * tokens_per_frame:
         raise ValueError(f"sequence of {length} tokens is not {frames} frames of {tokens_per_frame}")
-    if not supports(q, k, v, special_tokens, all_special_tokens):
+    use_gluon = implementation == "gluon" or (implementation == "auto" and gluon_supports(q, k, v, all_special_tokens))
+    if use_gluon and not gluon_supports(q, k, v, all_special_tokens):
+        raise ValueError("the Gluon frame_list_attention needs what gluon_supports() checks: see its docstring")
+    if not use_gluon and not supports(q, k, v, special_tokens, all_special_tokens):
         raise ValueError("frame_list_attention needs what supports() checks: see its docstring")
     if out is not None and (out.shape != q.shape or out.dtype != q.dtype or out.stride(-1) != 1):
         raise ValueError(f"out must be like q {tuple(q.shape)} {q.dtype} with unit stride along head_dim")
@@ -80,6 +89,8 @@ def frame_list_attention(
         out = torch.empty(heads, length, head_dim, device=q.device, dtype=q.dtype)
     if lists.indptr.device != q.device:
         raise ValueError(f"frame lists on {lists.indptr.device}, queries on {q.device}: build them with device=")
+    if use_gluon:
+        return _attend_gluon(q, k, v, lists, tokens_per_frame, out)
     k_desc, v_desc = _descriptor(k, block_n), _descriptor(v, block_n)
     special_k_desc, special_v_desc, frame_key_offset = k_desc, v_desc, 0
     if all_special_tokens:  # packed once, so the kernel reads them as one contiguous key run
@@ -111,6 +122,74 @@ def supports(q: Tensor, k: Tensor, v: Tensor, special_tokens: int, all_special_t
     size = q.element_size()
     aligned = all(t.data_ptr() % 16 == 0 and all(s * size % 16 == 0 for s in t.stride()[:-1]) for t in tensors)
     return aligned and head_dim in (16, 32, 64, 128, 256) and (special_tokens > 0 or not all_special_tokens)
+
+
+def gluon_supports(q: Tensor, k: Tensor, v: Tensor, all_special_tokens: bool) -> bool:
+    """Whether the Gluon kernel takes these inputs: q, k, v of one shape [heads, L, 64] and one dtype
+    (bfloat16 or float16) on a CUDA device of compute capability 9.0 (Hopper: wgmma and register
+    reallocation), fewer than 2^31 rows in all (TMA coordinates), no shared special tokens, and Triton
+    with Gluon installed."""
+    tensors = (q, k, v)
+    if all_special_tokens or any(t.dim() != 3 or t.shape != q.shape or t.dtype != q.dtype for t in tensors):
+        return False
+    if q.dtype not in (torch.bfloat16, torch.float16) or q.shape[-1] != GLUON_HEAD_DIM or q.numel() == 0:
+        return False
+    if not all(t.is_cuda for t in tensors) or q.numel() // GLUON_HEAD_DIM >= 2**31:
+        return False
+    return torch.cuda.get_device_capability(q.device) == (9, 0) and _gluon_available()
+
+
+GLUON_HEAD_DIM = 64
+GLUON_BLOCK_N = 128
+GLUON_STAGES = 3
+GLUON_CONSUMER_REGISTERS = 160
+GLUON_MAX_REGISTERS = 128
+"""Per-thread registers at launch (12 warps fill the register file); the producer warp then gives its
+registers up to the consumer warpgroups (GLUON_CONSUMER_REGISTERS each)."""
+
+
+def _attend_gluon(q: Tensor, k: Tensor, v: Tensor, lists: FrameLists, tokens_per_frame: int, out: Tensor) -> Tensor:
+    heads, length, head_dim = q.shape
+    rows = heads * length
+    q2, k2, v2 = (t.reshape(rows, head_dim).contiguous() for t in (q, k, v))
+    kernel = _gluon_kernel()
+    rows_per_warpgroup = kernel.ROWS.value
+    grid = (-(-tokens_per_frame // (kernel.CONSUMERS.value * rows_per_warpgroup)), lists.frames, heads)
+    kernel.frame_list_attention_kernel[grid](
+        _gluon_descriptor(q2, rows_per_warpgroup), _gluon_descriptor(k2, GLUON_BLOCK_N),
+        _gluon_descriptor(v2, GLUON_BLOCK_N), out, out.stride(0), out.stride(1), lists.indptr, lists.indices,
+        lists.launch_order, lists.frames, tokens_per_frame, math.log2(math.e) / math.sqrt(head_dim),
+        HEAD_DIM=head_dim, BLOCK_N=GLUON_BLOCK_N, STAGES=GLUON_STAGES,
+        CONSUMER_REGISTERS=GLUON_CONSUMER_REGISTERS, num_warps=4, maxnreg=GLUON_MAX_REGISTERS,
+    )  # fmt: skip
+    return out
+
+
+@functools.cache
+def _gluon_available() -> bool:
+    try:
+        from triton.experimental.gluon import language as gl
+        from triton.experimental.gluon.language.nvidia.hopper import warpgroup_mma  # noqa: F401
+    except ImportError:
+        return False
+    return hasattr(gl, "warp_specialize")
+
+
+def _gluon_descriptor(x: Tensor, block_rows: int):
+    """A TMA descriptor of x [rows, 64] read in [block_rows, 64] tiles, swizzled for wgmma."""
+    from triton.experimental.gluon import language as gl
+    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+
+    block = [block_rows, x.shape[-1]]
+    layout = gl.NVMMASharedLayout.get_default_for(block, gl.bfloat16 if x.dtype == torch.bfloat16 else gl.float16)
+    return TensorDescriptor(x, list(x.shape), list(x.stride()), block, layout)
+
+
+@functools.cache
+def _gluon_kernel():
+    from vggt_sparse_ns.layers.kernels import _frame_list_attention_gluon
+
+    return _frame_list_attention_gluon
 
 
 def _descriptor(x: Tensor, block_n: int):
