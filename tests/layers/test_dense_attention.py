@@ -16,7 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vggt_sparse_ns.layers.kernels.dense_attention import dense_attention, supports
+from vggt_sparse_ns.layers.kernels.dense_attention import dense_attention, supports, unsupported
 from vggt_sparse_ns.sparse import DenseAttention
 from vggt_sparse_ns.sparse.base import FrameLayout
 
@@ -68,11 +68,13 @@ def test_kernel_compiles_for_hopper_with_the_installed_triton():
     assert int(result.stdout.split()[-1]) > 0
 
 
-def test_inputs_the_kernel_cannot_take_are_refused():
+def test_inputs_the_kernel_cannot_take_are_refused_with_the_reason():
     q, k, v = qkv(1, 2, 100, torch.bfloat16, "cpu")
-    assert not supports(q, k, v)  # not on a GPU
-    with pytest.raises(ValueError, match="supports"):
+    assert not supports(q, k, v)
+    with pytest.raises(ValueError, match="cannot take these inputs: it runs on Hopper GPUs"):
         dense_attention(q, k, v)
+    empty = torch.zeros(0, 2, 100, 64, dtype=torch.bfloat16)
+    assert unsupported(empty, empty, empty) == "q, k and v must be [B, heads, L, head_dim] of one shape, not empty"
 
 
 def test_dense_attention_on_cpu_is_sdpa():
@@ -99,7 +101,7 @@ def test_kernel_is_as_exact_as_sdpa(batch, heads, length, dtype):
 
 
 @needs_hopper
-def test_kernel_reads_strided_inputs():
+def test_kernel_takes_strided_inputs():
     qkv_rows = 1.5 * torch.randn(1, 700, 3, 2, 64, device="cuda", dtype=torch.bfloat16)
     q, k, v = qkv_rows.permute(2, 0, 3, 1, 4).unbind(0)  # the layout the attention layer's qkv gives
     reference = F.scaled_dot_product_attention(q.double(), k.double(), v.double())
@@ -115,3 +117,12 @@ def test_dense_attention_runs_the_kernel_on_hopper():
     assert auto.summary() == {"strategy": "dense", "kernel": "gluon"}
     sdpa = DenseAttention(kernel="sdpa").prepare(layout, q)
     torch.testing.assert_close(sdpa(q, k, v, 0), F.scaled_dot_product_attention(q, k, v), rtol=0, atol=0)
+
+
+@needs_hopper
+@pytest.mark.parametrize("dtype, head_dim", [(torch.float32, 64), (torch.bfloat16, 128)], ids=["fp32", "head-dim-128"])
+def test_dense_attention_falls_back_to_sdpa_where_the_kernel_cannot_run(dtype, head_dim):
+    q, k, v = (torch.randn(1, 2, 500, head_dim, device="cuda", dtype=dtype) for _ in "qkv")
+    plan = DenseAttention().prepare(FrameLayout(batch=1, frames=1, tokens_per_frame=500, special_tokens=5), q)
+    torch.testing.assert_close(plan(q, k, v, 0), F.scaled_dot_product_attention(q, k, v), rtol=0, atol=0)
+    assert plan.summary()["kernel"] == "sdpa"

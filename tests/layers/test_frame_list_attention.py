@@ -102,7 +102,8 @@ def test_a_sequence_that_is_not_whole_frames_is_refused():
     reason="needs a CUDA GPU and Triton (run on the device: see docs/benchmarks/README.md)",
 )
 @pytest.mark.parametrize("all_special_tokens", [True, False])
-def test_compiled_kernel_matches_the_gather_path_at_model_shapes(all_special_tokens):
+def test_compiled_kernels_match_the_gather_path_at_model_shapes(all_special_tokens):
+    from vggt_sparse_ns.layers.kernels.frame_list_attention import gluon_supports
     from vggt_sparse_ns.sparse import CovisibilityAttention, FrameLayout
 
     frames, tokens, special, heads, head_dim = 40, 1041, 5, 16, 64
@@ -113,13 +114,31 @@ def test_compiled_kernel_matches_the_gather_path_at_model_shapes(all_special_tok
     )
     patch_tokens = torch.randn(1, frames, tokens - special, 32, generator=generator, device="cuda")
     layout = FrameLayout(1, frames, tokens, special)
-    outputs = [
-        CovisibilityAttention(neighbors=4, kernel=kernel, all_special_tokens=all_special_tokens).prepare(
+    plans = {
+        kernel: CovisibilityAttention(neighbors=4, kernel=kernel, all_special_tokens=all_special_tokens).prepare(
             layout, patch_tokens
-        )(q, k, v, layer=0)
+        )
         for kernel in ("triton", "gather")
-    ]
-    torch.testing.assert_close(outputs[0].float(), outputs[1].float(), rtol=0, atol=2e-2)
+    }
+    expected = plans["gather"](q, k, v, layer=0)[0].float()
+    torch.testing.assert_close(plans["triton"](q, k, v, layer=0)[0].float(), expected, rtol=0, atol=2e-2)
+    implementations = ["triton"] + (["gluon"] if gluon_supports(q[0], k[0], v[0], all_special_tokens) else [])
+    for implementation in implementations:
+        out = frame_list_attention(
+            q[0], k[0], v[0], plans["triton"].scene_lists[0], tokens, special, all_special_tokens,
+            implementation=implementation,
+        )  # fmt: skip
+        torch.testing.assert_close(out.float(), expected, rtol=0, atol=2e-2)
+
+
+def test_an_unknown_implementation_or_a_gluon_refusal_is_one_clear_message():
+    q = torch.zeros(1, 55, 64)
+    with pytest.raises(ValueError, match="implementation must be auto, gluon or triton"):
+        frame_list_attention(q, q, q, csr(LISTS), 11, 5, implementation="cuda")
+    with pytest.raises(ValueError, match="cannot take these inputs: it takes bfloat16 or float16"):
+        frame_list_attention(q, q, q, csr(LISTS), 11, 5, all_special_tokens=False, implementation="gluon")
+    with pytest.raises(ValueError, match="cannot take these inputs: it does not attend to every frame's special"):
+        frame_list_attention(q, q, q, csr(LISTS), 11, 5, all_special_tokens=True, implementation="gluon")
 
 
 HOPPER = torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 0)
@@ -127,13 +146,13 @@ HOPPER = torch.cuda.is_available() and torch.cuda.get_device_capability() == (9,
 
 @pytest.mark.skipif(not HOPPER, reason="the Gluon kernel runs on Hopper GPUs only")
 @pytest.mark.parametrize("tokens", [300, 256, 37], ids=["partial-last-tile", "whole-tiles", "one-partial-tile"])
-def test_gluon_kernel_equals_masked_attention(tokens):
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_gluon_kernel_equals_masked_attention(tokens, dtype):
     heads = 2
     lists = [[0, 1, 2, 3, 4], [1, 0], [], [3, 0], [4, 0, 2]]  # frame 2 attends to nothing: zeros
     generator = torch.Generator(device="cuda").manual_seed(0)
     q, k, v = (
-        torch.randn(heads, len(lists) * tokens, 64, generator=generator, device="cuda", dtype=torch.bfloat16)
-        for _ in range(3)
+        torch.randn(heads, len(lists) * tokens, 64, generator=generator, device="cuda", dtype=dtype) for _ in range(3)
     )
     out = frame_list_attention(q, k, v, csr(lists, "cuda"), tokens, 5, all_special_tokens=False, implementation="gluon")
     mask = key_mask(lists, tokens, 5, all_special=False).cuda()
@@ -145,7 +164,7 @@ def test_gluon_kernel_equals_masked_attention(tokens):
 
 
 @pytest.mark.skipif(not HOPPER, reason="the Gluon kernel runs on Hopper GPUs only")
-def test_gluon_kernel_writes_into_a_strided_out_and_reads_strided_values():
+def test_gluon_kernel_writes_into_a_strided_out_and_takes_strided_values():
     tokens, heads = 300, 2
     qkv = torch.randn(len(LISTS) * tokens, 3, heads, 64, device="cuda", dtype=torch.bfloat16)
     q, k, v = qkv.permute(1, 2, 0, 3).unbind(0)

@@ -87,7 +87,7 @@ class _CovisibilityPlan:
 
     @functools.cached_property
     def scene_lists(self) -> list[FrameLists]:
-        """Per scene, the frames each frame attends to, for the Triton kernel."""
+        """Per scene, the frames each frame attends to, for the in-place kernel."""
         return [FrameLists.from_csr(*attended_frames(graph)) for graph in self.graphs]
 
     @functools.cached_property

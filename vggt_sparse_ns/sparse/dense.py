@@ -33,7 +33,7 @@ class DenseAttention:
     """All S*T tokens attend to each other: O(S^2) in frames. The reference every sparse strategy is checked against."""
 
     kernel: Literal["auto", "gluon", "sdpa"] = "auto"
-    """auto: gluon where it runs (Hopper GPUs, head dim 64, Triton with Gluon), else sdpa. gluon: the warp-specialised kernel of layers/kernels/dense_attention.py. sdpa: PyTorch's scaled_dot_product_attention (cuDNN first on CUDA)."""
+    """auto: gluon where it runs (Hopper GPUs, bfloat16 or float16, head dim 64, Triton 3.6+ with Gluon), else sdpa. gluon: the warp-specialised kernel of layers/kernels/dense_attention.py. sdpa: PyTorch's scaled_dot_product_attention (cuDNN first on CUDA)."""
 
     def prepare(self, layout: FrameLayout, patch_tokens: Tensor) -> _DensePlan:
         return _DensePlan(self.kernel)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vggt_sparse_ns.sparse.base import AttentionPlan, FrameLayout, GlobalAttention
+from vggt_sparse_ns.sparse.dense import DenseAttention
 
 
 def frame_attention(q: Tensor, k: Tensor, v: Tensor, tokens_per_frame: int) -> Tensor:
@@ -32,13 +33,14 @@ class _LayerSelectionPlan:
         self.selection = selection
         self.layout = layout
         self.inner = inner
+        self.dense = DenseAttention().prepare(layout, None)
         self.graphs = inner.graphs
 
     def __call__(self, q: Tensor, k: Tensor, v: Tensor, layer: int) -> Tensor:
         if layer in self.selection.frame_layers:
             return frame_attention(q, k, v, self.layout.tokens_per_frame)
         if layer in self.selection.dense_layers:
-            return F.scaled_dot_product_attention(q, k, v)
+            return self.dense(q, k, v, layer)
         return self.inner(q, k, v, layer)
 
     def summary(self) -> dict[str, Any]:

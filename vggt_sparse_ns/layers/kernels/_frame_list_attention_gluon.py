@@ -30,6 +30,7 @@ CONSUMERS: gl.constexpr = gl.constexpr(3)
 @gluon.jit
 def _producer(buffers, barriers, problem, which: gl.constexpr, STAGES: gl.constexpr, BLOCK_N: gl.constexpr,
               HEAD_DIM: gl.constexpr):  # fmt: skip
+    # Worker partitions share one signature, so `which` and HEAD_DIM are the consumers' and unused here.
     q_desc, k_desc, v_desc, q_smem, k_smem, v_smem = buffers
     q_ready, k_ready, v_ready, kv_empty, turn = barriers
     out_ptr, out_strides, indices_ptr, first, listed, tokens, head_row, frame_row, query_row, scale_log2 = problem

@@ -16,15 +16,16 @@ import functools
 import torch
 from torch import Tensor
 
-from vggt_sparse_ns.layers.kernels.frame_list_attention import FrameLists, frame_list_attention, gluon_supports
+from vggt_sparse_ns.layers.kernels.frame_list_attention import FrameLists, frame_list_attention, gluon_unsupported
 
 
 def dense_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     """Softmax attention of every query over every key, per (batch, head): q, k, v [B, heads, L, 64] of one
     half-precision dtype on a Hopper GPU (see ``supports``). Returns [B, heads, L, 64] in q's dtype, as
     ``F.scaled_dot_product_attention(q, k, v)`` would."""
-    if not supports(q, k, v):
-        raise ValueError("dense_attention needs what supports() checks: see its docstring")
+    refusal = unsupported(q, k, v)
+    if refusal is not None:
+        raise ValueError(f"dense_attention cannot take these inputs: {refusal}")
     batch, heads, length, head_dim = q.shape
     q3, k3, v3 = (t.reshape(batch * heads, length, head_dim) for t in (q, k, v))
     out = frame_list_attention(q3, k3, v3, _one_frame(q.device), length, 0, False, implementation="gluon")
@@ -32,11 +33,18 @@ def dense_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
 
 
 def supports(q: Tensor, k: Tensor, v: Tensor) -> bool:
-    """Whether the kernel takes these inputs: q, k, v of one shape [B, heads, L, 64] (self-attention) and
-    one dtype (bfloat16 or float16) on a Hopper GPU, with Triton's Gluon installed (``gluon_supports``)."""
-    if any(t.dim() != 4 or t.shape != q.shape for t in (q, k, v)) or q.shape[:3].numel() >= 2**31:
-        return False
-    return gluon_supports(q[0], k[0], v[0], all_special_tokens=False)
+    """Whether the kernel takes these inputs (``unsupported`` says why not)."""
+    return unsupported(q, k, v) is None
+
+
+def unsupported(q: Tensor, k: Tensor, v: Tensor) -> str | None:
+    """Why the kernel cannot take these inputs, or None when it can: q, k, v of one shape [B, heads, L, 64]
+    (self-attention), none empty, and what ``gluon_unsupported`` asks of each (batch, head) sequence."""
+    if any(t.dim() != 4 or t.shape != q.shape for t in (q, k, v)) or q.numel() == 0:
+        return "q, k and v must be [B, heads, L, head_dim] of one shape, not empty"
+    if q.shape[:3].numel() >= 2**31:
+        return "its tensor descriptors need fewer than 2^31 rows"
+    return gluon_unsupported(q[0], k[0], v[0], all_special_tokens=False)
 
 
 @functools.cache

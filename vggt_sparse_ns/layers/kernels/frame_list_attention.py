@@ -1,4 +1,4 @@
-"""Attention over per-frame key lists, reading keys and values where they lie (no gathers).
+"""Attention over per-frame key lists, reading each listed frame's keys and values where they lie (no gathers).
 
 The sequence is S frames of T tokens, each frame's first ``special_tokens`` being its camera and
 register tokens. Every query token of frame f attends to the tokens of the frames listed for f
@@ -11,7 +11,8 @@ each key tile where it lies through tensor descriptors (TMA on Hopper): flash-at
 softmax in fp32, with no copy of the listed frames' keys. On Hopper GPUs, without the shared special
 tokens, a warp-specialised Gluon version of the same walk runs instead (_frame_list_attention_gluon.py:
 a producer warp streams the key tiles by TMA and three warpgroups take turns on the tensor cores,
-each computing its softmax while the next one's products run); dense attention is its one-frame case.
+each computing its softmax while the next one's products run; strided q, k, v, such as v as a view of
+the qkv projection, are first copied to contiguous rows); dense attention is its one-frame case.
 Triton is imported lazily: the package works without it (CPU, MPS).
 """
 
@@ -78,9 +79,12 @@ def frame_list_attention(
     frames = lists.frames
     if length != frames * tokens_per_frame:
         raise ValueError(f"sequence of {length} tokens is not {frames} frames of {tokens_per_frame}")
-    use_gluon = implementation == "gluon" or (implementation == "auto" and gluon_supports(q, k, v, all_special_tokens))
-    if use_gluon and not gluon_supports(q, k, v, all_special_tokens):
-        raise ValueError("the Gluon frame_list_attention needs what gluon_supports() checks: see its docstring")
+    if implementation not in ("auto", "gluon", "triton"):
+        raise ValueError(f"implementation must be auto, gluon or triton, not {implementation!r}")
+    gluon_refusal = gluon_unsupported(q, k, v, all_special_tokens) if implementation != "triton" else "not asked"
+    use_gluon = gluon_refusal is None
+    if implementation == "gluon" and not use_gluon:
+        raise ValueError(f"the Gluon frame_list_attention cannot take these inputs: {gluon_refusal}")
     if not use_gluon and not supports(q, k, v, special_tokens, all_special_tokens):
         raise ValueError("frame_list_attention needs what supports() checks: see its docstring")
     if out is not None and (out.shape != q.shape or out.dtype != q.dtype or out.stride(-1) != 1):
@@ -125,18 +129,29 @@ def supports(q: Tensor, k: Tensor, v: Tensor, special_tokens: int, all_special_t
 
 
 def gluon_supports(q: Tensor, k: Tensor, v: Tensor, all_special_tokens: bool) -> bool:
-    """Whether the Gluon kernel takes these inputs: q, k, v of one shape [heads, L, 64] and one dtype
-    (bfloat16 or float16) on a CUDA device of compute capability 9.0 (Hopper: wgmma and register
-    reallocation), fewer than 2^31 rows in all (TMA coordinates), no shared special tokens, and Triton
-    with Gluon installed."""
+    """Whether the Gluon kernel takes these inputs (``gluon_unsupported`` says why not)."""
+    return gluon_unsupported(q, k, v, all_special_tokens) is None
+
+
+def gluon_unsupported(q: Tensor, k: Tensor, v: Tensor, all_special_tokens: bool) -> str | None:
+    """Why the Gluon kernel cannot take these inputs, or None when it can. It takes q, k, v of one shape
+    [heads, L, 64] and one dtype (bfloat16 or float16), 16-byte aligned, on a CUDA device of compute
+    capability 9.0 (Hopper: wgmma and register reallocation), fewer than 2^31 rows in all (TMA
+    coordinates), without the shared special tokens, with Triton 3.6 or newer (Gluon's warp specialisation)."""
     tensors = (q, k, v)
-    if all_special_tokens or any(t.dim() != 3 or t.shape != q.shape or t.dtype != q.dtype for t in tensors):
-        return False
+    if all_special_tokens:
+        return "it does not attend to every frame's special tokens (all_special_tokens)"
+    if any(t.dim() != 3 or t.shape != q.shape or t.dtype != q.dtype for t in tensors):
+        return "q, k and v must be [heads, L, head_dim] of one shape and dtype"
     if q.dtype not in (torch.bfloat16, torch.float16) or q.shape[-1] != GLUON_HEAD_DIM or q.numel() == 0:
-        return False
-    if not all(t.is_cuda for t in tensors) or q.numel() // GLUON_HEAD_DIM >= 2**31:
-        return False
-    return torch.cuda.get_device_capability(q.device) == (9, 0) and _gluon_available()
+        return f"it takes bfloat16 or float16 with head dim {GLUON_HEAD_DIM}, not {q.dtype} with {q.shape[-1]}"
+    if not all(t.is_cuda for t in tensors) or torch.cuda.get_device_capability(q.device) != (9, 0):
+        return "it runs on Hopper GPUs (CUDA compute capability 9.0) only"
+    if any(t.data_ptr() % 16 for t in tensors) or q.numel() // GLUON_HEAD_DIM >= 2**31:
+        return "its tensor descriptors need 16-byte aligned tensors of fewer than 2^31 rows"
+    if not _gluon_available():
+        return "it needs Triton 3.6 or newer with Gluon"
+    return None
 
 
 GLUON_HEAD_DIM = 64
@@ -144,8 +159,8 @@ GLUON_BLOCK_N = 128
 GLUON_STAGES = 3
 GLUON_CONSUMER_REGISTERS = 160
 GLUON_MAX_REGISTERS = 128
-"""Per-thread registers at launch (12 warps fill the register file); the producer warp then gives its
-registers up to the consumer warpgroups (GLUON_CONSUMER_REGISTERS each)."""
+"""Per-thread registers at launch: 13 warps run as 4 warpgroups, 16 x 32 x 128 fills the register file;
+the producer's warpgroup then drops to 24 per thread and the consumers take the rest."""
 
 
 def _attend_gluon(q: Tensor, k: Tensor, v: Tensor, lists: FrameLists, tokens_per_frame: int, out: Tensor) -> Tensor:
@@ -168,11 +183,11 @@ def _attend_gluon(q: Tensor, k: Tensor, v: Tensor, lists: FrameLists, tokens_per
 @functools.cache
 def _gluon_available() -> bool:
     try:
-        from triton.experimental.gluon import language as gl
+        import triton
         from triton.experimental.gluon.language.nvidia.hopper import warpgroup_mma  # noqa: F401
     except ImportError:
         return False
-    return hasattr(gl, "warp_specialize")
+    return tuple(int(part) for part in triton.__version__.split(".")[:2]) >= (3, 6)
 
 
 def _gluon_descriptor(x: Tensor, block_rows: int):
