@@ -81,10 +81,10 @@ def frame_list_attention(
         raise ValueError(f"sequence of {length} tokens is not {frames} frames of {tokens_per_frame}")
     if implementation not in ("auto", "gluon", "triton"):
         raise ValueError(f"implementation must be auto, gluon or triton, not {implementation!r}")
-    gluon_refusal = gluon_unsupported(q, k, v, all_special_tokens) if implementation != "triton" else "not asked"
-    use_gluon = gluon_refusal is None
+    use_gluon = implementation != "triton" and gluon_supports(q, k, v, all_special_tokens)
     if implementation == "gluon" and not use_gluon:
-        raise ValueError(f"the Gluon frame_list_attention cannot take these inputs: {gluon_refusal}")
+        refusal = gluon_unsupported(q, k, v, all_special_tokens)
+        raise ValueError(f"the Gluon frame_list_attention cannot take these inputs: {refusal}")
     if not use_gluon and not supports(q, k, v, special_tokens, all_special_tokens):
         raise ValueError("frame_list_attention needs what supports() checks: see its docstring")
     if out is not None and (out.shape != q.shape or out.dtype != q.dtype or out.stride(-1) != 1):
