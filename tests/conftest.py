@@ -53,3 +53,10 @@ def triton_interpreter() -> None:
     pytest.importorskip("triton")
     if os.environ.get("TRITON_INTERPRET") != "1":
         pytest.skip("Triton kernels run compiled here; the interpreter runs them where there is no GPU")
+
+
+@pytest.fixture
+def hopper() -> None:
+    """Tests of the warp-specialised Gluon kernel run where it runs: a Hopper GPU (compute capability 9.0)."""
+    if not torch.cuda.is_available() or torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("the Gluon kernel runs on Hopper GPUs only")

@@ -20,9 +20,6 @@ from vggt_sparse_ns.layers.kernels.dense_attention import dense_attention, suppo
 from vggt_sparse_ns.sparse import DenseAttention
 from vggt_sparse_ns.sparse.base import FrameLayout
 
-HOPPER = torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 0)
-needs_hopper = pytest.mark.skipif(not HOPPER, reason="the kernel runs on Hopper GPUs only")
-
 COMPILE_FOR_SM90 = textwrap.dedent(
     """
     import torch, triton
@@ -84,14 +81,13 @@ def test_dense_attention_on_cpu_is_sdpa():
     assert plan.summary() == {"strategy": "dense", "kernel": "sdpa"}
 
 
-@needs_hopper
 @pytest.mark.parametrize(
     "batch, heads, length",
     [(1, 2, 4122), (2, 3, 1000), (1, 1, 1024), (1, 2, 5), (1, 1, 193), (1, 16, 8 * 1374)],
     ids=["partial-last-tile", "batched", "whole-tiles", "one-partial-tile", "one-row-past-a-program", "8-frames"],
 )
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_kernel_is_as_exact_as_sdpa(batch, heads, length, dtype):
+def test_kernel_is_as_exact_as_sdpa(batch, heads, length, dtype, hopper):
     q, k, v = qkv(batch, heads, length, dtype, "cuda")
     assert supports(q, k, v)
     reference = F.scaled_dot_product_attention(q.double(), k.double(), v.double())
@@ -100,16 +96,14 @@ def test_kernel_is_as_exact_as_sdpa(batch, heads, length, dtype):
     assert ours <= 1.25 * sdpa + 1e-4, (ours, sdpa)
 
 
-@needs_hopper
-def test_kernel_takes_strided_inputs():
+def test_kernel_takes_strided_inputs(hopper):
     qkv_rows = 1.5 * torch.randn(1, 700, 3, 2, 64, device="cuda", dtype=torch.bfloat16)
     q, k, v = qkv_rows.permute(2, 0, 3, 1, 4).unbind(0)  # the layout the attention layer's qkv gives
     reference = F.scaled_dot_product_attention(q.double(), k.double(), v.double())
     assert relative_error(dense_attention(q, k, v), reference) < 1e-2
 
 
-@needs_hopper
-def test_dense_attention_runs_the_kernel_on_hopper():
+def test_dense_attention_runs_the_kernel_on_hopper(hopper):
     q, k, v = qkv(1, 16, 4 * 1374, torch.bfloat16, "cuda")
     layout = FrameLayout(batch=1, frames=4, tokens_per_frame=1374, special_tokens=5)
     auto = DenseAttention().prepare(layout, q)
@@ -119,9 +113,8 @@ def test_dense_attention_runs_the_kernel_on_hopper():
     torch.testing.assert_close(sdpa(q, k, v, 0), F.scaled_dot_product_attention(q, k, v), rtol=0, atol=0)
 
 
-@needs_hopper
 @pytest.mark.parametrize("dtype, head_dim", [(torch.float32, 64), (torch.bfloat16, 128)], ids=["fp32", "head-dim-128"])
-def test_dense_attention_falls_back_to_sdpa_where_the_kernel_cannot_run(dtype, head_dim):
+def test_dense_attention_falls_back_to_sdpa_where_the_kernel_cannot_run(dtype, head_dim, hopper):
     q, k, v = (torch.randn(1, 2, 500, head_dim, device="cuda", dtype=dtype) for _ in "qkv")
     plan = DenseAttention().prepare(FrameLayout(batch=1, frames=1, tokens_per_frame=500, special_tokens=5), q)
     torch.testing.assert_close(plan(q, k, v, 0), F.scaled_dot_product_attention(q, k, v), rtol=0, atol=0)

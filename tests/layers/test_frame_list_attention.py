@@ -141,13 +141,9 @@ def test_an_unknown_implementation_or_a_gluon_refusal_is_one_clear_message():
         frame_list_attention(q, q, q, csr(LISTS), 11, 5, all_special_tokens=True, implementation="gluon")
 
 
-HOPPER = torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 0)
-
-
-@pytest.mark.skipif(not HOPPER, reason="the Gluon kernel runs on Hopper GPUs only")
 @pytest.mark.parametrize("tokens", [300, 256, 37], ids=["partial-last-tile", "whole-tiles", "one-partial-tile"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_gluon_kernel_equals_masked_attention(tokens, dtype):
+def test_gluon_kernel_equals_masked_attention(hopper, tokens, dtype):
     heads = 2
     lists = [[0, 1, 2, 3, 4], [1, 0], [], [3, 0], [4, 0, 2]]  # frame 2 attends to nothing: zeros
     generator = torch.Generator(device="cuda").manual_seed(0)
@@ -163,8 +159,7 @@ def test_gluon_kernel_equals_masked_attention(tokens, dtype):
     torch.testing.assert_close(out.double(), expected, rtol=0, atol=2e-2)
 
 
-@pytest.mark.skipif(not HOPPER, reason="the Gluon kernel runs on Hopper GPUs only")
-def test_gluon_kernel_writes_into_a_strided_out_and_takes_strided_values():
+def test_gluon_kernel_writes_into_a_strided_out_and_takes_strided_values(hopper):
     tokens, heads = 300, 2
     qkv = torch.randn(len(LISTS) * tokens, 3, heads, 64, device="cuda", dtype=torch.bfloat16)
     q, k, v = qkv.permute(1, 2, 0, 3).unbind(0)

@@ -128,6 +128,15 @@ def supports(q: Tensor, k: Tensor, v: Tensor, special_tokens: int, all_special_t
     return aligned and head_dim in (16, 32, 64, 128, 256) and (special_tokens > 0 or not all_special_tokens)
 
 
+GLUON_HEAD_DIM = 64
+GLUON_BLOCK_N = 128
+GLUON_STAGES = 3
+GLUON_CONSUMER_REGISTERS = 160
+GLUON_MAX_REGISTERS = 128
+"""Per-thread registers at launch: 13 warps run as 4 warpgroups, 16 x 32 x 128 fills the register file;
+the producer's warpgroup then drops to 24 per thread and the consumers take the rest."""
+
+
 def gluon_supports(q: Tensor, k: Tensor, v: Tensor, all_special_tokens: bool) -> bool:
     """Whether the Gluon kernel takes these inputs (``gluon_unsupported`` says why not)."""
     return gluon_unsupported(q, k, v, all_special_tokens) is None
@@ -152,15 +161,6 @@ def gluon_unsupported(q: Tensor, k: Tensor, v: Tensor, all_special_tokens: bool)
     if not _gluon_available():
         return "it needs Triton 3.6 or newer with Gluon"
     return None
-
-
-GLUON_HEAD_DIM = 64
-GLUON_BLOCK_N = 128
-GLUON_STAGES = 3
-GLUON_CONSUMER_REGISTERS = 160
-GLUON_MAX_REGISTERS = 128
-"""Per-thread registers at launch: 13 warps run as 4 warpgroups, 16 x 32 x 128 fills the register file;
-the producer's warpgroup then drops to 24 per thread and the consumers take the rest."""
 
 
 def _attend_gluon(q: Tensor, k: Tensor, v: Tensor, lists: FrameLists, tokens_per_frame: int, out: Tensor) -> Tensor:
