@@ -29,12 +29,13 @@ COMPILE_FOR_SM90 = textwrap.dedent(
     from vggt_sparse_ns.layers.kernels import frame_list_attention as api
 
     kernel = api._gluon_kernel()
-    rows = torch.empty(4096, 64, dtype=torch.bfloat16)
+    qkv = torch.empty(1024, 3, 4, 64, dtype=torch.bfloat16).permute(1, 2, 0, 3)
     tiles = (kernel.ROWS.value, api.GLUON_BLOCK_N, api.GLUON_BLOCK_N)
-    descriptors = [api._gluon_descriptor(rows, tile) for tile in tiles]
-    signature = {name: mangle_type(d) for name, d in zip(("q_desc", "k_desc", "v_desc"), descriptors)}
+    operands = [api._gluon_operand(x, tile) for x, tile in zip((qkv[0].contiguous(), qkv[1], qkv[2]), tiles)]
+    signature = {f"{name}_desc": mangle_type(operand[0]) for name, operand in zip("qkv", operands)}
+    signature |= {f"{name}_head_{axis}": "i32" for name in "qkv" for axis in ("rows", "columns")}
     signature |= {"out_ptr": "*bf16", "out_head_stride": "i64", "out_row_stride": "i64", "indptr_ptr": "*i64",
-                  "indices_ptr": "*i64", "order_ptr": "*i64", "frames": "i32", "tokens": "i32", "scale_log2": "fp32"}
+                  "indices_ptr": "*i64", "order_ptr": "*i64", "tokens": "i32", "scale_log2": "fp32"}
     constants = {"HEAD_DIM": 64, "BLOCK_N": api.GLUON_BLOCK_N, "STAGES": api.GLUON_STAGES,
                  "CONSUMER_REGISTERS": api.GLUON_CONSUMER_REGISTERS}
     signature |= dict.fromkeys(constants, "constexpr")

@@ -159,12 +159,42 @@ def test_gluon_kernel_equals_masked_attention(hopper, tokens, dtype):
     torch.testing.assert_close(out.double(), expected, rtol=0, atol=2e-2)
 
 
-def test_gluon_kernel_writes_into_a_strided_out_and_takes_strided_values(hopper):
+def in_layout(x: torch.Tensor, layout: str) -> torch.Tensor:
+    """x [heads, L, 64] as a view with its heads stacked (contiguous), side by side (like v in the qkv projection)
+    or interleaved with another tensor's (neither: the Gluon path copies it)."""
+    if layout == "stacked":
+        return x.contiguous()
+    if layout == "side-by-side":
+        return torch.stack([x, x, x]).permute(2, 0, 1, 3).contiguous()[:, 2].transpose(0, 1)
+    return torch.stack([x, x], dim=2).permute(1, 0, 2, 3).contiguous()[:, :, 0].transpose(0, 1)
+
+
+@pytest.mark.parametrize(
+    "layouts",
+    [("side-by-side",) * 3, ("stacked", "side-by-side", "interleaved"), ("interleaved", "stacked", "side-by-side")],
+    ids="-".join,
+)
+def test_gluon_kernel_reads_strided_inputs_and_writes_into_a_strided_out(hopper, layouts):
     tokens, heads = 300, 2
-    qkv = torch.randn(len(LISTS) * tokens, 3, heads, 64, device="cuda", dtype=torch.bfloat16)
-    q, k, v = qkv.permute(1, 2, 0, 3).unbind(0)
+    q, k, v = (
+        in_layout(torch.randn(heads, len(LISTS) * tokens, 64, device="cuda", dtype=torch.bfloat16), layout)
+        for layout in layouts
+    )
     out = torch.full((len(LISTS) * tokens, heads, 64), float("nan"), device="cuda", dtype=torch.bfloat16)
     args = (q, k, v, csr(LISTS, "cuda"), tokens, 5, False)
     frame_list_attention(*args, out=out.transpose(0, 1), implementation="gluon")
     expected = frame_list_attention(*args, implementation="triton")
     torch.testing.assert_close(out.transpose(0, 1).float(), expected.float(), rtol=0, atol=2e-2)
+
+
+@pytest.mark.parametrize(("layout", "in_place"), [("stacked", True), ("side-by-side", True), ("interleaved", False)])
+def test_gluon_path_reads_stacked_or_side_by_side_heads_where_they_lie(layout, in_place):
+    pytest.importorskip("triton.experimental.gluon")
+    from vggt_sparse_ns.layers.kernels.frame_list_attention import _gluon_operand
+
+    x = in_layout(torch.randn(4, 300, 64, dtype=torch.bfloat16), layout)
+    descriptor, head_rows, head_columns = _gluon_operand(x, 128)
+    assert (descriptor.base.data_ptr() == x.data_ptr()) == in_place
+    rows, columns = descriptor.shape
+    assert (rows, columns) == ((300, 4 * 64) if layout == "side-by-side" else (4 * 300, 64))
+    assert (head_rows, head_columns) == ((0, 64) if layout == "side-by-side" else (300, 0))

@@ -6,8 +6,11 @@ frames listed for that frame, walked frame by frame in BLOCK_N-token tiles (each
 masked past its end). A producer warp streams the key and value tiles into a STAGES-deep ring by TMA;
 each consumer warpgroup owns 64 query rows and, in its turn, issues S = Q K^T of the next tile and
 O += P V of the previous one, hands the turn on, and computes its softmax while the next warpgroup's
-products run (ping-pong). Rows are the flattened [heads * frames * tokens_per_frame] tokens: a tile that
-runs past a frame reads the next frame's rows, which are masked (keys) or never stored (queries).
+products run (ping-pong); a warpgroup whose rows lie wholly past the frame's end only passes the turns
+on. Each of q, k, v is read through a 2-D descriptor where it lies: its heads stacked ([heads * S * T, 64])
+or side by side ([S * T, heads * 64], v as a view of the qkv projection), a head's origin given by its
+head's steps along both axes. A tile that runs past a frame reads the next frame's rows, which are masked
+(keys) or never stored (queries).
 """
 
 from triton.experimental import gluon
@@ -33,22 +36,26 @@ def _producer(buffers, barriers, problem, which: gl.constexpr, STAGES: gl.conste
     # Worker partitions share one signature, so `which` and HEAD_DIM are the consumers' and unused here.
     q_desc, k_desc, v_desc, q_smem, k_smem, v_smem = buffers
     q_ready, k_ready, v_ready, kv_empty, turn = barriers
-    out_ptr, out_strides, indices_ptr, first, listed, tokens, head_row, frame_row, query_row, scale_log2 = problem
+    out_ptr, out_strides, indices_ptr, first, listed, tokens, origins, frame_row, query_row, scale_log2 = problem
+    q_origin, k_origin, v_origin = origins
+    q_row, q_column = q_origin
+    k_row, k_column = k_origin
+    v_row, v_column = v_origin
     mbarrier.expect(q_ready, CONSUMERS * q_desc.block_type.nbytes)
     for c in gl.static_range(CONSUMERS):
-        tma.async_copy_global_to_shared(q_desc, [head_row + query_row + c * ROWS, 0], q_ready, q_smem.index(c))
+        tma.async_copy_global_to_shared(q_desc, [q_row + query_row + c * ROWS, q_column], q_ready, q_smem.index(c))
     tiles_per_frame = gl.cdiv(tokens, BLOCK_N)
     for slot in range(listed):
-        key_row = head_row + gl.load(indices_ptr + first + slot).to(gl.int32) * tokens
+        key_row = gl.load(indices_ptr + first + slot).to(gl.int32) * tokens
         for tile in range(tiles_per_frame):
             step = slot * tiles_per_frame + tile
             ring = step % STAGES
             mbarrier.wait(kv_empty.index(ring), ((step // STAGES) & 1) ^ 1)  # the ring starts empty
             row = key_row + tile * BLOCK_N
             mbarrier.expect(k_ready.index(ring), k_desc.block_type.nbytes)
-            tma.async_copy_global_to_shared(k_desc, [row, 0], k_ready.index(ring), k_smem.index(ring))
+            tma.async_copy_global_to_shared(k_desc, [k_row + row, k_column], k_ready.index(ring), k_smem.index(ring))
             mbarrier.expect(v_ready.index(ring), v_desc.block_type.nbytes)
-            tma.async_copy_global_to_shared(v_desc, [row, 0], v_ready.index(ring), v_smem.index(ring))
+            tma.async_copy_global_to_shared(v_desc, [v_row + row, v_column], v_ready.index(ring), v_smem.index(ring))
 
 
 @gluon.jit
@@ -83,9 +90,30 @@ def _attend_tile(q, k_smem, v_smem, k_ready, v_ready, kv_empty, turn, s, row_max
 @gluon.jit
 def _consumer(buffers, barriers, problem, which: gl.constexpr, STAGES: gl.constexpr, BLOCK_N: gl.constexpr,
               HEAD_DIM: gl.constexpr):  # fmt: skip
+    out_ptr, out_strides, indices_ptr, first, listed, tokens, origins, frame_row, query_row, scale_log2 = problem
+    if query_row + which * ROWS - frame_row < tokens:
+        _attend_rows(buffers, barriers, problem, which, STAGES, BLOCK_N, HEAD_DIM)
+    else:  # every row past the frame's end: keep the turns and the ring going, with no products
+        _pass_turns(barriers, listed * gl.cdiv(tokens, BLOCK_N), which, STAGES)
+
+
+@gluon.jit
+def _pass_turns(barriers, steps, which: gl.constexpr, STAGES: gl.constexpr):
+    # The arrivals of _attend_tile and of the last P V product, in the same order.
+    q_ready, k_ready, v_ready, kv_empty, turn = barriers
+    if steps > 0:
+        for step in range(steps + 1):
+            mbarrier.wait(turn.index(which), step & 1)
+            mbarrier.arrive(turn.index((which + 1) % CONSUMERS))
+            mbarrier.arrive(kv_empty.index((step - 1) % STAGES), pred=(step > 0) & (step < steps))
+
+
+@gluon.jit
+def _attend_rows(buffers, barriers, problem, which: gl.constexpr, STAGES: gl.constexpr, BLOCK_N: gl.constexpr,
+                 HEAD_DIM: gl.constexpr):  # fmt: skip
     q_desc, k_desc, v_desc, q_smem, k_smem, v_smem = buffers
     q_ready, k_ready, v_ready, kv_empty, turn = barriers
-    out_ptr, out_strides, indices_ptr, first, listed, tokens, head_row, frame_row, query_row, scale_log2 = problem
+    out_ptr, out_strides, indices_ptr, first, listed, tokens, origins, frame_row, query_row, scale_log2 = problem
     s_layout: gl.constexpr = gl.NVMMADistributedLayout(
         version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_N, 16]
     )
@@ -136,14 +164,20 @@ def _consumer(buffers, barriers, problem, which: gl.constexpr, STAGES: gl.conste
 
 
 @gluon.jit
-def frame_list_attention_kernel(q_desc, k_desc, v_desc, out_ptr, out_head_stride, out_row_stride, indptr_ptr,
-                                indices_ptr, order_ptr, frames, tokens, scale_log2, HEAD_DIM: gl.constexpr,
+def frame_list_attention_kernel(q_desc, k_desc, v_desc, q_head_rows, q_head_columns, k_head_rows, k_head_columns,
+                                v_head_rows, v_head_columns, out_ptr, out_head_stride, out_row_stride, indptr_ptr,
+                                indices_ptr, order_ptr, tokens, scale_log2, HEAD_DIM: gl.constexpr,
                                 BLOCK_N: gl.constexpr,
                                 STAGES: gl.constexpr, CONSUMER_REGISTERS: gl.constexpr):  # fmt: skip
+    # A head's origin in each descriptor: its head index times the steps between heads along rows and columns.
     dtype: gl.constexpr = q_desc.dtype
     frame = gl.load(order_ptr + gl.program_id(1)).to(gl.int32)
     head = gl.program_id(2)
-    head_row = head * frames * tokens
+    origins = (
+        (head * q_head_rows, head * q_head_columns),
+        (head * k_head_rows, head * k_head_columns),
+        (head * v_head_rows, head * v_head_columns),
+    )
     frame_row = frame * tokens
     query_row = frame_row + gl.program_id(0) * (CONSUMERS * ROWS)
     first = gl.load(indptr_ptr + frame)
@@ -168,7 +202,7 @@ def frame_list_attention_kernel(q_desc, k_desc, v_desc, out_ptr, out_head_stride
     fence_async_shared()
     buffers = (q_desc, k_desc, v_desc, q_smem, k_smem, v_smem)
     barriers = (q_ready, k_ready, v_ready, kv_empty, turn)
-    problem = (out_ptr, out_strides, indices_ptr, first, listed, tokens, head_row, frame_row, query_row, scale_log2)
+    problem = (out_ptr, out_strides, indices_ptr, first, listed, tokens, origins, frame_row, query_row, scale_log2)
     gl.warp_specialize(
         [
             (_consumer, (buffers, barriers, problem, 0, STAGES, BLOCK_N, HEAD_DIM)),

@@ -11,8 +11,9 @@ each key tile where it lies through tensor descriptors (TMA on Hopper): flash-at
 softmax in fp32, with no copy of the listed frames' keys. On Hopper GPUs, without the shared special
 tokens, a warp-specialised Gluon version of the same walk runs instead (_frame_list_attention_gluon.py:
 a producer warp streams the key tiles by TMA and three warpgroups take turns on the tensor cores,
-each computing its softmax while the next one's products run; strided q, k, v, such as v as a view of
-the qkv projection, are first copied to contiguous rows); dense attention is its one-frame case.
+each computing its softmax while the next one's products run; q, k, v are read where they lie when their
+heads are stacked or side by side, as for v, a view of the qkv projection); dense attention is its
+one-frame case.
 Triton is imported lazily: the package works without it (CPU, MPS).
 """
 
@@ -164,16 +165,16 @@ def gluon_unsupported(q: Tensor, k: Tensor, v: Tensor, all_special_tokens: bool)
 
 
 def _attend_gluon(q: Tensor, k: Tensor, v: Tensor, lists: FrameLists, tokens_per_frame: int, out: Tensor) -> Tensor:
-    heads, length, head_dim = q.shape
-    rows = heads * length
-    q2, k2, v2 = (t.reshape(rows, head_dim).contiguous() for t in (q, k, v))
+    heads, _, head_dim = q.shape
     kernel = _gluon_kernel()
     rows_per_warpgroup = kernel.ROWS.value
     grid = (-(-tokens_per_frame // (kernel.CONSUMERS.value * rows_per_warpgroup)), lists.frames, heads)
+    q_desc, *q_steps = _gluon_operand(q, rows_per_warpgroup)
+    k_desc, *k_steps = _gluon_operand(k, GLUON_BLOCK_N)
+    v_desc, *v_steps = _gluon_operand(v, GLUON_BLOCK_N)
     kernel.frame_list_attention_kernel[grid](
-        _gluon_descriptor(q2, rows_per_warpgroup), _gluon_descriptor(k2, GLUON_BLOCK_N),
-        _gluon_descriptor(v2, GLUON_BLOCK_N), out, out.stride(0), out.stride(1), lists.indptr, lists.indices,
-        lists.launch_order, lists.frames, tokens_per_frame, math.log2(math.e) / math.sqrt(head_dim),
+        q_desc, k_desc, v_desc, *q_steps, *k_steps, *v_steps, out, out.stride(0), out.stride(1), lists.indptr,
+        lists.indices, lists.launch_order, tokens_per_frame, math.log2(math.e) / math.sqrt(head_dim),
         HEAD_DIM=head_dim, BLOCK_N=GLUON_BLOCK_N, STAGES=GLUON_STAGES,
         CONSUMER_REGISTERS=GLUON_CONSUMER_REGISTERS, num_warps=4, maxnreg=GLUON_MAX_REGISTERS,
     )  # fmt: skip
@@ -190,14 +191,26 @@ def _gluon_available() -> bool:
     return tuple(int(part) for part in triton.__version__.split(".")[:2]) >= (3, 6)
 
 
-def _gluon_descriptor(x: Tensor, block_rows: int):
-    """A TMA descriptor of x [rows, 64] read in [block_rows, 64] tiles, swizzled for wgmma."""
+def _gluon_operand(x: Tensor, block_rows: int) -> tuple[object, int, int]:
+    """A 2-D TMA descriptor of x [heads, L, 64], read in [block_rows, 64] tiles swizzled for wgmma, and the steps
+    from one head's origin to the next along its rows and columns. x is read where it lies when its heads are
+    stacked ([heads * L, 64] with any aligned row stride: contiguous q and k) or side by side ([L, heads * 64]:
+    v as a view of the qkv projection); any other layout is first copied to stacked rows."""
     from triton.experimental.gluon import language as gl
     from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
-    block = [block_rows, x.shape[-1]]
+    heads, length, head_dim = x.shape
+    row_stride = x.stride(1)
+    aligned = x.stride(2) == 1 and row_stride * x.element_size() % 16 == 0
+    if aligned and heads > 1 and x.stride(0) == head_dim and row_stride >= heads * head_dim:  # side by side
+        shape, head_steps = [length, heads * head_dim], (0, head_dim)
+    else:
+        if not (aligned and (heads == 1 or x.stride(0) == length * row_stride)):
+            x, row_stride = x.contiguous(), head_dim
+        shape, head_steps = [heads * length, head_dim], (length, 0)
+    block = [block_rows, head_dim]
     layout = gl.NVMMASharedLayout.get_default_for(block, gl.bfloat16 if x.dtype == torch.bfloat16 else gl.float16)
-    return TensorDescriptor(x, list(x.shape), list(x.stride()), block, layout)
+    return TensorDescriptor(x, shape, [row_stride, 1], block, layout), *head_steps
 
 
 @functools.cache
