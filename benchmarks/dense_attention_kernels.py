@@ -3,7 +3,8 @@
     python -m benchmarks.dense_attention_kernels --frames 200 --size 518x518
 
 Kernels: cuDNN and flash SDPA in bf16, our warp-specialised Gluon kernel (layers/kernels/
-dense_attention.py, the dense path on Hopper), our Triton frame-list kernel with every frame listed, and
+dense_attention.py, the dense path on Hopper), our frame-list kernels (Triton, and the same Gluon kernel
+walking the frames' lists) with every frame listed, and
 cuDNN's FP8 SDPA through cudnn-frontend (``pip install nvidia-cudnn-frontend``; skipped without it):
 q, k, v scaled per tensor into e4m3, softmax probabilities and output in e4m3 too (cuDNN takes a
 bf16 output with FP8 inputs on Blackwell only). Random bf16 q, k, v of 16 heads of 64; TFLOP/s
@@ -43,15 +44,17 @@ def sdpa(backend: SDPBackend) -> Attention:
     return attend
 
 
-def frame_list_dense(tokens_per_frame: int) -> Attention:
-    """The frame-list kernel with every frame listed for every frame: dense attention over whole frames."""
+def frame_list_dense(tokens_per_frame: int, implementation: str) -> Attention:
+    """A frame-list kernel with every frame listed for every frame: dense attention over whole frames."""
 
     def attend(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         frames = q.shape[2] // tokens_per_frame
         every_frame = FrameLists.from_csr(
             torch.arange(frames + 1, device=q.device) * frames, torch.arange(frames, device=q.device).repeat(frames)
         )
-        return frame_list_attention(q[0], k[0], v[0], every_frame, tokens_per_frame, SPECIAL, False)[None]
+        return frame_list_attention(
+            q[0], k[0], v[0], every_frame, tokens_per_frame, SPECIAL, False, implementation=implementation
+        )[None]
 
     return attend
 
@@ -131,7 +134,8 @@ def main() -> None:
         "cudnn-bf16": sdpa(SDPBackend.CUDNN_ATTENTION),
         "flash-bf16": sdpa(SDPBackend.FLASH_ATTENTION),
         "gluon-bf16": dense_attention,
-        "frame-list-bf16": frame_list_dense(tokens_per_frame),
+        "frame-list-triton-bf16": frame_list_dense(tokens_per_frame, "triton"),
+        "frame-list-gluon-bf16": frame_list_dense(tokens_per_frame, "gluon"),
         "cudnn-fp8": cudnn_fp8(),
     }
     generator = torch.Generator(device="cuda").manual_seed(0)
