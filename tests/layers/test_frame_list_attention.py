@@ -160,10 +160,12 @@ def test_gluon_kernel_equals_masked_attention(hopper, tokens, dtype):
 
 
 def in_layout(x: torch.Tensor, layout: str) -> torch.Tensor:
-    """x [heads, L, 64] as a view with its heads stacked (contiguous), side by side (like v in the qkv projection)
-    or interleaved with another tensor's (neither: the Gluon path copies it)."""
+    """x [heads, L, 64] as a view with its heads stacked (contiguous, or rows of a wider tensor), side by side
+    (like v in the qkv projection) or interleaved with another tensor's (neither: the Gluon path copies it)."""
     if layout == "stacked":
         return x.contiguous()
+    if layout == "stacked-wide-rows":
+        return torch.cat([x, x], dim=-1)[..., :64]
     if layout == "side-by-side":
         return torch.stack([x, x, x]).permute(2, 0, 1, 3).contiguous()[:, 2].transpose(0, 1)
     return torch.stack([x, x], dim=2).permute(1, 0, 2, 3).contiguous()[:, :, 0].transpose(0, 1)
@@ -171,7 +173,11 @@ def in_layout(x: torch.Tensor, layout: str) -> torch.Tensor:
 
 @pytest.mark.parametrize(
     "layouts",
-    [("side-by-side",) * 3, ("stacked", "side-by-side", "interleaved"), ("interleaved", "stacked", "side-by-side")],
+    [
+        ("side-by-side",) * 3,
+        ("stacked", "side-by-side", "interleaved"),
+        ("interleaved", "stacked-wide-rows", "side-by-side"),
+    ],
     ids="-".join,
 )
 def test_gluon_kernel_reads_strided_inputs_and_writes_into_a_strided_out(hopper, layouts):
@@ -187,7 +193,10 @@ def test_gluon_kernel_reads_strided_inputs_and_writes_into_a_strided_out(hopper,
     torch.testing.assert_close(out.transpose(0, 1).float(), expected.float(), rtol=0, atol=2e-2)
 
 
-@pytest.mark.parametrize(("layout", "in_place"), [("stacked", True), ("side-by-side", True), ("interleaved", False)])
+@pytest.mark.parametrize(
+    ("layout", "in_place"),
+    [("stacked", True), ("stacked-wide-rows", True), ("side-by-side", True), ("interleaved", False)],
+)
 def test_gluon_path_reads_stacked_or_side_by_side_heads_where_they_lie(layout, in_place):
     pytest.importorskip("triton.experimental.gluon")
     from vggt_sparse_ns.layers.kernels.frame_list_attention import _gluon_operand
@@ -197,4 +206,5 @@ def test_gluon_path_reads_stacked_or_side_by_side_heads_where_they_lie(layout, i
     assert (descriptor.base.data_ptr() == x.data_ptr()) == in_place
     rows, columns = descriptor.shape
     assert (rows, columns) == ((300, 4 * 64) if layout == "side-by-side" else (4 * 300, 64))
+    assert descriptor.strides == [x.stride(1) if in_place else 64, 1]
     assert (head_rows, head_columns) == ((0, 64) if layout == "side-by-side" else (300, 0))

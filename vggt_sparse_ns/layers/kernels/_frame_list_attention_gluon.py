@@ -105,7 +105,7 @@ def _pass_turns(barriers, steps, which: gl.constexpr, STAGES: gl.constexpr):
         for step in range(steps + 1):
             mbarrier.wait(turn.index(which), step & 1)
             mbarrier.arrive(turn.index((which + 1) % CONSUMERS))
-            mbarrier.arrive(kv_empty.index((step - 1) % STAGES), pred=(step > 0) & (step < steps))
+            mbarrier.arrive(kv_empty.index(gl.maximum(step - 1, 0) % STAGES), pred=(step > 0) & (step < steps))
 
 
 @gluon.jit
