@@ -6,6 +6,8 @@ import torch
 from torch import Tensor, nn
 
 from vggt_sparse_ns.layers.attention import AttendFn, Attention, sdpa_attend
+from vggt_sparse_ns.layers.kernels import triton_installed
+from vggt_sparse_ns.layers.kernels.layer_norm import layer_norm_to
 from vggt_sparse_ns.layers.rope import RopeTable
 
 
@@ -43,6 +45,17 @@ def add_residual(x: Tensor, branch: Tensor, scale: nn.Module, in_place: bool = F
     return x.add_(scale(branch)) if in_place else x + scale(branch)
 
 
+def pre_norm(norm: nn.LayerNorm, x: Tensor) -> Tensor:
+    """norm(x) for a linear layer to read. On CUDA under half-precision autocast, with Triton, it is written
+    in the autocast dtype in one pass (kernels/layer_norm.py); elsewhere it is nn.LayerNorm's output (fp32
+    under autocast), which the linear layer casts."""
+    if x.is_cuda and torch.is_autocast_enabled("cuda") and triton_installed():
+        dtype = torch.get_autocast_dtype("cuda")
+        if dtype in (torch.bfloat16, torch.float16):
+            return layer_norm_to(x, norm, dtype)
+    return norm(x)
+
+
 class Block(nn.Module):
     """x + ls1(attn(norm1(x))), then x + ls2(mlp(norm2(x)))."""
 
@@ -74,13 +87,13 @@ class Block(nn.Module):
         on chunks of the sequence so that only q, k, v exist for all L tokens at once; x is then
         updated in place (inference only) and returned."""
         if token_chunk is None or token_chunk >= x.shape[1]:
-            x = add_residual(x, self.attn(self.norm1(x), rope, attend), self.ls1)
-            return add_residual(x, self.mlp(self.norm2(x)), self.ls2)
+            x = add_residual(x, self.attn(pre_norm(self.norm1, x), rope, attend), self.ls1)
+            return add_residual(x, self.mlp(pre_norm(self.norm2, x)), self.ls2)
         out = attend(*self._chunked_heads(x, rope, token_chunk))
         for start in range(0, x.shape[1], token_chunk):
             piece = x[:, start : start + token_chunk]
             add_residual(piece, self.attn.merge(out[:, :, start : start + token_chunk]), self.ls1, in_place=True)
-            add_residual(piece, self.mlp(self.norm2(piece)), self.ls2, in_place=True)
+            add_residual(piece, self.mlp(pre_norm(self.norm2, piece)), self.ls2, in_place=True)
         return x
 
     def _chunked_heads(self, x: Tensor, rope: RopeTable | None, token_chunk: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -89,7 +102,7 @@ class Block(nn.Module):
         length = x.shape[1]
         q = k = v = torch.empty(0)
         for start in range(0, length, token_chunk):
-            chunk_qkv = self.attn.heads(self.norm1(x[:, start : start + token_chunk]), rope)
+            chunk_qkv = self.attn.heads(pre_norm(self.norm1, x[:, start : start + token_chunk]), rope)
             if start == 0:
                 batch, heads, _, head_dim = chunk_qkv[0].shape
                 q, k, v = (x.new_empty(batch, heads, length, head_dim, dtype=t.dtype) for t in chunk_qkv)

@@ -43,7 +43,7 @@ class ReconstructionConfig:
     """MegaLoc weights for --descriptors megaloc: a folder or file holding model.safetensors, or a hub id."""
     dense_max_frames: int = DENSE_MAX_FRAMES
     """Largest frame count for which --attention auto chooses dense attention."""
-    frames_chunk: int = 8
+    frames_chunk: int = 16
     """Frames processed together wherever the work is per frame: the aggregator's patch embedding and
     frame attention, and the depth and point heads (lower saves memory)."""
     offload: bool = False

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
 
-def triton_available(x: Tensor) -> bool:
-    """Whether Triton kernels can run on x's device and dtype (CUDA, half precision, Triton installed)."""
-    if not x.is_cuda or x.dtype not in (torch.bfloat16, torch.float16):
-        return False
+@functools.cache
+def triton_installed() -> bool:
+    """Whether Triton can be imported (it is optional: CPU and MPS run without it)."""
     try:
         import triton  # noqa: F401
     except ImportError:
         return False
     return True
+
+
+def triton_available(x: Tensor) -> bool:
+    """Whether Triton kernels can run on x's device and dtype (CUDA, half precision, Triton installed)."""
+    return x.is_cuda and x.dtype in (torch.bfloat16, torch.float16) and triton_installed()

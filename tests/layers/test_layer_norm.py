@@ -1,0 +1,77 @@
+"""The one-pass LayerNorm gives what nn.LayerNorm followed by autocast's cast gives, and the blocks take it
+only where it runs: CUDA under half-precision autocast with Triton."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from vggt_sparse_ns.layers.block import pre_norm
+from vggt_sparse_ns.layers.kernels.layer_norm import layer_norm_to
+
+
+def random_norm(columns: int, eps: float = 1e-6, device: str = "cpu") -> nn.LayerNorm:
+    norm = nn.LayerNorm(columns, eps=eps).to(device)
+    with torch.no_grad():
+        norm.weight.normal_(1.0, 0.5)
+        norm.bias.normal_(0.0, 0.5)
+    return norm
+
+
+def assert_rounds_like(out: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype) -> None:
+    """Equal to the fp32 result rounded to dtype, but for rare one-ulp differences where fp32 sums in
+    another order land on the other side of a rounding boundary. Triton's interpreter converts fp32 to
+    bfloat16 by truncation (half of the values then differ by one ulp), so there only the bound holds."""
+    reference = expected.to(dtype)
+    assert out.dtype == dtype and out.shape == reference.shape
+    ulp = torch.finfo(dtype).eps
+    torch.testing.assert_close(out.float(), reference.float(), rtol=ulp, atol=1e-5)
+    if out.is_cuda or dtype != torch.bfloat16:
+        assert (out == reference).float().mean() > 0.99
+
+
+@pytest.mark.parametrize(("shape", "columns"), [((2, 37, 1024), 1024), ((5, 768), 768), ((3, 7, 80), 80)])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_interpreted_kernel_rounds_the_fp32_layer_norm(triton_interpreter, shape, columns, dtype):
+    torch.manual_seed(0)
+    x = 3 * torch.randn(shape) + 1
+    norm = random_norm(columns)
+    with torch.no_grad():
+        assert_rounds_like(layer_norm_to(x, norm, dtype), norm(x), dtype)
+
+
+def test_interpreted_kernel_reads_a_slice_of_the_residual_stream(triton_interpreter):
+    torch.manual_seed(0)
+    stream = torch.randn(1, 40, 96)
+    piece = stream[:, 8:24]  # the token-chunked global block's view
+    norm = random_norm(96, eps=1e-5)
+    with torch.no_grad():
+        assert_rounds_like(layer_norm_to(piece, norm, torch.bfloat16), norm(piece), torch.bfloat16)
+
+
+def test_a_norm_it_cannot_compute_is_refused():
+    with pytest.raises(ValueError, match="LayerNorm over the last dimension"):
+        layer_norm_to(torch.randn(4, 16), nn.LayerNorm(16, elementwise_affine=False), torch.bfloat16)
+    with pytest.raises(ValueError, match="LayerNorm over the last dimension"):
+        layer_norm_to(torch.randn(4, 16), nn.LayerNorm(32), torch.bfloat16)
+
+
+def test_blocks_use_nn_layer_norm_off_cuda():
+    x = torch.randn(2, 10, 64)
+    norm = random_norm(64)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(pre_norm(norm, x), norm(x))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_blocks_take_the_kernel_on_cuda_under_half_precision_autocast():
+    pytest.importorskip("triton")
+    torch.manual_seed(0)
+    x = torch.randn(1, 16 * 1041, 1024, device="cuda")
+    norm = random_norm(1024, device="cuda")
+    with torch.inference_mode():
+        expected = norm(x)
+        assert torch.equal(pre_norm(norm, x), expected)  # no autocast: nn.LayerNorm
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            assert_rounds_like(pre_norm(norm, x), expected, torch.bfloat16)
