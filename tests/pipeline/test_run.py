@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from pathlib import Path
 
 import huggingface_hub.constants
@@ -104,10 +105,44 @@ def test_other_runtime_errors_are_not_mistaken_for_out_of_memory(scene, tiny_con
 def test_missing_weights_offline_stop_before_any_image_is_decoded(scene, tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty_hub_cache"))
+    decoded = []
+    monkeypatch.setattr("vggt_sparse_ns.pipeline.run.load_images", lambda *args, **kwargs: decoded.append(args))
     log = StageLog()
     with pytest.raises(WeightsUnavailableError, match="facebook/VGGT-1B"):
         reconstruct(scene, ReconstructionConfig(device="cpu"), log)
-    assert "load images" not in log.seconds
+    assert decoded == [] and "load images" not in log.seconds
+
+
+def test_missing_megaloc_weights_stop_before_any_image_is_decoded(scene, tiny_config, tmp_path, monkeypatch) -> None:
+    decoded = []
+    monkeypatch.setattr("vggt_sparse_ns.pipeline.run.load_images", lambda *args, **kwargs: decoded.append(args))
+    config = dataclasses.replace(
+        tiny_config, attention="covisibility", descriptors="megaloc", megaloc_checkpoint=str(tmp_path / "nowhere")
+    )
+    with pytest.raises(WeightsUnavailableError, match="nowhere does not exist"):
+        reconstruct(scene, config)
+    assert decoded == []
+
+
+def test_images_are_decoded_while_the_weights_load(scene, tiny_config, monkeypatch) -> None:
+    import vggt_sparse_ns.pipeline.run as run
+
+    decoding_started = threading.Event()
+    loading = run.load_pretrained
+
+    def decode(*args, **kwargs):
+        decoding_started.set()
+        return load_images(*args, **kwargs)
+
+    def load_once_decoding_has_started(*args, **kwargs):
+        assert decoding_started.wait(timeout=30), "the weights were loaded before any image was being decoded"
+        return loading(*args, **kwargs)
+
+    monkeypatch.setattr(run, "load_images", decode)
+    monkeypatch.setattr(run, "load_pretrained", load_once_decoding_has_started)
+    log = StageLog()
+    result = reconstruct(scene, tiny_config, log)
+    assert list(log.seconds)[:2] == ["load model", "load images"] and len(result.image_paths) == len(scene)
 
 
 def test_an_unavailable_device_is_a_clear_input_error(scene, tiny_config) -> None:

@@ -8,7 +8,7 @@ import os
 
 import torch
 
-from vggt_sparse_ns.hub import load_state_dict_file, load_state_dict_strictly, resolve_checkpoint
+from vggt_sparse_ns.hub import CheckpointFiles, load_state_dict_file, load_state_dict_strictly, resolve_checkpoint
 from vggt_sparse_ns.model.config import VGGTConfig
 from vggt_sparse_ns.model.vggt import VGGT
 
@@ -35,14 +35,20 @@ def load_state_dict_strict(model: VGGT, state: dict) -> None:
     load_state_dict_strictly(model, state, "VGGT")
 
 
+def vggt_checkpoint(source: str | os.PathLike = DEFAULT_CHECKPOINT) -> CheckpointFiles:
+    """The files of a VGGT checkpoint (see ``load_pretrained``); WeightsUnavailableError, saying where the
+    weights come from, when they cannot be found."""
+    return resolve_checkpoint(source, WEIGHT_NAMES, HOW_TO_GET)
+
+
 def load_pretrained(
-    source: str | os.PathLike = DEFAULT_CHECKPOINT,
+    source: str | os.PathLike | CheckpointFiles = DEFAULT_CHECKPOINT,
     device: str | torch.device = "cpu",
 ) -> VGGT:
     """A VGGT in eval mode with the weights of ``source``: a directory holding config.json and
-    model.safetensors or model.pt, a single weights file (VGGT-1B architecture assumed), or a
-    hub repo id resolved through huggingface_hub's cache."""
-    files = resolve_checkpoint(source, WEIGHT_NAMES, HOW_TO_GET)
+    model.safetensors or model.pt, a single weights file (VGGT-1B architecture assumed), a
+    hub repo id resolved through huggingface_hub's cache, or the files ``vggt_checkpoint`` found."""
+    files = source if isinstance(source, CheckpointFiles) else vggt_checkpoint(source)
     config = VGGTConfig()
     if files.config is not None:
         config = VGGTConfig.from_dict(json.loads(files.config.read_text()))

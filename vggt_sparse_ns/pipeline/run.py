@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import numpy as np
 import torch
 
 from vggt_sparse_ns.images import load_images
-from vggt_sparse_ns.model import load_pretrained
+from vggt_sparse_ns.model import load_pretrained, vggt_checkpoint
 from vggt_sparse_ns.pipeline.attention import (
     PlanRecorder,
     build_attention,
@@ -23,7 +24,7 @@ from vggt_sparse_ns.pipeline.config import MIN_FRAMES, ReconstructionConfig
 from vggt_sparse_ns.pipeline.errors import InputError, ReconstructionOutOfMemoryError
 from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
 from vggt_sparse_ns.pipeline.stages import StageLog
-from vggt_sparse_ns.sparse.megaloc import MegaLoc, load_megaloc, megaloc_descriptors
+from vggt_sparse_ns.sparse.megaloc import MegaLoc, load_megaloc, megaloc_checkpoint, megaloc_descriptors
 
 logger = logging.getLogger(__name__)
 MEGALOC_FRAMES_CHUNK = 128
@@ -84,8 +85,10 @@ def reconstruct(
     """Run VGGT on the images (one scene) and return cameras, depth and colours on the host, and with
     ``point_head`` the point map (world points per pixel, needed only for a point cloud made from it).
 
-    Stages recorded in ``progress``: "load model" (first, so that missing weights stop the run before any
-    image is decoded), "load images", "megaloc descriptors" (with --descriptors megaloc), "inference". Raises ImageLoadError for an
+    Stages recorded in ``progress``: "load model" (the weights are found first, so that missing weights stop
+    the run before any image is decoded; the images are then decoded in a thread while the weights load),
+    "load images" (what is left of the decoding), "megaloc descriptors" (with --descriptors megaloc),
+    "inference". Raises ImageLoadError for an
     unreadable image, WeightsUnavailableError when the checkpoint cannot be found, and
     ReconstructionOutOfMemoryError (naming the settings that help) when the accelerator runs out of memory.
 
@@ -104,12 +107,17 @@ def reconstruct(
         torch.cuda.reset_peak_memory_stats(device)
 
     megaloc = None
-    with progress.stage("load model"), _out_of_memory_as_advice(len(image_paths), strategy, device):
-        model = load_pretrained(config.checkpoint, device=device)
-        if config.descriptors == "megaloc" and uses_descriptors(config, len(image_paths)):
-            megaloc = load_megaloc(config.megaloc_checkpoint, device=device)
-    with progress.stage("load images"):
-        batch = load_images(image_paths, mode=config.preprocess)
+    wants_megaloc = config.descriptors == "megaloc" and uses_descriptors(config, len(image_paths))
+    with ThreadPoolExecutor(max_workers=1) as decoder:
+        with progress.stage("load model"), _out_of_memory_as_advice(len(image_paths), strategy, device):
+            checkpoint = vggt_checkpoint(config.checkpoint)
+            megaloc_files = megaloc_checkpoint(config.megaloc_checkpoint) if wants_megaloc else None
+            decoding = decoder.submit(load_images, image_paths, mode=config.preprocess)
+            model = load_pretrained(checkpoint, device=device)
+            if megaloc_files is not None:
+                megaloc = load_megaloc(megaloc_files, device=device)
+        with progress.stage("load images"):
+            batch = decoding.result()
     images = batch.tensor
     descriptors = None
     if megaloc is not None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from vggt_sparse_ns.hub import load_state_dict_file, load_state_dict_strictly, resolve_checkpoint
+from vggt_sparse_ns.hub import CheckpointFiles, load_state_dict_file, load_state_dict_strictly, resolve_checkpoint
 from vggt_sparse_ns.sparse.megaloc.model import MegaLoc, MegaLocConfig, build_megaloc
 
 DEFAULT_MEGALOC_CHECKPOINT = "gberton/MegaLoc"
@@ -21,16 +21,22 @@ HOW_TO_GET = (
 )
 
 
+def megaloc_checkpoint(source: str | os.PathLike = DEFAULT_MEGALOC_CHECKPOINT) -> CheckpointFiles:
+    """The files of a MegaLoc checkpoint (see ``load_megaloc``); WeightsUnavailableError, saying where the
+    weights come from, when they cannot be found."""
+    return resolve_checkpoint(source, WEIGHT_NAMES, HOW_TO_GET)
+
+
 def load_megaloc(
-    source: str | os.PathLike = DEFAULT_MEGALOC_CHECKPOINT,
+    source: str | os.PathLike | CheckpointFiles = DEFAULT_MEGALOC_CHECKPOINT,
     device: str | torch.device = "cpu",
     config: MegaLocConfig | Mapping[str, Any] | None = None,
 ) -> MegaLoc:
     """A MegaLoc in eval mode with the weights of ``source``: a directory holding model.safetensors
-    (and optionally config.json), a single weights file, or a hub repo id resolved through
-    huggingface_hub's cache. The architecture is ``config`` if given, else the config.json
-    found beside the weights, else the published model's."""
-    files = resolve_checkpoint(source, WEIGHT_NAMES, HOW_TO_GET)
+    (and optionally config.json), a single weights file, a hub repo id resolved through
+    huggingface_hub's cache, or the files ``megaloc_checkpoint`` found. The architecture is ``config``
+    if given, else the config.json found beside the weights, else the published model's."""
+    files = source if isinstance(source, CheckpointFiles) else megaloc_checkpoint(source)
     if config is None and files.config is not None:
         config = json.loads(files.config.read_text())
     state = load_state_dict_file(files.weights)
