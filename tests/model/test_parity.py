@@ -58,6 +58,17 @@ def test_unbatched_and_batched_inputs_give_the_same_predictions(vggt_tiny, vggt_
         torch.testing.assert_close(unbatched[key], batched[key], rtol=0, atol=0)
 
 
+def test_scenes_in_one_batch_give_each_scene_its_own_predictions(vggt_tiny, vggt_tiny_expected):
+    frames = torch.from_numpy(vggt_tiny_expected["input_images"][:3])
+    scenes = torch.stack((frames, frames.flip(0)))
+    with torch.inference_mode():
+        together = vggt_tiny(scenes, frames_chunk=2)  # the taps read each chunk of frames of both scenes at once
+        alone = [vggt_tiny(scene, frames_chunk=2) for scene in scenes]
+    for key in PREDICTION_KEYS:
+        for index, scene in enumerate(alone):
+            torch.testing.assert_close(together[key][index], scene[key][0], rtol=1e-5, atol=1e-5)
+
+
 def test_frame_chunking_does_not_change_results(vggt_tiny, vggt_tiny_expected):
     images = torch.from_numpy(vggt_tiny_expected["input_images"][:3])
     one_chunk = vggt_tiny(images, frames_chunk=8)
@@ -81,16 +92,16 @@ def test_model_rejects_sizes_that_are_not_patch_multiples(vggt_tiny):
         vggt_tiny(torch.rand(2, 3, 100, 140))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="offload moves data between a CUDA device and the host")
-def test_offload_and_host_images_do_not_change_results(vggt_tiny_dir, vggt_tiny_expected):
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device beside the host")
+def test_images_on_the_host_do_not_change_results(vggt_tiny_dir, vggt_tiny_expected):
     from vggt_sparse_ns.model import load_pretrained
 
     model = load_pretrained(vggt_tiny_dir, device="cuda")
     images = torch.from_numpy(vggt_tiny_expected["input_images"])
     on_device = model(images.cuda(), frames_chunk=2)
-    offloaded = model(images, frames_chunk=2, offload=True)
+    from_host = model(images.pin_memory(), frames_chunk=2)
     for key in PREDICTION_KEYS:
-        torch.testing.assert_close(offloaded[key], on_device[key], rtol=0, atol=0)
+        torch.testing.assert_close(from_host[key], on_device[key], rtol=0, atol=0)
 
 
 def test_8_bit_images_in_channels_last_views_give_the_predictions_of_their_float_values(vggt_tiny, vggt_tiny_expected):

@@ -29,3 +29,15 @@ def test_timer_accumulates_repeated_stages():
         with timer("sleep"):
             time.sleep(0.01)
     assert 0.03 <= timer.seconds()["sleep"] < 0.5
+
+
+def test_a_stage_inside_another_takes_its_time_out_of_the_outer_one():
+    timer = StageTimer("cpu")
+    with timer("outer"):
+        time.sleep(0.02)
+        with timer("inner"):
+            time.sleep(0.05)
+    seconds = timer.seconds()
+    assert list(seconds) == ["outer", "inner"]
+    assert 0.05 <= seconds["inner"] < 0.5
+    assert 0.02 <= seconds["outer"] < 0.05

@@ -74,23 +74,30 @@ def test_out_of_memory_names_the_settings_that_help(scene, tiny_config, monkeypa
     monkeypatch.setattr(VGGT, "forward", run_out_of_memory)
     with pytest.raises(ReconstructionOutOfMemoryError) as raised:
         reconstruct(scene, tiny_config)
-    flags = ("--attention covisibility", "--neighbors", "--preprocess", "--num-frames-target", "--offload", "--device")
+    flags = (
+        "--attention covisibility",
+        "--neighbors",
+        "--preprocess",
+        "--num-frames-target",
+        "--frames-chunk",
+        "--device",
+    )
     for flag in flags:
         assert flag in str(raised.value)
     assert "3 frames" in str(raised.value)
 
 
-def test_the_offload_flag_reaches_the_model(scene, tiny_config, monkeypatch) -> None:
+def test_the_frames_chunk_flag_reaches_the_model(scene, tiny_config, monkeypatch) -> None:
     seen = {}
     forward = VGGT.forward
 
     def spy(self, *args, **kwargs):
-        seen["offload"] = kwargs.get("offload")
+        seen["frames_chunk"] = kwargs.get("frames_chunk")
         return forward(self, *args, **kwargs)
 
     monkeypatch.setattr(VGGT, "forward", spy)
-    reconstruct(scene, dataclasses.replace(tiny_config, offload=True))
-    assert seen == {"offload": True}
+    reconstruct(scene, dataclasses.replace(tiny_config, frames_chunk=2))
+    assert seen == {"frames_chunk": 2}
 
 
 def test_other_runtime_errors_are_not_mistaken_for_out_of_memory(scene, tiny_config, monkeypatch) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -9,6 +11,10 @@ from vggt_sparse_ns.layers.attention import AttendFn, Attention, sdpa_attend
 from vggt_sparse_ns.layers.kernels import triton_installed
 from vggt_sparse_ns.layers.kernels.layer_norm import layer_norm_to
 from vggt_sparse_ns.layers.rope import RopeTable
+
+ChunkReader = Callable[[slice, Tensor, Tensor], None]
+"""(tokens, before, after): a chunk's positions along the sequence and its tokens [B, n, dim] before and
+after a block."""
 
 
 class Mlp(nn.Module):
@@ -82,18 +88,27 @@ class Block(nn.Module):
         rope: RopeTable | None = None,
         attend: AttendFn = sdpa_attend,
         token_chunk: int | None = None,
+        read_chunk: ChunkReader | None = None,
     ) -> Tensor:
         """x [B, L, dim]. With ``token_chunk``, the per-token work (norms, projections, MLP) runs
         on chunks of the sequence so that only q, k, v exist for all L tokens at once; x is then
-        updated in place (inference only) and returned."""
+        updated in place (inference only) and returned. ``read_chunk`` is given each chunk's tokens
+        before and after the block as soon as the chunk is done, so that a reader of both (the heads'
+        taps) needs no copy of the whole input."""
         if token_chunk is None or token_chunk >= x.shape[1]:
-            x = add_residual(x, self.attn(pre_norm(self.norm1, x), rope, attend), self.ls1)
-            return add_residual(x, self.mlp(pre_norm(self.norm2, x)), self.ls2)
+            out = add_residual(x, self.attn(pre_norm(self.norm1, x), rope, attend), self.ls1)
+            out = add_residual(out, self.mlp(pre_norm(self.norm2, out)), self.ls2)
+            if read_chunk is not None:
+                read_chunk(slice(0, x.shape[1]), x, out)
+            return out
         out = attend(*self._chunked_heads(x, rope, token_chunk))
         for start in range(0, x.shape[1], token_chunk):
             piece = x[:, start : start + token_chunk]
+            before = piece.clone() if read_chunk is not None else None
             add_residual(piece, self.attn.merge(out[:, :, start : start + token_chunk]), self.ls1, in_place=True)
             add_residual(piece, self.mlp(pre_norm(self.norm2, piece)), self.ls2, in_place=True)
+            if read_chunk is not None:
+                read_chunk(slice(start, start + piece.shape[1]), before, piece)
         return x
 
     def _chunked_heads(self, x: Tensor, rope: RopeTable | None, token_chunk: int) -> tuple[Tensor, Tensor, Tensor]:

@@ -3,9 +3,10 @@
 Per frame, tokens are [camera, registers, patches]. Frame blocks attend within a frame;
 global blocks attend across frames through the global-attention strategy. Of the rounds,
 only what the heads read is kept: each head registers a ``Tap`` that reduces a round's
-tokens, concat(frame output, global output), to what it needs as soon as the round exists.
-Per-frame work runs on chunks of frames, so activation memory does not grow with S beyond
-the residual stream and one global layer's q, k, v.
+tokens, concat(frame output, global output), to what it needs as soon as a chunk of frames has
+both (the global block hands each chunk over before and after its update, so no copy of the
+round's tokens is kept). Per-frame work runs on chunks of frames, so activation memory does not
+grow with S beyond the residual stream and one global layer's q, k, v.
 """
 
 from __future__ import annotations
@@ -97,12 +98,10 @@ class Aggregator(nn.Module):
         frames_chunk: int = 16,
         timer: StageTimer | None = None,
         fused_kernels: bool = True,
-        offload: bool = False,
     ) -> AggregatorOutput:
         """images [B, S, 3, H, W], float in [0, 1] or uint8, on the model's device or on the host (then moved
         a chunk at a time); per-frame work runs on ``frames_chunk`` frames at a time; ``fused_kernels`` allows
-        the fused qk-norm + RoPE kernel on CUDA; ``offload`` keeps the frame-block output the taps need in host
-        memory while the global block runs (for the largest scenes)."""
+        the fused qk-norm + RoPE kernel on CUDA."""
         stage = timer or untimed
         device = self.camera_token.device
         batch, frames, _, height, width = images.shape
@@ -124,54 +123,42 @@ class Aggregator(nn.Module):
         rope = self.rope.table(positions, self.head_dim, torch.float32, fused=fused_kernels)
 
         chunks = [slice(start, start + frames_chunk) for start in range(0, batch * frames, frames_chunk)]
-        store = _Store(device, offload and x.is_cuda)
         kept: dict[str, Tensor] = {}
         for index, (frame_block, global_block) in enumerate(zip(self.frame_blocks, self.global_blocks, strict=True)):
             with stage("frame_blocks"):
                 for chunk in chunks:
                     x[chunk] = frame_block(x[chunk], rope)
             round_taps = {name: tap for name, tap in taps.items() if tap.layer == index}
-            frame_out = store.save_frame_output(x) if round_taps else None
+            read_taps = partial(_read_taps, round_taps, kept, frames, tokens_per_frame, stage) if round_taps else None
             with stage("global_blocks"):
                 x = global_block(
                     x.view(batch, frames * tokens_per_frame, dim),
                     rope,
                     partial(plan, layer=index),
                     token_chunk=frames_chunk * tokens_per_frame,
+                    read_chunk=read_taps,
                 ).view(batch * frames, tokens_per_frame, dim)
-            if frame_out is not None:
-                with stage("head_taps"):
-                    for chunk in chunks:
-                        tokens = torch.cat((frame_out[chunk].to(device, non_blocking=True), x[chunk]), dim=-1)
-                        for name, tap in round_taps.items():
-                            value = tap.read(tokens)
-                            if name not in kept:
-                                kept[name] = store.empty((batch * frames, *value.shape[1:]), value.dtype)
-                            kept[name][chunk].copy_(value, non_blocking=True)
-                del frame_out
-        return AggregatorOutput(
-            {name: value.unflatten(0, (batch, frames)) for name, value in kept.items()},
-            plan.summary(),
-        )
+        return AggregatorOutput(kept, plan.summary())
 
 
-class _Store:
-    """Where the taps' outputs are kept (preallocated on the device, filled chunk by chunk) and where
-    a round's frame-block output waits while the global block updates x in place: a clone on the
-    device, or (offload) one pinned host buffer reused by every tapped round."""
-
-    def __init__(self, device: torch.device, offload: bool) -> None:
-        self.device = device
-        self.offload = offload
-        self.frame_output: Tensor | None = None
-
-    def empty(self, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
-        return torch.empty(shape, dtype=dtype, device=self.device)
-
-    def save_frame_output(self, x: Tensor) -> Tensor:
-        if not self.offload:
-            return x.clone()
-        if self.frame_output is None:
-            self.frame_output = torch.empty(tuple(x.shape), dtype=x.dtype, pin_memory=True)
-        self.frame_output.copy_(x, non_blocking=True)
-        return self.frame_output
+def _read_taps(
+    taps: Mapping[str, Tap],
+    kept: dict[str, Tensor],
+    scene_frames: int,
+    tokens_per_frame: int,
+    stage: Callable[[str], Any],
+    tokens: slice,
+    frame_output: Tensor,
+    global_output: Tensor,
+) -> None:
+    """Let each tap read one chunk of a round, whole frames of tokens [B, n * T, C] before (frame output) and
+    after (global output) the global block, into ``kept`` [B, S, ...] (allocated at the first chunk)."""
+    with stage("head_taps"):
+        batch = frame_output.shape[0]
+        frames = slice(tokens.start // tokens_per_frame, tokens.stop // tokens_per_frame)
+        round_tokens = torch.cat((frame_output, global_output), dim=-1).unflatten(1, (-1, tokens_per_frame))
+        for name, tap in taps.items():
+            value = tap.read(round_tokens.flatten(0, 1)).unflatten(0, (batch, -1))
+            if name not in kept:
+                kept[name] = value.new_empty((batch, scene_frames, *value.shape[2:]))
+            kept[name][:, frames] = value

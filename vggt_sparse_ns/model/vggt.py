@@ -90,7 +90,6 @@ class VGGT(nn.Module):
         compute_dtype: torch.dtype | None = None,
         timer: StageTimer | None = None,
         fused_kernels: bool = True,
-        offload: bool = False,
     ) -> dict[str, Any]:
         """images [S, 3, H, W] or [B, S, 3, H, W], float in [0, 1] or uint8, H and W multiples of the patch size.
 
@@ -102,8 +101,8 @@ class VGGT(nn.Module):
         through the per-frame work at a time; ``kernel`` picks the SDPA backends on CUDA;
         ``compute_dtype`` overrides the aggregator's autocast dtype (torch.float32: no autocast);
         a ``timer`` collects the time of each stage; ``fused_kernels`` allows fused GPU kernels
-        (qk-norm + RoPE in one Triton kernel) where their plain-PyTorch versions would run; ``offload``
-        keeps large intermediates in host memory (images may then stay on the host too).
+        (qk-norm + RoPE in one Triton kernel) where their plain-PyTorch versions would run. Images may
+        stay on the host (pinned memory for speed): they go to the model's device a chunk at a time.
         """
         stage = timer or untimed
         if images.dim() == 4:
@@ -130,7 +129,6 @@ class VGGT(nn.Module):
                 frames_chunk=frames_chunk,
                 timer=timer,
                 fused_kernels=fused_kernels,
-                offload=offload,
             )
 
         kept = aggregated.kept

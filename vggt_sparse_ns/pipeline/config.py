@@ -46,10 +46,6 @@ class ReconstructionConfig:
     frames_chunk: int = 16
     """Frames processed together wherever the work is per frame: the aggregator's patch embedding and
     frame attention, and the depth and point heads (lower saves memory)."""
-    offload: bool = False
-    """On CUDA, park the frame-attention output in pinned host memory during each round whose tokens a head
-    keeps: saves one fp32 copy of all tokens on the GPU (about 4 GiB per 1,000 frames at 518x392), for
-    thousands of frames on a smaller GPU. 4,096 frames at 518x392 peaked at 82 GiB with it on an H200."""
 
     def __post_init__(self) -> None:
         if self.neighbors < 1:

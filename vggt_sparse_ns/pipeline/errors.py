@@ -16,6 +16,5 @@ class ReconstructionOutOfMemoryError(RuntimeError):
             f"Out of memory on {device} while reconstructing {frames} frames with {strategy} global attention. "
             "What helps: --attention covisibility (memory grows linearly with frames instead of quadratically), "
             "a smaller --neighbors, --preprocess crop (fewer tokens than pad), fewer frames (for a video: a lower "
-            "--num-frames-target), a smaller --frames-chunk, --offload (parks one copy of the tokens in host memory), "
-            "or --device cpu (slow, but uses system memory)."
+            "--num-frames-target), a smaller --frames-chunk, or --device cpu (slow, but uses system memory)."
         )

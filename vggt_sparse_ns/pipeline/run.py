@@ -130,9 +130,7 @@ def reconstruct(
             on_inference_start()
         attention = PlanRecorder(build_attention(config, len(image_paths), descriptors))
         with torch.inference_mode():
-            predictions = model(
-                images, attention, outputs=outputs, frames_chunk=config.frames_chunk, offload=config.offload
-            )
+            predictions = model(images, attention, outputs=outputs, frames_chunk=config.frames_chunk)
             host = {name: _to_host(value) for name, value in predictions.items() if isinstance(value, torch.Tensor)}
             summary = dict(predictions["attention"])
     progress.record_peak_memory(_peak_memory(device))
