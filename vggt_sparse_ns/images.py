@@ -13,6 +13,7 @@ resolution. Pixel coordinates are continuous (x, y): the pixel in row i, column 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -159,12 +160,15 @@ def load_images(
     target_size: int = 518,
     patch_size: int = 14,
     workers: int | None = None,
+    stop: threading.Event | None = None,
 ) -> ImageBatch:
     """Decode and preprocess images in parallel into one batch.
 
     crop: width ``target_size``, height rounded to a multiple of ``patch_size`` and centre
     cropped to ``target_size`` if taller. pad: long side ``target_size``, white padding to a
     square. Images that end up with different sizes are padded (white, centred) to the largest.
+    Once ``stop`` is set, the images not yet begun are skipped and ImageLoadError is raised: a
+    caller that no longer needs them does not wait for them.
     """
     if mode not in ("crop", "pad"):
         raise ValueError(f"preprocess mode must be 'crop' or 'pad', not {mode!r}")
@@ -172,8 +176,16 @@ def load_images(
     if not paths:
         raise ImageLoadError("No images to load.")
     workers = workers or min(32, (os.cpu_count() or 1) * 2, len(paths))
+
+    def decode(path: Path) -> tuple[np.ndarray, ImageTransform] | None:
+        if stop is not None and stop.is_set():
+            return None
+        return _preprocess(path, mode, target_size, patch_size)
+
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        loaded = list(pool.map(lambda p: _preprocess(p, mode, target_size, patch_size), paths))
+        loaded = list(pool.map(decode, paths))
+    if stop is not None and stop.is_set():
+        raise ImageLoadError("Image loading was stopped before all images were decoded.")
     height = max(pixels.shape[0] for pixels, _ in loaded)
     width = max(pixels.shape[1] for pixels, _ in loaded)
     batch = np.full((len(loaded), height, width, 3), 255, dtype=np.uint8)

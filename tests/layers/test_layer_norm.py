@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from vggt_sparse_ns.layers.block import pre_norm
+from vggt_sparse_ns.layers.kernels import use_fused_kernels
 from vggt_sparse_ns.layers.kernels.layer_norm import layer_norm_to
 
 
@@ -41,13 +42,21 @@ def test_interpreted_kernel_rounds_the_fp32_layer_norm(triton_interpreter, shape
         assert_rounds_like(layer_norm_to(x, norm, dtype), norm(x), dtype)
 
 
-def test_interpreted_kernel_reads_a_slice_of_the_residual_stream(triton_interpreter):
+def test_interpreted_kernel_reads_rows_of_a_wider_tensor(triton_interpreter):
     torch.manual_seed(0)
-    stream = torch.randn(1, 40, 96)
-    piece = stream[:, 8:24]  # the token-chunked global block's view
+    wide = torch.randn(4, 10, 192)
+    columns = wide[..., :96]  # rows 192 values apart
     norm = random_norm(96, eps=1e-5)
     with torch.no_grad():
-        assert_rounds_like(layer_norm_to(piece, norm, torch.bfloat16), norm(piece), torch.bfloat16)
+        assert_rounds_like(layer_norm_to(columns, norm, torch.bfloat16), norm(columns), torch.bfloat16)
+
+
+def test_interpreted_kernel_keeps_eps_for_rows_of_almost_equal_values(triton_interpreter):
+    torch.manual_seed(0)
+    x = 1e-4 * torch.randn(6, 64)  # variance 1e-8, far below eps
+    norm = random_norm(64, eps=1e-5)
+    with torch.no_grad():
+        assert_rounds_like(layer_norm_to(x, norm, torch.float16), norm(x), torch.float16)
 
 
 def test_a_norm_it_cannot_compute_is_refused():
@@ -64,14 +73,38 @@ def test_blocks_use_nn_layer_norm_off_cuda():
         assert torch.equal(pre_norm(norm, x), norm(x))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_blocks_take_the_kernel_on_cuda_under_half_precision_autocast():
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@cuda
+@pytest.mark.parametrize(
+    ("columns", "dtype", "sliced", "rows"),
+    [(1024, torch.bfloat16, False, 16 * 1041), (80, torch.float16, False, 333), (96, torch.bfloat16, True, 50),
+     (64, torch.bfloat16, False, 0)],
+)  # fmt: skip
+def test_compiled_kernel_rounds_the_fp32_layer_norm(columns, dtype, sliced, rows):
     pytest.importorskip("triton")
     torch.manual_seed(0)
-    x = torch.randn(1, 16 * 1041, 1024, device="cuda")
+    x = 2 * torch.randn(1, rows, 2 * columns if sliced else columns, device="cuda") - 1
+    x = x[..., :columns]
+    norm = random_norm(columns, device="cuda")
+    with torch.inference_mode():
+        assert_rounds_like(layer_norm_to(x, norm, dtype), norm(x), dtype)
+
+
+@cuda
+def test_blocks_take_the_kernel_on_cuda_under_half_precision_autocast_for_inference_only():
+    pytest.importorskip("triton")
+    torch.manual_seed(0)
+    x = torch.randn(1, 4 * 1041, 1024, device="cuda")
     norm = random_norm(1024, device="cuda")
     with torch.inference_mode():
         expected = norm(x)
         assert torch.equal(pre_norm(norm, x), expected)  # no autocast: nn.LayerNorm
         with torch.autocast("cuda", dtype=torch.bfloat16):
             assert_rounds_like(pre_norm(norm, x), expected, torch.bfloat16)
+            with use_fused_kernels(False):
+                assert torch.equal(pre_norm(norm, x), expected)
+    with torch.autocast("cuda", dtype=torch.bfloat16):  # gradients wanted: nn.LayerNorm, which has a backward
+        normed = pre_norm(norm, x)
+        assert normed.dtype == torch.float32 and normed.requires_grad

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from pathlib import Path
 
 import huggingface_hub.constants
@@ -129,6 +130,27 @@ def test_missing_megaloc_weights_stop_before_any_image_is_decoded(scene, tiny_co
     with pytest.raises(WeightsUnavailableError, match="nowhere does not exist"):
         reconstruct(scene, config)
     assert decoded == []
+
+
+def test_unreadable_weights_stop_the_decoding_instead_of_waiting_for_it(tmp_path, write_image, monkeypatch) -> None:
+    import vggt_sparse_ns.images as images
+
+    scene = [write_image(tmp_path / f"{index}.png", 32, 16) for index in range(40)]
+    checkpoint = tmp_path / "checkpoint"
+    checkpoint.mkdir()
+    (checkpoint / "model.safetensors").write_bytes(b"not a safetensors file")
+    decoded = []
+    preprocess = images._preprocess
+
+    def slow_preprocess(*args, **kwargs):
+        decoded.append(args[0])
+        time.sleep(0.2)
+        return preprocess(*args, **kwargs)
+
+    monkeypatch.setattr(images, "_preprocess", slow_preprocess)
+    with pytest.raises(WeightsUnavailableError, match="Could not read the weights file"):
+        reconstruct(scene, ReconstructionConfig(checkpoint=str(checkpoint), device="cpu"))
+    assert len(decoded) < len(scene)
 
 
 def test_images_are_decoded_while_the_weights_load(scene, tiny_config, monkeypatch) -> None:

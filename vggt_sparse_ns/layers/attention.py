@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vggt_sparse_ns.layers.kernels import triton_available
+from vggt_sparse_ns.layers.kernels import fused_kernels_enabled, triton_available
 from vggt_sparse_ns.layers.kernels.qk_norm_rope import fused_qk_norm_rope
 from vggt_sparse_ns.layers.rope import RopeTable
 
@@ -49,7 +49,8 @@ class Attention(nn.Module):
         """q, k, v [B, heads, L, head_dim] in the compute dtype (qk-norm and RoPE applied)."""
         batch, length, _ = x.shape
         qkv = self.qkv(x)
-        if rope is not None and rope.fused and isinstance(self.q_norm, nn.LayerNorm) and triton_available(qkv):
+        fusable = rope is not None and isinstance(self.q_norm, nn.LayerNorm)
+        if fusable and fused_kernels_enabled() and triton_available(qkv):
             return fused_qk_norm_rope(qkv, self.num_heads, self.q_norm, self.k_norm, rope.cos, rope.sin)
         qkv = qkv.reshape(batch, length, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)

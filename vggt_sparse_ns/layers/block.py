@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from vggt_sparse_ns.layers.attention import AttendFn, Attention, sdpa_attend
-from vggt_sparse_ns.layers.kernels import triton_installed
+from vggt_sparse_ns.layers.kernels import fused_kernels_enabled, triton_installed
 from vggt_sparse_ns.layers.kernels.layer_norm import layer_norm_to
 from vggt_sparse_ns.layers.rope import RopeTable
 
@@ -52,12 +52,14 @@ def add_residual(x: Tensor, branch: Tensor, scale: nn.Module, in_place: bool = F
 
 
 def pre_norm(norm: nn.LayerNorm, x: Tensor) -> Tensor:
-    """norm(x) for a linear layer to read. On CUDA under half-precision autocast, with Triton, it is written
-    in the autocast dtype in one pass (kernels/layer_norm.py); elsewhere it is nn.LayerNorm's output (fp32
-    under autocast), which the linear layer casts."""
-    if x.is_cuda and torch.is_autocast_enabled("cuda") and triton_installed():
+    """norm(x) for a linear layer to read. On CUDA under half-precision autocast, with Triton and the fused
+    kernels enabled, for inference (the kernel has no backward), it is written in the autocast dtype in
+    one pass (kernels/layer_norm.py); elsewhere it is nn.LayerNorm's output (fp32 under autocast), which
+    the linear layer casts."""
+    needs_grad = torch.is_grad_enabled() and (x.requires_grad or norm.weight.requires_grad)
+    if x.is_cuda and not needs_grad and torch.is_autocast_enabled("cuda") and fused_kernels_enabled():
         dtype = torch.get_autocast_dtype("cuda")
-        if dtype in (torch.bfloat16, torch.float16):
+        if dtype in (torch.bfloat16, torch.float16) and triton_installed():
             return layer_norm_to(x, norm, dtype)
     return norm(x)
 

@@ -34,8 +34,6 @@ class RopeTable:
 
     cos: Tensor
     sin: Tensor
-    fused: bool = False
-    """Let attention layers apply qk-norm, RoPE and the cast in one fused GPU kernel where available."""
 
     def apply(self, x: Tensor) -> Tensor:
         """Rotate x [..., L, head_dim] where L is a whole number of frames of T tokens."""
@@ -52,7 +50,7 @@ class RotaryEmbedding2D(torch.nn.Module):
         super().__init__()
         self.base = base
 
-    def table(self, positions: Tensor, head_dim: int, dtype: torch.dtype, fused: bool = False) -> RopeTable:
+    def table(self, positions: Tensor, head_dim: int, dtype: torch.dtype) -> RopeTable:
         """Tables for integer positions [T, 2] (y, x) at the given head dimension."""
         axis_dim = head_dim // 2
         exponents = torch.arange(0, axis_dim, 2, device=positions.device).float() / axis_dim
@@ -63,4 +61,4 @@ class RotaryEmbedding2D(torch.nn.Module):
             angles = torch.cat((angles, angles), dim=-1)
             cos_parts.append(angles.cos())
             sin_parts.append(angles.sin())
-        return RopeTable(torch.cat(cos_parts, -1).to(dtype), torch.cat(sin_parts, -1).to(dtype), fused)
+        return RopeTable(torch.cat(cos_parts, -1).to(dtype), torch.cat(sin_parts, -1).to(dtype))

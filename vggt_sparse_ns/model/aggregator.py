@@ -97,11 +97,9 @@ class Aggregator(nn.Module):
         *,
         frames_chunk: int = 16,
         timer: StageTimer | None = None,
-        fused_kernels: bool = True,
     ) -> AggregatorOutput:
         """images [B, S, 3, H, W], float in [0, 1] or uint8, on the model's device or on the host (then moved
-        a chunk at a time); per-frame work runs on ``frames_chunk`` frames at a time; ``fused_kernels`` allows
-        the fused qk-norm + RoPE kernel on CUDA."""
+        a chunk at a time); per-frame work runs on ``frames_chunk`` frames at a time."""
         stage = timer or untimed
         device = self.camera_token.device
         batch, frames, _, height, width = images.shape
@@ -120,7 +118,7 @@ class Aggregator(nn.Module):
 
         positions = grid_positions(grid_h, grid_w, device) + 1
         positions = torch.cat((positions.new_zeros(self.patch_start, 2), positions))
-        rope = self.rope.table(positions, self.head_dim, torch.float32, fused=fused_kernels)
+        rope = self.rope.table(positions, self.head_dim, torch.float32)
 
         chunks = [slice(start, start + frames_chunk) for start in range(0, batch * frames, frames_chunk)]
         kept: dict[str, Tensor] = {}

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from vggt_sparse_ns.layers.kernels import use_fused_kernels
 from vggt_sparse_ns.layers.precision import autocast_dtype
 from vggt_sparse_ns.model.aggregator import Aggregator, Tap
 from vggt_sparse_ns.model.camera_head import CameraHead
@@ -100,8 +101,8 @@ class VGGT(nn.Module):
         and ``attention``, the global-attention strategy's summary. ``frames_chunk`` frames go
         through the per-frame work at a time; ``kernel`` picks the SDPA backends on CUDA;
         ``compute_dtype`` overrides the aggregator's autocast dtype (torch.float32: no autocast);
-        a ``timer`` collects the time of each stage; ``fused_kernels`` allows fused GPU kernels
-        (qk-norm + RoPE in one Triton kernel) where their plain-PyTorch versions would run. Images may
+        a ``timer`` collects the time of each stage; ``fused_kernels`` allows the fused GPU kernels
+        (qk-norm + RoPE, the one-pass LayerNorm) where their plain-PyTorch versions would run. Images may
         stay on the host (pinned memory for speed): they go to the model's device a chunk at a time.
         """
         stage = timer or untimed
@@ -121,6 +122,7 @@ class VGGT(nn.Module):
         with (
             torch.autocast(device_type, dtype=compute_dtype, enabled=compute_dtype != torch.float32),
             sdpa_kernel(SDPA_BACKENDS[kernel], set_priority=True),
+            use_fused_kernels(fused_kernels),
         ):
             aggregated = self.aggregator(
                 images,
@@ -128,7 +130,6 @@ class VGGT(nn.Module):
                 taps,
                 frames_chunk=frames_chunk,
                 timer=timer,
-                fused_kernels=fused_kernels,
             )
 
         kept = aggregated.kept

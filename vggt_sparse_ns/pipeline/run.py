@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -88,9 +89,9 @@ def reconstruct(
     Stages recorded in ``progress``: "load model" (the weights are found first, so that missing weights stop
     the run before any image is decoded; the images are then decoded in a thread while the weights load),
     "load images" (what is left of the decoding), "megaloc descriptors" (with --descriptors megaloc),
-    "inference". Raises ImageLoadError for an
-    unreadable image, WeightsUnavailableError when the checkpoint cannot be found, and
-    ReconstructionOutOfMemoryError (naming the settings that help) when the accelerator runs out of memory.
+    "inference". Raises ImageLoadError for an unreadable image, WeightsUnavailableError when the checkpoint
+    cannot be found or read (the decoding then stops), and ReconstructionOutOfMemoryError (naming the
+    settings that help) when the accelerator runs out of memory.
 
     ``on_inference_start`` is called as inference begins: the CLI then starts host work that needs no
     prediction (copying the images) in a thread of its own, while the GPU works.
@@ -108,14 +109,19 @@ def reconstruct(
 
     megaloc = None
     wants_megaloc = config.descriptors == "megaloc" and uses_descriptors(config, len(image_paths))
+    stop_decoding = threading.Event()
     with ThreadPoolExecutor(max_workers=1) as decoder:
-        with progress.stage("load model"), _out_of_memory_as_advice(len(image_paths), strategy, device):
-            checkpoint = vggt_checkpoint(config.checkpoint)
-            megaloc_files = megaloc_checkpoint(config.megaloc_checkpoint) if wants_megaloc else None
-            decoding = decoder.submit(load_images, image_paths, mode=config.preprocess)
-            model = load_pretrained(checkpoint, device=device)
-            if megaloc_files is not None:
-                megaloc = load_megaloc(megaloc_files, device=device)
+        try:
+            with progress.stage("load model"), _out_of_memory_as_advice(len(image_paths), strategy, device):
+                checkpoint = vggt_checkpoint(config.checkpoint)
+                megaloc_files = megaloc_checkpoint(config.megaloc_checkpoint) if wants_megaloc else None
+                decoding = decoder.submit(load_images, image_paths, mode=config.preprocess, stop=stop_decoding)
+                model = load_pretrained(checkpoint, device=device)
+                if megaloc_files is not None:
+                    megaloc = load_megaloc(megaloc_files, device=device)
+        except BaseException:
+            stop_decoding.set()  # the error need not wait for the images
+            raise
         with progress.stage("load images"):
             batch = decoding.result()
     images = batch.tensor

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextvars
 import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor
+
+_FUSED_KERNELS = contextvars.ContextVar("fused_kernels", default=True)
 
 
 @functools.cache
@@ -16,6 +21,22 @@ def triton_installed() -> bool:
     except ImportError:
         return False
     return True
+
+
+@contextmanager
+def use_fused_kernels(enabled: bool) -> Iterator[None]:
+    """Within this context, layers take (or, disabled, do not take) the fused kernels that replace plain
+    PyTorch work with the same arithmetic: qk-norm + RoPE in one pass, the one-pass LayerNorm."""
+    token = _FUSED_KERNELS.set(enabled)
+    try:
+        yield
+    finally:
+        _FUSED_KERNELS.reset(token)
+
+
+def fused_kernels_enabled() -> bool:
+    """Whether the fused kernels may run here (see ``use_fused_kernels``; on by default)."""
+    return _FUSED_KERNELS.get()
 
 
 def triton_available(x: Tensor) -> bool:
