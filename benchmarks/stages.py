@@ -72,7 +72,7 @@ def main() -> None:
     parser.add_argument(
         "--host-images",
         action="store_true",
-        help="images in pinned host memory, moved a chunk at a time (as the pipeline does)",
+        help="images in pinned host memory, moved a chunk at a time (the pipeline keeps its images on the host)",
     )
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))

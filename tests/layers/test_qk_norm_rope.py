@@ -36,3 +36,15 @@ def test_fused_heads_match_the_plain_path(frames, grid):
         assert a.dtype == b.dtype == torch.bfloat16 and a.shape == b.shape
         relative = (a.float() - b.float()).norm() / a.float().norm()
         assert relative < 4e-3, f"{name}: relative error {relative:.2e}"
+
+
+@cuda_with_triton
+def test_heads_that_need_gradients_take_the_plain_path():
+    layer = Attention(1024, 16, qk_norm=True).cuda()
+    positions = torch.cat((torch.zeros(5, 2, dtype=torch.long, device="cuda"), grid_positions(4, 6, device="cuda") + 1))
+    table = RotaryEmbedding2D(100.0).table(positions, 64, torch.float32)
+    x = torch.randn(1, 2 * positions.shape[0], 1024, device="cuda")
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        q, k, _ = layer.heads(x, table)  # the fused kernel has no backward
+    (q.float().sum() + k.float().sum()).backward()
+    assert layer.q_norm.weight.grad is not None and layer.k_norm.weight.grad is not None

@@ -77,6 +77,24 @@ def test_frame_chunking_does_not_change_results(vggt_tiny, vggt_tiny_expected):
         torch.testing.assert_close(one_chunk[key], per_frame[key], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("fused_kernels", [True, False])
+def test_the_fused_kernels_switch_reaches_the_attention_layers(
+    vggt_tiny, vggt_tiny_expected, monkeypatch, fused_kernels
+):
+    import vggt_sparse_ns.layers.attention as attention
+
+    asked = []
+    enabled = attention.fused_kernels_enabled
+
+    def spy() -> bool:
+        asked.append(enabled())
+        return asked[-1]
+
+    monkeypatch.setattr(attention, "fused_kernels_enabled", spy)
+    vggt_tiny(torch.from_numpy(vggt_tiny_expected["input_images"][:2]), fused_kernels=fused_kernels)
+    assert asked and set(asked) == {fused_kernels}
+
+
 def test_only_the_requested_heads_run(vggt_tiny, vggt_tiny_expected):
     images = torch.from_numpy(vggt_tiny_expected["input_images"][:2])
     everything = vggt_tiny(images)

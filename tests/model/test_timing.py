@@ -34,10 +34,9 @@ def test_timer_accumulates_repeated_stages():
 def test_a_stage_inside_another_takes_its_time_out_of_the_outer_one():
     timer = StageTimer("cpu")
     with timer("outer"):
-        time.sleep(0.02)
+        time.sleep(0.01)
         with timer("inner"):
-            time.sleep(0.05)
+            time.sleep(0.2)
     seconds = timer.seconds()
     assert list(seconds) == ["outer", "inner"]
-    assert 0.05 <= seconds["inner"] < 0.5
-    assert 0.02 <= seconds["outer"] < 0.05
+    assert 0.01 <= seconds["outer"] < 0.2 <= seconds["inner"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -46,10 +47,14 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim, bias=proj_bias)
 
     def heads(self, x: Tensor, rope: RopeTable | None = None) -> tuple[Tensor, Tensor, Tensor]:
-        """q, k, v [B, heads, L, head_dim] in the compute dtype (qk-norm and RoPE applied)."""
+        """q, k, v [B, heads, L, head_dim] in the compute dtype (qk-norm and RoPE applied; in one fused kernel
+        for inference where the fused kernels are enabled, as that kernel has no backward)."""
         batch, length, _ = x.shape
         qkv = self.qkv(x)
-        fusable = rope is not None and isinstance(self.q_norm, nn.LayerNorm)
+        needs_grad = torch.is_grad_enabled() and (
+            qkv.requires_grad or any(p.requires_grad for p in (*self.q_norm.parameters(), *self.k_norm.parameters()))
+        )
+        fusable = rope is not None and isinstance(self.q_norm, nn.LayerNorm) and not needs_grad
         if fusable and fused_kernels_enabled() and triton_available(qkv):
             return fused_qk_norm_rope(qkv, self.num_heads, self.q_norm, self.k_norm, rope.cos, rope.sin)
         qkv = qkv.reshape(batch, length, 3, self.num_heads, self.head_dim)

@@ -13,7 +13,7 @@ from vggt_sparse_ns.layers.kernels.layer_norm import layer_norm_to
 from vggt_sparse_ns.layers.rope import RopeTable
 
 ChunkReader = Callable[[slice, Tensor, Tensor], None]
-"""(tokens, before, after): a chunk's positions along the sequence and its tokens [B, n, dim] before and
+"""(positions, before, after): a chunk's positions along the sequence and its tokens [B, n, dim] before and
 after a block."""
 
 
@@ -56,7 +56,7 @@ def pre_norm(norm: nn.LayerNorm, x: Tensor) -> Tensor:
     kernels enabled, for inference (the kernel has no backward), it is written in the autocast dtype in
     one pass (kernels/layer_norm.py); elsewhere it is nn.LayerNorm's output (fp32 under autocast), which
     the linear layer casts."""
-    needs_grad = torch.is_grad_enabled() and (x.requires_grad or norm.weight.requires_grad)
+    needs_grad = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in norm.parameters()))
     if x.is_cuda and not needs_grad and torch.is_autocast_enabled("cuda") and fused_kernels_enabled():
         dtype = torch.get_autocast_dtype("cuda")
         if dtype in (torch.bfloat16, torch.float16) and triton_installed():

@@ -145,15 +145,16 @@ def _read_taps(
     scene_frames: int,
     tokens_per_frame: int,
     stage: Callable[[str], Any],
-    tokens: slice,
+    positions: slice,
     frame_output: Tensor,
     global_output: Tensor,
 ) -> None:
     """Let each tap read one chunk of a round, whole frames of tokens [B, n * T, C] before (frame output) and
-    after (global output) the global block, into ``kept`` [B, S, ...] (allocated at the first chunk)."""
+    after (global output) the global block, into ``kept`` [B, S, ...] (allocated at the first chunk). The
+    chunk holds n frames of each of the B scenes, so a tap reads B * n frames at once."""
     with stage("head_taps"):
         batch = frame_output.shape[0]
-        frames = slice(tokens.start // tokens_per_frame, tokens.stop // tokens_per_frame)
+        frames = slice(positions.start // tokens_per_frame, positions.stop // tokens_per_frame)
         round_tokens = torch.cat((frame_output, global_output), dim=-1).unflatten(1, (-1, tokens_per_frame))
         for name, tap in taps.items():
             value = tap.read(round_tokens.flatten(0, 1)).unflatten(0, (batch, -1))
