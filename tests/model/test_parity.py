@@ -81,16 +81,16 @@ def test_frame_chunking_does_not_change_results(vggt_tiny, vggt_tiny_expected):
 def test_the_fused_kernels_switch_reaches_the_attention_layers(
     vggt_tiny, vggt_tiny_expected, monkeypatch, fused_kernels
 ):
-    import vggt_sparse_ns.layers.attention as attention
+    import vggt_sparse_ns.layers.kernels as kernels
 
     asked = []
-    enabled = attention.fused_kernels_enabled
+    enabled = kernels.fused_kernels_enabled
 
     def spy() -> bool:
         asked.append(enabled())
         return asked[-1]
 
-    monkeypatch.setattr(attention, "fused_kernels_enabled", spy)
+    monkeypatch.setattr(kernels, "fused_kernels_enabled", spy)
     vggt_tiny(torch.from_numpy(vggt_tiny_expected["input_images"][:2]), fused_kernels=fused_kernels)
     assert asked and set(asked) == {fused_kernels}
 

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vggt_sparse_ns.layers.kernels import fused_kernels_enabled, triton_available
+from vggt_sparse_ns.layers.kernels import fused_kernel_may_replace, triton_available
 from vggt_sparse_ns.layers.kernels.qk_norm_rope import fused_qk_norm_rope
 from vggt_sparse_ns.layers.rope import RopeTable
 
@@ -51,11 +50,8 @@ class Attention(nn.Module):
         for inference where the fused kernels are enabled, as that kernel has no backward)."""
         batch, length, _ = x.shape
         qkv = self.qkv(x)
-        needs_grad = torch.is_grad_enabled() and (
-            qkv.requires_grad or any(p.requires_grad for p in (*self.q_norm.parameters(), *self.k_norm.parameters()))
-        )
-        fusable = rope is not None and isinstance(self.q_norm, nn.LayerNorm) and not needs_grad
-        if fusable and fused_kernels_enabled() and triton_available(qkv):
+        fusable = rope is not None and isinstance(self.q_norm, nn.LayerNorm)
+        if fusable and fused_kernel_may_replace(qkv, self.q_norm, self.k_norm) and triton_available(qkv):
             return fused_qk_norm_rope(qkv, self.num_heads, self.q_norm, self.k_norm, rope.cos, rope.sin)
         qkv = qkv.reshape(batch, length, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)

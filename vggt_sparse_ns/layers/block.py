@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from vggt_sparse_ns.layers.attention import AttendFn, Attention, sdpa_attend
-from vggt_sparse_ns.layers.kernels import fused_kernels_enabled, triton_installed
+from vggt_sparse_ns.layers.kernels import fused_kernel_may_replace, triton_installed
 from vggt_sparse_ns.layers.kernels.layer_norm import layer_norm_to
 from vggt_sparse_ns.layers.rope import RopeTable
 
@@ -56,8 +56,7 @@ def pre_norm(norm: nn.LayerNorm, x: Tensor) -> Tensor:
     kernels enabled, for inference (the kernel has no backward), it is written in the autocast dtype in
     one pass (kernels/layer_norm.py); elsewhere it is nn.LayerNorm's output (fp32 under autocast), which
     the linear layer casts."""
-    needs_grad = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in norm.parameters()))
-    if x.is_cuda and not needs_grad and torch.is_autocast_enabled("cuda") and fused_kernels_enabled():
+    if x.is_cuda and torch.is_autocast_enabled("cuda") and fused_kernel_may_replace(x, norm):
         dtype = torch.get_autocast_dtype("cuda")
         if dtype in (torch.bfloat16, torch.float16) and triton_installed():
             return layer_norm_to(x, norm, dtype)

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 _FUSED_KERNELS = contextvars.ContextVar("fused_kernels", default=True)
 
@@ -37,6 +37,15 @@ def use_fused_kernels(enabled: bool) -> Iterator[None]:
 def fused_kernels_enabled() -> bool:
     """Whether the fused kernels may run here (see ``use_fused_kernels``; on by default)."""
     return _FUSED_KERNELS.get()
+
+
+def fused_kernel_may_replace(x: Tensor, *modules: nn.Module) -> bool:
+    """Whether a fused kernel may replace the plain work on x with the ``modules``' parameters: the fused
+    kernels are enabled here, and no gradient is wanted (the fused kernels have no backward)."""
+    wants_gradients = torch.is_grad_enabled() and (
+        x.requires_grad or any(parameter.requires_grad for module in modules for parameter in module.parameters())
+    )
+    return fused_kernels_enabled() and not wants_gradients
 
 
 def triton_available(x: Tensor) -> bool:
