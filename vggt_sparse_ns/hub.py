@@ -107,12 +107,17 @@ def _from_hub(repo_id: str, weight_names: Sequence[str], how_to_get: str) -> Che
     )
 
 
-def resolve_checkpoint(source: str | os.PathLike, weight_names: Sequence[str], how_to_get: str) -> CheckpointFiles:
-    """Weights (and config.json) from a directory, a single weights file, or a hub repo id.
+def resolve_checkpoint(
+    source: str | os.PathLike | CheckpointFiles, weight_names: Sequence[str], how_to_get: str
+) -> CheckpointFiles:
+    """Weights (and config.json) from a directory, a single weights file, or a hub repo id; files already
+    found are returned as they are.
 
     ``weight_names`` are tried in order in a directory or hub repo; ``how_to_get`` ends
     every error message (where the weights come from and how to fetch them).
     """
+    if isinstance(source, CheckpointFiles):
+        return source
     path = Path(source).expanduser()
     if path.is_dir():
         return _from_directory(path, weight_names)

@@ -35,7 +35,7 @@ def load_state_dict_strict(model: VGGT, state: dict) -> None:
     load_state_dict_strictly(model, state, "VGGT")
 
 
-def vggt_checkpoint(source: str | os.PathLike = DEFAULT_CHECKPOINT) -> CheckpointFiles:
+def vggt_checkpoint(source: str | os.PathLike | CheckpointFiles = DEFAULT_CHECKPOINT) -> CheckpointFiles:
     """The files of a VGGT checkpoint (see ``load_pretrained``); WeightsUnavailableError, saying where the
     weights come from, when they cannot be found."""
     return resolve_checkpoint(source, WEIGHT_NAMES, HOW_TO_GET)
@@ -48,7 +48,7 @@ def load_pretrained(
     """A VGGT in eval mode with the weights of ``source``: a directory holding config.json and
     model.safetensors or model.pt, a single weights file (VGGT-1B architecture assumed), a
     hub repo id resolved through huggingface_hub's cache, or the files ``vggt_checkpoint`` found."""
-    files = source if isinstance(source, CheckpointFiles) else vggt_checkpoint(source)
+    files = vggt_checkpoint(source)
     config = VGGTConfig()
     if files.config is not None:
         config = VGGTConfig.from_dict(json.loads(files.config.read_text()))

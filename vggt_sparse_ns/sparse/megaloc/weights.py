@@ -21,7 +21,7 @@ HOW_TO_GET = (
 )
 
 
-def megaloc_checkpoint(source: str | os.PathLike = DEFAULT_MEGALOC_CHECKPOINT) -> CheckpointFiles:
+def megaloc_checkpoint(source: str | os.PathLike | CheckpointFiles = DEFAULT_MEGALOC_CHECKPOINT) -> CheckpointFiles:
     """The files of a MegaLoc checkpoint (see ``load_megaloc``); WeightsUnavailableError, saying where the
     weights come from, when they cannot be found."""
     return resolve_checkpoint(source, WEIGHT_NAMES, HOW_TO_GET)
@@ -36,7 +36,7 @@ def load_megaloc(
     (and optionally config.json), a single weights file, a hub repo id resolved through
     huggingface_hub's cache, or the files ``megaloc_checkpoint`` found. The architecture is ``config``
     if given, else the config.json found beside the weights, else the published model's."""
-    files = source if isinstance(source, CheckpointFiles) else megaloc_checkpoint(source)
+    files = megaloc_checkpoint(source)
     if config is None and files.config is not None:
         config = json.loads(files.config.read_text())
     state = load_state_dict_file(files.weights)
