@@ -1,5 +1,5 @@
 """Dense global attention on the full-size model: kernel choice (SDPA backends, our Gluon kernel), and time/memory against
-the original implementation's figures (../shared/NOTES.md §3). Rows go to docs/benchmarks/scaling.json.
+the original implementation's figures (measured on the same H200: docs/benchmarks/README.md). Rows go to docs/benchmarks/scaling.json.
 
     python benchmarks/dense.py --kernel-frames 64 --frames 100 200 --size 518x518
 """

@@ -3,7 +3,7 @@ the result in docs/benchmarks/scaling.json.
 
 Run on the GPU machine:  python benchmarks/megaloc.py
 Smoke test on a CPU:     python benchmarks/megaloc.py --device cpu --frames 4 \
-    --config ../shared/fixtures/megaloc_tiny/config.json --output /tmp/scaling.json
+    --config tests/fixtures/megaloc_tiny/config.json --output /tmp/scaling.json
 """
 
 from __future__ import annotations

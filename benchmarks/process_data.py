@@ -14,7 +14,7 @@ GPU machine (the random checkpoint is about 5 GB):
 CPU smoke test with the tiny fixture model:
 
     python -m benchmarks.process_data --frames 4 --work-dir /tmp/process-data-smoke --device cpu \
-        --checkpoint ../shared/fixtures/vggt_tiny --output /tmp/process_data.json
+        --checkpoint tests/fixtures/vggt_tiny --output /tmp/process_data.json
 """
 
 from __future__ import annotations

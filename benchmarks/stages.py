@@ -4,7 +4,7 @@
 
 Rows go to docs/benchmarks/stages.json. MFU counts the aggregator's matrix work (linear layers
 and attention scores/values, the attended keys taken from the strategy's summary) against
-790 TFLOP/s, the bf16 matrix rate measured on the H200 (../shared/NOTES.md).
+790 TFLOP/s, the bf16 matrix rate measured on the H200 (docs/benchmarks/README.md).
 """
 
 from __future__ import annotations

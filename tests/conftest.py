@@ -1,4 +1,4 @@
-"""Shared test fixtures: paths to ../shared/fixtures and the tiny VGGT model loaded from them."""
+"""Shared test fixtures: paths to tests/fixtures and the tiny VGGT model loaded from them."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
-VGGT_TINY = FIXTURES / "vggt_tiny"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+"""Tiny models with the VGGT and MegaLoc architectures and the original implementations' outputs (fixtures/README.md)."""
 
 if not torch.cuda.is_available():
     # Where there is no GPU, Triton kernels are tested in Triton's CPU interpreter. Triton reads the
@@ -20,10 +20,18 @@ if not torch.cuda.is_available():
 
 
 @pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    return FIXTURES
+
+
+@pytest.fixture(scope="session")
 def vggt_tiny_dir() -> Path:
-    if not VGGT_TINY.is_dir():
-        pytest.fail(f"fixtures not found at {VGGT_TINY}: the repo must sit beside shared/")
-    return VGGT_TINY
+    return FIXTURES / "vggt_tiny"
+
+
+@pytest.fixture(scope="session")
+def megaloc_tiny_dir() -> Path:
+    return FIXTURES / "megaloc_tiny"
 
 
 @pytest.fixture(scope="session")

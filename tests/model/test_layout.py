@@ -11,8 +11,8 @@ from vggt_sparse_ns.model import VGGTConfig, build_model
 from vggt_sparse_ns.model.weights import SKIPPED_PREFIXES
 
 
-def test_default_model_has_exactly_the_vggt_1b_checkpoint_layout(vggt_tiny_dir):
-    expected = json.loads((vggt_tiny_dir.parent / "vggt_1b_state_dict_shapes.json").read_text())
+def test_default_model_has_exactly_the_vggt_1b_checkpoint_layout(fixtures_dir):
+    expected = json.loads((fixtures_dir / "vggt_1b_state_dict_shapes.json").read_text())
     expected = {key: tuple(shape) for key, shape in expected.items() if not key.startswith(SKIPPED_PREFIXES)}
     with torch.device("meta"):
         model = build_model(VGGTConfig())

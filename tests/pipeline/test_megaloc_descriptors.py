@@ -13,11 +13,6 @@ from vggt_sparse_ns.sparse import CovisibilityAttention
 from vggt_sparse_ns.sparse.megaloc import load_megaloc, megaloc_descriptors
 
 
-@pytest.fixture
-def megaloc_tiny_dir(vggt_tiny_dir: Path) -> Path:
-    return vggt_tiny_dir.parent / "megaloc_tiny"
-
-
 def test_megaloc_descriptors_build_the_frame_graph(tmp_path, write_image, vggt_tiny_dir, megaloc_tiny_dir) -> None:
     scene = [write_image(tmp_path / f"{index}.png", 96, 24) for index in range(5)]
     config = ReconstructionConfig(

@@ -20,30 +20,28 @@ from vggt_sparse_ns.sparse.megaloc.aggregator import optimal_transport_assignmen
 from vggt_sparse_ns.sparse.megaloc.descriptors import descriptor_size
 from vggt_sparse_ns.sparse.megaloc.model import patch_multiple_size, resize_images
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures"
-MEGALOC_TINY = FIXTURES / "megaloc_tiny"
 PARITY_TOLERANCE = 1e-5
 
 
 @pytest.fixture(scope="module")
-def expected() -> dict[str, np.ndarray]:
-    with np.load(MEGALOC_TINY / "expected.npz") as data:
+def expected(megaloc_tiny_dir: Path) -> dict[str, np.ndarray]:
+    with np.load(megaloc_tiny_dir / "expected.npz") as data:
         return {key: data[key] for key in data.files}
 
 
 @pytest.fixture(scope="module")
-def megaloc_tiny():
-    return load_megaloc(MEGALOC_TINY, device="cpu")
+def megaloc_tiny(megaloc_tiny_dir: Path):
+    return load_megaloc(megaloc_tiny_dir, device="cpu")
 
 
 def _max_error(actual: torch.Tensor, reference: np.ndarray) -> float:
     return (actual - torch.from_numpy(reference)).abs().max().item()
 
 
-def test_tiny_fixture_loads_strictly_with_its_config_and_ignores_seed_and_note():
-    config = json.loads((MEGALOC_TINY / "config.json").read_text())
+def test_tiny_fixture_loads_strictly_with_its_config_and_ignores_seed_and_note(megaloc_tiny_dir: Path):
+    config = json.loads((megaloc_tiny_dir / "config.json").read_text())
     model = build_megaloc(config)
-    result = model.load_state_dict(load_file(str(MEGALOC_TINY / "model.safetensors")), strict=True)
+    result = model.load_state_dict(load_file(str(megaloc_tiny_dir / "model.safetensors")), strict=True)
     assert not result.missing_keys and not result.unexpected_keys
     assert model.config.embed_dim == config["embed_dim"] and model.config.feat_dim == config["feat_dim"]
 
@@ -97,8 +95,8 @@ def test_assignment_is_three_sinkhorn_iterations_of_the_dust_bin_transport_probl
     assert not torch.allclose(assignment, _sinkhorn_reference(scores, 0.7, 4), atol=1e-4)
 
 
-def test_default_config_has_exactly_the_published_checkpoint_keys_and_shapes():
-    published = json.loads((FIXTURES / "megaloc_state_dict_shapes.json").read_text())
+def test_default_config_has_exactly_the_published_checkpoint_keys_and_shapes(fixtures_dir: Path):
+    published = json.loads((fixtures_dir / "megaloc_state_dict_shapes.json").read_text())
     with torch.device("meta"):
         model = build_megaloc(None)
     assert {name: list(tensor.shape) for name, tensor in model.state_dict().items()} == published
@@ -110,14 +108,14 @@ def test_images_with_no_more_patches_than_clusters_are_refused_with_a_clear_erro
         megaloc_tiny(torch.zeros(1, 3, 28, 56))  # 2 x 4 = 8 patches for 8 clusters
 
 
-def test_a_weights_file_without_config_is_the_published_architecture_and_mismatches_loudly():
+def test_a_weights_file_without_config_is_the_published_architecture_and_mismatches_loudly(megaloc_tiny_dir: Path):
     with pytest.raises(CheckpointMismatchError, match="does not match the MegaLoc architecture"):
-        load_megaloc(MEGALOC_TINY / "model.safetensors")
+        load_megaloc(megaloc_tiny_dir / "model.safetensors")
 
 
-def test_a_weights_file_with_an_explicit_config_loads(expected):
-    config = json.loads((MEGALOC_TINY / "config.json").read_text())
-    model = load_megaloc(MEGALOC_TINY / "model.safetensors", config=config)
+def test_a_weights_file_with_an_explicit_config_loads(megaloc_tiny_dir: Path, expected):
+    config = json.loads((megaloc_tiny_dir / "config.json").read_text())
+    model = load_megaloc(megaloc_tiny_dir / "model.safetensors", config=config)
     with torch.no_grad():
         descriptors = model(torch.from_numpy(expected["input_a"]))
     assert _max_error(descriptors, expected["descriptor_a"]) <= PARITY_TOLERANCE
