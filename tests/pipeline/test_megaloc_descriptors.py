@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import pytest
 
 from vggt_sparse_ns.images import load_images
 from vggt_sparse_ns.pipeline import ReconstructionConfig, StageLog, reconstruct
