@@ -26,6 +26,7 @@ import torch
 
 from benchmarks.common import RESULTS_DIR, merge_rows, random_vggt, smooth_images
 from vggt_sparse_ns.model import VGGTConfig
+from vggt_sparse_ns.model.memory import estimate_peak_bytes, free_device_bytes, taps_on_host
 from vggt_sparse_ns.sparse import BlockSparseAttention, CovisibilityAttention, DenseAttention, FrameGraph
 from vggt_sparse_ns.sparse.base import GlobalAttention
 
@@ -47,7 +48,7 @@ STRATEGIES: dict[str, GlobalAttention] = {
 rows named ...-gather were measured before the frame-list kernel, with the gather path."""
 SCALING_EXPONENT = {"dense": 2.0}
 """How time grows with frames, for predicting whether a configuration fits the budget (others: 1.3)."""
-ROW_KEY = ("strategy", "frames", "height", "width")
+ROW_KEY = ("strategy", "frames", "height", "width", "memory_cap_gib", "taps")
 
 
 def measure(run: Callable[[], Any], device: torch.device, warmup: bool) -> tuple[float, float | None, Any]:
@@ -146,6 +147,11 @@ def main() -> None:
     parser.add_argument("--graph-frames", type=int, default=10_000, help="frame-graph build timing (0: skip)")
     parser.add_argument("--config-json", type=Path, help="model architecture (config.json); default VGGT-1B")
     parser.add_argument("--device", default="cuda")
+    parser.add_argument("--memory-cap-gib", type=float, help="emulate a smaller card: cap this process's GPU memory")
+    parser.add_argument("--taps", choices=["auto", "device", "host"], default="auto",
+                        help="where the heads' inputs wait (auto: the run's memory plan, as the pipeline decides)")  # fmt: skip
+    parser.add_argument("--host-images", action="store_true",
+                        help="8-bit images in page-locked host memory, as the pipeline keeps them")  # fmt: skip
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "scaling.json")
     parser.add_argument("--plot", type=Path, default=RESULTS_DIR / "scaling.png")
     args = parser.parse_args()
@@ -158,11 +164,13 @@ def main() -> None:
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     config = VGGTConfig.from_dict(json.loads(args.config_json.read_text())) if args.config_json else VGGTConfig()
     model = random_vggt(config, device=str(device))
+    if args.memory_cap_gib:
+        torch.cuda.set_per_process_memory_fraction(args.memory_cap_gib * 2**30 / torch.cuda.mem_get_info(device)[1])
     if args.weights == "bf16":
         model.aggregator.to(torch.bfloat16)
     done = set()
     if args.skip_existing and args.output.exists():
-        done = {tuple(row[k] for k in ROW_KEY) for row in json.loads(args.output.read_text())}
+        done = {tuple(row.get(k) for k in ROW_KEY) for row in json.loads(args.output.read_text())}
 
     if args.graph_frames:
         time_graph_build(args.graph_frames, device, args.output.parent / "graph_build.json", gpu)
@@ -171,7 +179,7 @@ def main() -> None:
         for name in args.strategies:
             previous: tuple[int, float] | None = None
             for frames in sorted(args.frames):
-                if (name, frames, height, width) in done:
+                if (name, frames, height, width, args.memory_cap_gib, args.taps) in done:
                     continue
                 elapsed = time.monotonic() - started
                 if previous is not None:
@@ -180,12 +188,21 @@ def main() -> None:
                     if elapsed + predicted > budget:
                         print(f"skip {name} {frames} frames {size}: ~{predicted:.0f} s would pass the time budget")
                         continue
-                images = smooth_images(frames, height, width, device=str(device))
+                images = smooth_images(frames, height, width, device="cpu" if args.host_images else str(device))
+                if args.host_images:
+                    images = (images * 255).round().to(torch.uint8).pin_memory()
+                estimate = estimate_peak_bytes(config, frames, height, width, weights_bytes=0,
+                                               images_on_device=not args.host_images)  # fmt: skip
+                on_host = taps_on_host(args.taps, estimate, free_device_bytes(device))
                 row: dict[str, Any] = {"strategy": name, "frames": frames, "height": height, "width": width,
+                                       "memory_cap_gib": args.memory_cap_gib, "taps": args.taps,
+                                       "taps_on_host": on_host, "host_images": args.host_images,
                                        "weights": args.weights, "gpu": gpu}  # fmt: skip
                 try:
                     seconds, peak, predictions = measure(
-                        lambda i=images, s=STRATEGIES[name]: model(i, s, outputs=("cameras", "depth")),
+                        lambda i=images, s=STRATEGIES[name], h=on_host: model(
+                            i, s, outputs=("cameras", "depth"), taps_on_host=h
+                        ),
                         device,
                         warmup=not args.no_warmup,
                     )

@@ -37,10 +37,43 @@ class Tap:
     read: Callable[[Tensor], Tensor]
 
 
+class TapStore:
+    """Where the taps' values wait for the heads: on the model's device, or (``on_host``, CUDA only) in
+    page-locked host memory, copied there chunk by chunk on a stream of their own so that the copies
+    overlap the next chunks' work. The values are the same bits either way; the heads move each chunk
+    of frames back to the device as they decode it."""
+
+    def __init__(self, device: torch.device, on_host: bool) -> None:
+        self.on_host = on_host and device.type == "cuda"
+        self.values: dict[str, Tensor] = {}
+        self._copies = torch.cuda.Stream(device) if self.on_host else None
+
+    def put(self, name: str, scene_frames: int, frames: slice, value: Tensor) -> None:
+        """Store ``value`` [B, n, ...] as frames ``frames`` of tap ``name`` ([B, scene_frames, ...])."""
+        if name not in self.values:
+            shape = (value.shape[0], scene_frames, *value.shape[2:])
+            self.values[name] = (
+                torch.empty(shape, dtype=value.dtype, pin_memory=True) if self.on_host else value.new_empty(shape)
+            )
+        if self._copies is None:
+            self.values[name][:, frames] = value
+            return
+        self._copies.wait_stream(torch.cuda.current_stream(value.device))
+        with torch.cuda.stream(self._copies):
+            self.values[name][:, frames].copy_(value, non_blocking=True)
+        value.record_stream(self._copies)  # its memory is not reused before the copy has read it
+
+    def finish(self) -> dict[str, Tensor]:
+        """The stored values, once every copy has been ordered before later work on the current stream."""
+        if self._copies is not None:
+            torch.cuda.current_stream(self._copies.device).wait_stream(self._copies)
+        return self.values
+
+
 @dataclass
 class AggregatorOutput:
     kept: dict[str, Tensor]
-    """Tap name -> what the tap read, [B, S, ...]."""
+    """Tap name -> what the tap read, [B, S, ...], on the model's device or, with ``taps_on_host``, on the host."""
     attention: dict[str, Any]
     """The global-attention plan's summary (strategy, graph statistics)."""
 
@@ -97,9 +130,11 @@ class Aggregator(nn.Module):
         *,
         frames_chunk: int = 16,
         timer: StageTimer | None = None,
+        taps_on_host: bool = False,
     ) -> AggregatorOutput:
         """images [B, S, 3, H, W], float in [0, 1] or uint8, on the model's device or on the host (then moved
-        a chunk at a time); per-frame work runs on ``frames_chunk`` frames at a time."""
+        a chunk at a time); per-frame work runs on ``frames_chunk`` frames at a time. ``taps_on_host`` keeps
+        what the taps read in page-locked host memory instead of the GPU's (``TapStore``)."""
         stage = timer or untimed
         device = self.camera_token.device
         batch, frames, _, height, width = images.shape
@@ -121,7 +156,7 @@ class Aggregator(nn.Module):
         rope = self.rope.table(positions, self.head_dim, torch.float32)
 
         chunks = [slice(start, start + frames_chunk) for start in range(0, batch * frames, frames_chunk)]
-        kept: dict[str, Tensor] = {}
+        kept = TapStore(device, taps_on_host)
         for index, (frame_block, global_block) in enumerate(zip(self.frame_blocks, self.global_blocks, strict=True)):
             with stage("frame_blocks"):
                 for chunk in chunks:
@@ -136,12 +171,12 @@ class Aggregator(nn.Module):
                     token_chunk=frames_chunk * tokens_per_frame,
                     read_chunk=read_taps,
                 ).view(batch * frames, tokens_per_frame, dim)
-        return AggregatorOutput(kept, plan.summary())
+        return AggregatorOutput(kept.finish(), plan.summary())
 
 
 def _read_taps(
     taps: Mapping[str, Tap],
-    kept: dict[str, Tensor],
+    kept: TapStore,
     scene_frames: int,
     tokens_per_frame: int,
     stage: Callable[[str], Any],
@@ -150,14 +185,11 @@ def _read_taps(
     global_output: Tensor,
 ) -> None:
     """Let each tap read one chunk of a round, whole frames of tokens [B, n * T, C] before (frame output) and
-    after (global output) the global block, into ``kept`` [B, S, ...] (allocated at the first chunk). The
-    chunk holds n frames of each of the B scenes, so a tap reads B * n frames at once."""
+    after (global output) the global block, into ``kept``. The chunk holds n frames of each of the B scenes,
+    so a tap reads B * n frames at once."""
     with stage("head_taps"):
         batch = frame_output.shape[0]
         frames = slice(positions.start // tokens_per_frame, positions.stop // tokens_per_frame)
         round_tokens = torch.cat((frame_output, global_output), dim=-1).unflatten(1, (-1, tokens_per_frame))
         for name, tap in taps.items():
-            value = tap.read(round_tokens.flatten(0, 1)).unflatten(0, (batch, -1))
-            if name not in kept:
-                kept[name] = value.new_empty((batch, scene_frames, *value.shape[2:]))
-            kept[name][:, frames] = value
+            kept.put(name, scene_frames, frames, tap.read(round_tokens.flatten(0, 1)).unflatten(0, (batch, -1)))

@@ -133,13 +133,16 @@ class DPTHead(nn.Module):
     def forward(
         self, projections: Sequence[Tensor], image_hw: tuple[int, int], frames_chunk: int = 8
     ) -> tuple[Tensor, Tensor]:
-        """projections: ``project``'s outputs for the four levels, [B, S, c, gh, gw].
+        """projections: ``project``'s outputs for the four levels, [B, S, c, gh, gw], on the head's device or
+        on the host (each chunk then moves to the device as it is decoded).
         Returns (values [B, S, H, W, C], confidence [B, S, H, W]), ``frames_chunk`` frames at a time."""
         batch, frames = projections[0].shape[:2]
+        device = self.norm.weight.device
         flat = [p.flatten(0, 1) for p in projections]
         values, confidences = [], []
         for start in range(0, batch * frames, frames_chunk):
-            value, confidence = self._decode([p[start : start + frames_chunk] for p in flat], image_hw)
+            chunk = [p[start : start + frames_chunk].to(device, non_blocking=True) for p in flat]
+            value, confidence = self._decode(chunk, image_hw)
             values.append(value)
             confidences.append(confidence)
         return torch.cat(values).unflatten(0, (batch, frames)), torch.cat(confidences).unflatten(0, (batch, frames))

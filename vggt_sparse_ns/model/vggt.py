@@ -91,6 +91,7 @@ class VGGT(nn.Module):
         compute_dtype: torch.dtype | None = None,
         timer: StageTimer | None = None,
         fused_kernels: bool = True,
+        taps_on_host: bool = False,
     ) -> dict[str, Any]:
         """images [S, 3, H, W] or [B, S, 3, H, W], float in [0, 1] or uint8, H and W multiples of the patch size.
 
@@ -104,6 +105,8 @@ class VGGT(nn.Module):
         a ``timer`` collects the time of each stage; ``fused_kernels`` allows the fused GPU kernels
         (qk-norm + RoPE, the one-pass LayerNorm) where their plain-PyTorch versions would run. Images may
         stay on the host (pinned memory for speed): they go to the model's device a chunk at a time.
+        ``taps_on_host`` keeps what the heads read from the aggregator in page-locked host memory until they
+        run (the same values; less GPU memory, model/memory.py says when it is needed).
         """
         stage = timer or untimed
         if images.dim() == 4:
@@ -130,13 +133,14 @@ class VGGT(nn.Module):
                 taps,
                 frames_chunk=frames_chunk,
                 timer=timer,
+                taps_on_host=taps_on_host,
             )
 
         kept = aggregated.kept
         predictions: dict[str, Any] = {"attention": aggregated.attention}
         if "cameras" in heads:
             with stage("camera_head"):
-                pose_enc = heads["cameras"](kept["cameras"])
+                pose_enc = heads["cameras"](kept["cameras"].to(self.aggregator.camera_token.device))
                 extrinsic, intrinsic = pose_encoding_to_cameras(pose_enc, (height, width))
             predictions.update(pose_enc=pose_enc, extrinsic=extrinsic, intrinsic=intrinsic)
         for name, value_key in (("depth", "depth"), ("points", "world_points")):

@@ -14,6 +14,7 @@ DEFAULT_NEIGHBORS = 16
 
 AttentionChoice = Literal["auto", "dense", "covisibility", "block-sparse"]
 DeviceChoice = Literal["auto", "cuda", "mps", "cpu"]
+TapsChoice = Literal["auto", "device", "host"]
 
 
 @dataclass(frozen=True)
@@ -46,12 +47,18 @@ class ReconstructionConfig:
     frames_chunk: int = 16
     """Frames processed together wherever the work is per frame: the aggregator's patch embedding and
     frame attention, and the depth and point heads (lower saves memory)."""
+    taps: TapsChoice = "auto"
+    """Where what the heads read from the aggregator waits for them (11 MB per frame at 518x392): on the
+    GPU (device), in page-locked host memory (host: the same results with less GPU memory, copies overlapped
+    with the model's work), or auto (host only where the GPU's free memory would not hold the run)."""
 
     def __post_init__(self) -> None:
         if self.neighbors < 1:
             raise ValueError(f"--neighbors must be at least 1, not {self.neighbors}.")
         if self.frames_chunk < 1:
             raise ValueError(f"--frames-chunk must be at least 1, not {self.frames_chunk}.")
+        if self.taps not in ("auto", "device", "host"):
+            raise ValueError(f"--taps must be auto, device or host, not {self.taps!r}.")
 
 
 __all__ = ["DEFAULT_CHECKPOINT", "DEFAULT_NEIGHBORS", "DENSE_MAX_FRAMES", "MIN_FRAMES", "ReconstructionConfig"]

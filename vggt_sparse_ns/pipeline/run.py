@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from vggt_sparse_ns.images import load_images
-from vggt_sparse_ns.model import load_pretrained, vggt_checkpoint
+from vggt_sparse_ns.model import VGGT, load_pretrained, vggt_checkpoint
+from vggt_sparse_ns.model.memory import estimate_peak_bytes, free_device_bytes, taps_on_host
 from vggt_sparse_ns.pipeline.attention import (
     PlanRecorder,
     build_attention,
@@ -69,6 +70,16 @@ def _descriptors_on_device(megaloc: MegaLoc, images: torch.Tensor, device: torch
     """MegaLoc's descriptors of host ``images``, moved to the device a chunk at a time."""
     chunks = images.split(MEGALOC_FRAMES_CHUNK)
     return torch.cat([megaloc_descriptors(megaloc, chunk.to(device, non_blocking=True)) for chunk in chunks])
+
+
+def _taps_on_host(config: ReconstructionConfig, model: VGGT, images_shape: torch.Size, device: torch.device) -> bool:
+    """--taps as set, or for auto: on the host only where the GPU's free memory would not hold the run."""
+    frames, _, height, width = images_shape
+    # The weights are on the device already, so the free memory no longer counts them.
+    estimate = estimate_peak_bytes(
+        model.config, frames, height, width, weights_bytes=0, frames_chunk=config.frames_chunk
+    )
+    return taps_on_host(config.taps, estimate, free_device_bytes(device))
 
 
 def _to_host(tensor: torch.Tensor) -> np.ndarray:
@@ -136,7 +147,13 @@ def reconstruct(
             on_inference_start()
         attention = PlanRecorder(build_attention(config, len(image_paths), descriptors))
         with torch.inference_mode():
-            predictions = model(images, attention, outputs=outputs, frames_chunk=config.frames_chunk)
+            predictions = model(
+                images,
+                attention,
+                outputs=outputs,
+                frames_chunk=config.frames_chunk,
+                taps_on_host=_taps_on_host(config, model, images.shape, device),
+            )
             host = {name: _to_host(value) for name, value in predictions.items() if isinstance(value, torch.Tensor)}
             summary = dict(predictions["attention"])
     progress.record_peak_memory(_peak_memory(device))
