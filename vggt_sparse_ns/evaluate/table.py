@@ -19,6 +19,10 @@ def _number(value: float, digits: int = 3) -> str:
     return "n/a" if value != value else f"{value:.{digits}g}"
 
 
+def _fixed(value: float) -> str:
+    return "n/a" if value != value else f"{value:.3f}"
+
+
 def _rows(report: EvaluationReport) -> list[Row]:
     """The figures of the table, in order; thresholds come from the report itself."""
     relative = report.relative_pose
@@ -38,7 +42,7 @@ def _rows(report: EvaluationReport) -> list[Row]:
         (f"translation-direction accuracy < {t:g}°", lambda r, t=t: _percent(r.relative_pose.translation_accuracy[t]))
         for t in relative.translation_accuracy
     ]
-    rows += [(f"pose AUC@{t:g}", lambda r, t=t: _number(r.relative_pose.auc[t])) for t in relative.auc]
+    rows += [(f"pose AUC@{t:g}", lambda r, t=t: _fixed(r.relative_pose.auc[t])) for t in relative.auc]
     rows += [
         ("median rotation error (°)", lambda r: _number(r.relative_pose.rotation_error_median)),
         ("median translation-direction error (°)", lambda r: _number(r.relative_pose.translation_error_median)),
