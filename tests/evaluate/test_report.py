@@ -99,3 +99,23 @@ def test_nerfstudios_transforms_json_of_a_colmap_model_scores_perfectly_against_
     _assert_perfect(report)
     assert report.frames.matched == 8
     assert report.trajectory.rmse < 1e-12 and report.trajectory.scale == pytest.approx(1.0, abs=1e-12)
+
+
+def test_our_transforms_json_and_colmap_export_of_one_run_score_perfectly_against_each_other(tmp_path: Path) -> None:
+    from vggt_sparse_ns.export.colmap import write_colmap
+    from vggt_sparse_ns.export.nerfstudio import transforms_dict, write_transforms
+
+    cameras = random_cameras(5, seed=9)
+    intrinsics = np.tile([[480.0, 0, 320], [0, 490, 240], [0, 0, 1]], (5, 1, 1))
+    sizes, names = [(640, 480)] * 5, [Path(name).name for name in cameras.names]
+    write_transforms(
+        tmp_path, transforms_dict(cameras.T_camera_world, intrinsics, sizes, [f"images/{n}" for n in names], None)
+    )
+    no_points = {"xyz": np.zeros((0, 3)), "rgb": np.zeros((0, 3), np.uint8), "frame": [], "pixel": np.zeros((0, 2))}
+    sparse = tmp_path / "colmap" / "sparse" / "0"
+    write_colmap(
+        sparse, cameras.T_camera_world, intrinsics, sizes=sizes, image_names=names, shared_intrinsic=None, **no_points
+    )
+    report = evaluate(tmp_path, sparse)
+    _assert_perfect(report)
+    assert report.frames.matched == 5 and report.trajectory.scale == pytest.approx(1.0, abs=1e-12)
