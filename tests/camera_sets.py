@@ -1,4 +1,4 @@
-"""Camera sets with known geometry for the evaluation tests, and a pycolmap writer for them."""
+"""Camera sets with known geometry (for the evaluation and export tests), and a pycolmap writer for them."""
 
 from __future__ import annotations
 
