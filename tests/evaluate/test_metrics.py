@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from camera_sets import camera_set, random_cameras, rotation_about
 
-from vggt_sparse_ns.evaluate import metrics
 from vggt_sparse_ns.evaluate.metrics import accuracy, pose_auc, relative_focal_errors, relative_pose_errors
 
 
@@ -60,8 +59,7 @@ def test_a_general_turn_moves_the_baseline_by_the_angle_of_rodrigues_formula() -
     np.testing.assert_allclose(translation[[3, 4]], expected, atol=1e-9)
 
 
-def test_blocked_pairs_equal_a_plain_loop_over_all_pairs(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(metrics, "PAIR_BLOCK_ELEMENTS", 7)  # many blocks of a few rows
+def test_pair_errors_equal_a_plain_loop_over_all_pairs_in_row_major_order() -> None:
     reference, estimate = random_cameras(11, seed=1), random_cameras(11, seed=2)
     rotation, translation = relative_pose_errors(estimate.T_camera_world, reference.T_camera_world)
     expected_rotation, expected_translation = [], []

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 
-PAIR_BLOCK_ELEMENTS = 1_000_000
-"""Pairs are measured in blocks of query frames of about this many (frame, frame) entries, so memory stays
-bounded at thousands of frames."""
 ZERO_BASELINE = 1e-9
 """A baseline shorter than this fraction of its set's extent has no direction."""
 
@@ -24,17 +21,14 @@ def camera_centres(T_camera_world: np.ndarray) -> np.ndarray:
 
 
 def extent(points: np.ndarray) -> float:
-    """The largest distance between two of the (N, 3) points (0 for fewer than two)."""
-    largest = 0.0
-    block = max(1, PAIR_BLOCK_ELEMENTS // max(1, len(points)))
-    for start in range(0, len(points), block):
-        distances = np.linalg.norm(points[start : start + block, None] - points[None], axis=-1)
-        largest = max(largest, float(distances.max(initial=0.0)))
-    return largest
+    """The largest distance between two of the (N, 3) points (0 for fewer than two); O(N) memory."""
+    rows = (np.linalg.norm(points[i + 1 :] - points[i], axis=1).max() for i in range(len(points) - 1))
+    return float(max(rows, default=0.0))
 
 
 def relative_pose_errors(T_estimate: np.ndarray, T_reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rotation and translation-direction errors, in degrees, of every frame pair i < j (pairs in row-major order).
+    """Rotation and translation-direction errors, in degrees, of every frame pair i < j (pairs in row-major order:
+    (0, 1), (0, 2), ..., (1, 2), ...).
 
     The translation error of a pair whose reference cameras share a centre is NaN (no direction to compare); a pair
     whose estimated cameras share a centre while the reference ones do not gets 180 (no direction is wrong).
@@ -48,34 +42,24 @@ def relative_pose_errors(T_estimate: np.ndarray, T_reference: np.ndarray) -> tup
     """
     # Rotation error of pair (i, j) = angle of (R_i R_j^T)^T Q_i Q_j^T, the same angle as A_j^T A_i with
     # A = R^T Q; ||A_i - A_j||_F = 2 sqrt(2) sin(angle / 2) gives it without arccos' loss of precision near 0.
-    discrepancy = np.swapaxes(T_estimate[:, :, :3], 1, 2) @ T_reference[:, :, :3]
+    discrepancy = (np.swapaxes(T_estimate[:, :, :3], 1, 2) @ T_reference[:, :, :3]).reshape(-1, 9)
     estimate_centres, reference_centres = camera_centres(T_estimate), camera_centres(T_reference)
     estimate_zero = ZERO_BASELINE * extent(estimate_centres)
     reference_zero = ZERO_BASELINE * extent(reference_centres)
     count = len(T_estimate)
-    rotation_errors, translation_errors = [], []
-    block = max(1, PAIR_BLOCK_ELEMENTS // max(1, count))
-    for start in range(0, count - 1, block):
-        first, second = _pairs_from(np.arange(start, min(start + block, count - 1)), count)
-        chord = np.linalg.norm((discrepancy[first] - discrepancy[second]).reshape(len(first), 9), axis=1)
-        rotation_errors.append(np.degrees(2 * np.arcsin(np.clip(chord / (2 * np.sqrt(2)), 0.0, 1.0))))
-        # directions in camera i: R_i (c_j - c_i) and Q_i (d_j - d_i)
-        estimate = np.einsum("nij,nj->ni", T_estimate[first, :, :3], estimate_centres[second] - estimate_centres[first])
-        reference = np.einsum(
-            "nij,nj->ni", T_reference[first, :, :3], reference_centres[second] - reference_centres[first]
-        )
-        translation_errors.append(_angles(estimate, reference, estimate_zero, reference_zero))
-    if not rotation_errors:
-        return np.zeros(0), np.zeros(0)
-    return np.concatenate(rotation_errors), np.concatenate(translation_errors)
-
-
-def _pairs_from(rows: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
-    """The pairs (i, j), i < j < count, whose first frame is in ``rows`` (ascending), in row-major order."""
-    lengths = count - 1 - rows
-    first = np.repeat(rows, lengths)
-    position_in_row = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    return first, first + 1 + position_in_row
+    pairs = count * (count - 1) // 2
+    rotation_errors, translation_errors = np.empty(pairs), np.empty(pairs)
+    start = 0
+    for i in range(count - 1):  # one row of pairs (i, j > i) at a time: contiguous slices, no pair-sized temporaries
+        stop = start + count - 1 - i
+        chord = np.linalg.norm(discrepancy[i + 1 :] - discrepancy[i], axis=1)
+        rotation_errors[start:stop] = np.degrees(2 * np.arcsin(np.clip(chord / (2 * np.sqrt(2)), 0.0, 1.0)))
+        # directions from camera i to camera j in camera i's axes: R_i (c_j - c_i) and Q_i (d_j - d_i)
+        estimate = (estimate_centres[i + 1 :] - estimate_centres[i]) @ T_estimate[i, :, :3].T
+        reference = (reference_centres[i + 1 :] - reference_centres[i]) @ T_reference[i, :, :3].T
+        translation_errors[start:stop] = _angles(estimate, reference, estimate_zero, reference_zero)
+        start = stop
+    return rotation_errors, translation_errors
 
 
 def _angles(estimate: np.ndarray, reference: np.ndarray, estimate_zero: float, reference_zero: float) -> np.ndarray:
