@@ -99,3 +99,12 @@ def test_too_few_common_frames_exit_2_and_write_no_json(tmp_path: Path, frames: 
     message = capsys.readouterr().err
     assert ("no frame of" if frames == 0 else "only 2 frame(s)") in message
     assert not json_file.exists() and not np.any([p.name.startswith(".") for p in tmp_path.iterdir()])
+
+
+def test_a_table_written_to_a_pipe_is_never_wrapped(runs: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
+    same_folder_twice = [str(runs["exact"]), str(runs["exact"] / "transforms.json"), str(runs["turned"])]
+    entrypoint(["evaluate", *same_folder_twice, "--reference", str(runs["reference"])])
+    lines = capsys.readouterr().out.splitlines()
+    header = next(line for line in lines if "figure" in line)
+    assert all(path in header for path in same_folder_twice), "two columns named alike are headed by their paths"
+    assert any("frames matched (output / reference)" in line for line in lines)

@@ -52,7 +52,19 @@ class Evaluate:
         if self.json:
             sys.stdout.write(json.dumps(document, indent=2) + "\n")
         else:
-            Console(soft_wrap=True).print(report_table(reports, [_column_name(path) for path in self.outputs]))
+            console = Console(soft_wrap=True)
+            table = report_table(reports, _column_names(self.outputs))
+            if not console.is_terminal:  # a file or a pipe: the whole table, never wrapped at 80 columns
+                console.width = max(
+                    console.width, console.measure(table, options=console.options.update(max_width=10_000)).maximum
+                )
+            console.print(table)
+
+
+def _column_names(outputs: tuple[Path, ...]) -> list[str]:
+    """The output folders' names, or the paths as given where two names would be the same."""
+    names = [_column_name(path) for path in outputs]
+    return names if len(set(names)) == len(names) else [str(path) for path in outputs]
 
 
 def _column_name(path: Path) -> str:
