@@ -108,3 +108,11 @@ def test_a_table_written_to_a_pipe_is_never_wrapped(runs: dict[str, Path], capsy
     header = next(line for line in lines if "figure" in line)
     assert all(path in header for path in same_folder_twice), "two columns named alike are headed by their paths"
     assert any("frames matched (output / reference)" in line for line in lines)
+
+
+def test_an_unwritable_json_file_prints_one_message_and_exits_2(runs: dict[str, Path], tmp_path: Path, capsys) -> None:
+    (tmp_path / "a_file").write_text("")
+    target = tmp_path / "a_file" / "figures.json"
+    with pytest.raises(SystemExit) as exit_info:
+        entrypoint(["evaluate", str(runs["exact"]), "--reference", str(runs["reference"]), "--json-file", str(target)])
+    assert exit_info.value.code == 2 and f"error: cannot write {target}" in capsys.readouterr().err

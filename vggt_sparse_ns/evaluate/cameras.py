@@ -102,15 +102,12 @@ def read_colmap_model(folder: Path) -> CameraSet:
         raise EvaluationError(f"cannot read the COLMAP model in {folder}: {error}") from error
     images = sorted((image for image in reconstruction.images.values() if image.has_pose), key=lambda i: i.image_id)
     cameras = [reconstruction.cameras[image.camera_id] for image in images]
+    poses = [image.cam_from_world().matrix() for image in images]
     return CameraSet(
         names=tuple(image.name for image in images),
-        T_camera_world=np.array([image.cam_from_world().matrix() for image in images], dtype=np.float64).reshape(
-            -1, 3, 4
-        ),
-        focal_lengths=np.array([(c.focal_length_x, c.focal_length_y) for c in cameras], dtype=np.float64).reshape(
-            -1, 2
-        ),
-        sizes=np.array([(c.width, c.height) for c in cameras], dtype=np.int64).reshape(-1, 2),
+        T_camera_world=np.array(poses, dtype=np.float64).reshape(len(images), 3, 4),
+        focal_lengths=np.array([(c.focal_length_x, c.focal_length_y) for c in cameras]).reshape(len(images), 2),
+        sizes=np.array([(c.width, c.height) for c in cameras], dtype=np.int64).reshape(len(images), 2),
         source=f"COLMAP model {folder}",
     )
 

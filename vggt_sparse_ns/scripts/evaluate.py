@@ -48,7 +48,10 @@ class Evaluate:
             fail(str(error))
         document = {"reference": reference.source, "runs": [report.to_dict() for report in reports]}
         if self.json_file is not None:
-            write_json_atomic(self.json_file, document)
+            try:
+                write_json_atomic(self.json_file, document)
+            except OSError as error:
+                fail(f"cannot write {self.json_file}: {error.strerror or error}")
         if self.json:
             sys.stdout.write(json.dumps(document, indent=2) + "\n")
         else:
