@@ -137,3 +137,33 @@ def test_thousands_of_frames_write_in_linear_time(tmp_path: Path) -> None:
     elapsed = time.perf_counter() - started
     assert len(read_images_binary(tmp_path / "sparse" / "0" / "images.bin")) == 3000
     assert elapsed < 10, f"writing 3000 frames took {elapsed:.1f} s"
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_pycolmap_loads_the_model_with_the_cameras_and_poses_of_our_transforms_json(
+    tmp_path: Path, shared: bool
+) -> None:
+    import pycolmap
+
+    scene = _scene(frames=5, points_per_frame=8, seed=4, shared=shared)
+    model = pycolmap.Reconstruction(_write(tmp_path / "colmap" / "sparse" / "0", scene))
+    transforms = transforms_dict(
+        scene["T_camera_world"], scene["intrinsics"], scene["sizes"], [f"images/{n}" for n in scene["names"]], None
+    )
+    assert (model.num_images(), model.num_cameras(), model.num_points3D()) == (5, 1 if shared else 5, 40)
+    assert all(len(point.track.elements) == 1 for point in model.points3D.values())
+    # docs/conventions.md: transform_matrix = applied_transform · T_world_camera · diag(1, -1, -1, 1)
+    T_nerfstudio_colmap = np.vstack([transforms["applied_transform"], [0, 0, 0, 1]])
+    images = {image.name: image for image in model.images.values()}
+    for frame in transforms["frames"]:
+        image = images[Path(frame["file_path"]).name]
+        camera = model.cameras[image.camera_id]
+        T_world_camera = np.linalg.inv(T_nerfstudio_colmap) @ frame["transform_matrix"] @ np.diag([1.0, -1, -1, 1])
+        np.testing.assert_allclose(image.cam_from_world().inverse().matrix(), T_world_camera[:3], atol=1e-12)
+        assert camera.model_name == "PINHOLE"
+        assert (camera.width, camera.height) == (
+            frame.get("w", transforms.get("w")),
+            frame.get("h", transforms.get("h")),
+        )
+        intrinsics = [frame.get(key, transforms.get(key)) for key in ("fl_x", "fl_y", "cx", "cy")]
+        np.testing.assert_allclose(camera.params, intrinsics, rtol=1e-12)

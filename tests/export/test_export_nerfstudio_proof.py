@@ -233,3 +233,28 @@ def test_sky_and_padding_never_reach_the_outputs(pad_scene: Loaded) -> None:
     _, _, face = render(pad_scene.scene.cameras[0])
     assert (face < 0).any(), "the scene must show sky for this test to mean anything"
     assert any(t.pad != (0, 0) for t in pad_scene.scene.reconstruction.transforms)
+
+
+@pytest.mark.parametrize("exported", ["transforms.json", "colmap/sparse/0"])
+def test_the_exported_cameras_are_the_ground_truth_ones_for_the_evaluate_command(
+    crop_scene: Loaded, tmp_path: Path, exported: str
+) -> None:
+    from camera_sets import write_pycolmap_model
+
+    from vggt_sparse_ns.evaluate import EvaluationReport, evaluate
+    from vggt_sparse_ns.evaluate.cameras import CameraSet
+
+    cameras = crop_scene.scene.cameras
+    truth = CameraSet(
+        names=tuple(crop_scene.scene.names),
+        T_camera_world=np.stack([camera.T_camera_world for camera in cameras]),
+        focal_lengths=np.array([(camera.intrinsic[0, 0], camera.intrinsic[1, 1]) for camera in cameras]),
+        sizes=np.array([camera.size for camera in cameras]),
+        source="ground truth",
+    )
+    report: EvaluationReport = evaluate(crop_scene.folder / exported, write_pycolmap_model(tmp_path / "truth", truth))
+    assert report.frames.matched == len(cameras)
+    assert report.relative_pose.rotation_error_median < 1e-3 and report.relative_pose.auc[5.0] > 0.9999
+    assert report.trajectory.rmse_fraction_of_extent < 1e-6
+    assert report.trajectory.scale == pytest.approx(1 / VGGT_SCALE, rel=1e-5)
+    assert report.focal_length.relative_error_max < 1e-5

@@ -6,9 +6,10 @@ from collections.abc import Sequence
 
 import tyro
 
+from vggt_sparse_ns.scripts.evaluate import Evaluate
 from vggt_sparse_ns.scripts.view import View
 
-COMMANDS: dict[str, type] = {"view": View}
+COMMANDS: dict[str, type] = {"evaluate": Evaluate, "view": View}
 """Subcommand name -> command dataclass; each command's `main()` does the work and reports user errors itself."""
 
 

@@ -1,0 +1,7 @@
+"""The evaluation's user-facing error: one message that says what is wrong (the CLI prints it and exits 2)."""
+
+from __future__ import annotations
+
+
+class EvaluationError(Exception):
+    """A camera set cannot be read, or the two sets cannot be compared (no common frames, too few to align)."""
