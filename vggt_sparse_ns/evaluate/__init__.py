@@ -15,6 +15,7 @@ _EXPORTS = {
     "EvaluateConfig": "vggt_sparse_ns.evaluate.config",
     "EvaluationError": "vggt_sparse_ns.evaluate.errors",
     "EvaluationReport": "vggt_sparse_ns.evaluate.report",
+    "compare_cameras": "vggt_sparse_ns.evaluate.report",
     "evaluate": "vggt_sparse_ns.evaluate.report",
     "load_cameras": "vggt_sparse_ns.evaluate.cameras",
 }

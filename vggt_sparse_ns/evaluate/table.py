@@ -11,16 +11,13 @@ from vggt_sparse_ns.evaluate.report import EvaluationReport
 Row = tuple[str, Callable[[EvaluationReport], str]]
 
 
-def _percent(value: float) -> str:
-    return "n/a" if value != value else f"{100 * value:.1f} %"
+def _formatted(value: float, spec: str) -> str:
+    return "n/a" if value != value else format(value, spec)
 
 
-def _number(value: float, digits: int = 3) -> str:
-    return "n/a" if value != value else f"{value:.{digits}g}"
-
-
-def _fixed(value: float) -> str:
-    return "n/a" if value != value else f"{value:.3f}"
+def _percent(value: float, spec: str = ".1f") -> str:
+    """A fraction in percent; accuracies with one decimal, small errors with three significant digits."""
+    return "n/a" if value != value else f"{100 * value:{spec}} %"
 
 
 def _rows(report: EvaluationReport) -> list[Row]:
@@ -42,15 +39,18 @@ def _rows(report: EvaluationReport) -> list[Row]:
         (f"translation-direction accuracy < {t:g}°", lambda r, t=t: _percent(r.relative_pose.translation_accuracy[t]))
         for t in relative.translation_accuracy
     ]
-    rows += [(f"pose AUC@{t:g}", lambda r, t=t: _fixed(r.relative_pose.auc[t])) for t in relative.auc]
+    rows += [(f"pose AUC@{t:g}", lambda r, t=t: _formatted(r.relative_pose.auc[t], ".3f")) for t in relative.auc]
     rows += [
-        ("median rotation error (°)", lambda r: _number(r.relative_pose.rotation_error_median)),
-        ("median translation-direction error (°)", lambda r: _number(r.relative_pose.translation_error_median)),
-        ("ATE RMSE (reference units)", lambda r: _number(r.trajectory.rmse)),
-        ("ATE RMSE / reference extent", lambda r: _percent(r.trajectory.rmse_fraction_of_extent)),
+        ("median rotation error (°)", lambda r: _formatted(r.relative_pose.rotation_error_median, ".3g")),
+        (
+            "median translation-direction error (°)",
+            lambda r: _formatted(r.relative_pose.translation_error_median, ".3g"),
+        ),
+        ("ATE RMSE (reference units)", lambda r: _formatted(r.trajectory.rmse, ".3g")),
+        ("ATE RMSE / reference extent", lambda r: _percent(r.trajectory.rmse_fraction_of_extent, ".3g")),
         ("alignment inliers", lambda r: f"{r.trajectory.inliers} of {r.frames.matched}"),
-        ("focal error, median (relative)", lambda r: _percent(r.focal_length.relative_error_median)),
-        ("focal error, max (relative)", lambda r: _percent(r.focal_length.relative_error_max)),
+        ("focal error, median (relative)", lambda r: _percent(r.focal_length.relative_error_median, ".3g")),
+        ("focal error, max (relative)", lambda r: _percent(r.focal_length.relative_error_max, ".3g")),
     ]
     return rows
 
