@@ -48,17 +48,11 @@ def _fused_qk_norm_rope(inputs: QkNormRopeInputs) -> tuple[Tensor, Tensor, Tenso
     return fused_qk_norm_rope(inputs.qkv, layer.num_heads, layer.q_norm, layer.k_norm, rope.cos, rope.sin)
 
 
-def _plain_qk_norm_rope(inputs: QkNormRopeInputs) -> tuple[Tensor, Tensor, Tensor]:
-    q, k, v = inputs.layer.split_heads(inputs.qkv)
-    q, k = inputs.rope.apply(inputs.layer.q_norm(q)), inputs.rope.apply(inputs.layer.k_norm(k))
-    return q.to(v.dtype), k.to(v.dtype), v
-
-
 QK_NORM_ROPE = Operation[QkNormRopeInputs, Callable[[QkNormRopeInputs], tuple[Tensor, Tensor, Tensor]]](
     "qk-norm + RoPE",
     (
         Implementation("triton", _fused_qk_norm_rope, _fused_reasons),
-        Implementation("torch", _plain_qk_norm_rope, lambda inputs: []),
+        Implementation("torch", lambda inputs: inputs.layer.plain_heads(inputs.qkv, inputs.rope), lambda inputs: []),
     ),
 )
 """triton: q and k normed, rotated and cast in one pass (kernels/qk_norm_rope.py; CUDA, half precision,
@@ -99,16 +93,17 @@ class Attention(nn.Module):
         if rope is not None and isinstance(self.q_norm, nn.LayerNorm):
             inputs = QkNormRopeInputs(self, qkv, rope, DeviceCapabilities.of(qkv.device))
             return QK_NORM_ROPE.choose(norm_implementation, inputs).run(inputs)
-        q, k, v = self.split_heads(qkv)
+        return self.plain_heads(qkv, rope)
+
+    def plain_heads(self, qkv: Tensor, rope: RopeTable | None) -> tuple[Tensor, Tensor, Tensor]:
+        """q, k, v from the qkv projection [B, L, 3 * dim] in plain PyTorch: the qk-norms, RoPE, the cast."""
+        batch, length, _ = qkv.shape
+        qkv = qkv.reshape(batch, length, 3, self.num_heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         q, k = self.q_norm(q), self.k_norm(k)
         if rope is not None:
             q, k = rope.apply(q), rope.apply(k)
         return q.to(v.dtype), k.to(v.dtype), v
-
-    def split_heads(self, qkv: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """The qkv projection [B, L, 3 * dim] -> q, k, v views [B, heads, L, head_dim]."""
-        batch, length, _ = qkv.shape
-        return qkv.reshape(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
 
     def merge(self, out: Tensor) -> Tensor:
         """Attention output [B, heads, L, head_dim] -> projected tokens [B, L, dim]."""

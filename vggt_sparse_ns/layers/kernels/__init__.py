@@ -49,8 +49,14 @@ class DeviceCapabilities:
 
     @classmethod
     def of(cls, device: torch.device) -> DeviceCapabilities:
-        capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
-        return cls(device.type, capability, triton_installed(), gluon_installed())
+        """The capabilities of ``device`` (asked once per device: the norms ask at every block)."""
+        return _capabilities_of(device)
+
+
+@functools.cache
+def _capabilities_of(device: torch.device) -> DeviceCapabilities:
+    capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
+    return DeviceCapabilities(device.type, capability, triton_installed(), gluon_installed())
 
 
 def triton_reasons(capabilities: DeviceCapabilities, dtype: torch.dtype) -> list[str]:
