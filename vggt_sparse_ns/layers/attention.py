@@ -14,7 +14,7 @@ from typing import Literal
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vggt_sparse_ns.layers.implementations import Implementation, Operation
+from vggt_sparse_ns.layers.implementations import Implementation, Operation, runs_everywhere
 from vggt_sparse_ns.layers.kernels import DeviceCapabilities, gradient_reasons, triton_reasons
 from vggt_sparse_ns.layers.kernels.qk_norm_rope import fused_qk_norm_rope
 from vggt_sparse_ns.layers.rope import RopeTable
@@ -52,7 +52,7 @@ QK_NORM_ROPE = Operation[QkNormRopeInputs, Callable[[QkNormRopeInputs], tuple[Te
     "qk-norm + RoPE",
     (
         Implementation("triton", _fused_qk_norm_rope, _fused_reasons),
-        Implementation("torch", lambda inputs: inputs.layer.plain_heads(inputs.qkv, inputs.rope), lambda inputs: []),
+        Implementation("torch", lambda inputs: inputs.layer.plain_heads(inputs.qkv, inputs.rope), runs_everywhere),
     ),
 )
 """triton: q and k normed, rotated and cast in one pass (kernels/qk_norm_rope.py; CUDA, half precision,

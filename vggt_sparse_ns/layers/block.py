@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from vggt_sparse_ns.layers.attention import AttendFn, Attention, NormImplementation, sdpa_attend
-from vggt_sparse_ns.layers.implementations import Implementation, Operation
+from vggt_sparse_ns.layers.implementations import Implementation, Operation, runs_everywhere
 from vggt_sparse_ns.layers.kernels import DeviceCapabilities, gradient_reasons, triton_reasons
 from vggt_sparse_ns.layers.kernels.layer_norm import layer_norm_to
 from vggt_sparse_ns.layers.rope import RopeTable
@@ -74,7 +74,7 @@ PRE_NORM = Operation[PreNormInputs, Callable[[PreNormInputs], Tensor]](
     "the pre-norm (LayerNorm before a linear layer)",
     (
         Implementation("triton", lambda i: layer_norm_to(i.x, i.norm, i.dtype), _one_pass_reasons),
-        Implementation("torch", lambda i: i.norm(i.x), lambda i: []),
+        Implementation("torch", lambda i: i.norm(i.x), runs_everywhere),
     ),
 )
 """triton: the LayerNorm written in the autocast dtype in one pass (kernels/layer_norm.py); CUDA, half-precision

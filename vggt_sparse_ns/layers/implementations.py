@@ -22,6 +22,11 @@ Run = TypeVar("Run")
 AUTO = "auto"
 
 
+def runs_everywhere(inputs: object) -> list[str]:
+    """The reasons of a plain-PyTorch implementation: none, whatever the inputs."""
+    return []
+
+
 @dataclass(frozen=True)
 class Implementation(Generic[Inputs, Run]):
     """One way to run an operation."""

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
-from vggt_sparse_ns.layers.implementations import Implementation, Operation
+from vggt_sparse_ns.layers.implementations import Implementation, Operation, runs_everywhere
 from vggt_sparse_ns.layers.kernels import DeviceCapabilities
 from vggt_sparse_ns.sparse.base import FrameLayout
 from vggt_sparse_ns.sparse.block_selection import BlockGrid, kept_table, select_blocks
@@ -94,7 +94,7 @@ BLOCK_SPARSE_ATTENTION = Operation[DeviceCapabilities, BlockRun](
     "block-sparse attention",
     (
         Implementation("flex", flex_block_attention, _flex_reasons),
-        Implementation("mask", mask_block_attention, lambda device: []),
+        Implementation("mask", mask_block_attention, runs_everywhere),
     ),
 )
 """The implementations of block-sparse attention, fastest first (``BlockSparseAttention.implementation`` says

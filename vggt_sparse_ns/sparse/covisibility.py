@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vggt_sparse_ns.layers.implementations import Implementation, Operation
+from vggt_sparse_ns.layers.implementations import Implementation, Operation, runs_everywhere
 from vggt_sparse_ns.layers.kernels import DeviceCapabilities, triton_reasons
 from vggt_sparse_ns.layers.kernels.frame_list_attention import (
     FrameLists,
@@ -115,7 +115,7 @@ COVISIBILITY_ATTENTION = Operation[CovisibilityInputs, PlanRun](
     (
         Implementation("gluon", lambda plan, q, k, v: plan.attend_in_place(q, k, v, "gluon"), _gluon_reasons),
         Implementation("triton", lambda plan, q, k, v: plan.attend_in_place(q, k, v, "triton"), _triton_reasons),
-        Implementation("gather", lambda plan, q, k, v: plan.attend_gathered(q, k, v), lambda inputs: []),
+        Implementation("gather", lambda plan, q, k, v: plan.attend_gathered(q, k, v), runs_everywhere),
     ),
 )
 """The implementations of covisibility attention, fastest first (``CovisibilityAttention.implementation`` says

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from torch import Tensor
 
 from vggt_sparse_ns.layers.attention import sdpa_attend
-from vggt_sparse_ns.layers.implementations import Implementation, Operation
+from vggt_sparse_ns.layers.implementations import Implementation, Operation, runs_everywhere
 from vggt_sparse_ns.layers.kernels import DeviceCapabilities
 from vggt_sparse_ns.layers.kernels.dense_attention import dense_attention, not_supported_reasons
 from vggt_sparse_ns.sparse.base import FrameLayout
@@ -33,7 +33,7 @@ DENSE_ATTENTION = Operation[DenseInputs, Callable[[Tensor, Tensor, Tensor], Tens
     "dense attention",
     (
         Implementation("gluon", dense_attention, lambda i: not_supported_reasons(i.q, i.k, i.v, i.capabilities)),
-        Implementation("sdpa", sdpa_attend, lambda i: []),
+        Implementation("sdpa", sdpa_attend, runs_everywhere),
     ),
 )
 """The implementations of dense attention, fastest first (``DenseAttention.implementation`` says what each is)."""
