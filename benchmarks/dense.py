@@ -1,4 +1,4 @@
-"""Dense global attention on the full-size model: kernel choice (SDPA backends, our Gluon kernel), and time/memory against
+"""Dense global attention on the full-size model: the kernels (SDPA's backends, our Gluon kernel), and time/memory against
 the original implementation's figures (measured on the same H200: docs/benchmarks/README.md). Rows go to docs/benchmarks/scaling.json.
 
     python benchmarks/dense.py --kernel-frames 64 --frames 100 200 --size 518x518
@@ -25,11 +25,11 @@ def main() -> None:
     model = random_vggt()
 
     kernel_images = smooth_images(args.kernel_frames, height, width)
-    sdpa = DenseAttention(kernel="sdpa")
-    for kernel in ("cudnn", "flash", "efficient"):
-        seconds, peak, _ = time_cuda(lambda k=kernel, i=kernel_images: model(i, sdpa, kernel=k), repeats=3)
-        print(f"kernel {kernel:9s} {args.kernel_frames} frames {width}x{height}: {seconds:.3f} s, {peak:.1f} GiB")
-    seconds, peak, _ = time_cuda(lambda i=kernel_images: model(i, DenseAttention(kernel="gluon")), repeats=3)
+    sdpa = DenseAttention(implementation="sdpa")
+    for backend in ("cudnn", "flash", "efficient"):
+        seconds, peak, _ = time_cuda(lambda b=backend, i=kernel_images: model(i, sdpa, sdpa_backend=b), repeats=3)
+        print(f"kernel {backend:9s} {args.kernel_frames} frames {width}x{height}: {seconds:.3f} s, {peak:.1f} GiB")
+    seconds, peak, _ = time_cuda(lambda i=kernel_images: model(i, DenseAttention(implementation="gluon")), repeats=3)
     print(f"kernel gluon     {args.kernel_frames} frames {width}x{height}: {seconds:.3f} s, {peak:.1f} GiB")
     del kernel_images
 

@@ -1,6 +1,6 @@
-"""The covisibility attention kernels on one global layer's q, k, v: the warp-specialised Gluon frame-list
-kernel (Hopper, without the shared special tokens), the Triton frame-list kernel (several block shapes)
-and the gather path (gathered keys, cuDNN/flash SDPA).
+"""The implementations of covisibility attention on one global layer's q, k, v: gluon, the warp-specialised
+frame-list kernel (Hopper, without the shared special tokens), triton, the Triton frame-list kernel (several
+block shapes), and gather (gathered keys, cuDNN/flash SDPA).
 
     python -m benchmarks.frame_list_attention --frames 1000 --size 518x392 --neighbors 16 [--all-special]
 
@@ -18,6 +18,7 @@ from functools import partial
 import torch
 
 from benchmarks.common import RESULTS_DIR, merge_rows
+from vggt_sparse_ns.layers.kernels import DeviceCapabilities
 from vggt_sparse_ns.layers.kernels import frame_list_attention as kernels
 from vggt_sparse_ns.layers.kernels.frame_list_attention import FrameLists, frame_list_attention
 from vggt_sparse_ns.sparse import CovisibilityAttention, FrameGraph, FrameLayout
@@ -80,10 +81,10 @@ def main() -> None:
     }  # fmt: skip
     rows = []
 
-    def record(kernel: str, seconds: float, **extra) -> None:
+    def record(implementation: str, seconds: float, **extra) -> None:
         row = {
             **base,
-            "kernel": kernel,
+            "implementation": implementation,
             **extra,
             "seconds": round(seconds, 4),
             "tflops": round(flops / seconds / 1e12, 1),
@@ -91,12 +92,13 @@ def main() -> None:
         print(json.dumps(row), flush=True)
         rows.append(row)
 
-    gather = CovisibilityAttention(graph=graph, kernel="gather", all_special_tokens=args.all_special).prepare(
+    gather = CovisibilityAttention(graph=graph, implementation="gather", all_special_tokens=args.all_special).prepare(
         layout, torch.empty(1, frames, 1, 1, device="cuda")
     )
     record("gather", cuda_seconds(partial(gather, q, k, v, 0)))
     reference = gather(q, k, v, 0)
-    if kernels.gluon_supports(q[0], k[0], v[0], args.all_special):
+    capabilities = DeviceCapabilities.of(q.device)
+    if not kernels.gluon_not_supported_reasons(q[0], k[0], v[0], args.all_special, capabilities):
         run = partial(
             frame_list_attention, q[0], k[0], v[0], lists, tokens, SPECIAL, args.all_special, implementation="gluon"
         )
@@ -125,7 +127,7 @@ def main() -> None:
             "width",
             "graph",
             "all_special_tokens",
-            "kernel",
+            "implementation",
             "block_m",
             "block_n",
             "num_warps",

@@ -35,7 +35,7 @@ def main() -> None:
     images = smooth_images(args.frames, args.height, args.width)
 
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = False, False
-    reference = model(images, kernel="math", compute_dtype=torch.float32)
+    reference = model(images, sdpa_backend="math", compute_dtype=torch.float32)
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = False, True  # PyTorch's defaults
 
     rows = []

@@ -32,6 +32,7 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
+from vggt_sparse_ns.defaults import DEFAULT_NEIGHBORS
 from vggt_sparse_ns.export.config import ExportConfig
 from vggt_sparse_ns.model.config import VGGTConfig
 from vggt_sparse_ns.nerfstudio.process_data import ProcessVGGTSparse
@@ -65,7 +66,7 @@ class ProcessDataBenchmark:
     """Write a full-size VGGT-1B checkpoint with random weights at the checkpoint folder if it holds none."""
     device: Literal["auto", "cuda", "cpu"] = "auto"
     """Where the model runs."""
-    neighbors: int = 16
+    neighbors: int = DEFAULT_NEIGHBORS
     """Covisibility attention's k."""
     num_downscales: int = 3
     """images_2, images_4, ... folders (and depths_N with --depth)."""

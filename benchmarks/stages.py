@@ -18,6 +18,7 @@ from benchmarks.common import RESULTS_DIR, merge_rows, random_vggt, smooth_image
 from vggt_sparse_ns.model import VGGTConfig
 from vggt_sparse_ns.model.timing import StageTimer
 from vggt_sparse_ns.sparse import SparseAttentionConfig
+from vggt_sparse_ns.sparse.covisibility import COVISIBILITY_ATTENTION
 
 PEAK_BF16_FLOPS = 790e12
 
@@ -51,7 +52,7 @@ def strategy_name(args: argparse.Namespace) -> str:
     if args.strategy != "covisibility":
         return args.strategy
     options = [f"k{args.neighbors}", "symmetric" * args.symmetric, "all-special" * args.all_special]
-    options.append("" if args.kernel == "auto" else args.kernel)
+    options.append("" if args.implementation == "auto" else args.implementation)
     return "-".join(["covisibility", *filter(None, options)])
 
 
@@ -65,7 +66,9 @@ def main() -> None:
     parser.add_argument(
         "--all-special", action="store_true", help="covisibility: attend to every frame's special tokens"
     )
-    parser.add_argument("--kernel", default="auto", choices=["auto", "triton", "gather"], help="covisibility kernel")
+    parser.add_argument(
+        "--implementation", default="auto", choices=COVISIBILITY_ATTENTION.choices, help="covisibility implementation"
+    )
     parser.add_argument("--frames-chunk", type=int, default=16)
     parser.add_argument("--outputs", nargs="+", default=["cameras", "depth"])
     parser.add_argument("--no-warmup", action="store_true", help="time the first call (for the largest scenes)")
@@ -87,7 +90,7 @@ def main() -> None:
             neighbors=args.neighbors,
             symmetric=args.symmetric,
             all_special_tokens=args.all_special,
-            kernel=args.kernel,
+            implementation=args.implementation,
         )
         attention = replace(attention, covisibility=covisibility)
     strategy = attention.build()
@@ -112,7 +115,7 @@ def main() -> None:
         flops = aggregator_flops(config, frames, height, width, keys)
         aggregator_seconds = sum(stages[s] for s in ("patch_embed", "frame_blocks", "global_blocks"))
         row = {
-            "strategy": strategy_name(args),
+            "strategy": strategy_name(args), "implementation": summary.get("implementation"),
             "frames": frames, "height": height, "width": width, "outputs": args.outputs,
             "host_images": args.host_images, "seconds": round(seconds, 3), "peak_gib": round(peak, 2), "stages_s": stages,
             "aggregator_tflop": round(flops / 1e12, 1),

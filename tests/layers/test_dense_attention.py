@@ -16,7 +16,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vggt_sparse_ns.layers.kernels.dense_attention import dense_attention, supports, unsupported
+from vggt_sparse_ns.layers.kernels import DeviceCapabilities
+from vggt_sparse_ns.layers.kernels.dense_attention import dense_attention, not_supported_reasons
 from vggt_sparse_ns.sparse import DenseAttention
 from vggt_sparse_ns.sparse.base import FrameLayout
 
@@ -68,18 +69,23 @@ def test_kernel_compiles_for_hopper_with_the_installed_triton():
 
 def test_inputs_the_kernel_cannot_take_are_refused_with_the_reason():
     q, k, v = qkv(1, 2, 100, torch.bfloat16, "cpu")
-    assert not supports(q, k, v)
+    assert "it runs on Hopper GPUs (CUDA compute capability 9.0) only" in not_supported_reasons(
+        q, k, v, DeviceCapabilities.of(q.device)
+    )
     with pytest.raises(ValueError, match="cannot take these inputs: it runs on Hopper GPUs"):
         dense_attention(q, k, v)
     empty = torch.zeros(0, 2, 100, 64, dtype=torch.bfloat16)
-    assert unsupported(empty, empty, empty) == "q, k and v must be [B, heads, L, head_dim] of one shape, not empty"
+    hopper = DeviceCapabilities("cuda", (9, 0), triton=True, gluon=True)
+    assert not_supported_reasons(empty, empty, empty, hopper) == [
+        "q, k and v must be [B, heads, L, head_dim] of one shape, not empty"
+    ]
 
 
 def test_dense_attention_on_cpu_is_sdpa():
     q, k, v = qkv(1, 2, 300, torch.float32, "cpu")
     plan = DenseAttention().prepare(FrameLayout(batch=1, frames=3, tokens_per_frame=100, special_tokens=5), q)
     torch.testing.assert_close(plan(q, k, v, 0), F.scaled_dot_product_attention(q, k, v), rtol=0, atol=0)
-    assert plan.summary() == {"strategy": "dense", "kernel": "sdpa"}
+    assert plan.summary() == {"strategy": "dense", "implementation": "sdpa"}
 
 
 @pytest.mark.parametrize(
@@ -90,7 +96,7 @@ def test_dense_attention_on_cpu_is_sdpa():
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_kernel_is_as_exact_as_sdpa(batch, heads, length, dtype, hopper):
     q, k, v = qkv(batch, heads, length, dtype, "cuda")
-    assert supports(q, k, v)
+    assert not not_supported_reasons(q, k, v, DeviceCapabilities.of(q.device))
     reference = F.scaled_dot_product_attention(q.double(), k.double(), v.double())
     ours = relative_error(dense_attention(q, k, v), reference)
     sdpa = relative_error(F.scaled_dot_product_attention(q, k, v), reference)
@@ -109,8 +115,8 @@ def test_dense_attention_runs_the_kernel_on_hopper(hopper):
     layout = FrameLayout(batch=1, frames=4, tokens_per_frame=1374, special_tokens=5)
     auto = DenseAttention().prepare(layout, q)
     torch.testing.assert_close(auto(q, k, v, 0), dense_attention(q, k, v), rtol=0, atol=0)
-    assert auto.summary() == {"strategy": "dense", "kernel": "gluon"}
-    sdpa = DenseAttention(kernel="sdpa").prepare(layout, q)
+    assert auto.summary() == {"strategy": "dense", "implementation": "gluon"}
+    sdpa = DenseAttention(implementation="sdpa").prepare(layout, q)
     torch.testing.assert_close(sdpa(q, k, v, 0), F.scaled_dot_product_attention(q, k, v), rtol=0, atol=0)
 
 
@@ -119,4 +125,4 @@ def test_dense_attention_falls_back_to_sdpa_where_the_kernel_cannot_run(dtype, h
     q, k, v = (torch.randn(1, 2, 500, head_dim, device="cuda", dtype=dtype) for _ in "qkv")
     plan = DenseAttention().prepare(FrameLayout(batch=1, frames=1, tokens_per_frame=500, special_tokens=5), q)
     torch.testing.assert_close(plan(q, k, v, 0), F.scaled_dot_product_attention(q, k, v), rtol=0, atol=0)
-    assert plan.summary()["kernel"] == "sdpa"
+    assert plan.summary()["implementation"] == "sdpa"

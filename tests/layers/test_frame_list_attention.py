@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vggt_sparse_ns.layers.kernels import triton_available
+from vggt_sparse_ns.layers.kernels import DeviceCapabilities, triton_installed
 from vggt_sparse_ns.layers.kernels.frame_list_attention import FrameLists, frame_list_attention
 
 
@@ -44,7 +44,9 @@ def test_interpreted_kernel_equals_masked_attention(triton_interpreter, block_m,
     tokens, special, heads, head_dim = 37, 5, 3, 16
     generator = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(heads, len(LISTS) * tokens, head_dim, generator=generator) for _ in range(3))
-    out = frame_list_attention(q, k, v, csr(LISTS), tokens, special, all_special, block_m=block_m, block_n=block_n)
+    out = frame_list_attention(
+        q, k, v, csr(LISTS), tokens, special, all_special, block_m=block_m, block_n=block_n, implementation="triton"
+    )
     expected = reference(q, k, v, LISTS, tokens, special, all_special)
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)
 
@@ -55,7 +57,7 @@ def test_interpreted_kernel_reads_strided_values_and_writes_into_out(triton_inte
     qkv = torch.randn(len(LISTS) * tokens, 3, heads, head_dim, generator=generator)
     q, k, v = qkv.permute(1, 2, 0, 3).unbind(0)
     out = torch.full((heads, len(LISTS) * tokens, head_dim), float("nan"))
-    frame_list_attention(q, k, v, csr(LISTS), tokens, special, out=out, block_m=16, block_n=32)
+    frame_list_attention(q, k, v, csr(LISTS), tokens, special, out=out, block_m=16, block_n=32, implementation="triton")
     torch.testing.assert_close(out, reference(q, k, v, LISTS, tokens, special), rtol=0, atol=1e-5)
 
 
@@ -64,8 +66,10 @@ def test_a_frame_list_that_omits_a_frame_changes_its_output(triton_interpreter):
     generator = torch.Generator().manual_seed(2)
     q, k, v = (torch.randn(heads, len(LISTS) * tokens, head_dim, generator=generator) for _ in range(3))
     narrower = [listed[:-1] if frame == 2 else listed for frame, listed in enumerate(LISTS)]
-    full = frame_list_attention(q, k, v, csr(LISTS), tokens, special, block_m=16, block_n=16)
-    narrow = frame_list_attention(q, k, v, csr(narrower), tokens, special, block_m=16, block_n=16)
+    full = frame_list_attention(q, k, v, csr(LISTS), tokens, special, block_m=16, block_n=16, implementation="triton")
+    narrow = frame_list_attention(
+        q, k, v, csr(narrower), tokens, special, block_m=16, block_n=16, implementation="triton"
+    )
     frame_two = slice(2 * tokens, 3 * tokens)
     assert (full[:, frame_two] - narrow[:, frame_two]).abs().max() > 1e-2
     torch.testing.assert_close(full[:, : 2 * tokens], narrow[:, : 2 * tokens], rtol=0, atol=0)
@@ -73,19 +77,22 @@ def test_a_frame_list_that_omits_a_frame_changes_its_output(triton_interpreter):
 
 def test_inputs_the_kernel_cannot_take_are_refused_before_launch():
     q = torch.zeros(1, 55, 16)
-    with pytest.raises(ValueError, match="supports"):
-        frame_list_attention(torch.zeros(1, 55, 48), torch.zeros(1, 55, 48), torch.zeros(1, 55, 48), csr(LISTS), 11, 5)
+    wide = torch.zeros(1, 55, 48)
+    with pytest.raises(ValueError, match="triton frame_list_attention cannot take these inputs: it takes a head dim"):
+        frame_list_attention(wide, wide, wide, csr(LISTS), 11, 5, implementation="triton")
     with pytest.raises(ValueError, match="out must be like q"):
-        frame_list_attention(q, q, q, csr(LISTS), 11, 5, out=torch.zeros(1, 55, 8))
+        frame_list_attention(q, q, q, csr(LISTS), 11, 5, out=torch.zeros(1, 55, 8), implementation="triton")
     with pytest.raises(ValueError, match="build them with device="):
-        frame_list_attention(q, q, q, csr(LISTS, device="meta"), 11, 5)
+        frame_list_attention(q, q, q, csr(LISTS, device="meta"), 11, 5, implementation="triton")
 
 
 def test_a_frame_with_nothing_to_attend_to_gets_zeros(triton_interpreter):
     tokens, special = 11, 5
     q, k, v = (torch.randn(1, 5 * tokens, 16, generator=torch.Generator().manual_seed(seed)) for seed in range(3))
     lists = [[0], [], [2], [3], [4]]
-    out = frame_list_attention(q, k, v, csr(lists), tokens, special, all_special_tokens=False, block_m=16, block_n=16)
+    out = frame_list_attention(
+        q, k, v, csr(lists), tokens, special, all_special_tokens=False, block_m=16, block_n=16, implementation="triton"
+    )
     assert torch.equal(out[:, tokens : 2 * tokens], torch.zeros(1, tokens, 16))
     expected = reference(q, k, v, lists, tokens, special, all_special=False)
     torch.testing.assert_close(out[:, 2 * tokens :], expected[:, 2 * tokens :], rtol=0, atol=1e-5)
@@ -94,16 +101,16 @@ def test_a_frame_with_nothing_to_attend_to_gets_zeros(triton_interpreter):
 def test_a_sequence_that_is_not_whole_frames_is_refused():
     q = torch.zeros(1, 50, 16)
     with pytest.raises(ValueError, match="not 5 frames of 11"):
-        frame_list_attention(q, q, q, csr(LISTS), 11, 5)
+        frame_list_attention(q, q, q, csr(LISTS), 11, 5, implementation="triton")
 
 
 @pytest.mark.skipif(
-    not torch.cuda.is_available() or not triton_available(torch.empty(1, device="cuda", dtype=torch.bfloat16)),
+    not torch.cuda.is_available() or not triton_installed(),
     reason="needs a CUDA GPU and Triton (run on the device: see docs/benchmarks/README.md)",
 )
 @pytest.mark.parametrize("all_special_tokens", [True, False])
 def test_compiled_kernels_match_the_gather_path_at_model_shapes(all_special_tokens):
-    from vggt_sparse_ns.layers.kernels.frame_list_attention import gluon_supports
+    from vggt_sparse_ns.layers.kernels.frame_list_attention import gluon_not_supported_reasons
     from vggt_sparse_ns.sparse import CovisibilityAttention, FrameLayout
 
     frames, tokens, special, heads, head_dim = 40, 1041, 5, 16, 64
@@ -115,14 +122,15 @@ def test_compiled_kernels_match_the_gather_path_at_model_shapes(all_special_toke
     patch_tokens = torch.randn(1, frames, tokens - special, 32, generator=generator, device="cuda")
     layout = FrameLayout(1, frames, tokens, special)
     plans = {
-        kernel: CovisibilityAttention(neighbors=4, kernel=kernel, all_special_tokens=all_special_tokens).prepare(
+        name: CovisibilityAttention(neighbors=4, implementation=name, all_special_tokens=all_special_tokens).prepare(
             layout, patch_tokens
         )
-        for kernel in ("triton", "gather")
+        for name in ("triton", "gather")
     }
     expected = plans["gather"](q, k, v, layer=0)[0].float()
     torch.testing.assert_close(plans["triton"](q, k, v, layer=0)[0].float(), expected, rtol=0, atol=2e-2)
-    implementations = ["triton"] + (["gluon"] if gluon_supports(q[0], k[0], v[0], all_special_tokens) else [])
+    gluon_reasons = gluon_not_supported_reasons(q[0], k[0], v[0], all_special_tokens, DeviceCapabilities.of(q.device))
+    implementations = ["triton"] + ([] if gluon_reasons else ["gluon"])
     for implementation in implementations:
         out = frame_list_attention(
             q[0], k[0], v[0], plans["triton"].scene_lists[0], tokens, special, all_special_tokens,
@@ -133,9 +141,9 @@ def test_compiled_kernels_match_the_gather_path_at_model_shapes(all_special_toke
 
 def test_an_unknown_implementation_or_a_gluon_refusal_is_one_clear_message():
     q = torch.zeros(1, 55, 64)
-    with pytest.raises(ValueError, match="implementation must be auto, gluon or triton"):
+    with pytest.raises(ValueError, match="implementation is gluon or triton, not 'cuda'"):
         frame_list_attention(q, q, q, csr(LISTS), 11, 5, implementation="cuda")
-    with pytest.raises(ValueError, match="cannot take these inputs: it takes bfloat16 or float16"):
+    with pytest.raises(ValueError, match="gluon frame_list_attention cannot take these inputs: .*it takes bfloat16"):
         frame_list_attention(q, q, q, csr(LISTS), 11, 5, all_special_tokens=False, implementation="gluon")
     with pytest.raises(ValueError, match="cannot take these inputs: it does not attend to every frame's special"):
         frame_list_attention(q, q, q, csr(LISTS), 11, 5, all_special_tokens=True, implementation="gluon")

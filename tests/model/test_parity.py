@@ -6,6 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from vggt_sparse_ns.layers.attention import QK_NORM_ROPE
+from vggt_sparse_ns.layers.block import PRE_NORM
+from vggt_sparse_ns.layers.implementations import Operation
 from vggt_sparse_ns.model.aggregator import Tap
 from vggt_sparse_ns.sparse import DenseAttention
 
@@ -77,22 +80,40 @@ def test_frame_chunking_does_not_change_results(vggt_tiny, vggt_tiny_expected):
         torch.testing.assert_close(one_chunk[key], per_frame[key], rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("fused_kernels", [True, False])
-def test_the_fused_kernels_switch_reaches_the_attention_layers(
-    vggt_tiny, vggt_tiny_expected, monkeypatch, fused_kernels
+@pytest.mark.parametrize("norm_implementation", ["auto", "torch"])
+def test_the_norm_implementation_reaches_every_norm_of_the_aggregator(
+    vggt_tiny, vggt_tiny_expected, monkeypatch, norm_implementation
 ):
-    import vggt_sparse_ns.layers.kernels as kernels
-
     asked = []
-    enabled = kernels.fused_kernels_enabled
+    choose = Operation.choose
 
-    def spy() -> bool:
-        asked.append(enabled())
-        return asked[-1]
+    def spy(operation: Operation, choice: str, inputs):
+        asked.append((operation.name, choice))
+        return choose(operation, choice, inputs)
 
-    monkeypatch.setattr(kernels, "fused_kernels_enabled", spy)
-    vggt_tiny(torch.from_numpy(vggt_tiny_expected["input_images"][:2]), fused_kernels=fused_kernels)
-    assert asked and set(asked) == {fused_kernels}
+    monkeypatch.setattr(Operation, "choose", spy)
+    images = torch.from_numpy(vggt_tiny_expected["input_images"][:2])
+    vggt_tiny(images, outputs=["depth"], norm_implementation=norm_implementation)  # no camera trunk: all aggregator
+    norms = [choice for name, choice in asked if name in (PRE_NORM.name, QK_NORM_ROPE.name)]
+    assert {name for name, _ in asked} >= {PRE_NORM.name, QK_NORM_ROPE.name}
+    assert set(norms) == {norm_implementation}
+
+
+def test_the_fused_norms_asked_for_where_they_cannot_run_are_refused_with_the_reason(vggt_tiny, vggt_tiny_expected):
+    images = torch.from_numpy(vggt_tiny_expected["input_images"][:2])
+    with pytest.raises(
+        ValueError, match="cannot run these inputs with triton: triton: .*it runs on CUDA devices, not cpu"
+    ):
+        vggt_tiny(images, norm_implementation="triton")
+
+
+@pytest.mark.parametrize(("argument", "value"), [("norm_implementation", "fused"), ("sdpa_backend", "cuda")])
+def test_an_unknown_norm_implementation_or_sdpa_backend_is_refused_before_any_work(
+    vggt_tiny, vggt_tiny_expected, argument, value
+):
+    images = torch.from_numpy(vggt_tiny_expected["input_images"][:2])
+    with pytest.raises(ValueError, match=f"'{value}'"):
+        vggt_tiny(images, **{argument: value})
 
 
 def test_only_the_requested_heads_run(vggt_tiny, vggt_tiny_expected):

@@ -31,6 +31,20 @@ def test_layer_choices_wrap_the_strategy():
     assert (built.frame_layers, built.dense_layers) == ((0, 1), (5,))
 
 
+def test_dense_layers_under_another_strategy_take_the_dense_settings():
+    dense = DenseAttention(implementation="sdpa")
+    built = SparseAttentionConfig(strategy="block-sparse", dense=dense, dense_layers=(2,)).build()
+    assert built.dense is dense
+
+
+def test_command_line_names_each_strategys_implementation():
+    args = ["--dense.implementation", "sdpa", "--covisibility.implementation", "gather"]
+    config = tyro.cli(SparseAttentionConfig, args=[*args, "--block-sparse.implementation", "mask"])
+    assert config.dense.implementation == "sdpa"
+    assert config.covisibility.implementation == "gather"
+    assert config.block_sparse.implementation == "mask"
+
+
 def test_given_descriptors_reach_the_frame_graph():
     descriptors = torch.ones(3, 4)
     covisibility = SparseAttentionConfig(strategy="covisibility").build(descriptors=descriptors)

@@ -1,4 +1,4 @@
-"""BlockSparseAttention: block selection rules, and both kernels against an explicit-mask reference."""
+"""BlockSparseAttention: block selection rules, and both implementations against an explicit-mask reference."""
 
 from __future__ import annotations
 
@@ -121,9 +121,9 @@ def test_selection_is_deterministic():
 
 
 @pytest.mark.parametrize("layer", [0, 3])
-def test_mask_backend_equals_the_explicit_mask_reference(layer):
+def test_mask_implementation_equals_the_explicit_mask_reference(layer):
     q, k, v = random_heads(seed=layer)
-    strategy = BlockSparseAttention(QUERY_BLOCK, KEY_BLOCK, cdf_threshold=0.5, backend="mask")
+    strategy = BlockSparseAttention(QUERY_BLOCK, KEY_BLOCK, cdf_threshold=0.5, implementation="mask")
     plan = strategy.prepare(LAYOUT, torch.zeros(1, FRAMES, TOKENS - SPECIAL, 4))
     out = plan(q, k, v, layer)
     kept = reference_kept(q, k, grid(), cdf=0.5, top=None)
@@ -145,7 +145,7 @@ def test_flex_block_mask_holds_exactly_the_kept_blocks():
 @pytest.mark.slow
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the CUDA path; compiling it for CPU takes 20-45 s")
 @pytest.mark.parametrize(("query_block", "key_block"), [(QUERY_BLOCK, KEY_BLOCK), (128, 64)])
-def test_compiled_flex_kernel_equals_the_explicit_mask_reference(query_block, key_block):
+def test_compiled_flex_implementation_equals_the_explicit_mask_reference(query_block, key_block):
     """The FlexAttention path as it runs on CUDA (compiled; the compile itself takes a while), at the
     model's head dimension (compiled FlexAttention needs at least 16)."""
     q, k, v = random_heads(device="cuda", head_dim=64)
@@ -161,7 +161,9 @@ def test_compiled_flex_kernel_equals_the_explicit_mask_reference(query_block, ke
 def test_covisible_only_restricts_the_plan_and_reports_the_graph():
     lists = [[], [2], [], [], [5], []]
     source = FrameGraphSource(graph=FrameGraph.from_neighbor_lists(lists, FRAMES))
-    strategy = BlockSparseAttention(QUERY_BLOCK, KEY_BLOCK, cdf_threshold=1.0, backend="mask", covisible_only=source)
+    strategy = BlockSparseAttention(
+        QUERY_BLOCK, KEY_BLOCK, cdf_threshold=1.0, implementation="mask", covisible_only=source
+    )
     q, k, v = random_heads()
     plan = strategy.prepare(LAYOUT, torch.zeros(1, FRAMES, TOKENS - SPECIAL, 4))
     out = plan(q, k, v, 0)

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from sparse_reference import covisibility_mask, masked_attention
 
 from vggt_sparse_ns.sparse import CovisibilityAttention, FrameGraph, FrameLayout
-from vggt_sparse_ns.sparse.covisibility import gather_chunks
+from vggt_sparse_ns.sparse.covisibility import COVISIBILITY_ATTENTION, gather_chunks
 
 FRAMES, TOKENS, SPECIAL, HEADS, HEAD_DIM = 7, 23, 5, 2, 16
 PARTIAL_LISTS = [[], [2], [], [4, 5], [], [1], [3]]
@@ -16,8 +16,9 @@ TOLERANCE = 1e-5
 
 
 @pytest.fixture(params=["gather", "triton"])
-def kernel(request) -> str:
-    """Both kernels of the strategy; triton runs in Triton's interpreter where there is no GPU."""
+def implementation(request) -> str:
+    """The gather implementation and the Triton kernel's; triton runs in Triton's interpreter where there is no
+    GPU (where dispatch would not choose it, so ``run`` calls it by name)."""
     if request.param == "triton":
         request.getfixturevalue("triton_interpreter")
     return request.param
@@ -34,30 +35,33 @@ def patch_tokens(batch: int = 1) -> torch.Tensor:
 
 
 def run(strategy: CovisibilityAttention, batch: int = 1, seed: int = 0):
+    """The strategy's plan on random q, k, v: its implementation run by name (auto: as the plan chooses)."""
     q, k, v = random_heads(batch, seed)
     plan = strategy.prepare(FrameLayout(batch, FRAMES, TOKENS, SPECIAL), patch_tokens(batch))
-    return plan(q, k, v, layer=0), (q, k, v), plan
+    if strategy.implementation == "auto":
+        return plan(q, k, v, layer=0), (q, k, v), plan
+    return COVISIBILITY_ATTENTION.named(strategy.implementation).run(plan, q, k, v), (q, k, v), plan
 
 
-def test_partial_graph_equals_the_explicit_mask_reference(kernel):
+def test_partial_graph_equals_the_explicit_mask_reference(implementation):
     graph = FrameGraph.from_neighbor_lists(PARTIAL_LISTS, FRAMES)
-    out, (q, k, v), _ = run(CovisibilityAttention(graph=graph, kernel=kernel))
+    out, (q, k, v), _ = run(CovisibilityAttention(graph=graph, implementation=implementation))
     expected = masked_attention(q, k, v, covisibility_mask(PARTIAL_LISTS, TOKENS, SPECIAL))
     torch.testing.assert_close(out, expected, rtol=0, atol=TOLERANCE)
 
 
-def test_directed_graph_attends_only_to_the_chosen_frames(kernel):
+def test_directed_graph_attends_only_to_the_chosen_frames(implementation):
     graph = FrameGraph.from_neighbor_lists(PARTIAL_LISTS, FRAMES, symmetric=False)
-    out, (q, k, v), _ = run(CovisibilityAttention(graph=graph, kernel=kernel))
+    out, (q, k, v), _ = run(CovisibilityAttention(graph=graph, implementation=implementation))
     expected = masked_attention(q, k, v, covisibility_mask(PARTIAL_LISTS, TOKENS, SPECIAL, symmetric=False))
     torch.testing.assert_close(out, expected, rtol=0, atol=TOLERANCE)
     symmetric = masked_attention(q, k, v, covisibility_mask(PARTIAL_LISTS, TOKENS, SPECIAL))
     assert (out - symmetric).abs().max() > 1e-2
 
 
-def test_with_all_special_tokens_a_frame_also_sees_every_frames_special_tokens(kernel):
+def test_with_all_special_tokens_a_frame_also_sees_every_frames_special_tokens(implementation):
     graph = FrameGraph.from_neighbor_lists(PARTIAL_LISTS, FRAMES)
-    out, (q, k, v), _ = run(CovisibilityAttention(graph=graph, kernel=kernel, all_special_tokens=True))
+    out, (q, k, v), _ = run(CovisibilityAttention(graph=graph, implementation=implementation, all_special_tokens=True))
     mask = covisibility_mask(PARTIAL_LISTS, TOKENS, SPECIAL, all_special_tokens=True)
     torch.testing.assert_close(out, masked_attention(q, k, v, mask), rtol=0, atol=TOLERANCE)
     attended_only = masked_attention(q, k, v, covisibility_mask(PARTIAL_LISTS, TOKENS, SPECIAL))
@@ -70,8 +74,8 @@ def test_the_mask_really_acts():
     assert (out - F.scaled_dot_product_attention(q, k, v)).abs().max() > 1e-2
 
 
-def test_complete_graph_equals_dense_attention(kernel):
-    out, (q, k, v), _ = run(CovisibilityAttention(graph=FrameGraph.complete(FRAMES), kernel=kernel))
+def test_complete_graph_equals_dense_attention(implementation):
+    out, (q, k, v), _ = run(CovisibilityAttention(graph=FrameGraph.complete(FRAMES), implementation=implementation))
     torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v), rtol=0, atol=TOLERANCE)
 
 
@@ -90,9 +94,9 @@ def test_chunk_size_does_not_change_the_result():
     torch.testing.assert_close(one_frame_chunks, whole, rtol=0, atol=TOLERANCE)
 
 
-def test_each_scene_of_a_batch_uses_its_own_graph(kernel):
+def test_each_scene_of_a_batch_uses_its_own_graph(implementation):
     descriptors = torch.randn(2, FRAMES, 6, generator=torch.Generator().manual_seed(2))
-    strategy = CovisibilityAttention(neighbors=1, descriptors=descriptors, kernel=kernel)
+    strategy = CovisibilityAttention(neighbors=1, descriptors=descriptors, implementation=implementation)
     out, (q, k, v), plan = run(strategy, batch=2)
     for scene in range(2):
         lists = FrameGraph.from_descriptors(descriptors[scene], neighbors=1).neighbor_lists()

@@ -9,7 +9,17 @@ import torch
 import torch.nn.functional as F
 from sparse_reference import masked_attention
 
-from vggt_sparse_ns.sparse import CovisibilityAttention, FrameGraph, FrameLayout, LayerSelection, frame_attention
+from vggt_sparse_ns.layers.implementations import Operation
+from vggt_sparse_ns.sparse import (
+    CovisibilityAttention,
+    DenseAttention,
+    FrameGraph,
+    FrameLayout,
+    LayerSelection,
+    SparseAttentionConfig,
+    frame_attention,
+)
+from vggt_sparse_ns.sparse.dense import DENSE_ATTENTION
 
 FRAMES, TOKENS, SPECIAL = 4, 10, 2
 LAYOUT = FrameLayout(2, FRAMES, TOKENS, SPECIAL)
@@ -54,7 +64,37 @@ def test_layers_are_routed_to_frame_dense_or_the_strategy():
     torch.testing.assert_close(outputs[0], frame_attention(q, k, v, TOKENS), rtol=0, atol=0)
     torch.testing.assert_close(outputs[1], F.scaled_dot_product_attention(q, k, v), rtol=0, atol=0)
     assert not outputs[2].any()
-    assert plan.summary() == {"strategy": "recording", "frame_layers": [0, 3], "dense_layers": [1]}
+    assert plan.summary() == {
+        "strategy": "recording",
+        "frame_layers": [0, 3],
+        "dense_layers": [1],
+        "dense_layers_implementation": "sdpa",
+    }
+
+
+def test_dense_layers_run_the_dense_settings_given(monkeypatch):
+    """The dense layers go through the given DenseAttention: its implementation is the one chosen and named."""
+    asked = []
+    choose = Operation.choose
+
+    def spy(operation: Operation, choice: str, inputs):
+        asked.append((operation.name, choice))
+        return choose(operation, choice, inputs)
+
+    monkeypatch.setattr(Operation, "choose", spy)
+    selection = LayerSelection(RecordingStrategy(), dense_layers=(1,), dense=DenseAttention(implementation="sdpa"))
+    plan = selection.prepare(LAYOUT, torch.zeros(2, FRAMES, 8, 4))
+    plan(*random_heads(), 1)
+    assert asked == [(DENSE_ATTENTION.name, "sdpa")]
+    assert plan.summary()["dense_layers_implementation"] == "sdpa"
+
+
+def test_the_dense_strategy_settings_reach_the_dense_layers_of_any_strategy():
+    dense = DenseAttention(implementation="gluon")
+    built = SparseAttentionConfig(strategy="covisibility", dense=dense, dense_layers=(0,)).build()
+    plan = built.prepare(LAYOUT, torch.zeros(2, FRAMES, 8, 4))
+    with pytest.raises(ValueError, match="dense attention cannot run these inputs with gluon: gluon: .*Hopper GPUs"):
+        plan(*random_heads(), 0)  # gluon asked for, on CPU: refused with its reasons, not replaced by sdpa
 
 
 def test_a_layer_cannot_be_both_frame_only_and_dense():

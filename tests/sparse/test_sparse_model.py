@@ -80,7 +80,7 @@ def test_partial_graph_matches_the_mask_reference_in_every_global_layer(vggt_tin
 
 
 def test_block_sparse_matches_the_mask_reference_in_every_global_layer(vggt_tiny, six_frame_scene, dense_predictions):
-    strategy = BlockSparseAttention(cdf_threshold=0.6, backend="mask")
+    strategy = BlockSparseAttention(cdf_threshold=0.6, implementation="mask")
     recording = RecordingStrategy(strategy)
     predictions = vggt_tiny(six_frame_scene, recording)
     layout = recording.layout

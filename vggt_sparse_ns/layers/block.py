@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from vggt_sparse_ns.layers.attention import AttendFn, Attention, sdpa_attend
-from vggt_sparse_ns.layers.kernels import fused_kernel_may_replace, triton_installed
+from vggt_sparse_ns.layers.attention import AttendFn, Attention, NormImplementation, sdpa_attend
+from vggt_sparse_ns.layers.implementations import Implementation, Operation, runs_everywhere
+from vggt_sparse_ns.layers.kernels import DeviceCapabilities, gradient_reasons, triton_reasons
 from vggt_sparse_ns.layers.kernels.layer_norm import layer_norm_to
 from vggt_sparse_ns.layers.rope import RopeTable
 
@@ -51,16 +53,41 @@ def add_residual(x: Tensor, branch: Tensor, scale: nn.Module, in_place: bool = F
     return x.add_(scale(branch)) if in_place else x + scale(branch)
 
 
-def pre_norm(norm: nn.LayerNorm, x: Tensor) -> Tensor:
-    """norm(x) for a linear layer to read. On CUDA under half-precision autocast, with Triton and the fused
-    kernels enabled, for inference (the kernel has no backward), it is written in the autocast dtype in
-    one pass (kernels/layer_norm.py); elsewhere it is nn.LayerNorm's output (fp32 under autocast), which
-    the linear layer casts."""
-    if x.is_cuda and torch.is_autocast_enabled("cuda") and fused_kernel_may_replace(x, norm):
-        dtype = torch.get_autocast_dtype("cuda")
-        if dtype in (torch.bfloat16, torch.float16) and triton_installed():
-            return layer_norm_to(x, norm, dtype)
-    return norm(x)
+@dataclass(frozen=True)
+class PreNormInputs:
+    """A pre-norm's input x, its LayerNorm, and the dtype the next linear layer computes in (the autocast
+    dtype of x's device; None without autocast)."""
+
+    x: Tensor
+    norm: nn.LayerNorm
+    dtype: torch.dtype | None
+    capabilities: DeviceCapabilities
+
+
+def _one_pass_reasons(inputs: PreNormInputs) -> list[str]:
+    reasons = ["it writes the autocast dtype, and autocast is off"] if inputs.dtype is None else []
+    reasons += triton_reasons(inputs.capabilities, inputs.dtype or inputs.x.dtype)
+    return reasons + gradient_reasons(inputs.x, inputs.norm)
+
+
+PRE_NORM = Operation[PreNormInputs, Callable[[PreNormInputs], Tensor]](
+    "the pre-norm (LayerNorm before a linear layer)",
+    (
+        Implementation("triton", lambda i: layer_norm_to(i.x, i.norm, i.dtype), _one_pass_reasons),
+        Implementation("torch", lambda i: i.norm(i.x), runs_everywhere),
+    ),
+)
+"""triton: the LayerNorm written in the autocast dtype in one pass (kernels/layer_norm.py); CUDA, half-precision
+autocast, inference only (the kernel has no backward). torch: nn.LayerNorm (fp32 under autocast; the linear
+layer casts it)."""
+
+
+def pre_norm(norm: nn.LayerNorm, x: Tensor, implementation: NormImplementation = "auto") -> Tensor:
+    """norm(x) for a linear layer to read, by the ``PRE_NORM`` implementation chosen for x."""
+    autocast = torch.is_autocast_enabled(x.device.type)
+    dtype = torch.get_autocast_dtype(x.device.type) if autocast else None
+    inputs = PreNormInputs(x, norm, dtype, DeviceCapabilities.of(x.device))
+    return PRE_NORM.choose(implementation, inputs).run(inputs)
 
 
 class Block(nn.Module):
@@ -90,35 +117,40 @@ class Block(nn.Module):
         attend: AttendFn = sdpa_attend,
         token_chunk: int | None = None,
         read_chunk: ChunkReader | None = None,
+        norm_implementation: NormImplementation = "auto",
     ) -> Tensor:
         """x [B, L, dim]. With ``token_chunk``, the per-token work (norms, projections, MLP) runs
         on chunks of the sequence so that only q, k, v exist for all L tokens at once; x is then
         updated in place (inference only) and returned. ``read_chunk`` is given each chunk's tokens
         before and after the block as soon as the chunk is done, so that a reader of both (the heads'
-        taps) needs no copy of the whole input."""
+        taps) needs no copy of the whole input. ``norm_implementation`` chooses how the norms run (``PRE_NORM``,
+        ``QK_NORM_ROPE``)."""
+        norms = norm_implementation
         if token_chunk is None or token_chunk >= x.shape[1]:
-            out = add_residual(x, self.attn(pre_norm(self.norm1, x), rope, attend), self.ls1)
-            out = add_residual(out, self.mlp(pre_norm(self.norm2, out)), self.ls2)
+            out = add_residual(x, self.attn(pre_norm(self.norm1, x, norms), rope, attend, norms), self.ls1)
+            out = add_residual(out, self.mlp(pre_norm(self.norm2, out, norms)), self.ls2)
             if read_chunk is not None:
                 read_chunk(slice(0, x.shape[1]), x, out)
             return out
-        out = attend(*self._chunked_heads(x, rope, token_chunk))
+        out = attend(*self._chunked_heads(x, rope, token_chunk, norms))
         for start in range(0, x.shape[1], token_chunk):
             piece = x[:, start : start + token_chunk]
             before = piece.clone() if read_chunk is not None else None
             add_residual(piece, self.attn.merge(out[:, :, start : start + token_chunk]), self.ls1, in_place=True)
-            add_residual(piece, self.mlp(pre_norm(self.norm2, piece)), self.ls2, in_place=True)
+            add_residual(piece, self.mlp(pre_norm(self.norm2, piece, norms)), self.ls2, in_place=True)
             if read_chunk is not None:
                 read_chunk(slice(start, start + piece.shape[1]), before, piece)
         return x
 
-    def _chunked_heads(self, x: Tensor, rope: RopeTable | None, token_chunk: int) -> tuple[Tensor, Tensor, Tensor]:
+    def _chunked_heads(
+        self, x: Tensor, rope: RopeTable | None, token_chunk: int, norms: NormImplementation
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """q, k, v for the whole sequence, filled chunk by chunk into preallocated tensors.
         ``token_chunk`` must be a whole number of RoPE frames."""
         length = x.shape[1]
         q = k = v = torch.empty(0)
         for start in range(0, length, token_chunk):
-            chunk_qkv = self.attn.heads(pre_norm(self.norm1, x[:, start : start + token_chunk]), rope)
+            chunk_qkv = self.attn.heads(pre_norm(self.norm1, x[:, start : start + token_chunk], norms), rope, norms)
             if start == 0:
                 batch, heads, _, head_dim = chunk_qkv[0].shape
                 q, k, v = (x.new_empty(batch, heads, length, head_dim, dtype=t.dtype) for t in chunk_qkv)

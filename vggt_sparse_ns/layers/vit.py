@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vggt_sparse_ns.layers.attention import NormImplementation
 from vggt_sparse_ns.layers.block import Block
 
 
@@ -81,8 +82,9 @@ class VisionTransformer(nn.Module):
         resized = resized.permute(0, 2, 3, 1).reshape(1, grid_h * grid_w, dim)
         return torch.cat((table[:, :1], resized), dim=1).to(self.pos_embed.dtype)
 
-    def forward(self, images: Tensor) -> Tensor:
-        """Normalised tokens [B, 1 + registers + patches, C] of normalised images [B, 3, H, W]."""
+    def forward(self, images: Tensor, norm_implementation: NormImplementation = "auto") -> Tensor:
+        """Normalised tokens [B, 1 + registers + patches, C] of normalised images [B, 3, H, W]; the blocks'
+        norms run by ``norm_implementation``."""
         batch, _, height, width = images.shape
         patches = self.patch_embed(images)
         tokens = torch.cat((self.cls_token.expand(batch, -1, -1).to(patches.dtype), patches), dim=1)
@@ -91,5 +93,5 @@ class VisionTransformer(nn.Module):
             registers = self.register_tokens.expand(batch, -1, -1).to(tokens.dtype)
             tokens = torch.cat((tokens[:, :1], registers, tokens[:, 1:]), dim=1)
         for block in self.blocks:
-            tokens = block(tokens)
+            tokens = block(tokens, norm_implementation=norm_implementation)
         return self.norm(tokens)

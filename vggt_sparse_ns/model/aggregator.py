@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from vggt_sparse_ns.layers.attention import NormImplementation
 from vggt_sparse_ns.layers.block import Block
 from vggt_sparse_ns.layers.precision import imagenet_normalize, unit_range
 from vggt_sparse_ns.layers.rope import RotaryEmbedding2D, grid_positions
@@ -117,9 +118,10 @@ class Aggregator(nn.Module):
         rest = special[:, 1:].expand(batch, frames - 1, -1, -1)
         return torch.cat((first, rest), dim=1)
 
-    def embed_patches(self, images: Tensor) -> Tensor:
+    def embed_patches(self, images: Tensor, norm_implementation: NormImplementation = "auto") -> Tensor:
         """Images [N, 3, H, W] (float in [0, 1] or uint8) -> normalised DINO patch tokens [N, P, C]."""
-        return self.patch_embed(imagenet_normalize(unit_range(images)))[:, self.patch_embed.num_prefix_tokens :]
+        tokens = self.patch_embed(imagenet_normalize(unit_range(images)), norm_implementation)
+        return tokens[:, self.patch_embed.num_prefix_tokens :]
 
     @torch.inference_mode()
     def forward(
@@ -130,18 +132,21 @@ class Aggregator(nn.Module):
         *,
         frames_chunk: int = 16,
         timer: StageTimer | None = None,
+        norm_implementation: NormImplementation = "auto",
         taps_on_host: bool = False,
     ) -> AggregatorOutput:
         """images [B, S, 3, H, W], float in [0, 1] or uint8, on the model's device or on the host (then moved
-        a chunk at a time); per-frame work runs on ``frames_chunk`` frames at a time. ``taps_on_host`` keeps
-        what the taps read in page-locked host memory instead of the GPU's (``TapStore``)."""
+        a chunk at a time); per-frame work runs on ``frames_chunk`` frames at a time; the blocks' norms run by
+        ``norm_implementation``. ``taps_on_host`` keeps what the taps read in page-locked host memory instead
+        of the GPU's (``TapStore``)."""
+        norms = norm_implementation
         stage = timer or untimed
         device = self.camera_token.device
         batch, frames, _, height, width = images.shape
         grid_h, grid_w = height // self.patch_size, width // self.patch_size
         with stage("patch_embed"):
             chunks_in = images.flatten(0, 1).split(frames_chunk)
-            patch_tokens = torch.cat([self.embed_patches(c.to(device, non_blocking=True)) for c in chunks_in])
+            patch_tokens = torch.cat([self.embed_patches(c.to(device, non_blocking=True), norms) for c in chunks_in])
             patch_tokens = patch_tokens.unflatten(0, (batch, frames))
         layout = FrameLayout(batch, frames, self.patch_start + patch_tokens.shape[2], self.patch_start)
         with stage("attention_plan"):
@@ -160,7 +165,7 @@ class Aggregator(nn.Module):
         for index, (frame_block, global_block) in enumerate(zip(self.frame_blocks, self.global_blocks, strict=True)):
             with stage("frame_blocks"):
                 for chunk in chunks:
-                    x[chunk] = frame_block(x[chunk], rope)
+                    x[chunk] = frame_block(x[chunk], rope, norm_implementation=norms)
             round_taps = {name: tap for name, tap in taps.items() if tap.layer == index}
             read_taps = partial(_read_taps, round_taps, kept, frames, tokens_per_frame, stage) if round_taps else None
             with stage("global_blocks"):
@@ -170,6 +175,7 @@ class Aggregator(nn.Module):
                     partial(plan, layer=index),
                     token_chunk=frames_chunk * tokens_per_frame,
                     read_chunk=read_taps,
+                    norm_implementation=norms,
                 ).view(batch * frames, tokens_per_frame, dim)
         return AggregatorOutput(kept.finish(), plan.summary())
 

@@ -10,7 +10,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from vggt_sparse_ns.layers.kernels import use_fused_kernels
+from vggt_sparse_ns.layers.attention import NormImplementation
+from vggt_sparse_ns.layers.block import PRE_NORM
 from vggt_sparse_ns.layers.precision import autocast_dtype
 from vggt_sparse_ns.model.aggregator import Aggregator, Tap
 from vggt_sparse_ns.model.camera_head import CameraHead
@@ -22,7 +23,9 @@ from vggt_sparse_ns.sparse.base import GlobalAttention
 from vggt_sparse_ns.sparse.dense import DenseAttention
 
 Output = Literal["cameras", "depth", "points"]
-Kernel = Literal["auto", "cudnn", "flash", "efficient", "math"]
+SdpaBackend = Literal["auto", "cudnn", "flash", "efficient", "math"]
+"""PyTorch's backends of scaled_dot_product_attention, tried in order by every SDPA call of the aggregator
+(PyTorch's own word: "backend" names these only)."""
 
 SDPA_BACKENDS: dict[str, list[SDPBackend]] = {
     # cuDNN first: measured fastest on Hopper for these shapes (docs/benchmarks/README.md).
@@ -87,10 +90,10 @@ class VGGT(nn.Module):
         global_attention: GlobalAttention | None = None,
         outputs: Collection[Output] | None = None,
         frames_chunk: int = 16,
-        kernel: Kernel = "auto",
+        sdpa_backend: SdpaBackend = "auto",
         compute_dtype: torch.dtype | None = None,
         timer: StageTimer | None = None,
-        fused_kernels: bool = True,
+        norm_implementation: NormImplementation = "auto",
         taps_on_host: bool = False,
     ) -> dict[str, Any]:
         """images [S, 3, H, W] or [B, S, 3, H, W], float in [0, 1] or uint8, H and W multiples of the patch size.
@@ -99,16 +102,20 @@ class VGGT(nn.Module):
         cameras: pose_enc [B, S, 9], extrinsic (T_camera_world, OpenCV) [B, S, 3, 4], intrinsic [B, S, 3, 3];
         depth: depth [B, S, H, W, 1], depth_conf [B, S, H, W];
         points: world_points [B, S, H, W, 3], world_points_conf [B, S, H, W];
-        and ``attention``, the global-attention strategy's summary. ``frames_chunk`` frames go
-        through the per-frame work at a time; ``kernel`` picks the SDPA backends on CUDA;
-        ``compute_dtype`` overrides the aggregator's autocast dtype (torch.float32: no autocast);
-        a ``timer`` collects the time of each stage; ``fused_kernels`` allows the fused GPU kernels
-        (qk-norm + RoPE, the one-pass LayerNorm) where their plain-PyTorch versions would run. Images may
-        stay on the host (pinned memory for speed): they go to the model's device a chunk at a time.
+        and ``attention``, the global-attention strategy's summary (with the implementation that ran).
+        ``frames_chunk`` frames go through the per-frame work at a time; ``sdpa_backend`` picks PyTorch's
+        SDPA backends on CUDA; ``compute_dtype`` overrides the aggregator's autocast dtype (torch.float32:
+        no autocast); a ``timer`` collects the time of each stage; ``norm_implementation`` chooses how the
+        aggregator's norms run (auto: the fused Triton kernels for qk-norm + RoPE and the one-pass LayerNorm
+        where they can run, else torch; see layers/attention.py). Images may stay on the host (pinned memory
+        for speed): they go to the model's device a chunk at a time.
         ``taps_on_host`` keeps what the heads read from the aggregator in page-locked host memory until they
         run (the same values; less GPU memory, model/memory.py says when it is needed).
         """
         stage = timer or untimed
+        if sdpa_backend not in SDPA_BACKENDS:
+            raise ValueError(f"sdpa_backend is one of {', '.join(SDPA_BACKENDS)}, not {sdpa_backend!r}")
+        PRE_NORM.check_choice(norm_implementation)
         if images.dim() == 4:
             images = images.unsqueeze(0)
         if images.dim() != 5 or images.shape[2] != 3:
@@ -124,8 +131,7 @@ class VGGT(nn.Module):
         compute_dtype = compute_dtype or autocast_dtype(device_type)
         with (
             torch.autocast(device_type, dtype=compute_dtype, enabled=compute_dtype != torch.float32),
-            sdpa_kernel(SDPA_BACKENDS[kernel], set_priority=True),
-            use_fused_kernels(fused_kernels),
+            sdpa_kernel(SDPA_BACKENDS[sdpa_backend], set_priority=True),
         ):
             aggregated = self.aggregator(
                 images,
@@ -133,6 +139,7 @@ class VGGT(nn.Module):
                 taps,
                 frames_chunk=frames_chunk,
                 timer=timer,
+                norm_implementation=norm_implementation,
                 taps_on_host=taps_on_host,
             )
 

@@ -8,18 +8,18 @@ import os
 
 import torch
 
+from vggt_sparse_ns.defaults import DEFAULT_CHECKPOINT
 from vggt_sparse_ns.hub import CheckpointFiles, load_state_dict_file, load_state_dict_strictly, resolve_checkpoint
 from vggt_sparse_ns.model.config import VGGTConfig
 from vggt_sparse_ns.model.vggt import VGGT
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CHECKPOINT = "facebook/VGGT-1B"
 WEIGHT_NAMES = ("model.safetensors", "model.pt", "vggt_1b_commercial.pt")
 HOW_TO_GET = (
-    "The weights come from the Hugging Face hub: facebook/VGGT-1B (non-commercial licence) or "
+    f"The weights come from the Hugging Face hub: {DEFAULT_CHECKPOINT} (non-commercial licence) or "
     "facebook/VGGT-1B-Commercial (gated, commercial licence). On a connected machine run "
-    "`hf download facebook/VGGT-1B` (it fills the cache this tool reads), or download "
+    f"`hf download {DEFAULT_CHECKPOINT}` (it fills the cache this tool reads), or download "
     "config.json and model.safetensors into a folder and pass that folder as the checkpoint."
 )
 SKIPPED_PREFIXES = ("track_head.",)

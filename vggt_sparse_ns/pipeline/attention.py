@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
-from vggt_sparse_ns.pipeline.config import DEFAULT_NEIGHBORS, ReconstructionConfig
+from vggt_sparse_ns.defaults import DEFAULT_NEIGHBORS
+from vggt_sparse_ns.pipeline.config import ReconstructionConfig
 from vggt_sparse_ns.sparse import CovisibilityAttention, SparseAttentionConfig
 from vggt_sparse_ns.sparse.base import AttentionPlan, FrameLayout, GlobalAttention
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-DEFAULT_CHECKPOINT = "facebook/VGGT-1B"
+from vggt_sparse_ns.defaults import DEFAULT_CHECKPOINT, DEFAULT_MEGALOC_CHECKPOINT, DEFAULT_NEIGHBORS
+
 MIN_FRAMES = 2
 """A dataset needs views from at least two places; VGGT alone would accept one."""
 DENSE_MAX_FRAMES = 64
 """``--attention auto`` uses dense attention up to this many frames, covisibility above."""
-DEFAULT_NEIGHBORS = 16
 
 AttentionChoice = Literal["auto", "dense", "covisibility", "block-sparse"]
 DeviceChoice = Literal["auto", "cuda", "mps", "cpu"]
@@ -40,7 +40,7 @@ class ReconstructionConfig:
     """What judges which frames see the same place, for covisibility attention: vggt (the
     model's own pooled patch tokens; free) or megaloc (the MegaLoc place-recognition network, one extra ViT-B
     pass per frame at 322 px; stronger on unordered photo collections and repeated structures)."""
-    megaloc_checkpoint: str = "gberton/MegaLoc"
+    megaloc_checkpoint: str = DEFAULT_MEGALOC_CHECKPOINT
     """MegaLoc weights for --descriptors megaloc: a folder or file holding model.safetensors, or a hub id."""
     dense_max_frames: int = DENSE_MAX_FRAMES
     """Largest frame count for which --attention auto chooses dense attention."""
@@ -61,4 +61,4 @@ class ReconstructionConfig:
             raise ValueError(f"--taps must be auto, device or host, not {self.taps!r}.")
 
 
-__all__ = ["DEFAULT_CHECKPOINT", "DEFAULT_NEIGHBORS", "DENSE_MAX_FRAMES", "MIN_FRAMES", "ReconstructionConfig"]
+__all__ = ["DENSE_MAX_FRAMES", "MIN_FRAMES", "ReconstructionConfig"]

@@ -3,8 +3,9 @@ Global Attention" (Wang et al., arXiv 2509.07120).
 
 Each global layer predicts, from mean-pooled queries and keys, which blocks of its attention
 matrix carry the probability mass, and computes only those (see ``block_selection``). Two
-kernels run the same kept-block set: FlexAttention with a block mask (CUDA; compiled), and an
-explicit boolean mask with SDPA, chunked over query blocks (CPU, MPS, and the reference).
+implementations run the same kept-block set (``BLOCK_SPARSE_ATTENTION``): flex, compiled FlexAttention with
+a block mask (CUDA), and mask, an explicit boolean mask with SDPA, chunked over query blocks (everywhere;
+the reference).
 """
 
 from __future__ import annotations
@@ -20,13 +21,15 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
+from vggt_sparse_ns.layers.implementations import Implementation, Operation, runs_everywhere
+from vggt_sparse_ns.layers.kernels import DeviceCapabilities
 from vggt_sparse_ns.sparse.base import FrameLayout
 from vggt_sparse_ns.sparse.block_selection import BlockGrid, kept_table, select_blocks
 from vggt_sparse_ns.sparse.graph import FrameGraph
 from vggt_sparse_ns.sparse.graph_source import FrameGraphSource
 
 MASK_CHUNK_ELEMENTS = 1 << 26
-"""The mask kernel builds its boolean mask for this many (query, key) pairs at a time."""
+"""The mask implementation builds its boolean mask for this many (query, key) pairs at a time."""
 
 
 @cache
@@ -79,7 +82,25 @@ def mask_block_attention(q: Tensor, k: Tensor, v: Tensor, grid: BlockGrid, count
     return out
 
 
-KERNELS = {"flex": flex_block_attention, "mask": mask_block_attention}
+def _flex_reasons(capabilities: DeviceCapabilities) -> list[str]:
+    if capabilities.type != "cuda":
+        return [f"compiled FlexAttention runs here on CUDA devices, not {capabilities.type}"]
+    return []
+
+
+BlockRun = Callable[[Tensor, Tensor, Tensor, BlockGrid, Tensor, Tensor], Tensor]
+
+BLOCK_SPARSE_ATTENTION = Operation[DeviceCapabilities, BlockRun](
+    "block-sparse attention",
+    (
+        Implementation("flex", flex_block_attention, _flex_reasons),
+        Implementation("mask", mask_block_attention, runs_everywhere),
+    ),
+)
+"""The implementations of block-sparse attention, fastest first (``BlockSparseAttention.implementation`` says
+what each is)."""
+
+BlockSparseImplementation = Literal["auto", "flex", "mask"]
 
 
 class _BlockSparsePlan:
@@ -91,21 +112,22 @@ class _BlockSparsePlan:
         self.candidates = candidates
         self.graphs = graphs
         self.kept_fractions: dict[int, Tensor] = {}
+        self.chosen: Implementation | None = None
 
     def __call__(self, q: Tensor, k: Tensor, v: Tensor, layer: int) -> Tensor:
         grid, strategy = self.grid, self.strategy
         q, k, v = (x.index_select(2, grid.order) for x in (q, k, v))
         counts, indices = select_blocks(q, k, grid, self.candidates, strategy.cdf_threshold, strategy.top_ratio)
         self.kept_fractions[layer] = counts.sum(dtype=torch.float64) / (counts.numel() * grid.key_blocks)
-        backend = strategy.backend
-        if backend == "auto":
-            backend = "flex" if q.is_cuda else "mask"
-        out = KERNELS[backend](q, k, v, grid, counts, indices)
+        if self.chosen is None:  # once, at the first layer: every global layer's q, k, v are alike
+            self.chosen = BLOCK_SPARSE_ATTENTION.choose(strategy.implementation, DeviceCapabilities.of(q.device))
+        out = self.chosen.run(q, k, v, grid, counts, indices)
         return out.index_select(2, grid.inverse)
 
     def summary(self) -> dict[str, Any]:
         summary: dict[str, Any] = {
             "strategy": "block-sparse",
+            "implementation": self.chosen.name if self.chosen else None,
             "query_block": self.strategy.query_block,
             "key_block": self.strategy.key_block,
             "cdf_threshold": self.strategy.cdf_threshold,
@@ -131,12 +153,13 @@ class BlockSparseAttention:
     """Keep each query block's most probable key blocks until their pooled probability mass reaches this (None: off)."""
     top_ratio: float | None = None
     """Keep at most this fraction of each query block's candidate key blocks (None: off). With both set, the fewer."""
-    backend: Literal["auto", "flex", "mask"] = "auto"
-    """auto: flex on CUDA, else mask. flex: compiled FlexAttention over the kept blocks. mask: SDPA with an explicit boolean mask."""
+    implementation: BlockSparseImplementation = "auto"
+    """auto: the first of flex, mask that can run. flex: compiled FlexAttention over the kept blocks (CUDA). mask: PyTorch's SDPA with an explicit boolean mask (runs everywhere; the reference)."""
     covisible_only: FrameGraphSource | None = None
     """Only blocks between frames that this frame graph links (or the same frame, or frame 0) are candidates."""
 
     def __post_init__(self) -> None:
+        BLOCK_SPARSE_ATTENTION.check_choice(self.implementation)
         for name in ("query_block", "key_block"):
             size = getattr(self, name)
             if size < 16 or size & (size - 1):

@@ -21,7 +21,7 @@ class SparseAttentionConfig:
     strategy: Literal["dense", "covisibility", "block-sparse"] = "covisibility"
     """dense: all frames attend to all (exact, O(S^2)). covisibility: each frame attends to its frame-graph neighbours (O(S*k); exact while S <= neighbors + 1). block-sparse: pooled q/k pick the attention blocks to compute, per layer."""
     dense: DenseAttention = field(default_factory=DenseAttention)
-    """Settings of the dense strategy."""
+    """Settings of dense attention: the dense strategy's, and those of dense-layers under any strategy."""
     covisibility: CovisibilityAttention = field(default_factory=CovisibilityAttention)
     """Settings of the covisibility strategy."""
     block_sparse: BlockSparseAttention = field(default_factory=BlockSparseAttention)
@@ -29,7 +29,7 @@ class SparseAttentionConfig:
     frame_layers: tuple[int, ...] = ()
     """Global layers (aggregator rounds, from 0) that attend within each frame only."""
     dense_layers: tuple[int, ...] = ()
-    """Global layers that stay dense whatever the strategy."""
+    """Global layers that stay dense whatever the strategy (with the dense settings above)."""
 
     def build(self, descriptors: Tensor | None = None) -> GlobalAttention:
         """The strategy to pass to the model. ``descriptors`` [S, D] (e.g. from an image-retrieval
@@ -45,5 +45,5 @@ class SparseAttentionConfig:
             if descriptors is not None and source is not None:
                 strategy = replace(strategy, covisible_only=replace(source, descriptors=descriptors))
         if self.frame_layers or self.dense_layers:
-            strategy = LayerSelection(strategy, self.frame_layers, self.dense_layers)
+            strategy = LayerSelection(strategy, self.frame_layers, self.dense_layers, self.dense)
         return strategy

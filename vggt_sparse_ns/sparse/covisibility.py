@@ -7,15 +7,16 @@ no padding or mask is needed: each chunk is one plain SDPA call (FlashAttention/
 native kernels on MPS and CPU). Memory is bounded by the gathered keys of one chunk; cost is
 O(S * (k + 1)) frame pairs plus the S^2 * special-token pairs (none with all_special_tokens off).
 
-On CUDA the same attention runs by default in one kernel that reads each listed frame's keys where
-they lie (layers/kernels/frame_list_attention.py: warp-specialised Gluon on Hopper without the shared
-special tokens, Triton otherwise), which saves the gathers' copies; the gather path stays the
-reference and the path everywhere else.
+Three implementations run it (``COVISIBILITY_ATTENTION``, fastest first): on CUDA one kernel that reads each
+listed frame's keys where they lie (layers/kernels/frame_list_attention.py: gluon, warp-specialised on Hopper
+without the shared special tokens; triton otherwise), which saves the gathers' copies; gather, the plain-PyTorch
+path above, is the reference and runs everywhere else.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -23,8 +24,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vggt_sparse_ns.layers.kernels import triton_available
-from vggt_sparse_ns.layers.kernels.frame_list_attention import FrameLists, frame_list_attention, supports
+from vggt_sparse_ns.layers.implementations import Implementation, Operation, runs_everywhere
+from vggt_sparse_ns.layers.kernels import DeviceCapabilities, triton_reasons
+from vggt_sparse_ns.layers.kernels.frame_list_attention import (
+    FrameLists,
+    frame_list_attention,
+    gluon_not_supported_reasons,
+    triton_layout_reasons,
+)
 from vggt_sparse_ns.sparse.base import FrameLayout
 from vggt_sparse_ns.sparse.graph import FrameGraph
 from vggt_sparse_ns.sparse.graph_source import FrameGraphSource
@@ -79,15 +86,54 @@ def _gather(x: Tensor, positions: Tensor) -> Tensor:
     return x.index_select(1, positions.flatten()).unflatten(1, tuple(positions.shape)).transpose(0, 1)
 
 
+@dataclass(frozen=True)
+class CovisibilityInputs:
+    """One scene's q, k, v [heads, S * T, head_dim], the frames' special tokens, whether every frame's special
+    tokens are attended, and the capabilities of the device."""
+
+    q: Tensor
+    k: Tensor
+    v: Tensor
+    special_tokens: int
+    all_special_tokens: bool
+    capabilities: DeviceCapabilities
+
+
+def _gluon_reasons(inputs: CovisibilityInputs) -> list[str]:
+    return gluon_not_supported_reasons(inputs.q, inputs.k, inputs.v, inputs.all_special_tokens, inputs.capabilities)
+
+
+def _triton_reasons(inputs: CovisibilityInputs) -> list[str]:
+    layout = triton_layout_reasons(inputs.q, inputs.k, inputs.v, inputs.special_tokens, inputs.all_special_tokens)
+    return triton_reasons(inputs.capabilities, inputs.q.dtype) + layout
+
+
+PlanRun = Callable[["_CovisibilityPlan", Tensor, Tensor, Tensor], Tensor]
+
+COVISIBILITY_ATTENTION = Operation[CovisibilityInputs, PlanRun](
+    "covisibility attention",
+    (
+        Implementation("gluon", lambda plan, q, k, v: plan.attend_in_place(q, k, v, "gluon"), _gluon_reasons),
+        Implementation("triton", lambda plan, q, k, v: plan.attend_in_place(q, k, v, "triton"), _triton_reasons),
+        Implementation("gather", lambda plan, q, k, v: plan.attend_gathered(q, k, v), runs_everywhere),
+    ),
+)
+"""The implementations of covisibility attention, fastest first (``CovisibilityAttention.implementation`` says
+what each is)."""
+
+CovisibilityImplementation = Literal["auto", "gluon", "triton", "gather"]
+
+
 class _CovisibilityPlan:
     def __init__(self, strategy: CovisibilityAttention, layout: FrameLayout, graphs: list[FrameGraph]) -> None:
         self.strategy = strategy
         self.layout = layout
         self.graphs = graphs
+        self.chosen: Implementation | None = None
 
     @functools.cached_property
     def scene_lists(self) -> list[FrameLists]:
-        """Per scene, the frames each frame attends to, for the in-place kernel."""
+        """Per scene, the frames each frame attends to, for the in-place kernels."""
         return [FrameLists.from_csr(*attended_frames(graph)) for graph in self.graphs]
 
     @functools.cached_property
@@ -100,21 +146,22 @@ class _CovisibilityPlan:
         ]
 
     def __call__(self, q: Tensor, k: Tensor, v: Tensor, layer: int) -> Tensor:
-        kernel = self.strategy.kernel
-        in_place = kernel == "triton" or (
-            kernel == "auto"
-            and triton_available(q)
-            and supports(q[0], k[0], v[0], self.layout.special_tokens, self.strategy.all_special_tokens)
-        )
-        return self._attend_in_place(q, k, v) if in_place else self._attend_gathered(q, k, v)
+        """Chooses the implementation once, at the first layer (every global layer's q, k, v alike), and runs it."""
+        if self.chosen is None:
+            inputs = CovisibilityInputs(
+                q[0], k[0], v[0], self.layout.special_tokens, self.strategy.all_special_tokens,
+                DeviceCapabilities.of(q.device),
+            )  # fmt: skip
+            self.chosen = COVISIBILITY_ATTENTION.choose(self.strategy.implementation, inputs)
+        return self.chosen.run(self, q, k, v)
 
-    def _attend_in_place(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    def attend_in_place(self, q: Tensor, k: Tensor, v: Tensor, implementation: Literal["gluon", "triton"]) -> Tensor:
         out = torch.empty_like(q)
         tokens, special = self.layout.tokens_per_frame, self.layout.special_tokens
         for scene, lists in enumerate(self.scene_lists):
             frame_list_attention(
                 q[scene], k[scene], v[scene], lists, tokens, special,
-                self.strategy.all_special_tokens, out=out[scene],
+                self.strategy.all_special_tokens, out=out[scene], implementation=implementation,
             )  # fmt: skip
         return out
 
@@ -133,7 +180,7 @@ class _CovisibilityPlan:
             shared if all_special else shared[:0],
         )
 
-    def _attend_gathered(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    def attend_gathered(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         out = torch.empty_like(q)
         tokens = self.layout.tokens_per_frame
         frame_tokens, frame_key_offsets, shared_positions = self.gather_positions
@@ -154,7 +201,7 @@ class _CovisibilityPlan:
     def summary(self) -> dict[str, Any]:
         return {
             "strategy": "covisibility",
-            "kernel": self.strategy.kernel,
+            "implementation": self.chosen.name if self.chosen else None,
             "all_special_tokens": self.strategy.all_special_tokens,
             "max_gathered_frames": self.strategy.max_gathered_frames,
             **self.strategy.describe(),
@@ -170,13 +217,14 @@ class CovisibilityAttention(FrameGraphSource):
     all_special_tokens: bool = False
     """Also attend to every frame's camera and register tokens (global context at a cost of S^2 x 5 keys: a fifth
     of the keys at 1,000 frames, half at 4,096). Off: only those of the attended frames, so cost is O(S * k)."""
-    kernel: Literal["auto", "triton", "gather"] = "auto"
-    """auto: triton on CUDA when Triton is installed and the shapes suit it, else gather. triton: one kernel reading the listed frames' keys in place (its warp-specialised Gluon form on Hopper). gather: listed frames' keys copied into batches for SDPA."""
+    implementation: CovisibilityImplementation = "auto"
+    """auto: the first of gluon, triton, gather that can run. gluon: the warp-specialised kernel reading the listed frames' keys in place (Hopper GPUs, bfloat16 or float16, head dim 64, without all_special_tokens, Triton 3.6+ with Gluon). triton: the Triton kernel reading them in place (CUDA, bfloat16 or float16, Triton installed). gather: listed frames' keys copied into batches for PyTorch's SDPA (runs everywhere; the reference)."""
     max_gathered_frames: int = 512
-    """gather kernel: keys and values of at most this many frames are gathered at once (bounds memory; at least one query frame per chunk)."""
+    """gather implementation: keys and values of at most this many frames are gathered at once (bounds memory; at least one query frame per chunk)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        COVISIBILITY_ATTENTION.check_choice(self.implementation)
         if self.max_gathered_frames < 1:
             raise ValueError(f"max_gathered_frames must be >= 1, got {self.max_gathered_frames}")
 

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from vggt_sparse_ns.defaults import DEFAULT_NEIGHBORS
 from vggt_sparse_ns.sparse.graph import FrameGraph, component_labels
 
 SIMILARITY_CHUNK_ELEMENTS = 1 << 24
@@ -30,7 +31,7 @@ SIMILARITY_CHUNK_ELEMENTS = 1 << 24
 class FrameGraphSettings:
     """How a scene's frame graph is built from frame descriptors."""
 
-    neighbors: int = 16
+    neighbors: int = DEFAULT_NEIGHBORS
     """Each frame's k most similar frames become its neighbours."""
     symmetric: bool = False
     """Also let each frame attend to every frame that chose it (more context, but a frame that many others

@@ -33,7 +33,7 @@ class _LayerSelectionPlan:
         self.selection = selection
         self.layout = layout
         self.inner = inner
-        self.dense = DenseAttention().prepare(layout, None)
+        self.dense = selection.dense.prepare(layout, None)
         self.graphs = inner.graphs
 
     def __call__(self, q: Tensor, k: Tensor, v: Tensor, layer: int) -> Tensor:
@@ -48,18 +48,21 @@ class _LayerSelectionPlan:
             **self.inner.summary(),
             "frame_layers": list(self.selection.frame_layers),
             "dense_layers": list(self.selection.dense_layers),
+            "dense_layers_implementation": self.dense.summary()["implementation"],
         }
 
 
 @dataclass(frozen=True)
 class LayerSelection:
     """Runs ``strategy`` in every global layer except ``frame_layers`` (attention within each
-    frame only) and ``dense_layers`` (attention over all tokens). Layers are aggregator round
-    indices, from 0."""
+    frame only) and ``dense_layers`` (attention over all tokens, by ``dense``'s implementation). Layers
+    are aggregator round indices, from 0."""
 
     strategy: GlobalAttention
     frame_layers: tuple[int, ...] = ()
     dense_layers: tuple[int, ...] = ()
+    dense: DenseAttention = DenseAttention()
+    """The dense attention of ``dense_layers`` (the configured dense strategy's settings)."""
 
     def __post_init__(self) -> None:
         if any(layer < 0 for layer in (*self.frame_layers, *self.dense_layers)):

@@ -27,6 +27,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from vggt_sparse_ns.layers.kernels import HALF_PRECISION, DeviceCapabilities
+
 
 @dataclass(frozen=True, eq=False)
 class FrameLists:
@@ -66,7 +68,8 @@ def frame_list_attention(
     block_n: int = 64,
     num_warps: int = 4,
     num_stages: int = 2,
-    implementation: Literal["auto", "gluon", "triton"] = "auto",
+    *,
+    implementation: Literal["gluon", "triton"],
 ) -> Tensor:
     """Softmax attention of q over the keys each query frame may see, for one scene.
 
@@ -74,27 +77,28 @@ def frame_list_attention(
     ``lists``: the frames whose patch tokens each frame attends to, and with ``all_special_tokens`` every
     frame's special tokens; without it, the listed frames' special tokens only. Returns
     [heads, S * T, head_dim] in q's dtype, written into ``out`` when given (zeros for a frame with no key
-    at all: an empty list and no shared special tokens). ``implementation`` auto: the Gluon kernel where
-    ``gluon_supports`` holds, else the Triton kernel (``supports``; block sizes, warps and stages tune it)."""
+    at all: an empty list and no shared special tokens). ``implementation`` names the kernel: gluon (see
+    ``gluon_not_supported_reasons``) or triton (see ``triton_layout_reasons``; block sizes, warps and stages
+    tune it). Which one suits given inputs is covisibility attention's choice (sparse/covisibility.py)."""
     heads, length, head_dim = q.shape
     frames = lists.frames
     if length != frames * tokens_per_frame:
         raise ValueError(f"sequence of {length} tokens is not {frames} frames of {tokens_per_frame}")
-    if implementation not in ("auto", "gluon", "triton"):
-        raise ValueError(f"implementation must be auto, gluon or triton, not {implementation!r}")
-    use_gluon = implementation != "triton" and gluon_supports(q, k, v, all_special_tokens)
-    if implementation == "gluon" and not use_gluon:
-        refusal = gluon_unsupported(q, k, v, all_special_tokens)
-        raise ValueError(f"the Gluon frame_list_attention cannot take these inputs: {refusal}")
-    if not use_gluon and not supports(q, k, v, special_tokens, all_special_tokens):
-        raise ValueError("frame_list_attention needs what supports() checks: see its docstring")
+    if implementation == "gluon":
+        reasons = gluon_not_supported_reasons(q, k, v, all_special_tokens, DeviceCapabilities.of(q.device))
+    elif implementation == "triton":
+        reasons = triton_layout_reasons(q, k, v, special_tokens, all_special_tokens)
+    else:
+        raise ValueError(f"frame_list_attention's implementation is gluon or triton, not {implementation!r}")
+    if reasons:
+        raise ValueError(f"the {implementation} frame_list_attention cannot take these inputs: {'; '.join(reasons)}")
     if out is not None and (out.shape != q.shape or out.dtype != q.dtype or out.stride(-1) != 1):
         raise ValueError(f"out must be like q {tuple(q.shape)} {q.dtype} with unit stride along head_dim")
     if out is None:
         out = torch.empty(heads, length, head_dim, device=q.device, dtype=q.dtype)
     if lists.indptr.device != q.device:
         raise ValueError(f"frame lists on {lists.indptr.device}, queries on {q.device}: build them with device=")
-    if use_gluon:
+    if implementation == "gluon":
         return _attend_gluon(q, k, v, lists, tokens_per_frame, out)
     k_desc, v_desc = _descriptor(k, block_n), _descriptor(v, block_n)
     special_k_desc, special_v_desc, frame_key_offset = k_desc, v_desc, 0
@@ -116,17 +120,24 @@ def frame_list_attention(
     return out
 
 
-def supports(q: Tensor, k: Tensor, v: Tensor, special_tokens: int, all_special_tokens: bool) -> bool:
-    """Whether the kernel takes these inputs: q, k, v [heads, L, head_dim] of one dtype with head_dim a power
-    of two from 16 to 256, unit stride along head_dim and the other strides and start addresses 16-byte
-    aligned (tensor descriptors), and special tokens to attend to when all of them are asked for."""
+def triton_layout_reasons(q: Tensor, k: Tensor, v: Tensor, special_tokens: int, all_special_tokens: bool) -> list[str]:
+    """Why the Triton kernel cannot take these inputs' layout (it runs on any device Triton runs on, its
+    interpreter included): it takes q, k, v [heads, L, head_dim] of one dtype with head_dim a power of two
+    from 16 to 256, unit stride along head_dim and the other strides and start addresses 16-byte aligned
+    (tensor descriptors), and special tokens to attend to when all of them are asked for."""
     head_dim = q.shape[-1]
     tensors = (q, k, v)
     if any(t.dim() != 3 or t.dtype != q.dtype or t.shape[-1] != head_dim or t.stride(-1) != 1 for t in tensors):
-        return False
+        return ["q, k and v must be [heads, L, head_dim] of one dtype with unit stride along head_dim"]
+    reasons = []
     size = q.element_size()
-    aligned = all(t.data_ptr() % 16 == 0 and all(s * size % 16 == 0 for s in t.stride()[:-1]) for t in tensors)
-    return aligned and head_dim in (16, 32, 64, 128, 256) and (special_tokens > 0 or not all_special_tokens)
+    if not all(t.data_ptr() % 16 == 0 and all(s * size % 16 == 0 for s in t.stride()[:-1]) for t in tensors):
+        reasons.append("its tensor descriptors need 16-byte aligned strides and start addresses")
+    if head_dim not in (16, 32, 64, 128, 256):
+        reasons.append(f"it takes a head dim that is a power of two from 16 to 256, not {head_dim}")
+    if special_tokens == 0 and all_special_tokens:
+        reasons.append("all_special_tokens asks for special tokens, and frames have none")
+    return reasons
 
 
 GLUON_HEAD_DIM = 64
@@ -138,30 +149,29 @@ GLUON_MAX_REGISTERS = 128
 the producer's warpgroup then drops to 24 per thread and the consumers take the rest."""
 
 
-def gluon_supports(q: Tensor, k: Tensor, v: Tensor, all_special_tokens: bool) -> bool:
-    """Whether the Gluon kernel takes these inputs (``gluon_unsupported`` says why not)."""
-    return gluon_unsupported(q, k, v, all_special_tokens) is None
-
-
-def gluon_unsupported(q: Tensor, k: Tensor, v: Tensor, all_special_tokens: bool) -> str | None:
-    """Why the Gluon kernel cannot take these inputs, or None when it can. It takes q, k, v of one shape
-    [heads, L, 64] and one dtype (bfloat16 or float16), 16-byte aligned, on a CUDA device of compute
-    capability 9.0 (Hopper: wgmma and register reallocation), fewer than 2^31 rows in all (TMA
-    coordinates), without the shared special tokens, with Triton 3.6 or newer (Gluon's warp specialisation)."""
+def gluon_not_supported_reasons(
+    q: Tensor, k: Tensor, v: Tensor, all_special_tokens: bool, capabilities: DeviceCapabilities
+) -> list[str]:
+    """Why the Gluon kernel cannot take these inputs on a device with these capabilities (none: it can). It
+    takes q, k, v of one shape [heads, L, 64] and one dtype (bfloat16 or float16), 16-byte aligned, on a
+    CUDA device of compute capability 9.0 (Hopper: wgmma and register reallocation), fewer than 2^31 rows
+    in all (TMA coordinates), without the shared special tokens, with Triton 3.6 or newer (Gluon's warp
+    specialisation)."""
     tensors = (q, k, v)
+    reasons = []
     if all_special_tokens:
-        return "it does not attend to every frame's special tokens (all_special_tokens)"
+        reasons.append("it does not attend to every frame's special tokens (all_special_tokens)")
+    if capabilities.type != "cuda" or capabilities.compute_capability != (9, 0):
+        reasons.append("it runs on Hopper GPUs (CUDA compute capability 9.0) only")
+    if not capabilities.gluon:
+        reasons.append("it needs Triton 3.6 or newer with Gluon")
     if any(t.dim() != 3 or t.shape != q.shape or t.dtype != q.dtype for t in tensors):
-        return "q, k and v must be [heads, L, head_dim] of one shape and dtype"
-    if q.dtype not in (torch.bfloat16, torch.float16) or q.shape[-1] != GLUON_HEAD_DIM or q.numel() == 0:
-        return f"it takes bfloat16 or float16 with head dim {GLUON_HEAD_DIM}, not {q.dtype} with {q.shape[-1]}"
-    if not all(t.is_cuda for t in tensors) or torch.cuda.get_device_capability(q.device) != (9, 0):
-        return "it runs on Hopper GPUs (CUDA compute capability 9.0) only"
+        return [*reasons, "q, k and v must be [heads, L, head_dim] of one shape and dtype"]
+    if q.dtype not in HALF_PRECISION or q.shape[-1] != GLUON_HEAD_DIM or q.numel() == 0:
+        reasons.append(f"it takes bfloat16 or float16 with head dim {GLUON_HEAD_DIM}, not {q.dtype} with {q.shape[-1]}")
     if any(t.data_ptr() % 16 for t in tensors) or q.numel() // GLUON_HEAD_DIM >= 2**31:
-        return "its tensor descriptors need 16-byte aligned tensors of fewer than 2^31 rows"
-    if not _gluon_available():
-        return "it needs Triton 3.6 or newer with Gluon"
-    return None
+        reasons.append("its tensor descriptors need 16-byte aligned tensors of fewer than 2^31 rows")
+    return reasons
 
 
 def _attend_gluon(q: Tensor, k: Tensor, v: Tensor, lists: FrameLists, tokens_per_frame: int, out: Tensor) -> Tensor:
@@ -179,16 +189,6 @@ def _attend_gluon(q: Tensor, k: Tensor, v: Tensor, lists: FrameLists, tokens_per
         CONSUMER_REGISTERS=GLUON_CONSUMER_REGISTERS, num_warps=4, maxnreg=GLUON_MAX_REGISTERS,
     )  # fmt: skip
     return out
-
-
-@functools.cache
-def _gluon_available() -> bool:
-    try:
-        import triton
-        from triton.experimental.gluon.language.nvidia.hopper import warpgroup_mma  # noqa: F401
-    except ImportError:
-        return False
-    return tuple(int(part) for part in triton.__version__.split(".")[:2]) >= (3, 6)
 
 
 def _gluon_operand(x: Tensor, block_rows: int) -> tuple[object, int, int]:

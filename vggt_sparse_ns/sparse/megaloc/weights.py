@@ -9,14 +9,15 @@ from typing import Any
 
 import torch
 
+from vggt_sparse_ns.defaults import DEFAULT_MEGALOC_CHECKPOINT
 from vggt_sparse_ns.hub import CheckpointFiles, load_state_dict_file, load_state_dict_strictly, resolve_checkpoint
 from vggt_sparse_ns.sparse.megaloc.model import MegaLoc, MegaLocConfig, build_megaloc
 
-DEFAULT_MEGALOC_CHECKPOINT = "gberton/MegaLoc"
 WEIGHT_NAMES = ("model.safetensors",)
 HOW_TO_GET = (
-    "MegaLoc's weights (MIT licence) are the file model.safetensors of the Hugging Face hub repo gberton/MegaLoc. "
-    "On a connected machine run `hf download gberton/MegaLoc model.safetensors` (it fills the cache this tool "
+    f"MegaLoc's weights (MIT licence) are the file model.safetensors of the Hugging Face hub repo "
+    f"{DEFAULT_MEGALOC_CHECKPOINT}. On a connected machine run `hf download {DEFAULT_MEGALOC_CHECKPOINT} "
+    "model.safetensors` (it fills the cache this tool "
     "reads), or download model.safetensors into a folder and pass that folder (or the file) as the checkpoint."
 )
 
