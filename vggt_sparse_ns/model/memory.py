@@ -95,6 +95,7 @@ def free_device_bytes(device: torch.device) -> int | None:
     set by ``torch.cuda.set_per_process_memory_fraction`` (how smaller cards are emulated); None elsewhere."""
     if device.type != "cuda":
         return None
+    device = torch.device("cuda", torch.cuda.current_device() if device.index is None else device.index)
     free, total = torch.cuda.mem_get_info(device)
     allocated, reserved = torch.cuda.memory_allocated(device), torch.cuda.memory_reserved(device)
     cached = reserved - allocated  # held by PyTorch's allocator, free for its next tensors
