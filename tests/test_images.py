@@ -191,6 +191,17 @@ def test_a_file_over_the_pixel_limit_is_refused_naming_it(tmp_path):
         load_images([path])
 
 
+@pytest.mark.parametrize(
+    ("size", "reason"),
+    [((10, 10), "too small: 10x10 pixels"), ((2000, 20), "too narrow: 2000x20 pixels")],
+)
+def test_images_too_small_or_too_narrow_for_the_model_are_refused_naming_them(tmp_path, size, reason):
+    Image.new("RGB", (64, 48)).save(tmp_path / "fine.png")
+    Image.new("RGB", size).save(tmp_path / "odd.png")
+    with pytest.raises(ImageLoadError, match=f"odd.png: {reason}"):
+        load_images([tmp_path / "fine.png", tmp_path / "odd.png"])
+
+
 @pytest.mark.parametrize("alpha", [(), (65535,)], ids=["RGB", "RGBA"])
 def test_a_16_bit_png_reaches_the_model_rounded_to_8_bits_not_truncated(tmp_path, alpha):
     values = (*TRUNCATION_DIFFERS, *alpha)

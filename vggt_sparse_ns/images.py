@@ -123,7 +123,7 @@ def open_image(path: str | os.PathLike) -> Iterator[ImageFile.ImageFile]:
                 f"too large: {width}x{height} = {width * height:,} pixels, more than the {MAX_IMAGE_PIXELS:,} "
                 "this tool decodes"
             )
-            raise ImageLoadError(f"Cannot read image {path}: {reason}", reason)
+            raise ImageLoadError(f"Cannot use image {path}: {reason}", reason)
         yield image
 
 
@@ -325,9 +325,13 @@ def _resized_size(width: int, height: int, mode: PreprocessMode, target: int, pa
 
 
 def _preprocess(path: Path, mode: PreprocessMode, target: int, patch: int) -> tuple[np.ndarray, ImageTransform]:
-    """[h, w, 3] uint8 model pixels of one file (resized, cropped or padded white) and their transform."""
+    """[h, w, 3] uint8 model pixels of one file (resized, cropped or padded white) and their transform;
+    ImageLoadError naming the file when its size is no input (``size_problem``)."""
     with open_image(path) as image, decoding_slot(image):
         original = upright_size(image)
+        problem = size_problem(original)
+        if problem is not None:
+            raise ImageLoadError(f"Cannot use image {path}: {problem}", problem)
         resized = _resized_size(*original, mode, target, patch)
         pixels = np.asarray(decode_resized(image, resized))
     crop_top = (resized[1] - target) // 2 if mode == "crop" and resized[1] > target else 0
@@ -366,7 +370,8 @@ def load_images(
     cropped to ``target_size`` if taller. pad: long side ``target_size``, white padding to a
     square. Images that end up with different sizes are padded (white, centred) to the largest.
     Once ``stop`` is set, the images not yet begun are skipped and ImageLoadError is raised: a
-    caller that no longer needs them does not wait for them.
+    caller that no longer needs them does not wait for them. ImageLoadError names the first file that
+    cannot be read, has more than MAX_IMAGE_PIXELS, or is too small or narrow (``size_problem``).
     """
     if mode not in ("crop", "pad"):
         raise ValueError(f"preprocess mode must be 'crop' or 'pad', not {mode!r}")
