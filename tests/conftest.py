@@ -68,3 +68,11 @@ def hopper() -> None:
     """Tests of the warp-specialised Gluon kernel run where it runs: a Hopper GPU (compute capability 9.0)."""
     if not torch.cuda.is_available() or torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the Gluon kernel runs on Hopper GPUs only")
+
+
+@pytest.fixture(scope="session")
+def huge_jpeg(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 16000x12000 JPEG, made once per session (unusual_images.write_huge_jpeg)."""
+    from unusual_images import write_huge_jpeg
+
+    return write_huge_jpeg(tmp_path_factory.mktemp("huge") / "huge.jpg")

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
+from unusual_images import (
+    HUGE_SIZE,
+    TRUNCATION_DIFFERS,
+    rounded_8_bit,
+    write_bilevel_png,
+    write_png16,
+)
 
 from vggt_sparse_ns.images import ImageLoadError, load_images, open_rgb
 from vggt_sparse_ns.layers.precision import unit_range
@@ -138,3 +145,69 @@ def test_the_model_batch_is_an_8_bit_view_of_the_pixels(tmp_path):
     assert batch.pixels.dtype == np.uint8 and batch.pixels.shape == (2, 518, 518, 3)
     assert batch.tensor.dtype == torch.uint8 and batch.tensor.shape == (2, 3, 518, 518), "the model takes 8 bits"
     assert (batch.pixels[0, :63] == 255).all() and (batch.pixels[0, -63:] == 255).all(), "white padding"
+
+
+@pytest.mark.filterwarnings("error")
+def test_a_16000x12000_jpeg_is_decoded_at_reduced_size_into_the_pixels_of_a_whole_decode(huge_jpeg, monkeypatch):
+    batch = load_images([huge_jpeg])
+    transform = batch.transforms[0]
+    assert transform.original_size == HUGE_SIZE and batch.pixels.shape == (1, 392, 518, 3)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)  # the reference: PIL decoding every pixel
+    with Image.open(huge_jpeg) as image:
+        whole = np.asarray(image.resize(transform.resized_size, Image.Resampling.BICUBIC))
+    difference = np.abs(whole.astype(int) - batch.pixels[0, :, :, 0].astype(int))
+    assert difference.max() <= 2, "DCT scaling then a bicubic resize is the bicubic resize of every pixel"
+
+
+def test_a_large_exif_rotated_jpeg_is_reduced_in_its_stored_orientation_and_shown_upright(tmp_path):
+    stored = np.full((7500, 9000), 40, dtype=np.uint8)  # 67.5 megapixels: above REDUCED_DECODE_PIXELS
+    stored[1000:1400, 6000:6400] = 230
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "sideways.jpg"
+    Image.fromarray(stored).save(path, quality=90, exif=exif)
+
+    batch = load_images([path], mode="crop")
+    transform = batch.transforms[0]
+    assert transform.original_size == (7500, 9000)
+    with Image.open(path) as image:
+        upright = ImageOps.exif_transpose(image).resize(transform.resized_size, Image.Resampling.BICUBIC)
+    top = transform.crop[1]
+    whole = np.asarray(upright)[top : top + transform.model_size[1]]
+    assert np.abs(whole.astype(int) - batch.pixels[0, :, :, 0].astype(int)).max() <= 2
+
+
+@pytest.mark.filterwarnings("error")
+def test_a_large_png_is_decoded_whole_and_reduced_without_pils_bomb_warning(tmp_path):
+    path = write_bilevel_png(tmp_path / "large.png", 12000, 9000)  # 108 megapixels: PIL warns of a bomb
+    batch = load_images([path])
+    assert batch.transforms[0].original_size == (12000, 9000)
+    assert batch.pixels.shape == (1, 392, 518, 3) and batch.pixels.max() == 0
+
+
+def test_a_file_over_the_pixel_limit_is_refused_naming_it(tmp_path):
+    path = write_bilevel_png(tmp_path / "bomb.png", 20000, 20000)  # 400 megapixels > MAX_IMAGE_PIXELS
+    with pytest.raises(ImageLoadError, match=r"bomb\.png: too large: 20000x20000 = 400,000,000 pixels"):
+        load_images([path])
+
+
+@pytest.mark.parametrize(
+    ("size", "reason"),
+    [((10, 10), "too small: 10x10 pixels"), ((2000, 20), "too narrow: 2000x20 pixels")],
+)
+def test_images_too_small_or_too_narrow_for_the_model_are_refused_naming_them(tmp_path, size, reason):
+    Image.new("RGB", (64, 48)).save(tmp_path / "fine.png")
+    Image.new("RGB", size).save(tmp_path / "odd.png")
+    with pytest.raises(ImageLoadError, match=f"odd.png: {reason}"):
+        load_images([tmp_path / "fine.png", tmp_path / "odd.png"])
+
+
+@pytest.mark.parametrize("alpha", [(), (65535,)], ids=["RGB", "RGBA"])
+def test_a_16_bit_png_reaches_the_model_rounded_to_8_bits_not_truncated(tmp_path, alpha):
+    values = (*TRUNCATION_DIFFERS, *alpha)
+    path = write_png16(tmp_path / "deep.png", values)
+    expected = rounded_8_bit(TRUNCATION_DIFFERS)
+    assert tuple(expected) != tuple(value >> 8 for value in TRUNCATION_DIFFERS), "the values tell the two apart"
+    np.testing.assert_array_equal(np.asarray(open_rgb(path))[0, 0], expected)
+    pixels = load_images([path]).pixels[0]
+    assert (pixels == expected).all(), "a flat colour stays that colour through the resize"

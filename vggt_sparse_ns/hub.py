@@ -71,40 +71,52 @@ def _cached(repo_id: str, name: str) -> Path | None:
     return Path(path) if isinstance(path, str) else None
 
 
+def _on_hub(repo_id: str, name: str) -> bool:
+    """Whether the hub repo holds ``name``: one metadata request, not retried (huggingface_hub retries its
+    downloads' requests for a minute when the network is down). Raises what the hub or the network raised."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.errors import EntryNotFoundError
+
+    try:
+        get_hf_file_metadata(hf_hub_url(repo_id, name), retry_on_errors=False)
+    except EntryNotFoundError:
+        return False
+    return True
+
+
 def _from_hub(repo_id: str, weight_names: Sequence[str], how_to_get: str) -> CheckpointFiles:
-    """Cached files first (every candidate name, no network), then a download."""
+    """Cached files first (every candidate name, no network), then the first candidate the hub holds is
+    downloaded. The hub is asked once per name before any download, so no network fails within seconds."""
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, GatedRepoError, RepositoryNotFoundError
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
     for name in weight_names:
         weights = _cached(repo_id, name)
         if weights is not None:
             return CheckpointFiles(weights, _cached(repo_id, "config.json"))
-    failure = None
-    for name in weight_names:
-        try:
+    try:
+        name = next((name for name in weight_names if _on_hub(repo_id, name)), None)
+        if name is not None:
             weights = Path(hf_hub_download(repo_id, name))
-        except EntryNotFoundError:
-            continue
-        except GatedRepoError:
-            raise WeightsUnavailableError(
-                f"{repo_id} is gated: accept its licence on its hub page and log in (`hf auth login`). {how_to_get}"
-            ) from None
-        except RepositoryNotFoundError:
-            raise WeightsUnavailableError(f"No hub repository {repo_id}. {how_to_get}") from None
-        except Exception as error:  # offline, no cache entry, network or permission errors
-            failure = failure or f"{type(error).__name__}: {error}".splitlines()[0]
-            continue
-        try:
-            config = Path(hf_hub_download(repo_id, "config.json"))
-        except Exception:
-            config = None
-        return CheckpointFiles(weights, config)
-    reason = f" ({failure})" if failure else ""
-    raise WeightsUnavailableError(
-        f"Could not get {' or '.join(weight_names)} of {repo_id}: it is not in the Hugging Face cache and the hub "
-        f"could not be reached{reason}. {how_to_get}"
-    )
+    except GatedRepoError:
+        raise WeightsUnavailableError(
+            f"{repo_id} is gated: accept its licence on its hub page and log in (`hf auth login`). {how_to_get}"
+        ) from None
+    except RepositoryNotFoundError:
+        raise WeightsUnavailableError(f"No hub repository {repo_id}. {how_to_get}") from None
+    except Exception as error:  # offline, network or permission errors
+        reason = f"{type(error).__name__}: {error}".splitlines()[0]
+        raise WeightsUnavailableError(
+            f"Could not get {' or '.join(weight_names)} of {repo_id}: it is not in the Hugging Face cache and the "
+            f"hub could not be reached ({reason}). {how_to_get}"
+        ) from None
+    if name is None:
+        raise WeightsUnavailableError(f"{repo_id} holds none of {', '.join(weight_names)}. {how_to_get}")
+    try:
+        config = Path(hf_hub_download(repo_id, "config.json"))
+    except Exception:
+        config = None
+    return CheckpointFiles(weights, config)
 
 
 def resolve_checkpoint(

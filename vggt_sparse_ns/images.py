@@ -8,29 +8,253 @@ bicubic resize, centre crop or white padding) and records, per image, the map fr
 pixels to the original file's pixels, so that intrinsics can be expressed at full
 resolution. Pixel coordinates are continuous (x, y): the pixel in row i, column j covers
 [j, j+1) x [i, i+1) (docs/conventions.md).
+
+Every input image is opened through ``open_image``: files up to MAX_IMAGE_PIXELS are decoded without
+PIL's decompression-bomb warning or error, larger ones are refused naming the file. Files above
+REDUCED_DECODE_PIXELS are decoded at reduced size where only the model's 518 pixels are needed; smaller
+ones exactly as the original. Images with 16 bits per channel are scaled to 8 bits (rounded).
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 if TYPE_CHECKING:
     from torch import Tensor
 
 PreprocessMode = Literal["crop", "pad"]
 
+TARGET_SIZE = 518
+"""The model's input width (crop) or long side (pad), in pixels."""
+PATCH_SIZE = 14
+"""The model's patch: input sides are multiples of it."""
+MAX_IMAGE_PIXELS = 2**28
+"""Files with more pixels (above 16384 x 16384) are refused: PIL decodes a PNG, TIFF or WebP whole, and more
+than 268 megapixels (800 MB of RGB) for one input of 518 pixels is a decompression bomb more likely than
+a photograph. PIL's own limit (89 megapixels warned, 179 refused) does not apply to our inputs."""
+REDUCED_DECODE_PIXELS = 2**26
+"""Files with more pixels (above 8192 x 8192) are decoded at reduced size where only the model's input is
+needed: JPEGs by the decoder's DCT scaling (PIL's draft), others by an integer box reduction before the
+bicubic resize (PIL's reducing_gap). Smaller files are decoded exactly as the original VGGT does."""
+REDUCING_GAP = 2
+"""A reduced decode keeps at least this many pixels per model pixel, so the bicubic resize still filters."""
+MIN_IMAGE_SIDE = 16
+"""Images with a shorter side are no input (icons, thumbnails): each of their pixels would span more than
+32 model pixels, and the model finds confident depth in such blur (a 10x10 image among photographs gave
+over a third of the points). ``size_problem`` also refuses images too narrow to keep one row of patches."""
+LARGE_DECODES_AT_ONCE = 2
+"""Files above REDUCED_DECODE_PIXELS decoded at the same time by this process: bounds memory (a whole
+decode of MAX_IMAGE_PIXELS takes 0.8-1.6 GB) whatever the thread pools' sizes."""
+EXIF_ORIENTATION_TAG = 0x0112
+ROTATED_ORIENTATIONS = (5, 6, 7, 8)
+"""EXIF orientations that swap width and height."""
+UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+"""The transposition that shows a stored image upright, per EXIF orientation (1: none)."""
+DEEP_COLOUR_MODES = ("RGB", "RGBA")
+"""Modes PIL reads 16-bit-per-channel files into by keeping each value's high byte."""
+
+_opening = threading.Lock()
+_large_decodes = threading.BoundedSemaphore(LARGE_DECODES_AT_ONCE)
+
 
 class ImageLoadError(ValueError):
-    """An image file could not be read or decoded."""
+    """An image file could not be read or decoded, or is too large to decode safely."""
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or message
+        """Why, without the file's name (the message names it)."""
+
+
+def size_problem(size: tuple[int, int]) -> str | None:
+    """Why an image of ``size`` = (width, height) pixels makes no input, or None when it does: smaller than
+    MIN_IMAGE_SIDE, or so narrow that its short side would be less than one patch with the long side at the
+    model's TARGET_SIZE (the model needs a row of patches)."""
+    short, long = sorted(size)
+    if short < MIN_IMAGE_SIDE:
+        return f"too small: {size[0]}x{size[1]} pixels, the shorter side must be at least {MIN_IMAGE_SIDE}"
+    if short * TARGET_SIZE < PATCH_SIZE * long:
+        return (
+            f"too narrow: {size[0]}x{size[1]} pixels, the shorter side must be at least "
+            f"1/{TARGET_SIZE // PATCH_SIZE} of the longer"
+        )
+    return None
+
+
+@contextmanager
+def open_image(path: str | os.PathLike) -> Iterator[ImageFile.ImageFile]:
+    """The file opened lazily (header read, nothing decoded), closed on exit.
+
+    PIL's decompression-bomb check reads a module global when a file is opened; it is lifted, under a lock,
+    for the moment of opening, and MAX_IMAGE_PIXELS applies instead: a larger file raises ImageLoadError
+    naming it, as does a file PIL cannot identify.
+    """
+    try:
+        with _opening:
+            pil_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                image = Image.open(path)
+            finally:
+                Image.MAX_IMAGE_PIXELS = pil_limit
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise ImageLoadError(f"Cannot read image {path}: {error}", str(error)) from error
+    with image:
+        width, height = image.size
+        if width * height > MAX_IMAGE_PIXELS:
+            reason = (
+                f"too large: {width}x{height} = {width * height:,} pixels, more than the {MAX_IMAGE_PIXELS:,} "
+                "this tool decodes"
+            )
+            raise ImageLoadError(f"Cannot use image {path}: {reason}", reason)
+        yield image
+
+
+def exif_orientation(image: Image.Image) -> int:
+    """The EXIF orientation tag, 1 (upright) when absent or invalid."""
+    orientation = image.getexif().get(EXIF_ORIENTATION_TAG, 1)
+    return orientation if orientation in UPRIGHT else 1
+
+
+def upright_size(image: Image.Image) -> tuple[int, int]:
+    """(width, height) as the image is shown: after its EXIF orientation."""
+    width, height = image.size
+    return (height, width) if exif_orientation(image) in ROTATED_ORIENTATIONS else (width, height)
+
+
+def bits_per_channel(image: ImageFile.ImageFile) -> int:
+    """Bits per sample of a PNG (its header's bit depth) or TIFF (BitsPerSample); 8 for other formats."""
+    if image.format == "PNG":
+        with open(image.filename, "rb") as file:
+            header = file.read(26)  # signature, IHDR length and type, width, height, bit depth, colour type
+        return header[24]
+    if image.format == "TIFF":
+        bits = image.tag_v2.get(258, 8)
+        return max(bits) if isinstance(bits, tuple) else int(bits)
+    return 8
+
+
+def _is_deep_colour(image: ImageFile.ImageFile) -> bool:
+    """An RGB or RGBA file of 16 bits per channel (PIL reads it as 8-bit by dropping each value's low byte)."""
+    return image.mode in DEEP_COLOUR_MODES and bits_per_channel(image) == 16
+
+
+def pixel_mode(image: ImageFile.ImageFile) -> str:
+    """PIL's mode, with ";16" added for RGB and RGBA files of 16 bits per channel."""
+    return f"{image.mode};16" if _is_deep_colour(image) else image.mode
+
+
+def decoding_slot(image: Image.Image) -> threading.BoundedSemaphore | nullcontext:
+    """Hold this while a file above REDUCED_DECODE_PIXELS is decoded and its pixels live (LARGE_DECODES_AT_ONCE)."""
+    return _large_decodes if image.width * image.height > REDUCED_DECODE_PIXELS else nullcontext()
+
+
+def _to_8_bit(values: np.ndarray, peak: float) -> np.ndarray:
+    """uint8 values * 255 / peak, rounded, a block of rows at a time (no float copy of a whole large image)."""
+    result = np.empty(values.shape, dtype=np.uint8)
+    rows = max(1, 2**20 // max(1, values[0].size))
+    for start in range(0, len(values), rows):
+        block = values[start : start + rows].astype(np.float64)
+        result[start : start + rows] = np.clip(block / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return result
+
+
+def _read_deep_colour(image: ImageFile.ImageFile) -> Image.Image:
+    """An RGB or RGBA file of 16 bits per channel at 8 bits, rounded (PIL alone would truncate): OpenCV
+    decodes all 16 bits."""
+    import cv2
+
+    values = cv2.imread(os.fspath(image.filename), cv2.IMREAD_UNCHANGED)
+    channels = len(image.mode)
+    if values is None or values.dtype != np.uint16 or values.shape != (image.height, image.width, channels):
+        raise OSError(f"cannot decode its {channels} channels of 16 bits")
+    rgb_order = [2, 1, 0, 3][:channels]  # OpenCV's BGR(A)
+    return Image.fromarray(_to_8_bit(values[..., rgb_order], 65535.0), mode=image.mode)
+
+
+def _as_8_bit(image: Image.Image) -> Image.Image:
+    """8-bit gray ("L") or RGB: alpha composited on white; bilevel, palette and 16/32-bit gray or float converted."""
+    if image.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N", "F"):
+        values = np.asarray(image)
+        if image.mode.startswith("I;16"):
+            peak = 65535.0
+        else:  # 32-bit integer or float images carry no range: infer it from the values
+            peak = 1.0 if image.mode == "F" and values.max() <= 1.0 else (65535.0 if values.max() > 255 else 255.0)
+        return Image.fromarray(_to_8_bit(values, peak), mode="L")
+    if image.mode in ("1", "L", "RGB"):
+        return image if image.mode != "1" else image.convert("L")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("LA", "La", "PA", "RGBa"):
+        image = image.convert("RGBA")
+    if image.mode == "RGBA":
+        white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, image)
+    return image.convert("RGB")
+
+
+def _as_rgb(image: Image.Image) -> Image.Image:
+    image = _as_8_bit(image)
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _upright(image: Image.Image, orientation: int) -> Image.Image:
+    """A new image: ``image`` turned upright (a copy when it is), so it outlives the file."""
+    return image.transpose(UPRIGHT[orientation]) if orientation in UPRIGHT else image.copy()
+
+
+def _decoded(image: ImageFile.ImageFile) -> Image.Image:
+    """The stored pixels, decoded (at the scale a preceding draft chose); deep colour at 8 bits."""
+    try:
+        if _is_deep_colour(image):
+            return _read_deep_colour(image)
+        image.load()
+        return image
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageLoadError(f"Cannot read image {image.filename}: {error}", str(error)) from error
+
+
+def decode_rgb(image: ImageFile.ImageFile) -> Image.Image:
+    """The whole image, upright (EXIF orientation applied), as 8-bit RGB (see ``_as_8_bit``)."""
+    return _as_rgb(_upright(_decoded(image), exif_orientation(image)))
+
+
+def decode_resized(image: ImageFile.ImageFile, size: tuple[int, int]) -> Image.Image:
+    """The image upright as 8-bit RGB, bicubic-resized to ``size`` = (width, height). Files up to
+    REDUCED_DECODE_PIXELS: the whole image resized, as the original VGGT does. Larger: decoded at reduced
+    size (REDUCING_GAP) and resized in their stored orientation, then turned upright."""
+    if image.width * image.height <= REDUCED_DECODE_PIXELS:
+        return decode_rgb(image).resize(size, Image.Resampling.BICUBIC)
+    orientation = exif_orientation(image)
+    stored = size[::-1] if orientation in ROTATED_ORIENTATIONS else size
+    drafted = image.draft(image.mode, (stored[0] * REDUCING_GAP, stored[1] * REDUCING_GAP))
+    box = drafted[1] if drafted is not None else (0, 0, *image.size)  # the file's extent in drafted pixels
+    resized = _as_8_bit(_decoded(image)).resize(stored, Image.Resampling.BICUBIC, box=box, reducing_gap=REDUCING_GAP)
+    return _as_rgb(_upright(resized, orientation))
+
+
+def open_rgb(path: str | os.PathLike) -> Image.Image:
+    """The whole image of a file, upright, as 8-bit RGB: alpha composited on white, grayscale, palette and
+    16-bit images converted."""
+    with open_image(path) as image, decoding_slot(image):
+        return decode_rgb(image)
 
 
 @dataclass(frozen=True)
@@ -94,32 +318,6 @@ class ImageBatch:
         return torch.from_numpy(self.pixels).permute(0, 3, 1, 2)
 
 
-def open_rgb(path: str | os.PathLike) -> Image.Image:
-    """An 8-bit RGB image: EXIF orientation applied, alpha composited on white, grayscale,
-    palette and 16-bit images converted."""
-    try:
-        with Image.open(path) as opened:
-            image = ImageOps.exif_transpose(opened)
-            image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise ImageLoadError(f"Cannot read image {path}: {error}") from error
-    if image.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N", "F"):
-        values = np.asarray(image, dtype=np.float64)
-        if image.mode.startswith("I;16"):
-            peak = 65535.0
-        else:  # 32-bit integer or float images carry no range: infer it from the values
-            peak = 1.0 if image.mode == "F" and values.max() <= 1.0 else (65535.0 if values.max() > 255 else 255.0)
-        image = Image.fromarray(np.clip(values / peak * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    if image.mode in ("LA", "La", "PA", "RGBa"):
-        image = image.convert("RGBA")
-    if image.mode == "RGBA":
-        white = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(white, image)
-    return image if image.mode == "RGB" else image.convert("RGB")
-
-
 def _resized_size(width: int, height: int, mode: PreprocessMode, target: int, patch: int) -> tuple[int, int]:
     if mode == "crop" or width >= height:
         return target, round(height * (target / width) / patch) * patch
@@ -127,11 +325,15 @@ def _resized_size(width: int, height: int, mode: PreprocessMode, target: int, pa
 
 
 def _preprocess(path: Path, mode: PreprocessMode, target: int, patch: int) -> tuple[np.ndarray, ImageTransform]:
-    """[h, w, 3] uint8 model pixels of one file (resized, cropped or padded white) and their transform."""
-    image = open_rgb(path)
-    original = image.size
-    resized = _resized_size(*original, mode, target, patch)
-    pixels = np.asarray(image.resize(resized, Image.Resampling.BICUBIC))
+    """[h, w, 3] uint8 model pixels of one file (resized, cropped or padded white) and their transform;
+    ImageLoadError naming the file when its size is no input (``size_problem``)."""
+    with open_image(path) as image, decoding_slot(image):
+        original = upright_size(image)
+        problem = size_problem(original)
+        if problem is not None:
+            raise ImageLoadError(f"Cannot use image {path}: {problem}", problem)
+        resized = _resized_size(*original, mode, target, patch)
+        pixels = np.asarray(decode_resized(image, resized))
     crop_top = (resized[1] - target) // 2 if mode == "crop" and resized[1] > target else 0
     pixels = pixels[crop_top : crop_top + target] if crop_top else pixels
     pad = (0, 0)
@@ -157,8 +359,8 @@ def _pad_white(pixels: np.ndarray, height: int, width: int) -> tuple[np.ndarray,
 def load_images(
     paths: Sequence[str | os.PathLike],
     mode: PreprocessMode = "crop",
-    target_size: int = 518,
-    patch_size: int = 14,
+    target_size: int = TARGET_SIZE,
+    patch_size: int = PATCH_SIZE,
     workers: int | None = None,
     stop: threading.Event | None = None,
 ) -> ImageBatch:
@@ -168,7 +370,8 @@ def load_images(
     cropped to ``target_size`` if taller. pad: long side ``target_size``, white padding to a
     square. Images that end up with different sizes are padded (white, centred) to the largest.
     Once ``stop`` is set, the images not yet begun are skipped and ImageLoadError is raised: a
-    caller that no longer needs them does not wait for them.
+    caller that no longer needs them does not wait for them. ImageLoadError names the first file that
+    cannot be read, has more than MAX_IMAGE_PIXELS, or is too small or narrow (``size_problem``).
     """
     if mode not in ("crop", "pad"):
         raise ValueError(f"preprocess mode must be 'crop' or 'pad', not {mode!r}")

@@ -121,6 +121,31 @@ def test_nerfstudio_reads_written_depth_as_world_depth_with_the_returned_unit(
     assert maps.unit == (1e-3 if depth_format == "npy" else pytest.approx(deepest_kept / 65535))
 
 
+@pytest.mark.slow
+def test_a_frame_over_max_depth_pixels_gets_depth_maps_halved_to_fit_that_nerfstudio_reads_at_its_size(
+    tmp_path: Path,
+) -> None:
+    from nerfstudio.data.utils.data_utils import get_depth_image_from_path
+
+    large = ImageTransform((8192, 4608), (42, 24), (0, 0), (0, 9), (42, 42))  # 37.7 megapixels
+    assert 4096 * 2304 <= depth_module.MAX_DEPTH_PIXELS < 8192 * 4608
+    depth = _model_depth(large)
+    reconstruction = _reconstruction(large, depth, np.full_like(depth, 5.0))
+    confident = confident_pixels(reconstruction, "depth", ExportConfig(confidence_percentile=0.0, min_confidence=2.0))
+
+    maps = write_depth_maps(reconstruction, tmp_path, ["frame_00001"], confident, "png")
+
+    with Image.open(tmp_path / maps.file_paths[0]) as written:
+        assert written.size == (4096, 2304), "the largest (w // 2**k, h // 2**k) within the limit"
+    assert depth_module.depth_map_size(large.original_size, 1) == (4096, 2304), "images_2's size fits already"
+    assert depth_module.depth_map_size(large.original_size, 2) == (2048, 1152)
+    read = get_depth_image_from_path(tmp_path / maps.file_paths[0], 4608, 8192, maps.unit)[..., 0].numpy()
+    assert read.shape == (4608, 8192), "nerfstudio resizes a depth map to its image"
+    expected = resample_depth(depth, depth > 0, large, (4096, 2304))
+    np.testing.assert_allclose(read[::2, ::2], expected, rtol=0, atol=maps.unit)
+    np.testing.assert_array_equal(read[1::2, 1::2], read[::2, ::2])
+
+
 def test_depth_maps_with_no_confident_depth_are_refused_before_any_file(tmp_path: Path) -> None:
     depth = _model_depth(PADDED)
     reconstruction = _reconstruction(PADDED, depth, np.full_like(depth, 1.0))

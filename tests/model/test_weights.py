@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import huggingface_hub.constants
 import pytest
@@ -63,6 +67,41 @@ def test_hub_id_offline_without_cache_names_the_repo_and_how_to_get_it(offline_e
     assert "facebook/VGGT-1B" in message
     assert "model.safetensors" in message
     assert "hf download facebook/VGGT-1B" in message
+
+
+OFFLINE_SCRIPT = """
+import time
+from vggt_sparse_ns.hub import WeightsUnavailableError
+from vggt_sparse_ns.model.weights import vggt_checkpoint
+
+started = time.perf_counter()
+try:
+    vggt_checkpoint()
+except WeightsUnavailableError as error:
+    print(error)
+print(f"seconds {time.perf_counter() - started:.3f}")
+"""
+
+
+def test_the_default_checkpoint_without_network_fails_within_seconds_without_retrying(tmp_path):
+    """No HF_HUB_OFFLINE, an empty cache, and a hub that refuses connections (a closed local port)."""
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("HF_")}
+    environment.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=str(tmp_path / "hf"))
+    result = subprocess.run(
+        [sys.executable, "-c", OFFLINE_SCRIPT],
+        cwd=Path(__file__).resolve().parents[2],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    output = result.stdout + result.stderr
+    assert "Retrying" not in output
+    assert "facebook/VGGT-1B" in output and "could not be reached" in output
+    assert "hf download facebook/VGGT-1B" in output
+    seconds = float(output.split("seconds ")[-1])
+    assert seconds < 5.0, f"the clear message came after {seconds:.1f} s"
 
 
 def test_hub_id_is_resolved_from_the_huggingface_cache(offline_empty_hub_cache, tmp_path, vggt_tiny_dir):

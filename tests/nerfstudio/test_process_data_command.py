@@ -77,6 +77,35 @@ def test_awkward_images_make_a_dataset_whose_pixels_match_what_vggt_saw(tmp_path
     assert "Global attention: dense" in output and "Points written" in output
 
 
+@pytest.mark.slow
+def test_a_tiny_image_is_skipped_with_a_warning_and_a_16000x12000_jpeg_makes_a_frame(
+    tmp_path: Path, run_command, huge_jpeg: Path
+) -> None:
+    data = tmp_path / "photos"
+    write_scene(data, count=2)
+    (data / "a_huge.jpg").symlink_to(huge_jpeg)
+    tiny = write_rgb(data / "tiny.png", 10, 10)
+    out = tmp_path / "out"
+
+    status, output = run_command(data, out, export=ExportConfig(depth=True))
+
+    assert status == 0, output
+    assert f"{tiny}: too small: 10x10 pixels, the shorter side must be at least 16" in output
+    assert "3 frames reconstructed" in output
+    frames = json.loads((out / "transforms.json").read_text())["frames"]
+    assert [frame["file_path"] for frame in frames] == [
+        f"images/frame_0000{i}.{s}" for i, s in ((1, "jpg"), (2, "png"), (3, "png"))
+    ]
+    assert (frames[0]["w"], frames[0]["h"]) == (16000, 12000)
+    assert (out / "images" / "frame_00001.jpg").read_bytes() == huge_jpeg.read_bytes()
+    with (
+        Image.open(out / "images_2" / "frame_00001.jpg") as half,
+        Image.open(out / frames[0]["depth_file_path"]) as depth,
+    ):
+        assert half.size == (8000, 6000)
+        assert depth.size == (4000, 3000), "depth maps are capped at MAX_DEPTH_PIXELS"
+
+
 def test_every_step_of_the_command_is_a_timed_stage_in_the_summary(tmp_path: Path, vggt_tiny_dir: Path, capsys):
     data = write_scene(tmp_path / "photos", count=2)[0].parent
     log = StageLog()

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from image_files import write_exif_rotated_jpeg, write_rgba_png
 from PIL import Image, ImageOps
+from unusual_images import HUGE_SIZE, SQUARE_CENTRE, TRUNCATION_DIFFERS, rounded_8_bit, write_png16
 
+from vggt_sparse_ns.images import load_images
 from vggt_sparse_ns.nerfstudio.images import ImageGroup, write_images
 from vggt_sparse_ns.pipeline.inputs import probe_images
 
@@ -101,6 +103,41 @@ def test_an_exif_rotated_jpeg_becomes_an_upright_png_at_every_scale(tmp_path: Pa
         np.testing.assert_array_equal(np.asarray(image), np.asarray(ImageOps.exif_transpose(original).convert("RGB")))
     with Image.open(out.parent / "images_2" / "frame_00001.png") as half:
         assert half.size == (48, 12) and half.mode == "RGB"
+
+
+@pytest.mark.filterwarnings("error")
+def test_a_16000x12000_jpeg_is_copied_and_downscaled_without_pils_bomb_check(tmp_path: Path, huge_jpeg: Path) -> None:
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    (folder / "huge.jpg").symlink_to(huge_jpeg)
+    out = tmp_path / "out" / "images"
+
+    written = write_images([_group(folder)], out, num_downscales=3)
+
+    assert written[0][0].read_bytes() == huge_jpeg.read_bytes()
+    for factor in (2, 4, 8):
+        with Image.open(out.parent / f"images_{factor}" / "frame_00001.jpg") as image:
+            assert image.size == (HUGE_SIZE[0] // factor, HUGE_SIZE[1] // factor)
+            x, y = SQUARE_CENTRE[0] // factor, SQUARE_CENTRE[1] // factor
+            assert image.getpixel((x, y)) > 200 and image.getpixel((x, y + 120 // factor)) < 100, "the square is there"
+
+
+@pytest.mark.parametrize("alpha", [(), (65535,)], ids=["RGB", "RGBA"])
+def test_a_16_bit_png_is_written_as_the_8_bit_png_vggt_saw(tmp_path: Path, alpha: tuple[int, ...]) -> None:
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    source = write_png16(folder / "deep.png", (*TRUNCATION_DIFFERS, *alpha))
+    out = tmp_path / "out" / "images"
+
+    written = write_images([_group(folder)], out, num_downscales=1)
+
+    with Image.open(written[0][0]) as image:
+        assert image.mode == "RGB", "8 bits per channel, alpha composited on white"
+        pixels = np.asarray(image)
+    assert (pixels == rounded_8_bit(TRUNCATION_DIFFERS)).all()
+    np.testing.assert_array_equal(load_images([written[0][0]]).pixels, load_images([source]).pixels)
+    with Image.open(out.parent / "images_2" / "frame_00001.png") as half:
+        assert half.size == (32, 24) and half.mode == "RGB"
 
 
 def test_old_images_and_downscaled_folders_are_replaced(tmp_path: Path, inputs: Path) -> None:

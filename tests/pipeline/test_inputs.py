@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from unusual_images import HUGE_SIZE, write_bilevel_png, write_png16
 
 from vggt_sparse_ns.pipeline.errors import InputError
 from vggt_sparse_ns.pipeline.inputs import (
@@ -84,6 +85,55 @@ def test_unreadable_files_are_returned_with_reasons_and_readable_ones_keep_their
     assert [probe.path for probe in readable] == [first, last]
     assert set(skipped) == {truncated, text}
     assert all(reason for reason in skipped.values())
+
+
+@pytest.mark.filterwarnings("error")
+def test_very_large_images_are_probed_at_full_size_without_pils_bomb_warning_or_error(
+    tmp_path: Path, huge_jpeg: Path
+) -> None:
+    large_png = write_bilevel_png(tmp_path / "large.png", 12000, 9000)  # PIL warns above 89 megapixels
+    readable, skipped = probe_images([huge_jpeg, large_png])  # PIL refuses the JPEG (above 179 megapixels)
+    assert not skipped
+    assert [probe.size for probe in readable] == [HUGE_SIZE, (12000, 9000)]
+    assert readable[0].readable_by_nerfstudio, "the JPEG is copied as it is"
+
+
+def test_images_over_the_pixel_limit_are_skipped_with_the_limit_as_reason(tmp_path: Path, write_image) -> None:
+    bomb = write_bilevel_png(tmp_path / "bomb.png", 20000, 20000)
+    readable, skipped = probe_images([write_image(tmp_path / "a.png"), bomb])
+    assert [probe.path.name for probe in readable] == ["a.png"]
+    assert skipped == {bomb: "too large: 20000x20000 = 400,000,000 pixels, more than the 268,435,456 this tool decodes"}
+
+
+@pytest.mark.parametrize(
+    ("size", "reason"),
+    [
+        ((10, 10), "too small: 10x10 pixels, the shorter side must be at least 16"),
+        ((40, 15), "too small: 40x15 pixels, the shorter side must be at least 16"),
+        ((1600, 40), "too narrow: 1600x40 pixels, the shorter side must be at least 1/37 of the longer"),
+    ],
+)
+def test_tiny_and_too_narrow_images_are_skipped_with_their_size_as_reason(
+    tmp_path: Path, write_image, size: tuple[int, int], reason: str
+) -> None:
+    tiny = write_image(tmp_path / "tiny.png", *size)
+    readable, skipped = probe_images([write_image(tmp_path / "a.png"), tiny])
+    assert [probe.path.name for probe in readable] == ["a.png"]
+    assert skipped == {tiny: reason}
+
+
+def test_the_smallest_accepted_images_are_16_pixels_and_37_to_1(tmp_path: Path, write_image) -> None:
+    readable, skipped = probe_images(
+        [write_image(tmp_path / "a.png", 16, 16), write_image(tmp_path / "b.png", 592, 16)]
+    )
+    assert not skipped and [probe.size for probe in readable] == [(16, 16), (592, 16)]
+
+
+@pytest.mark.parametrize("values", [(1000, 2000, 3000), (1000, 2000, 3000, 65535)], ids=["RGB", "RGBA"])
+def test_16_bit_colour_pngs_are_marked_for_rewriting_as_8_bit(tmp_path: Path, values: tuple[int, ...]) -> None:
+    probe = probe_image(write_png16(tmp_path / "deep.png", values))
+    assert probe.mode == ("RGB;16" if len(values) == 3 else "RGBA;16")
+    assert not probe.readable_by_nerfstudio, "PIL, and so nerfstudio's loader, drops the low byte of each value"
 
 
 def test_too_few_readable_images_stop_with_the_count_and_an_example(tmp_path: Path, write_image) -> None:

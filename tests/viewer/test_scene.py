@@ -12,7 +12,7 @@ from synthetic_reconstruction import write_ply
 from vggt_sparse_ns.export.ply import read_ply
 from vggt_sparse_ns.viewer import ViewerConfig, load_scene
 from vggt_sparse_ns.viewer.errors import ReconstructionFolderError
-from vggt_sparse_ns.viewer.scene import frustum_scale
+from vggt_sparse_ns.viewer.scene import frustum_scale, load_image
 
 TARGET = np.array([0.0, 0.0, 0.8])  # where every synthetic camera looks
 
@@ -76,6 +76,12 @@ def test_thumbnails_come_from_the_smallest_downscale_large_enough(make_output):
     assert small.image_files[0][0] == root / "images_8" / "frame_00001.png"
     (root / "images_8" / "frame_00002.png").unlink()
     assert load_scene(root, ViewerConfig(thumbnail_size=32)).image_files[1][0] == root / "images_4" / "frame_00002.png"
+
+
+@pytest.mark.filterwarnings("error")
+def test_a_16000x12000_image_without_downscales_still_gives_a_thumbnail(huge_jpeg: Path):
+    thumbnail = load_image((huge_jpeg,), 128)
+    assert thumbnail is not None and thumbnail.shape == (96, 128, 3)
 
 
 def test_missing_images_leave_untextured_cameras(make_output):

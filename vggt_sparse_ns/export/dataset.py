@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from vggt_sparse_ns.export.colmap import write_colmap
 from vggt_sparse_ns.export.config import ExportConfig, ExportError
@@ -20,7 +19,7 @@ from vggt_sparse_ns.export.nerfstudio import TRANSFORMS_FILE, transforms_dict, w
 from vggt_sparse_ns.export.ply import write_ply
 from vggt_sparse_ns.export.points import PointCloud, build_point_cloud, confident_pixels
 from vggt_sparse_ns.export.run_info import write_graph, write_run_summary
-from vggt_sparse_ns.images import ImageTransform
+from vggt_sparse_ns.images import ImageLoadError, ImageTransform, open_image
 from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
 from vggt_sparse_ns.pipeline.stages import StageLog
 
@@ -213,8 +212,11 @@ def _check_image(output_dir: Path, name: str, original_size: tuple[int, int]) ->
     path = output_dir / relative
     if not path.is_file():
         raise ExportError(f"{path} does not exist: write the images into the output folder before exporting")
-    with Image.open(path) as image:
-        size = image.size
+    try:
+        with open_image(path) as image:  # the header only: the size
+            size = image.size
+    except ImageLoadError as error:
+        raise ExportError(str(error)) from error
     if size != tuple(original_size):
         raise ExportError(
             f"{path} is {size[0]}x{size[1]} pixels but the reconstruction saw {original_size[0]}x{original_size[1]}: "

@@ -6,6 +6,10 @@ z-depth. So a file holds z-depth in units of ``depth_unit_scale_factor`` world u
 transforms.json = VGGT's units): then nerfstudio's scaling gives depth in its own scaled world.
 0 marks pixels without depth (cropped away, padding, or below the confidence threshold).
 
+Very large frames: a depth map never exceeds MAX_DEPTH_PIXELS; above it the map is halved until it fits
+(``depth_map_size``). nerfstudio resizes every depth map to its image (nearest) when it loads it, and the
+model predicts depth at 518 pixels, so the smaller file carries the same depth.
+
 Resampling: every full-resolution pixel centre is mapped to model pixels (undoing resize, crop and
 padding). Inside a surface the inverse depth is interpolated bilinearly (exact on planes, where
 1/z is affine in pixel coordinates); across a depth edge or next to a dropped pixel the nearest
@@ -53,6 +57,10 @@ EDGE_RATIO = 1.05
 """Neighbouring model depths further apart than this ratio are a depth edge: no interpolation across."""
 BATCH_PIXELS = 2**25
 """Full-resolution pixels resampled at a time (16 frames of 1920x1080): bounds device and host memory."""
+MAX_DEPTH_PIXELS = 2**25
+"""The most pixels of one depth map (e.g. 8192 x 4096); larger frames get theirs at (w // 2**k, h // 2**k),
+the largest that fits: a 16000x12000 frame's full-resolution map would be 384 MB of PNG for depth
+predicted at 518 pixels."""
 
 
 @dataclass(frozen=True)
@@ -169,6 +177,15 @@ def _save(path: Path, encoded: np.ndarray) -> None:
             np.save(file, encoded)
 
 
+def depth_map_size(size: tuple[int, int], level: int) -> tuple[int, int]:
+    """The depth map's (width, height) for an image of ``size`` in images_{2**level}: (w // 2**level,
+    h // 2**level) like the image, halved further while it has more than MAX_DEPTH_PIXELS."""
+    shift = level
+    while (size[0] >> shift) * (size[1] >> shift) > MAX_DEPTH_PIXELS:
+        shift += 1
+    return (size[0] >> shift, size[1] >> shift)
+
+
 def write_depth_maps(
     reconstruction: Reconstruction,
     output_dir: Path,
@@ -180,9 +197,10 @@ def write_depth_maps(
     device: torch.device | str = "cpu",
 ) -> DepthMaps:
     """Write depth/<stem>.<png|npy> at each image's full resolution and depths_N/ for N = 2, 4, ...
-    up to 2**num_downscales (the sizes of nerfstudio's images_N), keeping the ``confident`` pixels
-    (filtered by the depth head's confidence, like the points from depth). Resampling and encoding
-    run on ``device``; ``workers`` threads compress and write the files (default: one per CPU)."""
+    up to 2**num_downscales (the sizes of nerfstudio's images_N; at most MAX_DEPTH_PIXELS, see
+    ``depth_map_size``), keeping the ``confident`` pixels (filtered by the depth head's confidence, like the
+    points from depth). Resampling and encoding run on ``device``; ``workers`` threads compress and write the
+    files (default: one per CPU)."""
     if confident.source != "depth":
         raise ValueError(f"depth maps are filtered by the depth confidence, not by {confident.source!r}")
     if depth_format == "npy":
@@ -205,14 +223,14 @@ def write_depth_maps(
     with ThreadPoolExecutor(max_workers=workers) as pool:
         pending: deque[Future[None]] = deque()
         for transform, frames in frames_by_transform.items():
-            width, height = transform.original_size
+            width, height = depth_map_size(transform.original_size, 0)
             batch = max(1, BATCH_PIXELS // (width * height))
             for start in range(0, len(frames), batch):
                 chosen = frames[start : start + batch]
                 depth = to_device(reconstruction.depth[chosen], device)
                 keep = confident.keep[chosen].to(device)
                 for level, folder in enumerate(folders):
-                    size = (width // 2**level, height // 2**level)
+                    size = depth_map_size(transform.original_size, level)
                     encoded = _encoded(resample_depth(depth, keep, transform, size), unit, depth_format)
                     for index, frame_encoded in zip(chosen, encoded, strict=True):
                         pending.append(pool.submit(_save, output_dir / folder / names[index], frame_encoded))

@@ -22,6 +22,7 @@ from pathlib import Path
 from PIL import Image
 
 from vggt_sparse_ns.export.atomic import atomic_path
+from vggt_sparse_ns.images import decode_rgb, decoding_slot, open_image
 from vggt_sparse_ns.pipeline.inputs import ImageProbe
 
 SAVE_OPTIONS = {"JPEG": {"quality": 95}, "PNG": {"compress_level": 1}}
@@ -78,18 +79,17 @@ def _save_downscales(image: Image.Image, size: tuple[int, int], name: str, folde
 
 
 def _write_image(probe: ImageProbe, name: str, image_dir: Path, folders: Sequence[Path]) -> None:
-    """One input image into ``image_dir`` and the downscaled ``folders``."""
-    if not probe.readable_by_nerfstudio:
-        from vggt_sparse_ns.images import open_rgb
-
-        upright = open_rgb(probe.path)
-        _save(upright, image_dir / name)
-        _save_downscales(upright, probe.size, name, folders)
-        return
-    with atomic_path(image_dir / name) as temporary:
-        shutil.copyfile(probe.path, temporary)
-    if folders:
-        with Image.open(probe.path) as image:
+    """One input image into ``image_dir`` and the downscaled ``folders`` (files as large as
+    ``images.MAX_IMAGE_PIXELS``, without PIL's decompression-bomb check)."""
+    with open_image(probe.path) as image, decoding_slot(image):
+        if not probe.readable_by_nerfstudio:
+            upright = decode_rgb(image)
+            _save(upright, image_dir / name)
+            _save_downscales(upright, probe.size, name, folders)
+            return
+        with atomic_path(image_dir / name) as temporary:
+            shutil.copyfile(probe.path, temporary)
+        if folders:
             image.draft(image.mode, (probe.size[0] // 2, probe.size[1] // 2))
             _save_downscales(image, probe.size, name, folders)
 

@@ -1,8 +1,9 @@
 """Choosing the input images: listing a folder, probing each file, and refusing layouts that cannot work.
 
-Unreadable files are skipped with a reason (the run continues while at least two readable images
-remain), the way COLMAP skips them in ``ns-process-data images``. Probing decodes JPEGs at 1/8 scale,
-which reads the whole file (so truncation is caught) at a fraction of a full decode's cost.
+Unreadable files, and images too large or too small to use (``vggt_sparse_ns.images``: MAX_IMAGE_PIXELS,
+``size_problem``), are skipped with a reason (the run continues while at least two readable images
+remain), the way COLMAP skips unreadable ones in ``ns-process-data images``. Probing decodes JPEGs at 1/8
+scale, which reads the whole file (so truncation is caught) at a fraction of a full decode's cost.
 """
 
 from __future__ import annotations
@@ -14,8 +15,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
-
+from vggt_sparse_ns.images import (
+    ROTATED_ORIENTATIONS,
+    ImageLoadError,
+    decoding_slot,
+    exif_orientation,
+    open_image,
+    pixel_mode,
+    size_problem,
+)
 from vggt_sparse_ns.pipeline.errors import InputError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -26,9 +34,6 @@ NERFSTUDIO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 """Extensions nerfstudio's process_data_utils.list_images accepts (the files ``ns-process-data images`` keeps);
 images of other formats are written as PNGs."""
 GENERATED_FOLDER = re.compile(r"images_\d+|depth|depths_\d+|colmap|vggt|\.vggt-staging")
-EXIF_ORIENTATION_TAG = 0x0112
-ROTATED_ORIENTATIONS = (5, 6, 7, 8)
-"""EXIF orientations that swap width and height."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,7 @@ class ImageProbe:
     size: tuple[int, int]
     """(width, height) after EXIF orientation, as VGGT sees the image."""
     mode: str
+    """PIL's mode; "RGB;16" and "RGBA;16" for 16 bits per channel (``images.pixel_mode``)."""
     orientation: int
     """EXIF orientation tag (1 when absent)."""
 
@@ -79,15 +85,21 @@ def list_image_files(folder: Path, exclude: Iterable[Path] = ()) -> list[Path]:
 
 
 def probe_image(path: Path) -> ImageProbe:
-    """Decode ``path`` (JPEGs at reduced scale) and read its size, mode and EXIF orientation."""
+    """Decode ``path`` (JPEGs at reduced scale) and read its size, mode and EXIF orientation; InputError when
+    it cannot be read or is too large or too small to use."""
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image, decoding_slot(image):
             width, height = image.size
-            mode = image.mode
-            orientation = int(image.getexif().get(EXIF_ORIENTATION_TAG, 1) or 1)
+            problem = size_problem(image.size)
+            if problem is not None:
+                raise ImageLoadError(f"{path}: {problem}", problem)
+            mode = pixel_mode(image)
+            orientation = exif_orientation(image)
             image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
             image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+    except ImageLoadError as error:
+        raise InputError(f"{path}: {error.reason}") from error
+    except (OSError, SyntaxError, ValueError) as error:
         raise InputError(f"{path}: {error}") from error
     if orientation in ROTATED_ORIENTATIONS:
         width, height = height, width
@@ -98,7 +110,8 @@ def _probe_or_reason(path: Path) -> ImageProbe | str:
     try:
         return probe_image(path)
     except InputError as error:
-        return str(error.__cause__ or error)
+        cause = error.__cause__
+        return cause.reason if isinstance(cause, ImageLoadError) else str(cause or error)
 
 
 def probe_images(paths: Sequence[Path], workers: int | None = None) -> tuple[list[ImageProbe], dict[Path, str]]:

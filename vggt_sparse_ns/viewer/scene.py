@@ -18,6 +18,7 @@ from PIL import Image
 
 from vggt_sparse_ns.export.geometry import OPENGL_FROM_OPENCV_CAMERA
 from vggt_sparse_ns.export.ply import PlyReadError, read_ply
+from vggt_sparse_ns.images import ImageLoadError, decoding_slot, open_image
 from vggt_sparse_ns.viewer.config import ViewerConfig
 from vggt_sparse_ns.viewer.errors import ReconstructionFolderError
 
@@ -99,14 +100,14 @@ def load_image(files: tuple[Path, ...], max_side: int) -> np.ndarray | None:
     """
     for index, path in enumerate(files):
         try:
-            with Image.open(path) as image:
+            with open_image(path) as image, decoding_slot(image):
                 if max(image.size) < max_side and index < len(files) - 1:
                     continue
                 image.draft("RGB", (max_side, max_side))
                 image = image.convert("RGB")
                 image.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
                 return np.asarray(image)
-        except OSError:
+        except (OSError, ImageLoadError):
             continue
     return None
 
