@@ -104,7 +104,12 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import ScalarFormatter
 
-    measured = [row for row in rows if row.get("seconds") is not None]
+    # One curve per strategy: the rows without a memory cap, images on the device as the figures always were.
+    measured = [
+        row
+        for row in rows
+        if row.get("seconds") is not None and not row.get("memory_cap_gib") and not row.get("host_images")
+    ]
     sizes = sorted({(row["width"], row["height"]) for row in measured})
     if not sizes:
         return
