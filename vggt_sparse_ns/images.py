@@ -364,14 +364,33 @@ def load_images(
     workers: int | None = None,
     stop: threading.Event | None = None,
 ) -> ImageBatch:
-    """Decode and preprocess images in parallel into one batch.
+    """Decode and preprocess image files in parallel into VGGT's input, exactly as the original does.
 
-    crop: width ``target_size``, height rounded to a multiple of ``patch_size`` and centre
-    cropped to ``target_size`` if taller. pad: long side ``target_size``, white padding to a
-    square. Images that end up with different sizes are padded (white, centred) to the largest.
-    Once ``stop`` is set, the images not yet begun are skipped and ImageLoadError is raised: a
-    caller that no longer needs them does not wait for them. ImageLoadError names the first file that
-    cannot be read, has more than MAX_IMAGE_PIXELS, or is too small or narrow (``size_problem``).
+    Images that end up with different sizes are padded (white, centred) to the largest. EXIF
+    orientation is applied, transparency is composited on white, 16-bit colour is rounded to 8 bits.
+
+    Args:
+        paths: the image files, in frame order (frame 0 becomes the world frame).
+        mode: crop: width ``target_size``, height rounded to a multiple of ``patch_size`` and centre
+            cropped to ``target_size`` if taller (the model's training setting). pad: long side
+            ``target_size``, white padding to a square (keeps the whole image).
+        target_size, patch_size: the model's input size and patch size (VGGT-1B: 518 and 14).
+        workers: decoding threads (default: twice the CPUs, at most 32).
+        stop: once set, the images not yet begun are skipped and ImageLoadError is raised, so a caller
+            that no longer needs them does not wait for them.
+
+    Returns:
+        An ImageBatch: ``tensor`` [S, 3, H, W] uint8 (the model's input), ``pixels`` [S, H, W, 3], and per
+        frame the ``transforms`` from model pixels back to the file's pixels.
+
+    Raises:
+        ImageLoadError: naming the first file that cannot be read, has more than MAX_IMAGE_PIXELS, or is
+            too small or narrow (``size_problem``).
+
+    Example:
+        >>> batch = load_images(["a.jpg", "b.jpg"], mode="crop")
+        >>> batch.tensor.shape  # two 1920x1080 photographs
+        torch.Size([2, 3, 294, 518])
     """
     if mode not in ("crop", "pad"):
         raise ValueError(f"preprocess mode must be 'crop' or 'pad', not {mode!r}")

@@ -45,9 +45,27 @@ def load_pretrained(
     source: str | os.PathLike | CheckpointFiles = DEFAULT_CHECKPOINT,
     device: str | torch.device = "cpu",
 ) -> VGGT:
-    """A VGGT in eval mode with the weights of ``source``: a directory holding config.json and
-    model.safetensors or model.pt, a single weights file (VGGT-1B architecture assumed), a
-    hub repo id resolved through huggingface_hub's cache, or the files ``vggt_checkpoint`` found."""
+    """A VGGT in eval mode with the weights of ``source``, loaded strictly (every parameter, nothing else).
+
+    Args:
+        source: a directory holding config.json and model.safetensors or model.pt, a single weights
+            file (VGGT-1B architecture assumed), a hub repo id resolved through huggingface_hub's cache
+            (downloaded when the hub is reachable), or the files ``vggt_checkpoint`` found.
+        device: where the model goes.
+
+    Returns:
+        The model, fp32, in eval mode.
+
+    Raises:
+        WeightsUnavailableError: the checkpoint cannot be found or read (the message says where to get it).
+        CheckpointMismatchError: the weights do not fit the architecture (the message lists the mismatches).
+
+    Example:
+        >>> model = load_pretrained("facebook/VGGT-1B", device="cuda")
+        >>> predictions = model(images.cuda())  # images [S, 3, H, W] from load_images
+        >>> predictions["extrinsic"].shape  # camera-from-world, OpenCV axes; frame 0 is the world frame
+        torch.Size([1, S, 3, 4])
+    """
     files = vggt_checkpoint(source)
     config = VGGTConfig()
     if files.config is not None:

@@ -211,8 +211,21 @@ class _CovisibilityPlan:
 
 @dataclass(frozen=True)
 class CovisibilityAttention(FrameGraphSource):
-    """Each frame attends to the tokens of itself, of frame 0 and of its frame-graph neighbours (and
-    optionally to every frame's special tokens). With a complete graph it equals dense attention."""
+    """Global attention over the frames each frame can see: O(S * k) instead of O(S^2).
+
+    Each frame attends to the tokens of itself, of frame 0 and of its frame-graph neighbours (and
+    optionally to every frame's special tokens). With a complete graph it equals dense attention. The
+    graph comes, in this order, from ``graph``, from ``descriptors`` (e.g. MegaLoc's), or from the
+    model's own pooled patch tokens; ``neighbors`` (k) and the other graph settings are fields of
+    ``FrameGraphSettings``. ``prepare`` builds one plan per batch of scenes, which the global blocks call
+    as ``plan(q, k, v, layer)``; ``plan.summary()`` names the graph and the implementation that ran.
+
+    Example:
+        >>> model = load_pretrained("facebook/VGGT-1B", device="cuda")
+        >>> predictions = model(images.cuda(), CovisibilityAttention(neighbors=16))
+        >>> predictions["attention"]["implementation"]  # on a Hopper GPU
+        'gluon'
+    """
 
     all_special_tokens: bool = False
     """Also attend to every frame's camera and register tokens (global context at a cost of S^2 x 5 keys: a fifth

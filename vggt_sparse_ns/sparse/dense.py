@@ -60,7 +60,15 @@ class _DensePlan:
 
 @dataclass(frozen=True)
 class DenseAttention:
-    """All S*T tokens attend to each other: O(S^2) in frames. The reference every sparse strategy is checked against."""
+    """All S*T tokens attend to each other, as in the original VGGT: O(S^2) in frames.
+
+    The reference every sparse strategy is checked against, and the default of ``VGGT.forward``.
+
+    Example:
+        >>> predictions = model(images.cuda(), DenseAttention())
+        >>> predictions["attention"]
+        {'strategy': 'dense', 'implementation': 'gluon'}
+    """
 
     implementation: DenseImplementation = "auto"
     """auto: the first of gluon, sdpa that can run. gluon: the warp-specialised kernel of layers/kernels/dense_attention.py (Hopper GPUs, bfloat16 or float16, head dim 64, Triton 3.6+ with Gluon). sdpa: PyTorch's scaled_dot_product_attention (cuDNN first on CUDA)."""
