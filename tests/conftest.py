@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 """Tiny models with the VGGT and MegaLoc architectures and the original implementations' outputs (fixtures/README.md)."""
@@ -68,3 +70,25 @@ def hopper() -> None:
     """Tests of the warp-specialised Gluon kernel run where it runs: a Hopper GPU (compute capability 9.0)."""
     if not torch.cuda.is_available() or torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the Gluon kernel runs on Hopper GPUs only")
+
+
+@pytest.fixture
+def write_image() -> Callable[..., Path]:
+    """write_image(path, width, height, mode="RGB", orientation=None): random pixels, optional EXIF orientation."""
+
+    def write(path: Path, width: int = 96, height: int = 24, mode: str = "RGB", orientation: int | None = None) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng(abs(hash(path.name)) % 2**32)
+        if mode == "I;16":
+            image = Image.fromarray(rng.integers(0, 65536, (height, width), dtype=np.uint16))
+        else:
+            channels = {"RGB": 3, "RGBA": 4, "L": 1}[mode]
+            shape = (height, width, channels) if channels > 1 else (height, width)
+            image = Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode=mode)
+        exif = Image.Exif()
+        if orientation is not None:
+            exif[0x0112] = orientation
+        image.save(path, exif=exif)
+        return path
+
+    return write

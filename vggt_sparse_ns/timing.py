@@ -1,31 +1,52 @@
-"""Per-stage timing of a forward pass without synchronising the GPU in the middle of it."""
+"""The one stage timer: seconds per named stage of a run or of a forward pass, work timed beside a stage, and
+the accelerator's peak memory."""
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import torch
 
 
 class StageTimer:
-    """Accumulates elapsed time per named stage. A stage opened inside another one takes its time out
-    of the outer stage: each moment counts for the innermost open stage. On CUDA it records events and
-    reads them only in ``seconds()``; elsewhere it uses the host clock."""
+    """Accumulates elapsed time per named stage, in the order stages first ran.
 
-    def __init__(self, device: torch.device | str) -> None:
+    A stage opened inside another takes its time out of the outer one: each moment counts for the innermost
+    open stage, so the stages' seconds add up to the time they cover. With ``device`` "cuda" it records CUDA
+    events and reads them only in ``seconds()`` (a forward pass is not synchronised in the middle); otherwise
+    it reads the host clock. ``on_start(name)`` is called as each stage begins (the CLI shows it as a status
+    line). Work that runs in another thread while a stage goes on is timed apart (``beside``), so that
+    ``total_seconds`` stays wall-clock time.
+
+    Example:
+        >>> timer = StageTimer()
+        >>> with timer.stage("load"):
+        ...     pass
+        >>> list(timer.seconds())
+        ['load']
+    """
+
+    def __init__(self, device: torch.device | str = "cpu", on_start: Callable[[str], None] | None = None) -> None:
         self.cuda = torch.device(device).type == "cuda"
+        self.on_start = on_start
+        self.peak_memory_bytes: int | None = None
+        """Peak memory allocated on a CUDA device during the run (``record_peak_memory``); None when not measured."""
         self._spans: dict[str, list[tuple[Any, Any]]] = defaultdict(list)
         self._open: list[str] = []
         self._span_start: Any = None
+        self._beside: dict[str, tuple[str, float]] = {}
 
     @contextmanager
-    def __call__(self, stage: str) -> Iterator[None]:
+    def stage(self, name: str) -> Iterator[None]:
+        """Time the block as stage ``name`` (added to earlier runs of the same stage)."""
+        if self.on_start is not None:
+            self.on_start(name)
         self._end_span()
-        self._open.append(stage)
+        self._open.append(name)
         self._span_start = self._now()
         try:
             yield
@@ -33,6 +54,16 @@ class StageTimer:
             self._end_span()
             self._open.pop()
             self._span_start = self._now() if self._open else None
+
+    @contextmanager
+    def beside(self, name: str, running: str) -> Iterator[None]:
+        """Time ``name`` on the host clock, run in a thread while stage ``running`` goes on (no ``on_start``:
+        that stage has its status line)."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._beside[name] = (running, time.perf_counter() - start)
 
     def _now(self) -> Any:
         if not self.cuda:
@@ -47,14 +78,30 @@ class StageTimer:
             self._spans[self._open[-1]].append((self._span_start, self._now()))
 
     def seconds(self) -> dict[str, float]:
-        """Total seconds per stage, in the order stages first ran."""
+        """Total seconds per stage, in the order stages first ran (a stage still open: up to its last mark)."""
         if not self.cuda:
             return {stage: sum(end - start for start, end in spans) for stage, spans in self._spans.items()}
         torch.cuda.synchronize()
         return {stage: sum(s.elapsed_time(e) for s, e in spans) / 1000 for stage, spans in self._spans.items()}
 
+    def seconds_beside(self) -> dict[str, tuple[str, float]]:
+        """name -> (the stage it ran beside, its seconds)."""
+        return dict(self._beside)
+
+    @property
+    def total_seconds(self) -> float:
+        return sum(self.seconds().values())
+
+    def record_peak_memory(self, peak_bytes: int | None) -> None:
+        if peak_bytes is not None:
+            self.peak_memory_bytes = max(self.peak_memory_bytes or 0, peak_bytes)
+
+
+def stage_of(timer: StageTimer | None) -> Callable[[str], AbstractContextManager[None]]:
+    """``timer.stage``, or a stand-in that times nothing when no timer is given."""
+    return timer.stage if timer is not None else _untimed
+
 
 @contextmanager
-def untimed(stage: str) -> Iterator[None]:
-    """The do-nothing stand-in used when no timer is given."""
+def _untimed(stage: str) -> Iterator[None]:
     yield

@@ -24,8 +24,8 @@ from vggt_sparse_ns.layers.precision import imagenet_normalize, unit_range
 from vggt_sparse_ns.layers.rope import RotaryEmbedding2D, grid_positions
 from vggt_sparse_ns.layers.vit import VisionTransformer
 from vggt_sparse_ns.model.config import VGGTConfig
-from vggt_sparse_ns.model.timing import StageTimer, untimed
 from vggt_sparse_ns.sparse.base import FrameLayout, GlobalAttention
+from vggt_sparse_ns.timing import StageTimer, stage_of
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ class Aggregator(nn.Module):
     ) -> AggregatorOutput:
         """images [B, S, 3, H, W], float in [0, 1] or uint8, on the model's device or on the host (then moved
         a chunk at a time); per-frame work runs on ``frames_chunk`` frames at a time."""
-        stage = timer or untimed
+        stage = stage_of(timer)
         device = self.camera_token.device
         batch, frames, _, height, width = images.shape
         grid_h, grid_w = height // self.patch_size, width // self.patch_size

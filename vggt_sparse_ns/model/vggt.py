@@ -17,9 +17,9 @@ from vggt_sparse_ns.model.camera_head import CameraHead
 from vggt_sparse_ns.model.cameras import pose_encoding_to_cameras
 from vggt_sparse_ns.model.config import VGGTConfig, coerce_config
 from vggt_sparse_ns.model.dpt_head import DPTHead
-from vggt_sparse_ns.model.timing import StageTimer, untimed
 from vggt_sparse_ns.sparse.base import GlobalAttention
 from vggt_sparse_ns.sparse.dense import DenseAttention
+from vggt_sparse_ns.timing import StageTimer, stage_of
 
 Output = Literal["cameras", "depth", "points"]
 Kernel = Literal["auto", "cudnn", "flash", "efficient", "math"]
@@ -105,7 +105,7 @@ class VGGT(nn.Module):
         (qk-norm + RoPE, the one-pass LayerNorm) where their plain-PyTorch versions would run. Images may
         stay on the host (pinned memory for speed): they go to the model's device a chunk at a time.
         """
-        stage = timer or untimed
+        stage = stage_of(timer)
         if images.dim() == 4:
             images = images.unsqueeze(0)
         if images.dim() != 5 or images.shape[2] != 3:
