@@ -155,7 +155,7 @@ def run_command(
     )
     log = StageTimer()
     started = time.perf_counter()
-    command.main(log=log)
+    command.main(timer=log)
     return log, time.perf_counter() - started
 
 

@@ -30,6 +30,7 @@ import vggt_sparse_ns.viewer
 from vggt_sparse_ns.export import ExportError
 from vggt_sparse_ns.export.config import ExportConfig
 from vggt_sparse_ns.model import VGGT
+from vggt_sparse_ns.nerfstudio import report
 from vggt_sparse_ns.nerfstudio.process_data import ProcessVGGTSparse
 from vggt_sparse_ns.pipeline.config import ReconstructionConfig
 from vggt_sparse_ns.timing import StageTimer
@@ -100,10 +101,10 @@ def test_every_step_of_the_command_is_a_timed_stage_in_the_summary(tmp_path: Pat
         "colmap model",
         "transforms.json",
     ]
-    assert list(timer.seconds()) == stages
+    assert list(timer.seconds()) == [*stages, "move into place"]
     assert list(timer.seconds_beside()) == ["write images"] and timer.seconds_beside()["write images"][0] == "inference"
     summary = json.loads((tmp_path / "out" / "vggt" / "summary.json").read_text())
-    assert list(summary["seconds"]) == stages, "vggt/summary.json times the export stages too"
+    assert list(summary["seconds"]) == stages, "vggt/summary.json times the export stages too (not its own swap)"
     assert summary["seconds_beside"]["write images"]["during"] == "inference"
     output = " ".join(capsys.readouterr().out.split())
     assert "Time: probe images" in output and "depth maps" in output and "(total" in output
@@ -357,3 +358,32 @@ def test_a_video_with_an_image_folder_for_eval_is_refused_before_anything_change
 
     assert status == 1 and "both be image folders or both videos" in output
     assert sorted(path.name for path in out.iterdir()) == ["transforms.json"]
+
+
+def test_log_lines_are_whole_lines_without_file_and_line_when_the_output_is_not_a_terminal(
+    tmp_path: Path, vggt_tiny_dir: Path, capsys, monkeypatch
+) -> None:
+    out = tmp_path / ("a_long_folder_name_" * 8) / "out"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    ProcessVGGTSparse(
+        data=write_scene(tmp_path / "photos", count=2)[0].parent,
+        output_dir=out,
+        num_downscales=1,
+        reconstruction=ReconstructionConfig(checkpoint=str(vggt_tiny_dir), device="cpu"),
+    ).main()
+
+    lines = capsys.readouterr().out.splitlines()
+    assert f"2 frames reconstructed into {out}" in lines
+    assert any(line.startswith("Time: probe images ") and line.endswith(" s)") for line in lines)
+    assert not [line for line in lines if ".py:" in line], "no file:line of ours or nerfstudio's"
+    assert lines[-1] == (
+        f"Next: vggt-sparse-ns view {out} to look at it here; training needs a CUDA GPU, which PyTorch does not see "
+        f"on this machine: on one that has it, ns-train vggt-splatfacto --data {out}"
+    ), "splatfacto needs CUDA: on a CPU-only machine the next step is one that runs there"
+
+
+def test_the_next_step_is_training_where_cuda_is_available() -> None:
+    assert (
+        report.next_step(Path("out"), cuda_available=True) == "Next: [bold]ns-train vggt-splatfacto --data out[/bold]"
+    )
+    assert "vggt-sparse-ns view out" in report.next_step(Path("out"), cuda_available=False)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from vggt_sparse_ns.images import load_images
-from vggt_sparse_ns.pipeline import ReconstructionConfig, StageTimer, reconstruct
+from vggt_sparse_ns.pipeline import ReconstructionConfig, reconstruct
 from vggt_sparse_ns.sparse import CovisibilityAttention
 from vggt_sparse_ns.sparse.megaloc import load_megaloc, megaloc_descriptors
+from vggt_sparse_ns.timing import StageTimer
 
 
 def test_megaloc_descriptors_build_the_frame_graph(tmp_path, write_image, vggt_tiny_dir, megaloc_tiny_dir) -> None:

@@ -15,8 +15,9 @@ import torch
 from vggt_sparse_ns.hub import WeightsUnavailableError
 from vggt_sparse_ns.images import load_images
 from vggt_sparse_ns.model import VGGT, load_pretrained
-from vggt_sparse_ns.pipeline import ReconstructionConfig, ReconstructionOutOfMemoryError, StageTimer, reconstruct
+from vggt_sparse_ns.pipeline import ReconstructionConfig, ReconstructionOutOfMemoryError, reconstruct
 from vggt_sparse_ns.pipeline.errors import InputError
+from vggt_sparse_ns.timing import StageTimer
 
 
 @pytest.fixture

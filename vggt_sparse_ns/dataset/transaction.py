@@ -24,7 +24,9 @@ from types import TracebackType
 
 from vggt_sparse_ns.interrupts import held_signals, stop_if_signalled
 from vggt_sparse_ns.output_layout import dataset_entries
+from vggt_sparse_ns.timing import StageTimer, stage_of
 
+SWAP_STAGE = "move into place"
 SWAP_MANIFEST = ".vggt-swap.json"
 """Inside the trash folder: the old and new entry names of the swap, so that a killed swap can be rolled back."""
 
@@ -43,13 +45,15 @@ class DatasetTransaction:
         output_dir: The dataset folder; made at the swap when it does not exist.
         replaces_images: Whether the new dataset brings its own images/ and images_N (copied or extracted);
             without it (images used in place) the image folders in ``output_dir`` are left where they are.
+        timer: Times the swap as the stage "move into place" (it comes after vggt/summary.json is written,
+            so only the console's summary shows it).
 
     Example:
         >>> with DatasetTransaction(Path("out"), replaces_images=True) as staging:  # doctest: +SKIP
         ...     (staging / "transforms.json").write_text("{}")
     """
 
-    def __init__(self, output_dir: Path, *, replaces_images: bool) -> None:
+    def __init__(self, output_dir: Path, *, replaces_images: bool, timer: StageTimer | None = None) -> None:
         self.output_dir = Path(os.path.abspath(output_dir))
         self.replaces_images = replaces_images
         hidden = f".{self.output_dir.name}.vggt"
@@ -57,6 +61,7 @@ class DatasetTransaction:
         self.trash = self.output_dir.with_name(f"{hidden}-trash")
         self.committed_trash = self.output_dir.with_name(f"{hidden}-trash-done")
         self.committed = False
+        self._stage = stage_of(timer)
         self._made_folders: list[Path] = []
 
     def __enter__(self) -> Path:
@@ -72,7 +77,8 @@ class DatasetTransaction:
         self, error_type: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
     ) -> None:
         if error_type is None:
-            self._swap()
+            with self._stage(SWAP_STAGE):
+                self._swap()
             return
         with held_signals():
             self._discard()

@@ -106,17 +106,19 @@ def ensure_dataset(config: VGGTSparseDataParserConfig) -> Path:
         min_frames=MIN_FRAMES,
     )
     warn_skipped(skipped)
-    with StageSpinner() as spinner, DatasetTransaction(dataset_dir, replaces_images=True) as staging:
-        build_dataset(
-            [group],
-            staging,
-            config.reconstruction,
-            config.export,
-            copy_images=True,
-            num_downscales=config.num_downscales,
-            log=StageTimer(on_start=spinner),
-        )
-        write_json_atomic(staging / CACHE_KEY_FILE, key)
+    with StageSpinner() as spinner:
+        timer = StageTimer(on_start=spinner)
+        with DatasetTransaction(dataset_dir, replaces_images=True, timer=timer) as staging:
+            build_dataset(
+                [group],
+                staging,
+                config.reconstruction,
+                config.export,
+                copy_images=True,
+                num_downscales=config.num_downscales,
+                log=timer,
+            )
+            write_json_atomic(staging / CACHE_KEY_FILE, key)
     return dataset_dir
 
 

@@ -57,7 +57,7 @@ class ProcessVGGTSparse(BaseConverterToNerfstudioDataset):
         """Run the command; ``timer`` (a new one by default) receives every stage's seconds, for callers that
         keep them (benchmarks/process_data.py)."""
         timer = timer or StageTimer()
-        transaction = DatasetTransaction(self.output_dir, replaces_images=not self.skip_image_processing)
+        transaction = DatasetTransaction(self.output_dir, replaces_images=not self.skip_image_processing, timer=timer)
 
         def after_interrupt() -> str:
             if transaction.committed:
