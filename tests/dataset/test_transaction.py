@@ -11,6 +11,7 @@ import pytest
 
 import vggt_sparse_ns.dataset.transaction as transaction_module
 from vggt_sparse_ns.dataset.transaction import DatasetTransaction
+from vggt_sparse_ns.timing import StageTimer
 
 
 def snapshot(folder: Path) -> dict[str, bytes | None]:
@@ -194,11 +195,12 @@ def test_the_next_run_undoes_a_swap_that_was_killed_at_any_rename(tmp_path: Path
                 raise Killed
             real_rename(source, target)
 
-        def after_commit(path, killed_at=killed_at):
+        def after_commit(*args, **kwargs):
             raise Killed  # killed after the commit point, while deleting the trash
 
         monkeypatch.setattr(transaction_module.os, "rename", rename)
         monkeypatch.setattr(DatasetTransaction, "_roll_back", lambda *args, **kwargs: None)
+        monkeypatch.setattr(DatasetTransaction, "_discard_held", lambda *args, **kwargs: None)
         if killed_at == total + 1:
             monkeypatch.setattr(transaction_module.shutil, "rmtree", after_commit)
         with pytest.raises(Killed):
@@ -213,3 +215,29 @@ def test_the_next_run_undoes_a_swap_that_was_killed_at_any_rename(tmp_path: Path
         expected = snapshot(reference) if committed else before
         assert snapshot(out) == expected, f"killed at rename {killed_at}"
         assert sorted(path.name for path in out.parent.iterdir()) == ["out"], f"killed at rename {killed_at}"
+
+
+def test_ctrl_c_just_before_the_swap_begins_leaves_the_previous_dataset_and_no_staging_folder(previous: Path) -> None:
+    def announce(stage: str) -> None:
+        raise KeyboardInterrupt  # as the swap's stage is announced, before the swap holds signals back
+
+    before = snapshot(previous)
+    transaction = DatasetTransaction(previous, replaces_images=True, timer=StageTimer(on_start=announce))
+    with pytest.raises(KeyboardInterrupt), transaction as staging:
+        write(staging, NEW)
+    assert snapshot(previous) == before
+    assert sorted(path.name for path in previous.parent.iterdir()) == ["out"]
+
+
+def test_a_signal_while_the_staging_folder_is_made_removes_it_again(previous: Path, monkeypatch) -> None:
+    real_mkdir = Path.mkdir
+
+    def mkdir(self, *args, **kwargs):
+        real_mkdir(self, *args, **kwargs)
+        if self.name.endswith("-staging"):
+            os.kill(os.getpid(), signal.SIGINT)  # held back until the staging folder exists
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    with pytest.raises(KeyboardInterrupt), DatasetTransaction(previous, replaces_images=True):
+        pytest.fail("the block does not run")
+    assert sorted(path.name for path in previous.parent.iterdir()) == ["out"]

@@ -94,8 +94,8 @@ def _reconstruct_writing_images(
             for pending in writing:
                 pending.result()
     except BaseException:
+        stop.set()  # first: the writers begin no further file
         with held_signals():  # a second Ctrl+C must not leave a writer running
-            stop.set()
             writer.shutdown(wait=True)
         raise
     writer.shutdown()

@@ -65,23 +65,30 @@ class DatasetTransaction:
         self._made_folders: list[Path] = []
 
     def __enter__(self) -> Path:
-        with held_signals():
-            ancestors = [self.output_dir.parent, *self.output_dir.parent.parents]
-            self._made_folders = [folder for folder in ancestors if not folder.exists()]
-            self.output_dir.parent.mkdir(parents=True, exist_ok=True)
-            self.recover()
-            self.staging.mkdir()
+        try:
+            with held_signals():
+                ancestors = [self.output_dir.parent, *self.output_dir.parent.parents]
+                self._made_folders = [folder for folder in ancestors if not folder.exists()]
+                self.output_dir.parent.mkdir(parents=True, exist_ok=True)
+                self.recover()
+                self.staging.mkdir()
+        except BaseException:  # including a signal held back above, delivered as the block ends
+            self._discard_held()
+            raise
         return self.staging
 
     def __exit__(
         self, error_type: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
     ) -> None:
-        if error_type is None:
+        if error_type is not None:
+            self._discard_held()
+            return
+        try:
             with self._stage(SWAP_STAGE):
                 self._swap()
-            return
-        with held_signals():
-            self._discard()
+        except BaseException:  # the swap rolled itself back; a signal may also have come just before it began
+            self._discard_held()
+            raise
 
     def recover(self) -> None:
         """Undo what a killed run left beside the output folder: roll back an uncommitted swap, finish
@@ -140,9 +147,11 @@ class DatasetTransaction:
             shutil.rmtree(self.committed_trash)
             self.staging.rmdir()
 
-    def _discard(self) -> None:
-        shutil.rmtree(self.staging, ignore_errors=True)
-        self._remove_made_folders()
+    def _discard_held(self) -> None:
+        """Remove the staging folder (and the parents this run made), Ctrl+C and SIGTERM held back meanwhile."""
+        with held_signals():
+            shutil.rmtree(self.staging, ignore_errors=True)
+            self._remove_made_folders()
 
     def _remove_made_folders(self) -> None:
         """The output folder's parents this run made, when they are still empty."""
