@@ -1,4 +1,4 @@
-"""`vggt-sparse-ns view`: flags, the printed URL, and one clear message with exit status 1 for bad input (scripts/errors.py)."""
+"""`vggt-sparse-ns view`: flags, the printed URL, and one clear message with exit status 1 for bad input (cli_errors.py)."""
 
 from __future__ import annotations
 

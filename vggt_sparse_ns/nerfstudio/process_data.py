@@ -11,6 +11,7 @@ from typing import Annotated
 import tyro
 from nerfstudio.process_data.base_converter_to_nerfstudio_dataset import BaseConverterToNerfstudioDataset
 
+from vggt_sparse_ns.cli_errors import reported
 from vggt_sparse_ns.dataset import DatasetReport, DatasetTransaction, ImageGroup, build_dataset, probe_image_folder
 from vggt_sparse_ns.dataset.inputs import ImageProbe, is_video, probe_image
 from vggt_sparse_ns.export.config import ExportConfig
@@ -18,7 +19,6 @@ from vggt_sparse_ns.nerfstudio import report
 from vggt_sparse_ns.output_layout import IMAGES_DIR, present_downscales
 from vggt_sparse_ns.pipeline.config import MIN_FRAMES, ReconstructionConfig
 from vggt_sparse_ns.pipeline.errors import InputError
-from vggt_sparse_ns.scripts.errors import reported
 from vggt_sparse_ns.timing import StageTimer
 
 

@@ -2,7 +2,7 @@
 
 Log lines carry rich's time and file:line only on a terminal; elsewhere (a pipe, a file, a test) they are
 plain lines that are never wrapped, so they read and grep the same whatever the width or the paths in them.
-Failures are reported by scripts/errors.py.
+Failures are reported by cli_errors.py.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import tyro
 
-from vggt_sparse_ns.scripts.errors import reported
+from vggt_sparse_ns.cli_errors import reported
 from vggt_sparse_ns.viewer.config import ViewerConfig
 
 
