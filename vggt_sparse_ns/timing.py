@@ -1,5 +1,6 @@
 """The one stage timer: seconds per named stage of a run or of a forward pass, work timed beside a stage, and
-the accelerator's peak memory."""
+the accelerator's peak memory. Light to import (torch only once CUDA events are recorded): the CLI builds
+one before anything heavy loads."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 class StageTimer:
@@ -31,7 +33,7 @@ class StageTimer:
     """
 
     def __init__(self, device: torch.device | str = "cpu", on_start: Callable[[str], None] | None = None) -> None:
-        self.cuda = torch.device(device).type == "cuda"
+        self.cuda = str(device).split(":")[0] == "cuda"
         self.on_start = on_start
         self.peak_memory_bytes: int | None = None
         """Peak memory allocated on a CUDA device during the run (``record_peak_memory``); None when not measured."""
@@ -68,6 +70,8 @@ class StageTimer:
     def _now(self) -> Any:
         if not self.cuda:
             return time.perf_counter()
+        import torch
+
         event = torch.cuda.Event(enable_timing=True)
         event.record()
         return event
@@ -81,6 +85,8 @@ class StageTimer:
         """Total seconds per stage, in the order stages first ran (a stage still open: up to its last mark)."""
         if not self.cuda:
             return {stage: sum(end - start for start, end in spans) for stage, spans in self._spans.items()}
+        import torch
+
         torch.cuda.synchronize()
         return {stage: sum(s.elapsed_time(e) for s, e in spans) / 1000 for stage, spans in self._spans.items()}
 

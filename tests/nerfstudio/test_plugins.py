@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -124,3 +125,11 @@ def test_the_dataparser_reads_the_cached_depth_maps_in_the_units_they_were_writt
         depth = calls[0].depth
         assert depth.min() * 0.999 <= read[read > 0].max() <= depth.max() * 1.001, "nerfstudio reads VGGT's depths"
     assert len(calls) == 1
+
+
+@pytest.mark.slow
+def test_the_process_data_command_module_imports_no_torch_for_nerfstudios_help() -> None:
+    code = "import sys, vggt_sparse_ns.nerfstudio.process_data; print('torch' in sys.modules)"
+    environment = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=environment)
+    assert result.stdout.strip() == "False"
