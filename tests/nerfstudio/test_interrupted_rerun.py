@@ -266,3 +266,49 @@ def test_a_real_signal_late_in_a_rerun_leaves_the_previous_dataset(
     assert b"Traceback" not in stdout
     assert snapshot(out) == snapshot(previous_dataset)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["marker", "out", "photos"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage_line", ["Load images...", "Point cloud...", "Move into place..."])
+def test_ctrl_c_from_outside_as_a_stage_begins_leaves_either_dataset_whole(
+    stage_line: str, tmp_path: Path, previous_dataset: Path, vggt_tiny_dir: Path
+) -> None:
+    """The signal lands wherever the run is when the stage's line is read (no hook in the run): before the
+    swap's commit the previous dataset stays, after it the new one is complete; never a mix."""
+    out = tmp_path / "out"
+    shutil.copytree(previous_dataset, out)
+    data = write_scene(tmp_path / "photos", count=2, width=64, height=32)[0].parent
+    command = [
+        sys.executable, "-m", "vggt_sparse_ns.scripts.process_data",
+        "--data", str(data), "--output-dir", str(out), "--num-downscales", "1", "--depth", "--colmap",
+        "--checkpoint", str(vggt_tiny_dir), "--device", "cpu",
+    ]  # fmt: skip
+    environment = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(
+        command, cwd=tmp_path, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        printed = ""
+        while stage_line not in printed and process.poll() is None:
+            printed += process.stdout.readline()
+        assert stage_line in printed, printed
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+        process.wait()
+
+    lines = stderr.strip().splitlines()
+    if process.returncode == 0:  # the run ended before the signal was handled
+        finished = True
+    else:
+        assert process.returncode == 130 and len(lines) == 1, stderr
+        finished = lines == [f"Interrupted (Ctrl+C). The new dataset in {out} is complete."]
+        assert finished or lines == [f"Interrupted (Ctrl+C). {out} was left as it was."]
+    if finished:
+        assert stage_line == "Move into place...", "only the swap can finish after the signal"
+        assert sorted(path.name for path in (out / "images").iterdir()) == ["frame_00001.png", "frame_00002.png"]
+        assert (out / "notes.txt").read_text() == "the user's own file"
+    else:
+        assert snapshot(out) == snapshot(previous_dataset)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out", "photos"]
