@@ -241,3 +241,11 @@ def test_a_signal_while_the_staging_folder_is_made_removes_it_again(previous: Pa
     with pytest.raises(KeyboardInterrupt), DatasetTransaction(previous, replaces_images=True):
         pytest.fail("the block does not run")
     assert sorted(path.name for path in previous.parent.iterdir()) == ["out"]
+
+
+def test_a_symlinked_output_folder_is_swapped_beside_its_target(previous: Path, tmp_path: Path) -> None:
+    link = tmp_path / "link"
+    link.symlink_to(previous)
+    build_new(link)
+    assert link.is_symlink() and (link / "transforms.json").read_text() == "new transforms"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["link", "out"]

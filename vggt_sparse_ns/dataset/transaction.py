@@ -54,7 +54,7 @@ class DatasetTransaction:
     """
 
     def __init__(self, output_dir: Path, *, replaces_images: bool, timer: StageTimer | None = None) -> None:
-        self.output_dir = Path(os.path.abspath(output_dir))
+        self.output_dir = Path(os.path.realpath(output_dir))  # a symlinked folder: beside its target (same disk)
         self.replaces_images = replaces_images
         hidden = f".{self.output_dir.name}.vggt"
         self.staging = self.output_dir.with_name(f"{hidden}-staging")
