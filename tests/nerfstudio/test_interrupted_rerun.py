@@ -312,3 +312,40 @@ def test_ctrl_c_from_outside_as_a_stage_begins_leaves_either_dataset_whole(
     else:
         assert snapshot(out) == snapshot(previous_dataset)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["out", "photos"]
+
+
+@pytest.mark.slow
+def test_what_a_killed_run_leaves_beside_the_output_is_removed_by_the_next_run(
+    tmp_path: Path, previous_dataset: Path, vggt_tiny_dir: Path, capsys
+) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(previous_dataset, out)
+    data = write_scene(tmp_path / "photos", count=2, width=64, height=32)[0].parent
+    command = [
+        sys.executable, "-m", "vggt_sparse_ns.scripts.process_data",
+        "--data", str(data), "--output-dir", str(out), "--num-downscales", "1",
+        "--checkpoint", str(vggt_tiny_dir), "--device", "cpu",
+    ]  # fmt: skip
+    environment = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(command, cwd=tmp_path, env=environment, stdout=subprocess.PIPE, text=True)
+    try:
+        printed = ""
+        while "Write ply..." not in printed and process.poll() is None:
+            printed += process.stdout.readline()
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=60)
+    finally:
+        process.kill()
+        process.wait()
+    assert snapshot(out) == snapshot(previous_dataset), "killed before the swap: the old dataset is whole"
+    assert (tmp_path / ".out.vggt-staging").is_dir(), "a SIGKILL leaves the staging folder"
+
+    ProcessVGGTSparse(
+        data=data,
+        output_dir=out,
+        num_downscales=1,
+        reconstruction=ReconstructionConfig(checkpoint=str(vggt_tiny_dir), device="cpu"),
+    ).main()
+
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out", "photos"]
+    assert sorted(path.name for path in (out / "images").iterdir()) == ["frame_00001.png", "frame_00002.png"]
