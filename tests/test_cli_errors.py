@@ -22,6 +22,11 @@ def test_wrong_input_is_one_line_on_stderr_and_status_1(capsys) -> None:
     assert status == 1 and err == "Error: --data photos does not exist.\n"
 
 
+def test_brackets_in_a_message_are_printed_as_they_are(capsys) -> None:
+    status, err = run(InputError("expected descriptors [frames, dim], got [bold]"), capsys)
+    assert err == "Error: expected descriptors [frames, dim], got [bold]\n"
+
+
 def test_an_unexpected_error_shows_its_traceback_then_the_same_line(capsys) -> None:
     status, err = run(ZeroDivisionError("division by zero"), capsys)
     assert status == 1 and "Traceback" in err and err.endswith("Error: division by zero\n")

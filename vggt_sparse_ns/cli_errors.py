@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from typing import NoReturn
 
 from rich.console import Console
+from rich.markup import escape
 
 from vggt_sparse_ns.interrupts import signals_as_interrupted
 
@@ -49,7 +50,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 def fail(message: str) -> NoReturn:
     """Print ``Error: message`` on stderr and exit with status 1."""
-    STDERR.print(f"[bold red]Error:[/bold red] {message}")
+    STDERR.print(f"[bold red]Error:[/bold red] {escape(message)}")
     raise SystemExit(INPUT_ERROR_STATUS)
 
 
@@ -64,7 +65,7 @@ def reported(*, verbose: bool = False, after_interrupt: Callable[[], str] = lamb
     except KeyboardInterrupt as interrupt:
         number = getattr(interrupt, "signal_number", signal.SIGINT)
         name = "Ctrl+C" if number == signal.SIGINT else signal.Signals(number).name
-        STDERR.print(f"[bold yellow]Interrupted ({name}).[/bold yellow] {after_interrupt()}".rstrip())
+        STDERR.print(f"[bold yellow]Interrupted ({name}).[/bold yellow] {escape(after_interrupt())}".rstrip())
         raise SystemExit(interrupted_status(number)) from None
     except Exception as error:
         if verbose or not isinstance(error, _user_errors()):
