@@ -21,8 +21,9 @@ from benchmarks.common import RESULTS_DIR, merge_rows
 from vggt_sparse_ns.layers.kernels import DeviceCapabilities
 from vggt_sparse_ns.layers.kernels import frame_list_attention as kernels
 from vggt_sparse_ns.layers.kernels.frame_list_attention import FrameLists, frame_list_attention
-from vggt_sparse_ns.sparse import CovisibilityAttention, FrameGraph, FrameLayout
+from vggt_sparse_ns.sparse import CovisibilityAttention, FrameLayout
 from vggt_sparse_ns.sparse.covisibility import attended_frames
+from vggt_sparse_ns.sparse.graph_build import FrameGraphSettings
 
 HEADS, HEAD_DIM, SPECIAL = 16, 64, 5
 BLOCK_SHAPES = [
@@ -68,7 +69,7 @@ def main() -> None:
         for _ in range(3)
     )
     descriptors = torch.randn(frames, 256, device="cuda", generator=generator)
-    graph = FrameGraph.from_descriptors(descriptors, neighbors=args.neighbors, symmetric=args.symmetric)
+    graph = FrameGraphSettings(neighbors=args.neighbors, symmetric=args.symmetric).build(descriptors)
     lists = FrameLists.from_csr(*attended_frames(graph))
     attended = lists.indices.numel() / frames
     keys_per_query = frames * SPECIAL + attended * (tokens - SPECIAL) if args.all_special else attended * tokens

@@ -37,7 +37,7 @@ from vggt_sparse_ns.export.config import ExportConfig
 from vggt_sparse_ns.model.config import VGGTConfig
 from vggt_sparse_ns.nerfstudio.process_data import ProcessVGGTSparse
 from vggt_sparse_ns.pipeline.config import ReconstructionConfig
-from vggt_sparse_ns.pipeline.stages import StageLog
+from vggt_sparse_ns.timing import StageTimer
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "process_data.json"
 TEXTURE_OCTAVES = ((6, 100), (24, 60), (96, 40))
@@ -142,7 +142,7 @@ def merge_row(path: Path, row: dict[str, Any], key: tuple[str, ...]) -> None:
 
 def run_command(
     images: Path, output_dir: Path, checkpoint: Path, device: str, settings: ProcessDataBenchmark
-) -> tuple[StageLog, float]:
+) -> tuple[StageTimer, float]:
     """``ns-process-data vggt-sparse`` on ``images`` into a fresh ``output_dir``: its stage log and wall-clock seconds."""
     shutil.rmtree(output_dir, ignore_errors=True)
     command = ProcessVGGTSparse(
@@ -154,9 +154,9 @@ def run_command(
         ),
         export=ExportConfig(depth=settings.depth),
     )
-    log = StageLog()
+    log = StageTimer()
     started = time.perf_counter()
-    command.main(log=log)
+    command.main(timer=log)
     return log, time.perf_counter() - started
 
 
@@ -191,7 +191,7 @@ def main(settings: ProcessDataBenchmark) -> dict[str, Any]:
         warmup, _ = run_command(warmup_images, settings.work_dir / "warmup-out", checkpoint, device, settings)
     log, whole = run_command(images, settings.work_dir / "out", checkpoint, device, settings)
 
-    model_seconds = log.seconds["inference"]
+    model_seconds = log.seconds()["inference"]
     row = {
         "frames": settings.frames,
         "width": settings.width,
@@ -201,8 +201,8 @@ def main(settings: ProcessDataBenchmark) -> dict[str, Any]:
         "neighbors": settings.neighbors,
         "num_downscales": settings.num_downscales,
         "depth": settings.depth,
-        "stages_s": _rounded(log.seconds),
-        "during_inference_s": _rounded({name: seconds for name, (_, seconds) in log.beside.items()}),
+        "stages_s": _rounded(log.seconds()),
+        "during_inference_s": _rounded({name: seconds for name, (_, seconds) in log.seconds_beside().items()}),
         "model_s": round(model_seconds, 3),
         "whole_s": round(whole, 3),
         "outside_stages_s": round(whole - log.total_seconds, 3),
@@ -210,7 +210,7 @@ def main(settings: ProcessDataBenchmark) -> dict[str, Any]:
         "peak_gib": None if log.peak_memory_bytes is None else round(log.peak_memory_bytes / 2**30, 2),
         "input_mb": round(sum(path.stat().st_size for path in paths) / 1e6, 1),
         "warmup_frames": settings.warmup_frames,
-        "warmup_stages_s": None if warmup is None else _rounded(warmup.seconds),
+        "warmup_stages_s": None if warmup is None else _rounded(warmup.seconds()),
         "generate_images_s": round(generate_seconds, 3),
         "write_checkpoint_s": None if checkpoint_seconds is None else round(checkpoint_seconds, 3),
         "python": platform.python_version(),

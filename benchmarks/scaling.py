@@ -27,8 +27,9 @@ import torch
 from benchmarks.common import RESULTS_DIR, merge_rows, random_vggt, smooth_images
 from vggt_sparse_ns.model import VGGTConfig
 from vggt_sparse_ns.model.memory import estimate_peak_bytes, free_device_bytes, taps_on_host
-from vggt_sparse_ns.sparse import BlockSparseAttention, CovisibilityAttention, DenseAttention, FrameGraph
+from vggt_sparse_ns.sparse import BlockSparseAttention, CovisibilityAttention, DenseAttention
 from vggt_sparse_ns.sparse.base import GlobalAttention
+from vggt_sparse_ns.sparse.graph_build import FrameGraphSettings
 
 STRATEGIES: dict[str, GlobalAttention] = {
     "dense": DenseAttention(),
@@ -90,7 +91,7 @@ def free_memory() -> None:
 def time_graph_build(frames: int, device: torch.device, path: Path, gpu: str) -> None:
     """Frame-graph construction time (k = 16, 1024-d descriptors like VGGT's patch tokens)."""
     descriptors = torch.randn(frames, 1024, device=device, generator=torch.Generator(device).manual_seed(0))
-    seconds, _, graph = measure(lambda: FrameGraph.from_descriptors(descriptors, neighbors=16), device, warmup=True)
+    seconds, _, graph = measure(lambda: FrameGraphSettings(neighbors=16).build(descriptors), device, warmup=True)
     print(f"frame graph, {frames} frames: {seconds:.3f} s, {graph.stats()}")
     row = {"frames": frames, "dim": 1024, "neighbors": 16, "seconds": round(seconds, 4), "gpu": gpu}
     merge_rows(path, [row], key=("frames", "dim", "neighbors", "gpu"))

@@ -16,9 +16,9 @@ import torch
 
 from benchmarks.common import RESULTS_DIR, merge_rows, random_vggt, smooth_images, time_cuda
 from vggt_sparse_ns.model import VGGTConfig
-from vggt_sparse_ns.model.timing import StageTimer
 from vggt_sparse_ns.sparse import SparseAttentionConfig
 from vggt_sparse_ns.sparse.covisibility import COVISIBILITY_ATTENTION
+from vggt_sparse_ns.timing import StageTimer
 
 PEAK_BF16_FLOPS = 790e12
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 """Tiny models with the VGGT and MegaLoc architectures and the original implementations' outputs (fixtures/README.md)."""
@@ -76,3 +78,25 @@ def huge_jpeg(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from unusual_images import write_huge_jpeg
 
     return write_huge_jpeg(tmp_path_factory.mktemp("huge") / "huge.jpg")
+
+
+@pytest.fixture
+def write_image() -> Callable[..., Path]:
+    """write_image(path, width, height, mode="RGB", orientation=None): random pixels, optional EXIF orientation."""
+
+    def write(path: Path, width: int = 96, height: int = 24, mode: str = "RGB", orientation: int | None = None) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng(abs(hash(path.name)) % 2**32)
+        if mode == "I;16":
+            image = Image.fromarray(rng.integers(0, 65536, (height, width), dtype=np.uint16))
+        else:
+            channels = {"RGB": 3, "RGBA": 4, "L": 1}[mode]
+            shape = (height, width, channels) if channels > 1 else (height, width)
+            image = Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode=mode)
+        exif = Image.Exif()
+        if orientation is not None:
+            exif[0x0112] = orientation
+        image.save(path, exif=exif)
+        return path
+
+    return write

@@ -13,7 +13,8 @@ from vggt_sparse_ns.pipeline.config import ReconstructionConfig
 
 @pytest.fixture
 def run_command(vggt_tiny_dir: Path, capsys) -> Callable[..., tuple[int, str]]:
-    """run_command(data, output_dir, **fields) -> (exit status, console output); tiny model on CPU, one downscale."""
+    """run_command(data, output_dir, **fields) -> (exit status, console output: stdout then stderr, whitespace
+    collapsed); tiny model on CPU, one downscale."""
 
     def run(data: Path, output_dir: Path, **fields) -> tuple[int, str]:
         fields.setdefault("reconstruction", ReconstructionConfig(checkpoint=str(vggt_tiny_dir), device="cpu"))
@@ -23,6 +24,7 @@ def run_command(vggt_tiny_dir: Path, capsys) -> Callable[..., tuple[int, str]]:
             status = 0
         except SystemExit as exit_:
             status = exit_.code
-        return status, " ".join(capsys.readouterr().out.split())
+        captured = capsys.readouterr()
+        return status, " ".join((captured.out + captured.err).split())
 
     return run

@@ -59,4 +59,4 @@ def test_the_hooked_command_exits_non_zero_on_bad_input(tmp_path: Path) -> None:
         "ns-process-data", "vggt-sparse", "--data", tmp_path / "missing", "--output-dir", tmp_path / "o"
     )
     assert result.returncode == 1, "nerfstudio's own entrypoint would have exited 0"
-    assert "does not exist" in result.stdout
+    assert f"Error: --data {tmp_path / 'missing'} does not exist." in result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from image_files import write_rgb, write_scene
 from PIL import Image
 
+import vggt_sparse_ns.export
 import vggt_sparse_ns.pipeline.run as run_module
 from vggt_sparse_ns.export.config import ExportConfig
 from vggt_sparse_ns.nerfstudio.dataparser import VGGTSparseDataParserConfig
@@ -124,3 +126,33 @@ def test_the_dataparser_reads_the_cached_depth_maps_in_the_units_they_were_writt
         depth = calls[0].depth
         assert depth.min() * 0.999 <= read[read > 0].max() <= depth.max() * 1.001, "nerfstudio reads VGGT's depths"
     assert len(calls) == 1
+
+
+@pytest.mark.slow
+def test_an_interrupted_rebuild_of_a_stale_cache_leaves_the_previous_cache_and_nothing_beside_it(
+    tmp_path: Path, tiny_dataparser, monkeypatch
+) -> None:
+    data = tmp_path / "garden"
+    write_scene(data, count=2)
+    tiny_dataparser(data).setup().get_dataparser_outputs("train")
+    cache = tmp_path / "garden-vggt-sparse"
+    before = {path.relative_to(cache): path.read_bytes() for path in cache.rglob("*") if path.is_file()}
+    write_rgb(data / "view_02.png", seed=7)
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(vggt_sparse_ns.export, "export_dataset", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        tiny_dataparser(data).setup().get_dataparser_outputs("train")
+
+    assert {path.relative_to(cache): path.read_bytes() for path in cache.rglob("*") if path.is_file()} == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["garden", "garden-vggt-sparse"]
+
+
+@pytest.mark.slow
+def test_the_process_data_command_module_imports_no_torch_for_nerfstudios_help() -> None:
+    code = "import sys, vggt_sparse_ns.nerfstudio.process_data; print('torch' in sys.modules)"
+    environment = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=environment)
+    assert result.stdout.strip() == "False"

@@ -30,9 +30,10 @@ import vggt_sparse_ns.viewer
 from vggt_sparse_ns.export import ExportError
 from vggt_sparse_ns.export.config import ExportConfig
 from vggt_sparse_ns.model import VGGT
+from vggt_sparse_ns.nerfstudio import report
 from vggt_sparse_ns.nerfstudio.process_data import ProcessVGGTSparse
 from vggt_sparse_ns.pipeline.config import ReconstructionConfig
-from vggt_sparse_ns.pipeline.stages import StageLog
+from vggt_sparse_ns.timing import StageTimer
 
 
 def parse(dataset: Path, **fields):
@@ -108,29 +109,32 @@ def test_a_tiny_image_is_skipped_with_a_warning_and_a_16000x12000_jpeg_makes_a_f
 
 def test_every_step_of_the_command_is_a_timed_stage_in_the_summary(tmp_path: Path, vggt_tiny_dir: Path, capsys):
     data = write_scene(tmp_path / "photos", count=2)[0].parent
-    log = StageLog()
+    timer = StageTimer()
     ProcessVGGTSparse(
         data=data,
         output_dir=tmp_path / "out",
         num_downscales=1,
         reconstruction=ReconstructionConfig(checkpoint=str(vggt_tiny_dir), device="cpu"),
-        export=ExportConfig(depth=True),
-    ).main(log=log)
+        export=ExportConfig(depth=True, colmap=True),
+    ).main(timer=timer)
 
-    assert list(log.seconds) == [
+    stages = [
         "probe images",
         "load model",
         "load images",
         "inference",
         "finish writing images",
-        "clear old outputs",
-        "move images into place",
         "point cloud",
         "write ply",
         "depth maps",
+        "colmap model",
         "transforms.json",
     ]
-    assert list(log.beside) == ["write images"] and log.beside["write images"][0] == "inference"
+    assert list(timer.seconds()) == [*stages, "move into place"]
+    assert list(timer.seconds_beside()) == ["write images"] and timer.seconds_beside()["write images"][0] == "inference"
+    summary = json.loads((tmp_path / "out" / "vggt" / "summary.json").read_text())
+    assert list(summary["seconds"]) == stages, "vggt/summary.json times the export stages too (not its own swap)"
+    assert summary["seconds_beside"]["write images"]["during"] == "inference"
     output = " ".join(capsys.readouterr().out.split())
     assert "Time: probe images" in output and "depth maps" in output and "(total" in output
     assert "write images" in output and "(during inference)" in output
@@ -140,7 +144,7 @@ def test_a_failed_reconstruction_leaves_no_output_folder_and_no_staged_images(
     tmp_path: Path, vggt_tiny_dir: Path, monkeypatch
 ):
     output_dir = tmp_path / "out"
-    staged = output_dir / ".vggt-staging" / "images"
+    staged = tmp_path / ".out.vggt-staging" / "images"
     staged_counts = []
 
     def run_out_of_memory(*args, **kwargs):
@@ -160,7 +164,7 @@ def test_a_failed_reconstruction_leaves_no_output_folder_and_no_staged_images(
         ).main()
     assert exit_info.value.code != 0
     assert staged_counts == [3], "the images were staged while the model ran"
-    assert not output_dir.exists()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["photos"], "no output folder, nothing beside it"
 
 
 def test_a_model_failure_stops_the_image_writers_and_keeps_the_previous_dataset(
@@ -192,7 +196,8 @@ def test_images_written_during_inference_replace_a_previous_runs_images(tmp_path
     ProcessVGGTSparse(data=data, output_dir=output_dir, num_downscales=1, reconstruction=config).main()
     assert sorted(path.name for path in (output_dir / "images").iterdir()) == ["frame_00001.png", "frame_00002.png"]
     assert sorted(path.name for path in (output_dir / "images_2").iterdir()) == ["frame_00001.png", "frame_00002.png"]
-    assert not (output_dir / "images_4").exists() and not (output_dir / ".vggt-staging").exists()
+    assert not (output_dir / "images_4").exists()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out", "photos"], "nothing left beside the output"
 
 
 def test_images_already_inside_the_output_folder_are_used_in_place_then_viewed(
@@ -235,7 +240,9 @@ def test_a_point_cloud_from_the_point_map_runs_the_point_head(tmp_path: Path, ru
     assert "points, confidence" in output
 
 
-def test_a_failure_after_images_were_replaced_leaves_no_transforms_json(tmp_path: Path, run_command, monkeypatch):
+def test_an_export_failure_after_the_images_were_written_leaves_the_previous_files_as_they_were(
+    tmp_path: Path, run_command, monkeypatch
+):
     out = tmp_path / "out"
     out.mkdir()
     (out / "transforms.json").write_text('{"frames": []}')
@@ -245,8 +252,9 @@ def test_a_failure_after_images_were_replaced_leaves_no_transforms_json(tmp_path
 
     monkeypatch.setattr(vggt_sparse_ns.export, "export_dataset", fail)
     status, output = run_command(write_scene(tmp_path / "photos", count=2)[0].parent, out)
-    assert_failed_cleanly(status, output, "cannot export", out)
-    assert (out / "images" / "frame_00001.png").exists()
+    assert status == 1 and "Error: cannot export" in output
+    assert sorted(path.name for path in out.iterdir()) == ["transforms.json"]
+    assert (out / "transforms.json").read_text() == '{"frames": []}'
 
 
 @pytest.mark.parametrize(
@@ -379,3 +387,32 @@ def test_a_video_with_an_image_folder_for_eval_is_refused_before_anything_change
 
     assert status == 1 and "both be image folders or both videos" in output
     assert sorted(path.name for path in out.iterdir()) == ["transforms.json"]
+
+
+def test_log_lines_are_whole_lines_without_file_and_line_when_the_output_is_not_a_terminal(
+    tmp_path: Path, vggt_tiny_dir: Path, capsys, monkeypatch
+) -> None:
+    out = tmp_path / ("a_long_folder_name_" * 8) / "out"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    ProcessVGGTSparse(
+        data=write_scene(tmp_path / "photos", count=2)[0].parent,
+        output_dir=out,
+        num_downscales=1,
+        reconstruction=ReconstructionConfig(checkpoint=str(vggt_tiny_dir), device="cpu"),
+    ).main()
+
+    lines = capsys.readouterr().out.splitlines()
+    assert f"2 frames reconstructed into {out}" in lines
+    assert any(line.startswith("Time: probe images ") and line.endswith(" s)") for line in lines)
+    assert not [line for line in lines if ".py:" in line], "no file:line of ours or nerfstudio's"
+    assert lines[-1] == (
+        f"Next: vggt-sparse-ns view {out} to look at it here; training needs a CUDA GPU, which PyTorch does not see "
+        f"on this machine: on one that has it, ns-train vggt-splatfacto --data {out}"
+    ), "splatfacto needs CUDA: on a CPU-only machine the next step is one that runs there"
+
+
+def test_the_next_step_is_training_where_cuda_is_available() -> None:
+    assert (
+        report.next_step(Path("out"), cuda_available=True) == "Next: [bold]ns-train vggt-splatfacto --data out[/bold]"
+    )
+    assert "vggt-sparse-ns view out" in report.next_step(Path("out"), cuda_available=False)

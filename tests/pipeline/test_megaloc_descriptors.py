@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from vggt_sparse_ns.images import load_images
-from vggt_sparse_ns.pipeline import ReconstructionConfig, StageLog, reconstruct
+from vggt_sparse_ns.pipeline import ReconstructionConfig, reconstruct
 from vggt_sparse_ns.sparse import CovisibilityAttention
 from vggt_sparse_ns.sparse.megaloc import load_megaloc, megaloc_descriptors
+from vggt_sparse_ns.timing import StageTimer
 
 
 def test_megaloc_descriptors_build_the_frame_graph(tmp_path, write_image, vggt_tiny_dir, megaloc_tiny_dir) -> None:
@@ -20,7 +21,7 @@ def test_megaloc_descriptors_build_the_frame_graph(tmp_path, write_image, vggt_t
         descriptors="megaloc",
         megaloc_checkpoint=str(megaloc_tiny_dir),
     )
-    log = StageLog()
+    log = StageTimer()
     result = reconstruct(scene, config, log)
 
     descriptors = megaloc_descriptors(load_megaloc(megaloc_tiny_dir), load_images(scene).tensor)
@@ -29,7 +30,7 @@ def test_megaloc_descriptors_build_the_frame_graph(tmp_path, write_image, vggt_t
     expected = {(min(i, j), max(i, j)) for i, j in zip(src.tolist(), dst.tolist(), strict=True)}
     assert {tuple(edge) for edge in result.graph_edges.tolist()} == expected
     assert result.attention["graph_source"] == "given descriptors"
-    assert list(log.seconds) == ["load model", "load images", "megaloc descriptors", "inference"]
+    assert list(log.seconds()) == ["load model", "load images", "megaloc descriptors", "inference"]
 
 
 def test_dense_attention_does_not_load_megaloc_and_says_so(tmp_path, write_image, vggt_tiny_dir, caplog) -> None:

@@ -15,8 +15,9 @@ import torch
 from vggt_sparse_ns.hub import WeightsUnavailableError
 from vggt_sparse_ns.images import load_images
 from vggt_sparse_ns.model import VGGT, load_pretrained
-from vggt_sparse_ns.pipeline import ReconstructionConfig, ReconstructionOutOfMemoryError, StageLog, reconstruct
+from vggt_sparse_ns.pipeline import ReconstructionConfig, ReconstructionOutOfMemoryError, reconstruct
 from vggt_sparse_ns.pipeline.errors import InputError
+from vggt_sparse_ns.timing import StageTimer
 
 
 @pytest.fixture
@@ -30,7 +31,7 @@ def tiny_config(vggt_tiny_dir: Path) -> ReconstructionConfig:
 
 
 def test_predictions_reach_the_host_unchanged_with_stage_times(scene, vggt_tiny_dir) -> None:
-    log = StageLog()
+    log = StageTimer()
     result = reconstruct(scene, ReconstructionConfig(checkpoint=str(vggt_tiny_dir), device="cpu"), log, point_head=True)
 
     batch = load_images(scene)
@@ -46,7 +47,7 @@ def test_predictions_reach_the_host_unchanged_with_stage_times(scene, vggt_tiny_
     assert result.image_paths == scene
     assert result.attention == {"strategy": "dense", "implementation": "sdpa"}  # no Gluon kernel on CPU
     assert result.graph_edges is None
-    assert list(log.seconds) == ["load model", "load images", "inference"]
+    assert list(log.seconds()) == ["load model", "load images", "inference"]
     assert log.peak_memory_bytes is None
 
 
@@ -115,10 +116,10 @@ def test_missing_weights_offline_stop_before_any_image_is_decoded(scene, tmp_pat
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty_hub_cache"))
     decoded = []
     monkeypatch.setattr("vggt_sparse_ns.pipeline.run.load_images", lambda *args, **kwargs: decoded.append(args))
-    log = StageLog()
+    log = StageTimer()
     with pytest.raises(WeightsUnavailableError, match="facebook/VGGT-1B"):
         reconstruct(scene, ReconstructionConfig(device="cpu"), log)
-    assert decoded == [] and "load images" not in log.seconds
+    assert decoded == [] and "load images" not in log.seconds()
 
 
 def test_missing_megaloc_weights_stop_before_any_image_is_decoded(scene, tiny_config, tmp_path, monkeypatch) -> None:
@@ -169,9 +170,9 @@ def test_images_are_decoded_while_the_weights_load(scene, tiny_config, monkeypat
 
     monkeypatch.setattr(run, "load_images", decode)
     monkeypatch.setattr(run, "load_pretrained", load_once_decoding_has_started)
-    log = StageLog()
+    log = StageTimer()
     result = reconstruct(scene, tiny_config, log)
-    assert list(log.seconds)[:2] == ["load model", "load images"] and len(result.image_paths) == len(scene)
+    assert list(log.seconds())[:2] == ["load model", "load images"] and len(result.image_paths) == len(scene)
 
 
 def test_an_unavailable_device_is_a_clear_input_error(scene, tiny_config) -> None:

@@ -9,6 +9,7 @@ from sparse_reference import covisibility_mask, masked_attention
 
 from vggt_sparse_ns.sparse import CovisibilityAttention, FrameGraph, FrameLayout
 from vggt_sparse_ns.sparse.covisibility import COVISIBILITY_ATTENTION, gather_chunks
+from vggt_sparse_ns.sparse.graph_build import FrameGraphSettings
 
 FRAMES, TOKENS, SPECIAL, HEADS, HEAD_DIM = 7, 23, 5, 2, 16
 PARTIAL_LISTS = [[], [2], [], [4, 5], [], [1], [3]]
@@ -99,7 +100,7 @@ def test_each_scene_of_a_batch_uses_its_own_graph(implementation):
     strategy = CovisibilityAttention(neighbors=1, descriptors=descriptors, implementation=implementation)
     out, (q, k, v), plan = run(strategy, batch=2)
     for scene in range(2):
-        lists = FrameGraph.from_descriptors(descriptors[scene], neighbors=1).neighbor_lists()
+        lists = FrameGraphSettings(neighbors=1).build(descriptors[scene]).neighbor_lists()
         mask = covisibility_mask(lists, TOKENS, SPECIAL, symmetric=False)
         expected = masked_attention(q[scene : scene + 1], k[scene : scene + 1], v[scene : scene + 1], mask)
         torch.testing.assert_close(out[scene : scene + 1], expected, rtol=0, atol=TOLERANCE)

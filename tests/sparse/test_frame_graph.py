@@ -9,6 +9,20 @@ from vggt_sparse_ns.sparse import FrameGraph, graph_build
 from vggt_sparse_ns.sparse.graph import component_labels
 
 
+def graph_from_descriptors(
+    descriptors: torch.Tensor,
+    neighbors: int = 16,
+    threshold: float | None = None,
+    window: int | None = None,
+    min_degree: int = 1,
+    connect_reference: bool = True,
+    symmetric: bool = False,
+) -> FrameGraph:
+    """k-nearest-neighbour graph by cosine similarity of descriptors [S, D] (graph_build.FrameGraphSettings)."""
+    settings = graph_build.FrameGraphSettings(neighbors, symmetric, threshold, window, min_degree)
+    return settings.build(descriptors, connect_reference)
+
+
 def random_descriptors(frames: int, dim: int = 8, seed: int = 0) -> torch.Tensor:
     return torch.randn(frames, dim, generator=torch.Generator().manual_seed(seed))
 
@@ -21,29 +35,27 @@ def clustered_descriptors(clusters: int, per_cluster: int, seed: int = 0) -> tor
 
 
 def test_a_symmetric_graph_from_descriptors_has_no_self_loops():
-    adjacency = FrameGraph.from_descriptors(random_descriptors(40), neighbors=3, symmetric=True).adjacency()
+    adjacency = graph_from_descriptors(random_descriptors(40), neighbors=3, symmetric=True).adjacency()
     assert torch.equal(adjacency, adjacency.T)
     assert not adjacency.diagonal().any()
 
 
 def test_a_graph_from_descriptors_is_directed_by_default():
-    graph = FrameGraph.from_descriptors(random_descriptors(40), neighbors=3, connect_reference=False)
+    graph = graph_from_descriptors(random_descriptors(40), neighbors=3, connect_reference=False)
     adjacency = graph.adjacency()
     assert not graph.symmetric and not torch.equal(adjacency, adjacency.T)
     assert not adjacency.diagonal().any()
 
 
 def test_frame_zero_is_linked_to_every_frame():
-    adjacency = FrameGraph.from_descriptors(random_descriptors(25), neighbors=2).adjacency()
+    adjacency = graph_from_descriptors(random_descriptors(25), neighbors=2).adjacency()
     assert adjacency[0, 1:].all()
 
 
 def test_nearest_neighbours_match_a_brute_force_search():
     descriptors = random_descriptors(30)
-    directed = FrameGraph.from_descriptors(descriptors, neighbors=3, min_degree=0, connect_reference=False)
-    symmetric = FrameGraph.from_descriptors(
-        descriptors, neighbors=3, min_degree=0, connect_reference=False, symmetric=True
-    )
+    directed = graph_from_descriptors(descriptors, neighbors=3, min_degree=0, connect_reference=False)
+    symmetric = graph_from_descriptors(descriptors, neighbors=3, min_degree=0, connect_reference=False, symmetric=True)
     unit = torch.nn.functional.normalize(descriptors, dim=-1)
     similarity = unit @ unit.T
     similarity.fill_diagonal_(-2.0)
@@ -55,14 +67,14 @@ def test_nearest_neighbours_match_a_brute_force_search():
 
 def test_chunked_similarity_search_gives_the_same_graph(monkeypatch):
     descriptors = random_descriptors(50)
-    whole = FrameGraph.from_descriptors(descriptors, neighbors=4, threshold=0.5)
+    whole = graph_from_descriptors(descriptors, neighbors=4, threshold=0.5)
     monkeypatch.setattr(graph_build, "SIMILARITY_CHUNK_ELEMENTS", 120)
-    chunked = FrameGraph.from_descriptors(descriptors, neighbors=4, threshold=0.5)
+    chunked = graph_from_descriptors(descriptors, neighbors=4, threshold=0.5)
     assert torch.equal(whole.adjacency(), chunked.adjacency())
 
 
 def test_equal_similarities_are_broken_towards_lower_frame_indices():
-    graph = FrameGraph.from_descriptors(torch.ones(6, 4), neighbors=2, min_degree=0, connect_reference=False)
+    graph = graph_from_descriptors(torch.ones(6, 4), neighbors=2, min_degree=0, connect_reference=False)
     # Every frame's two "most similar" are the lowest other indices: 0 -> {1, 2}, 1 -> {0, 2}, others -> {0, 1}.
     assert graph.neighbor_lists() == [[1, 2], [0, 2], [0, 1], [0, 1], [0, 1], [0, 1]]
 
@@ -84,18 +96,18 @@ def test_top_per_row_picks_the_largest_finite_entries_with_ties_to_lower_columns
 
 def test_construction_is_deterministic():
     descriptors = random_descriptors(60)
-    first = FrameGraph.from_descriptors(descriptors, neighbors=5, window=2)
-    second = FrameGraph.from_descriptors(descriptors.clone(), neighbors=5, window=2)
+    first = graph_from_descriptors(descriptors, neighbors=5, window=2)
+    second = graph_from_descriptors(descriptors.clone(), neighbors=5, window=2)
     assert torch.equal(first.indptr, second.indptr) and torch.equal(first.indices, second.indices)
 
 
 def test_every_frame_reaches_the_minimum_degree():
-    graph = FrameGraph.from_descriptors(random_descriptors(20), neighbors=0, min_degree=3, connect_reference=False)
+    graph = graph_from_descriptors(random_descriptors(20), neighbors=0, min_degree=3, connect_reference=False)
     assert int(graph.degrees().min()) >= 3
 
 
 def test_disconnected_clusters_are_bridged_until_connected():
-    graph = FrameGraph.from_descriptors(clustered_descriptors(3, 5), neighbors=2, connect_reference=False)
+    graph = graph_from_descriptors(clustered_descriptors(3, 5), neighbors=2, connect_reference=False)
     assert graph.components_before_repair == 3
     assert graph.component_count() == 1
 
@@ -104,7 +116,7 @@ def test_a_bridge_joins_the_most_similar_pair_of_two_clusters():
     descriptors = clustered_descriptors(2, 4)
     descriptors[2] = torch.tensor([1.0, 0.5])  # cluster 0's frame leaning most towards cluster 1
     descriptors[6] = torch.tensor([0.5, 1.0])  # and cluster 1's frame leaning most towards cluster 0
-    graph = FrameGraph.from_descriptors(descriptors, neighbors=1, connect_reference=False)
+    graph = graph_from_descriptors(descriptors, neighbors=1, connect_reference=False)
     adjacency = graph.adjacency()
     assert graph.components_before_repair == 2
     assert adjacency[2, 6]
@@ -112,9 +124,7 @@ def test_a_bridge_joins_the_most_similar_pair_of_two_clusters():
 
 
 def test_window_links_exactly_the_frames_within_it():
-    graph = FrameGraph.from_descriptors(
-        random_descriptors(10), neighbors=0, window=2, min_degree=0, connect_reference=False
-    )
+    graph = graph_from_descriptors(random_descriptors(10), neighbors=0, window=2, min_degree=0, connect_reference=False)
     index = torch.arange(10)
     distance = (index[:, None] - index[None, :]).abs()
     assert torch.equal(graph.adjacency(), (distance <= 2) & (distance > 0))
@@ -122,7 +132,7 @@ def test_window_links_exactly_the_frames_within_it():
 
 def test_threshold_links_the_pairs_at_least_that_similar_plus_one_bridge_per_extra_component():
     descriptors = random_descriptors(15, dim=3)
-    graph = FrameGraph.from_descriptors(descriptors, neighbors=0, threshold=0.6, min_degree=0, connect_reference=False)
+    graph = graph_from_descriptors(descriptors, neighbors=0, threshold=0.6, min_degree=0, connect_reference=False)
     unit = torch.nn.functional.normalize(descriptors, dim=-1)
     expected = (unit @ unit.T >= 0.6) & ~torch.eye(15, dtype=torch.bool)
     adjacency = graph.adjacency()
@@ -133,7 +143,7 @@ def test_threshold_links_the_pairs_at_least_that_similar_plus_one_bridge_per_ext
 
 
 def test_neighbors_beyond_the_frame_count_give_the_complete_graph():
-    graph = FrameGraph.from_descriptors(random_descriptors(5), neighbors=16)
+    graph = graph_from_descriptors(random_descriptors(5), neighbors=16)
     assert torch.equal(graph.adjacency(), FrameGraph.complete(5).adjacency())
 
 
@@ -180,15 +190,15 @@ def test_reference_edges_are_added_once_and_only_where_missing():
         completed = graph.with_reference_edges()
         assert completed.has_reference_edges()
         assert completed.with_reference_edges() is completed
-    built = FrameGraph.from_descriptors(torch.randn(40, 8, generator=torch.Generator().manual_seed(2)), neighbors=3)
+    built = graph_from_descriptors(torch.randn(40, 8, generator=torch.Generator().manual_seed(2)), neighbors=3)
     assert built.has_reference_edges() and built.with_reference_edges() is built
     assert FrameGraph.from_neighbor_lists([[]], frames=1).has_reference_edges()
 
 
 def test_a_directed_knn_graph_gives_every_frame_exactly_k_plus_frame_zero():
     descriptors = torch.randn(300, 32, generator=torch.Generator().manual_seed(4))
-    directed = FrameGraph.from_descriptors(descriptors, neighbors=6, symmetric=False, connect_reference=False)
-    symmetric = FrameGraph.from_descriptors(descriptors, neighbors=6, connect_reference=False, symmetric=True)
+    directed = graph_from_descriptors(descriptors, neighbors=6, symmetric=False, connect_reference=False)
+    symmetric = graph_from_descriptors(descriptors, neighbors=6, connect_reference=False, symmetric=True)
     assert directed.degrees().tolist() == [6] * 300
     assert directed.stats()["components_before_repair"] == directed.component_count() == 1
     chosen = directed.adjacency()
@@ -220,6 +230,6 @@ def test_bad_inputs_are_rejected_with_a_clear_message():
     with pytest.raises(ValueError, match="frame indices"):
         FrameGraph.from_neighbor_lists([[5], [], []], frames=3)
     with pytest.raises(ValueError, match="NaN"):
-        FrameGraph.from_descriptors(torch.full((3, 2), float("nan")))
+        graph_from_descriptors(torch.full((3, 2), float("nan")))
     with pytest.raises(ValueError, match="descriptors"):
-        FrameGraph.from_descriptors(torch.ones(3))
+        graph_from_descriptors(torch.ones(3))

@@ -1,4 +1,4 @@
-"""`vggt-sparse-ns view`: flags, the printed URL, and one clear message with exit status 2 for bad input."""
+"""`vggt-sparse-ns view`: flags, the printed URL, and one clear message with exit status 1 for bad input (cli_errors.py)."""
 
 from __future__ import annotations
 
@@ -31,29 +31,29 @@ def test_flags_fill_the_viewer_config(tmp_path: Path):
     assert command == View(output_dir=tmp_path, viewer=ViewerConfig(host="0.0.0.0", port=8123, max_points=1000))
 
 
-def test_folder_without_transforms_prints_one_message_and_exits_2(tmp_path: Path):
+def test_folder_without_transforms_prints_one_message_and_exits_1(tmp_path: Path):
     result = _run_cli("view", str(tmp_path))
-    assert result.returncode == 2
-    assert f"error: no transforms.json in {tmp_path}" in result.stderr
+    assert result.returncode == 1
+    assert f"Error: no transforms.json in {tmp_path}" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
 
 
-def test_folder_without_point_cloud_exits_2_with_the_missing_path(make_output, capsys, free_port: int):
+def test_folder_without_point_cloud_exits_1_with_the_missing_path(make_output, capsys, free_port: int):
     root = make_output(cameras=2, points=10)
     (root / "sparse_pc.ply").unlink()
     with pytest.raises(SystemExit) as exit_info:
         entrypoint(["view", str(root), "--port", str(free_port)])
-    assert exit_info.value.code == 2
-    assert f"error: point cloud not found: {root / 'sparse_pc.ply'}" in capsys.readouterr().err.replace("\n", "")
+    assert exit_info.value.code == 1
+    assert f"Error: point cloud not found: {root / 'sparse_pc.ply'}" in capsys.readouterr().err.replace("\n", "")
 
 
-def test_port_in_use_prints_one_message_and_exits_2(synthetic_output: Path, free_port: int):
+def test_port_in_use_prints_one_message_and_exits_1(synthetic_output: Path, free_port: int):
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as occupant:
         occupant.bind(("127.0.0.1", free_port))
         occupant.listen()
         result = _run_cli("view", str(synthetic_output), "--port", str(free_port))
-    assert result.returncode == 2
-    assert f"error: cannot listen on 127.0.0.1:{free_port}" in result.stderr
+    assert result.returncode == 1
+    assert f"Error: cannot listen on 127.0.0.1:{free_port}" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
 
 

@@ -8,6 +8,7 @@ import numpy as np
 from export.synthetic_scene import tiny_dataset  # tests/ is on sys.path: tests/conftest.py is there
 
 from vggt_sparse_ns.export import ExportConfig, export_dataset
+from vggt_sparse_ns.export.run_info import write_run_summary
 from vggt_sparse_ns.viewer import load_scene
 
 FRAMES = 4
@@ -15,7 +16,8 @@ FRAMES = 4
 
 def test_exported_dataset_loads_with_its_cameras_points_graph_and_summary(tmp_path: Path):
     reconstruction, names = tiny_dataset(tmp_path, FRAMES)
-    exported = export_dataset(reconstruction, tmp_path, names, ExportConfig(max_points=500), run_summary={"frames": 4})
+    exported = export_dataset(reconstruction, tmp_path, names, ExportConfig(max_points=500))
+    write_run_summary(tmp_path, {"frames": 4, "attention": reconstruction.attention})
 
     scene = load_scene(tmp_path)
     assert len(scene.T_world_camera) == FRAMES

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -13,23 +13,22 @@ import torch
 
 from vggt_sparse_ns.export.colmap import write_colmap
 from vggt_sparse_ns.export.config import ExportConfig, ExportError
-from vggt_sparse_ns.export.depth import DEPTH_DIR, write_depth_maps
+from vggt_sparse_ns.export.depth import write_depth_maps
 from vggt_sparse_ns.export.geometry import common_intrinsic, full_resolution_intrinsics, to_nerfstudio_world
-from vggt_sparse_ns.export.nerfstudio import TRANSFORMS_FILE, transforms_dict, write_transforms
+from vggt_sparse_ns.export.nerfstudio import transforms_dict, write_transforms
 from vggt_sparse_ns.export.ply import write_ply
 from vggt_sparse_ns.export.points import PointCloud, build_point_cloud, confident_pixels
-from vggt_sparse_ns.export.run_info import write_graph, write_run_summary
+from vggt_sparse_ns.export.run_info import write_graph
 from vggt_sparse_ns.images import ImageLoadError, ImageTransform, open_image
+from vggt_sparse_ns.output_layout import COLMAP_MODEL_DIR, DEPTH_DIR, PLY_FILE, TRANSFORMS_FILE
 from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
-from vggt_sparse_ns.pipeline.stages import StageLog
-
-PLY_FILE = "sparse_pc.ply"
-COLMAP_DIR = Path("colmap") / "sparse" / "0"
+from vggt_sparse_ns.timing import StageTimer
 
 
 @dataclass(frozen=True)
 class ExportSummary:
-    """What was written, for the run summary and the final message."""
+    """What was written, for the run summary and the final message; paths are relative to the dataset folder
+    (the summary stays true when the folder moves, e.g. from a staging folder into place)."""
 
     num_frames: int
     num_points: int
@@ -38,12 +37,11 @@ class ExportSummary:
     voxel_size: float
     """0 when no downsampling was needed."""
     shared_intrinsics: bool
-    transforms_path: Path
-    ply_path: Path
-    depth_dir: Path | None
+    ply_file: str
+    depth_dir: str | None
     depth_unit_scale_factor: float | None
     """Pass as the nerfstudio-data dataparser's --depth-unit-scale-factor (None without depth)."""
-    colmap_dir: Path | None
+    colmap_dir: str | None
     seconds: float
 
     @property
@@ -64,31 +62,31 @@ def export_dataset(
     config: ExportConfig,
     *,
     num_downscales: int = 0,
-    run_summary: Mapping[str, Any] | None = None,
-    log: StageLog | None = None,
+    image_root: Path | None = None,
+    log: StageTimer | None = None,
     device: torch.device | str = "cpu",
 ) -> ExportSummary:
     """Write sparse_pc.ply, depth maps (config.depth), the COLMAP model (config.colmap),
-    vggt/graph.json, vggt/summary.json and, last and atomically, transforms.json.
+    vggt/graph.json and, last and atomically, transforms.json into ``output_dir``.
 
-    ``image_names[i]`` is frame i's image, relative to ``output_dir`` (e.g. images/frame_00001.png),
-    already written there at full resolution, upright (EXIF orientation applied). ``num_downscales``
-    matches the images_2/4/... folders (depth maps get depths_2/4/...). ``run_summary`` is written
-    into vggt/summary.json with this export's summary under "export". ``log`` times the stages
-    "point cloud", "write ply", "depth maps", "colmap model" and "transforms.json". The point cloud is
-    built and depth maps are resampled on ``device`` (the reconstruction's).
+    ``image_names[i]`` is frame i's image, relative to ``image_root`` (default ``output_dir``; e.g.
+    images/frame_00001.png), already written there at full resolution, upright (EXIF orientation applied):
+    ``image_root`` is the dataset's final folder when ``output_dir`` is a staging folder and the images are
+    already in place. ``num_downscales`` matches the images_2/4/... folders (depth maps get depths_2/4/...).
+    ``log`` times the stages "point cloud", "write ply", "depth maps", "colmap model" and "transforms.json".
+    The point cloud is built and depth maps are resampled on ``device`` (the reconstruction's).
     """
     started = time.perf_counter()
-    log = log or StageLog()
+    log = log or StageTimer()
     output_dir = Path(output_dir)
     with log.stage("point cloud"):
-        _check_inputs(reconstruction, output_dir, image_names, config)
+        _check_inputs(reconstruction, image_root or output_dir, image_names, config)
         # transforms.json is written last, so a failed export never leaves one next to partial outputs.
         (output_dir / TRANSFORMS_FILE).unlink(missing_ok=True)
         point_pixels = confident_pixels(reconstruction, config.point_source, config, device=device)
         points = build_point_cloud(reconstruction, point_pixels, config.max_points, device=device)
     with log.stage("write ply"):
-        ply_path = write_ply(output_dir / PLY_FILE, to_nerfstudio_world(points.xyz), points.rgb, points.confidence)
+        write_ply(output_dir / PLY_FILE, to_nerfstudio_world(points.xyz), points.rgb, points.confidence)
     intrinsics = full_resolution_intrinsics(reconstruction.intrinsics, reconstruction.transforms)
     sizes = [t.original_size for t in reconstruction.transforms]
     shared = common_intrinsic(intrinsics, sizes)
@@ -105,12 +103,10 @@ def export_dataset(
             depth_maps = write_depth_maps(
                 reconstruction, output_dir, stems, depth_pixels, config.depth_format, num_downscales, device=device
             )
-    colmap_dir = None
     if config.colmap:
-        colmap_dir = output_dir / COLMAP_DIR
         with log.stage("colmap model"):
             write_colmap(
-                colmap_dir,
+                output_dir / COLMAP_MODEL_DIR,
                 reconstruction.T_camera_world,
                 intrinsics,
                 sizes=sizes,
@@ -131,16 +127,11 @@ def export_dataset(
             confidence_threshold=points.confidence_threshold,
             voxel_size=points.voxel_size,
             shared_intrinsics=shared is not None,
-            transforms_path=output_dir / TRANSFORMS_FILE,
-            ply_path=ply_path,
-            depth_dir=output_dir / DEPTH_DIR if depth_maps else None,
+            ply_file=PLY_FILE,
+            depth_dir=DEPTH_DIR if depth_maps else None,
             depth_unit_scale_factor=depth_maps.unit if depth_maps else None,
-            colmap_dir=colmap_dir,
+            colmap_dir=COLMAP_MODEL_DIR if config.colmap else None,
             seconds=time.perf_counter() - started,
-        )
-        write_run_summary(
-            output_dir,
-            {**(run_summary or {}), "attention": reconstruction.attention, "export": summary.to_json()},
         )
         data = transforms_dict(
             reconstruction.T_camera_world,
@@ -166,7 +157,7 @@ def _full_resolution_pixels(transforms: Sequence[ImageTransform], points: PointC
 
 
 def _check_inputs(
-    reconstruction: Reconstruction, output_dir: Path, image_names: Sequence[str], config: ExportConfig
+    reconstruction: Reconstruction, image_root: Path, image_names: Sequence[str], config: ExportConfig
 ) -> None:
     frames = reconstruction.num_frames
     if reconstruction.depth.ndim != 3:
@@ -202,14 +193,14 @@ def _check_inputs(
     if len(set(image_names)) != frames:
         raise ExportError("image names must be distinct")
     for name, transform in zip(image_names, reconstruction.transforms, strict=True):
-        _check_image(output_dir, name, transform.original_size)
+        _check_image(image_root, name, transform.original_size)
 
 
-def _check_image(output_dir: Path, name: str, original_size: tuple[int, int]) -> None:
+def _check_image(image_root: Path, name: str, original_size: tuple[int, int]) -> None:
     relative = PurePosixPath(name)
     if relative.is_absolute() or ".." in relative.parts:
         raise ExportError(f"image name {name!r} must be a path inside the output folder, like images/frame_00001.png")
-    path = output_dir / relative
+    path = image_root / relative
     if not path.is_file():
         raise ExportError(f"{path} does not exist: write the images into the output folder before exporting")
     try:

@@ -40,11 +40,9 @@ from vggt_sparse_ns.export.config import DepthFormat, ExportError
 from vggt_sparse_ns.export.points import ConfidentPixels
 from vggt_sparse_ns.export.transfer import to_device, to_host
 from vggt_sparse_ns.images import ImageTransform
+from vggt_sparse_ns.output_layout import DEPTH_DIR, downscaled_depth_dir
 from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
 
-DEPTH_DIR = "depth"
-DOWNSCALED_DEPTH_PREFIX = "depths_"
-"""nerfstudio's dataparser reads depth for images_N from depths_N/ (same file names)."""
 PNG_MAX = 65535
 PNG_COMPRESSION = 1
 """ISA-L deflate level (0-3): its level 1 writes files as small as zlib's level 1 four times as fast; the Up
@@ -214,7 +212,7 @@ def write_depth_maps(
     names = [f"{stem}{suffix}" for stem in file_stems]
     if len(set(names)) != len(names):
         raise ExportError("Depth file names collide: image names must have distinct stems.")
-    folders = [DEPTH_DIR, *(f"{DOWNSCALED_DEPTH_PREFIX}{2**level}" for level in range(1, num_downscales + 1))]
+    folders = [DEPTH_DIR, *(downscaled_depth_dir(level) for level in range(1, num_downscales + 1))]
     frames_by_transform: dict[ImageTransform, list[int]] = defaultdict(list)
     for index, transform in enumerate(reconstruction.transforms):
         frames_by_transform[transform].append(index)

@@ -16,8 +16,8 @@ import numpy as np
 
 from vggt_sparse_ns.export.atomic import write_json_atomic
 from vggt_sparse_ns.export.geometry import applied_transform, common_intrinsic, nerfstudio_camera_to_world
+from vggt_sparse_ns.output_layout import TRANSFORMS_FILE
 
-TRANSFORMS_FILE = "transforms.json"
 CAMERA_MODEL = "OPENCV"
 ZERO_DISTORTION = {"k1": 0.0, "k2": 0.0, "p1": 0.0, "p2": 0.0}
 

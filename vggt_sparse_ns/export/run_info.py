@@ -9,10 +9,7 @@ from typing import Any
 import numpy as np
 
 from vggt_sparse_ns.export.atomic import write_json_atomic
-
-RUN_DIR = "vggt"
-GRAPH_FILE = "graph.json"
-SUMMARY_FILE = "summary.json"
+from vggt_sparse_ns.output_layout import GRAPH_FILE, SUMMARY_FILE
 
 
 def write_graph(output_dir: Path, num_frames: int, edges: np.ndarray | None, strategy: str) -> Path:
@@ -30,9 +27,9 @@ def write_graph(output_dir: Path, num_frames: int, edges: np.ndarray | None, str
         "dense": strategy == "dense",
         "edges": [] if edges is None else edges.tolist(),
     }
-    return write_json_atomic(output_dir / RUN_DIR / GRAPH_FILE, data)
+    return write_json_atomic(output_dir / GRAPH_FILE, data)
 
 
 def write_run_summary(output_dir: Path, summary: Mapping[str, Any]) -> Path:
     """vggt/summary.json: the run summary (numpy values and paths are converted)."""
-    return write_json_atomic(output_dir / RUN_DIR / SUMMARY_FILE, dict(summary))
+    return write_json_atomic(output_dir / SUMMARY_FILE, dict(summary))

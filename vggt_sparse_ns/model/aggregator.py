@@ -25,8 +25,8 @@ from vggt_sparse_ns.layers.precision import imagenet_normalize, unit_range
 from vggt_sparse_ns.layers.rope import RotaryEmbedding2D, grid_positions
 from vggt_sparse_ns.layers.vit import VisionTransformer
 from vggt_sparse_ns.model.config import VGGTConfig
-from vggt_sparse_ns.model.timing import StageTimer, untimed
 from vggt_sparse_ns.sparse.base import FrameLayout, GlobalAttention
+from vggt_sparse_ns.timing import StageTimer, stage_of
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ class Aggregator(nn.Module):
         ``norm_implementation``. ``taps_on_host`` keeps what the taps read in page-locked host memory instead
         of the GPU's (``TapStore``)."""
         norms = norm_implementation
-        stage = timer or untimed
+        stage = stage_of(timer)
         device = self.camera_token.device
         batch, frames, _, height, width = images.shape
         grid_h, grid_w = height // self.patch_size, width // self.patch_size

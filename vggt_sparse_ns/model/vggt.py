@@ -18,9 +18,9 @@ from vggt_sparse_ns.model.camera_head import CameraHead
 from vggt_sparse_ns.model.cameras import pose_encoding_to_cameras
 from vggt_sparse_ns.model.config import VGGTConfig, coerce_config
 from vggt_sparse_ns.model.dpt_head import DPTHead
-from vggt_sparse_ns.model.timing import StageTimer, untimed
 from vggt_sparse_ns.sparse.base import GlobalAttention
 from vggt_sparse_ns.sparse.dense import DenseAttention
+from vggt_sparse_ns.timing import StageTimer, stage_of
 
 Output = Literal["cameras", "depth", "points"]
 SdpaBackend = Literal["auto", "cudnn", "flash", "efficient", "math"]
@@ -112,7 +112,7 @@ class VGGT(nn.Module):
         ``taps_on_host`` keeps what the heads read from the aggregator in page-locked host memory until they
         run (the same values; less GPU memory, model/memory.py says when it is needed).
         """
-        stage = timer or untimed
+        stage = stage_of(timer)
         if sdpa_backend not in SDPA_BACKENDS:
             raise ValueError(f"sdpa_backend is one of {', '.join(SDPA_BACKENDS)}, not {sdpa_backend!r}")
         PRE_NORM.check_choice(norm_implementation)

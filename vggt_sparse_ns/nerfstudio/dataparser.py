@@ -19,11 +19,10 @@ from nerfstudio.data.dataparsers.base_dataparser import DataParser, DataparserOu
 from nerfstudio.data.dataparsers.nerfstudio_dataparser import Nerfstudio, NerfstudioDataParserConfig
 
 from vggt_sparse_ns.export.config import ExportConfig
-from vggt_sparse_ns.export.run_info import RUN_DIR, SUMMARY_FILE
+from vggt_sparse_ns.output_layout import CACHE_KEY_FILE, SUMMARY_FILE, TRANSFORMS_FILE
 from vggt_sparse_ns.pipeline.config import MIN_FRAMES, ReconstructionConfig
 
 CACHE_SUFFIX = "-vggt-sparse"
-CACHE_KEY_FILE = "vggt_sparse_cache.json"
 
 
 @dataclass
@@ -45,8 +44,6 @@ class VGGTSparseDataParserConfig(NerfstudioDataParserConfig):
     @property
     def dataset_dir(self) -> Path:
         """The folder nerfstudio-data reads: ``data`` itself when it is a dataset, else the cache."""
-        from vggt_sparse_ns.export.nerfstudio import TRANSFORMS_FILE
-
         if (self.data / TRANSFORMS_FILE).is_file():
             return self.data
         data = self.data.resolve()  # a relative path such as "." or "sub/.." has no usable name
@@ -75,20 +72,22 @@ def _read_json(path: Path) -> Any:
 def cached_depth_unit(dataset_dir: Path) -> float | None:
     """World units per stored depth value of the cache's depth maps, as its export recorded in
     vggt/summary.json; None when it has no depth maps."""
-    summary = _read_json(dataset_dir / RUN_DIR / SUMMARY_FILE)
+    summary = _read_json(dataset_dir / SUMMARY_FILE)
     export = summary.get("export") if isinstance(summary, dict) else None
     return export.get("depth_unit_scale_factor") if isinstance(export, dict) else None
 
 
 def ensure_dataset(config: VGGTSparseDataParserConfig) -> Path:
-    """The dataset folder for ``config.data``, reconstructing it first when the cache is missing or stale."""
+    """The dataset folder for ``config.data``, reconstructing it first when the cache is missing or stale: with
+    the same builder and transaction as ``ns-process-data vggt-sparse``, so an interrupted or failed
+    reconstruction leaves the previous cache as it was."""
     from nerfstudio.utils.rich_utils import CONSOLE
 
-    from vggt_sparse_ns.export.nerfstudio import TRANSFORMS_FILE
-    from vggt_sparse_ns.nerfstudio.dataset import build_dataset, probe_image_folder
-    from vggt_sparse_ns.nerfstudio.report import StageSpinner
-    from vggt_sparse_ns.pipeline.inputs import list_image_files
-    from vggt_sparse_ns.pipeline.stages import StageLog
+    from vggt_sparse_ns.dataset import DatasetTransaction, build_dataset, probe_image_folder
+    from vggt_sparse_ns.dataset.inputs import list_image_files
+    from vggt_sparse_ns.export.atomic import write_json_atomic
+    from vggt_sparse_ns.nerfstudio.report import StageSpinner, warn_skipped
+    from vggt_sparse_ns.timing import StageTimer
 
     dataset_dir = config.dataset_dir
     if dataset_dir == config.data:
@@ -99,24 +98,27 @@ def ensure_dataset(config: VGGTSparseDataParserConfig) -> Path:
         CONSOLE.log(f"Using the VGGT reconstruction cached in {dataset_dir}")
         return dataset_dir
     CONSOLE.log(f"[bold yellow]Reconstructing {config.data} with VGGT into {dataset_dir}")
-    group, _ = probe_image_folder(
+    group, skipped = probe_image_folder(
         config.data,
         dataset_dir,
         prefix="frame_",
         in_place=False,
         min_frames=MIN_FRAMES,
     )
+    warn_skipped(skipped)
     with StageSpinner() as spinner:
-        build_dataset(
-            [group],
-            dataset_dir,
-            config.reconstruction,
-            config.export,
-            copy_images=True,
-            num_downscales=config.num_downscales,
-            log=StageLog(on_start=spinner),
-        )
-    key_file.write_text(json.dumps(key))
+        timer = StageTimer(on_start=spinner)
+        with DatasetTransaction(dataset_dir, replaces_images=True, timer=timer) as staging:
+            build_dataset(
+                [group],
+                staging,
+                config.reconstruction,
+                config.export,
+                copy_images=True,
+                num_downscales=config.num_downscales,
+                log=timer,
+            )
+            write_json_atomic(staging / CACHE_KEY_FILE, key)
     return dataset_dir
 
 

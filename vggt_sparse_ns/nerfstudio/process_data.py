@@ -11,14 +11,15 @@ from typing import Annotated
 import tyro
 from nerfstudio.process_data.base_converter_to_nerfstudio_dataset import BaseConverterToNerfstudioDataset
 
+from vggt_sparse_ns.cli_errors import reported
+from vggt_sparse_ns.dataset import DatasetReport, DatasetTransaction, ImageGroup, build_dataset, probe_image_folder
+from vggt_sparse_ns.dataset.inputs import ImageProbe, is_video, probe_image
 from vggt_sparse_ns.export.config import ExportConfig
 from vggt_sparse_ns.nerfstudio import report
-from vggt_sparse_ns.nerfstudio.dataset import DatasetReport, build_dataset, discard_stale_dataset, probe_image_folder
-from vggt_sparse_ns.nerfstudio.images import ImageGroup, present_downscales, remove_generated
+from vggt_sparse_ns.output_layout import IMAGES_DIR, present_downscales
 from vggt_sparse_ns.pipeline.config import MIN_FRAMES, ReconstructionConfig
 from vggt_sparse_ns.pipeline.errors import InputError
-from vggt_sparse_ns.pipeline.inputs import ImageProbe, is_video, probe_image
-from vggt_sparse_ns.pipeline.stages import StageLog
+from vggt_sparse_ns.timing import StageTimer
 
 
 @dataclass
@@ -28,9 +29,11 @@ class ProcessVGGTSparse(BaseConverterToNerfstudioDataset):
     1. Reconstructs cameras, depth and points of all images in one VGGT pass (sparse global attention for
        many frames).
     2. Copies and downscales the images like `ns-process-data images`.
-    3. Writes transforms.json (last), sparse_pc.ply and optionally depth maps and a COLMAP model.
+    3. Writes transforms.json, sparse_pc.ply and optionally depth maps and a COLMAP model.
 
-    Exits with status 1 and one error message when the input cannot make a dataset.
+    The new dataset is built beside the output folder and swapped in only when complete: a run that fails or
+    is interrupted leaves the previous dataset as it was. Exits with status 1 and one error message when the
+    input cannot make a dataset, 130 on Ctrl+C, 143 on SIGTERM.
     """
 
     num_downscales: int = 3
@@ -50,51 +53,61 @@ class ProcessVGGTSparse(BaseConverterToNerfstudioDataset):
     def __post_init__(self) -> None:
         """Create nothing yet: the inputs are checked before any folder is made."""
 
-    def main(self, log: StageLog | None = None) -> None:
-        """Run the command; ``log`` (a new one by default) receives every stage's seconds, for callers that
+    def main(self, timer: StageTimer | None = None) -> None:
+        """Run the command; ``timer`` (a new one by default) receives every stage's seconds, for callers that
         keep them (benchmarks/process_data.py)."""
-        log = log or StageLog()
-        try:
+        timer = timer or StageTimer()
+        transaction = DatasetTransaction(self.output_dir, replaces_images=not self.skip_image_processing, timer=timer)
+
+        def after_interrupt() -> str:
+            if transaction.committed:
+                return f"The new dataset in {self.output_dir} is complete."
+            return f"{self.output_dir} was left as it was."
+
+        with reported(verbose=self.verbose, after_interrupt=after_interrupt):
             with report.StageSpinner() as spinner:
-                log.on_start = spinner
-                result, skipped = self._process(log)
-            report.print_summary(self.output_dir, result, skipped, log)
+                timer.on_start = spinner
+                result, skipped = self._process(transaction, timer)
+            report.print_summary(self.output_dir, result, skipped, timer)
             if self.view:
                 self._serve()
-        except Exception as error:
-            report.fail(error, self.verbose)
 
-    def _process(self, log: StageLog) -> tuple[DatasetReport, dict[Path, str]]:
+    def _process(self, transaction: DatasetTransaction, timer: StageTimer) -> tuple[DatasetReport, dict[Path, str]]:
         kinds = {is_video(source) for source, _ in self._sources()}
         if len(kinds) > 1:
             raise InputError(
                 f"--data {self.data} and --eval-data {self.eval_data} must both be image folders or both videos."
             )
-        if is_video(self.data):
-            if shutil.which("ffmpeg") is None:
-                raise InputError(
-                    "ffmpeg was not found: nerfstudio uses it to extract and downscale a video's frames. Install it "
-                    "(apt install ffmpeg, brew install ffmpeg or conda install ffmpeg), or extract the frames "
-                    "into a folder and pass that folder as --data."
-                )
-            with log.stage(report.EXTRACT_FRAMES_STAGE):
-                groups = self._extract_video_frames()
-            return self._build(groups, copy_images=False, log=log), {}
-        with log.stage("probe images"):
-            groups, skipped = self._probe_folders()
-        return self._build(groups, copy_images=not self.skip_image_processing, log=log), skipped
-
-    def _build(self, groups: list[ImageGroup], copy_images: bool, log: StageLog) -> DatasetReport:
-        image_dir = self.output_dir / "images"
-        return build_dataset(
-            groups,
-            self.output_dir,
-            self.reconstruction,
-            self.export,
-            copy_images=copy_images,
-            num_downscales=self.num_downscales if copy_images else present_downscales(image_dir),
-            log=log,
-        )
+        video = is_video(self.data)
+        if video and shutil.which("ffmpeg") is None:
+            raise InputError(
+                "ffmpeg was not found: nerfstudio uses it to extract and downscale a video's frames. Install it "
+                "(apt install ffmpeg, brew install ffmpeg or conda install ffmpeg), or extract the frames "
+                "into a folder and pass that folder as --data."
+            )
+        if video and self.skip_image_processing:
+            raise InputError("--skip-image-processing applies to image folders; a video's frames must be extracted.")
+        skipped: dict[Path, str] = {}
+        if not video:
+            with timer.stage("probe images"):
+                groups, skipped = self._probe_folders()
+            report.warn_skipped(skipped)
+        with transaction as staging:
+            if video:
+                with timer.stage(report.EXTRACT_FRAMES_STAGE):
+                    groups = self._extract_video_frames(staging)
+            in_place = self.skip_image_processing
+            result = build_dataset(
+                groups,
+                staging,
+                self.reconstruction,
+                self.export,
+                copy_images=not video and not in_place,
+                num_downscales=present_downscales(self.output_dir) if in_place else self.num_downscales,
+                log=timer,
+                image_root=self.output_dir if in_place else staging,
+            )
+        return result, skipped
 
     def _sources(self) -> list[tuple[Path, str]]:
         """(input, image-name prefix) pairs, nerfstudio's naming: frame_ or frame_train_ and frame_eval_."""
@@ -118,15 +131,11 @@ class ProcessVGGTSparse(BaseConverterToNerfstudioDataset):
             _require_readable_in_place([probe for group in groups for probe in group.probes])
         return groups, skipped
 
-    def _extract_video_frames(self) -> list[ImageGroup]:
+    def _extract_video_frames(self, dataset_dir: Path) -> list[ImageGroup]:
+        """The video's frames (and their downscales, made by nerfstudio's extractor) in ``dataset_dir``."""
         from nerfstudio.process_data import process_data_utils
 
-        if self.skip_image_processing:
-            raise InputError("--skip-image-processing applies to image folders; a video's frames must be extracted.")
-        image_dir = self.output_dir / "images"
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        discard_stale_dataset(self.output_dir)
-        remove_generated(image_dir, f"{image_dir.name}_")
+        image_dir = dataset_dir / IMAGES_DIR
         groups = []
         for index, (video, prefix) in enumerate(self._sources()):
             process_data_utils.convert_video_to_images(

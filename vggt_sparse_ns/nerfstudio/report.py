@@ -1,31 +1,44 @@
-"""Console output of ``ns-process-data vggt-sparse``: a spinner per stage, the final summary, failures."""
+"""Console output of ``ns-process-data vggt-sparse``: a spinner per stage, warnings, the final summary.
+
+Log lines carry rich's time and file:line only on a terminal; elsewhere (a pipe, a file, a test) they are
+plain lines that are never wrapped, so they read and grep the same whatever the width or the paths in them.
+Failures are reported by cli_errors.py.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from nerfstudio.utils.rich_utils import CONSOLE
 
-from vggt_sparse_ns.pipeline.stages import StageLog
+from vggt_sparse_ns.timing import StageTimer
 
 if TYPE_CHECKING:
-    from vggt_sparse_ns.nerfstudio.dataset import DatasetReport
+    from vggt_sparse_ns.dataset import DatasetReport
 
 EXTRACT_FRAMES_STAGE = "extract frames"
 STAGES_WITH_OWN_STATUS = (EXTRACT_FRAMES_STAGE,)
 """Stages whose nerfstudio utilities show their own spinner (rich allows one live display at a time)."""
 
 
+def log(message: str) -> None:
+    """One log line: rich's log (time, file:line) on a terminal, else the plain line, unwrapped."""
+    if CONSOLE.is_terminal:
+        CONSOLE.log(message)
+    else:
+        CONSOLE.print(message, soft_wrap=True)
+
+
 class StageSpinner:
-    """``StageLog`` callback: logs each stage as it starts and shows a spinner while it runs."""
+    """``StageTimer.on_start`` callback: logs each stage as it starts and shows a spinner while it runs."""
 
     def __init__(self) -> None:
         self._status: Any = None
 
     def __call__(self, stage: str) -> None:
         self.stop()
-        CONSOLE.log(f"[bold yellow]{stage.capitalize()}...")
+        log(f"[bold yellow]{stage.capitalize()}...")
         if stage not in STAGES_WITH_OWN_STATUS:
             self._status = CONSOLE.status(f"[bold yellow]{stage.capitalize()}...", spinner="bouncingBall")
             self._status.start()
@@ -40,36 +53,6 @@ class StageSpinner:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
-
-
-def _expected_errors() -> tuple[type[BaseException], ...]:
-    from vggt_sparse_ns.export.config import ExportError
-    from vggt_sparse_ns.hub import CheckpointMismatchError, WeightsUnavailableError
-    from vggt_sparse_ns.images import ImageLoadError
-    from vggt_sparse_ns.pipeline.errors import InputError, ReconstructionOutOfMemoryError
-    from vggt_sparse_ns.viewer.errors import ViewerError
-
-    return (
-        InputError,
-        ImageLoadError,
-        WeightsUnavailableError,
-        CheckpointMismatchError,
-        ReconstructionOutOfMemoryError,
-        ExportError,
-        ViewerError,
-    )
-
-
-def fail(error: BaseException, verbose: bool) -> NoReturn:
-    """Print one message (and the traceback for unexpected errors or with --verbose), then exit with status 1.
-
-    Raising SystemExit ourselves matters: nerfstudio's ns-process-data entrypoint turns RuntimeError and
-    ValueError into a printed line and exit status 0.
-    """
-    if verbose or not isinstance(error, _expected_errors()):
-        CONSOLE.print_exception()
-    CONSOLE.print(f"[bold red]Error:[/bold red] {error}")
-    raise SystemExit(1) from None
 
 
 def _format_value(value: Any) -> str:
@@ -94,40 +77,52 @@ def format_attention(attention: dict[str, Any], graph_edges: int | None) -> str:
     return f"Global attention: {strategy}" + (f" ({', '.join(shown)})" if shown else "")
 
 
-def _format_export(export: Any) -> list[str]:
+def _format_export(output_dir: Path, export: Any) -> list[str]:
     """Lines about the exporter's ExportSummary."""
     lines = [
         f"Points written: {export.num_points} ({export.point_source}, confidence >= {export.confidence_threshold:.3g}"
         + (f", voxel {export.voxel_size:.3g}" if export.voxel_size else "")
-        + f") to {export.ply_path}"
+        + f") to {output_dir / export.ply_file}"
     ]
     if export.depth_dir is not None:
-        lines.append(f"Depth maps in {export.depth_dir}: train with [bold]{export.depth_flag}[/bold]")
+        lines.append(f"Depth maps in {output_dir / export.depth_dir}: train with [bold]{export.depth_flag}[/bold]")
     if export.colmap_dir is not None:
-        lines.append(f"COLMAP model in {export.colmap_dir}")
+        lines.append(f"COLMAP model in {output_dir / export.colmap_dir}")
     return lines
 
 
-def print_summary(output_dir: Path, result: DatasetReport, skipped: dict[Path, str], log: StageLog) -> None:
-    """nerfstudio's closing lines, then frames, attention, time per stage, peak memory and what was written."""
-    CONSOLE.log("[bold green]:tada: :tada: :tada: All DONE :tada: :tada: :tada:")
+def next_step(output_dir: Path, cuda_available: bool) -> str:
+    """What to run next on this machine: training with splatfacto needs a CUDA GPU (gsplat's kernels)."""
+    train = f"ns-train vggt-splatfacto --data {output_dir}"
+    if cuda_available:
+        return f"Next: [bold]{train}[/bold]"
+    return (
+        f"Next: [bold]vggt-sparse-ns view {output_dir}[/bold] to look at it here; training needs a CUDA GPU, which "
+        f"PyTorch does not see on this machine: on one that has it, [bold]{train}[/bold]"
+    )
+
+
+def print_summary(output_dir: Path, result: DatasetReport, skipped: dict[Path, str], timer: StageTimer) -> None:
+    """nerfstudio's closing lines, then frames, attention, time per stage, peak memory, what was written and
+    what to run next."""
+    import torch
+
+    log("[bold green]:tada: :tada: :tada: All DONE :tada: :tada: :tada:")
     frames = f"{result.num_frames} frames reconstructed into {output_dir}"
-    CONSOLE.log(frames + (f" ({len(skipped)} unreadable images skipped)" if skipped else ""))
-    CONSOLE.log(format_attention(result.attention, result.graph_edges))
+    log(frames + (f" ({len(skipped)} unreadable images skipped)" if skipped else ""))
+    log(format_attention(result.attention, result.graph_edges))
     stages = ", ".join(
-        [f"{name} {seconds:.1f} s" for name, seconds in log.seconds.items()]
-        + [f"{name} {seconds:.1f} s (during {running})" for name, (running, seconds) in log.beside.items()]
+        [f"{name} {seconds:.1f} s" for name, seconds in timer.seconds().items()]
+        + [f"{name} {seconds:.1f} s (during {running})" for name, (running, seconds) in timer.seconds_beside().items()]
     )
-    CONSOLE.log(f"Time: {stages} (total {log.total_seconds:.1f} s)")
-    peak = log.peak_memory_bytes
-    CONSOLE.log(
-        "Peak GPU memory: " + (f"{peak / 2**30:.2f} GiB" if peak is not None else "n/a (measured on CUDA only)")
-    )
-    for line in _format_export(result.export):
-        CONSOLE.log(line)
-    CONSOLE.log(f"Next: [bold]ns-train vggt-splatfacto --data {output_dir}[/bold]")
+    log(f"Time: {stages} (total {timer.total_seconds:.1f} s)")
+    peak = timer.peak_memory_bytes
+    log("Peak GPU memory: " + (f"{peak / 2**30:.2f} GiB" if peak is not None else "n/a (measured on CUDA only)"))
+    for line in _format_export(output_dir, result.export):
+        log(line)
+    log(next_step(output_dir, torch.cuda.is_available()))
 
 
 def warn_skipped(skipped: dict[Path, str]) -> None:
     for path, reason in skipped.items():
-        CONSOLE.print(f"[bold yellow]Warning: skipping unreadable image {path}: {reason}")
+        CONSOLE.print(f"[bold yellow]Warning: skipping unreadable image {path}: {reason}", soft_wrap=True)

@@ -13,7 +13,6 @@ _EXPORTS = {
     "ReconstructionConfig": "vggt_sparse_ns.pipeline.config",
     "ReconstructionOutOfMemoryError": "vggt_sparse_ns.pipeline.errors",
     "InputError": "vggt_sparse_ns.pipeline.errors",
-    "StageLog": "vggt_sparse_ns.pipeline.stages",
     "reconstruct": "vggt_sparse_ns.pipeline.run",
 }
 

@@ -25,8 +25,8 @@ from vggt_sparse_ns.pipeline.attention import (
 from vggt_sparse_ns.pipeline.config import MIN_FRAMES, ReconstructionConfig
 from vggt_sparse_ns.pipeline.errors import InputError, ReconstructionOutOfMemoryError
 from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
-from vggt_sparse_ns.pipeline.stages import StageLog
 from vggt_sparse_ns.sparse.megaloc import MegaLoc, load_megaloc, megaloc_checkpoint, megaloc_descriptors
+from vggt_sparse_ns.timing import StageTimer
 
 logger = logging.getLogger(__name__)
 MEGALOC_FRAMES_CHUNK = 128
@@ -89,7 +89,7 @@ def _to_host(tensor: torch.Tensor) -> np.ndarray:
 def reconstruct(
     image_paths: Sequence[str | os.PathLike],
     config: ReconstructionConfig,
-    progress: StageLog | None = None,
+    progress: StageTimer | None = None,
     *,
     point_head: bool = False,
     on_inference_start: Callable[[], None] | None = None,
@@ -109,7 +109,7 @@ def reconstruct(
     """
     if len(image_paths) < MIN_FRAMES:
         raise InputError(f"VGGT needs at least {MIN_FRAMES} images of the scene, got {len(image_paths)}.")
-    progress = progress or StageLog()
+    progress = progress or StageTimer()
     device = resolve_device(config.device)
     strategy = resolve_attention(config, len(image_paths))
     warning = unused_settings_warning(config, len(image_paths))

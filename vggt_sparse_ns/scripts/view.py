@@ -8,7 +8,7 @@ from typing import Annotated
 
 import tyro
 
-from vggt_sparse_ns.scripts.errors import fail
+from vggt_sparse_ns.cli_errors import reported
 from vggt_sparse_ns.viewer.config import ViewerConfig
 
 
@@ -21,10 +21,8 @@ class View:
     viewer: Annotated[ViewerConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=ViewerConfig)
 
     def main(self) -> None:
-        from vggt_sparse_ns.viewer.errors import ViewerError
+        """Serve until Ctrl+C; a folder that cannot be shown ends with one message and exit status 1."""
         from vggt_sparse_ns.viewer.server import serve_reconstruction
 
-        try:
+        with reported():
             serve_reconstruction(self.output_dir, self.viewer, block=True)
-        except ViewerError as error:
-            fail(str(error))

@@ -131,24 +131,6 @@ class FrameGraph:
         )
         return graph.with_reference_edges() if connect_reference else graph
 
-    @classmethod
-    def from_descriptors(
-        cls,
-        descriptors: Tensor,
-        neighbors: int = 16,
-        threshold: float | None = None,
-        window: int | None = None,
-        min_degree: int = 1,
-        connect_reference: bool = True,
-        symmetric: bool = False,
-    ) -> FrameGraph:
-        """k-nearest-neighbour graph by cosine similarity of descriptors [S, D]; see
-        ``vggt_sparse_ns.sparse.graph_build.FrameGraphSettings`` for each setting."""
-        from vggt_sparse_ns.sparse.graph_build import FrameGraphSettings
-
-        settings = FrameGraphSettings(neighbors, symmetric, threshold, window, min_degree)
-        return settings.build(descriptors, connect_reference)
-
     def has_reference_edges(self) -> bool:
         """Whether frame 0 (the world frame) and every other frame attend to each other. Rows are sorted
         without self loops, so a row holds frame 0 exactly when it starts with it: O(S), not O(E)."""

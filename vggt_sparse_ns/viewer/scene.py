@@ -19,10 +19,12 @@ from PIL import Image
 from vggt_sparse_ns.export.geometry import OPENGL_FROM_OPENCV_CAMERA
 from vggt_sparse_ns.export.ply import PlyReadError, read_ply
 from vggt_sparse_ns.images import ImageLoadError, decoding_slot, open_image
+from vggt_sparse_ns.output_layout import GRAPH_FILE, IMAGES_DIR, SUMMARY_FILE, TRANSFORMS_FILE, downscaled_images_dir
 from vggt_sparse_ns.viewer.config import ViewerConfig
 from vggt_sparse_ns.viewer.errors import ReconstructionFolderError
 
-DOWNSCALE_FOLDERS = ("images_8", "images_4", "images_2")
+DOWNSCALE_FOLDERS = tuple(downscaled_images_dir(level) for level in (3, 2, 1))
+"""images_8, images_4, images_2: the smallest first."""
 SUBSAMPLE_SEED = 0
 MIN_FRUSTUM_EXTENT = 0.015
 DEFAULT_CONFIG = ViewerConfig()
@@ -87,7 +89,7 @@ def image_files(root: Path, file_path: str) -> tuple[Path, ...]:
     """The existing files of one frame's image, smallest first: images_8, images_4, images_2, then file_path itself."""
     relative = PurePosixPath(file_path)
     candidates = []
-    if relative.parts and relative.parts[0] == "images":
+    if relative.parts and relative.parts[0] == IMAGES_DIR:
         candidates = [root / folder / Path(*relative.parts[1:]) for folder in DOWNSCALE_FOLDERS]
     candidates.append(root / relative)
     return tuple(path for path in candidates if path.is_file())
@@ -134,7 +136,7 @@ def _read_points(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, int]:
     ply_name = transforms.get("ply_file_path")
     if not ply_name:
-        raise ReconstructionFolderError(f"{root / 'transforms.json'} has no 'ply_file_path': no point cloud to show")
+        raise ReconstructionFolderError(f"{root / TRANSFORMS_FILE} has no 'ply_file_path': no point cloud to show")
     try:
         vertices = read_ply(root / ply_name)
     except PlyReadError as error:
@@ -164,7 +166,7 @@ def _is_index_pair(pair: Any) -> bool:
 
 
 def _read_edges(root: Path, count: int) -> np.ndarray | None:
-    path = root / "vggt" / "graph.json"
+    path = root / GRAPH_FILE
     if not path.is_file():
         return None
     graph = _read_json(path, "the covisibility graph")
@@ -188,7 +190,7 @@ def load_scene(output_dir: Path, config: ViewerConfig = DEFAULT_CONFIG) -> Scene
     root = Path(output_dir)
     if not root.is_dir():
         raise ReconstructionFolderError(f"output folder not found: {root}")
-    transforms_path = root / "transforms.json"
+    transforms_path = root / TRANSFORMS_FILE
     if not transforms_path.is_file():
         raise ReconstructionFolderError(
             f"no transforms.json in {root}: pass the output folder of `ns-process-data vggt-sparse`"
@@ -221,7 +223,7 @@ def load_scene(output_dir: Path, config: ViewerConfig = DEFAULT_CONFIG) -> Scene
     with ThreadPoolExecutor(max_workers=4) as pool:
         thumbnails = list(pool.map(lambda paths: load_image(paths, config.thumbnail_size), files))
 
-    summary_path = root / "vggt" / "summary.json"
+    summary_path = root / SUMMARY_FILE
     summary = _read_json(summary_path, "the run summary") if summary_path.is_file() else None
     if summary is not None and not isinstance(summary, dict):
         raise ReconstructionFolderError(f"{summary_path} must hold a JSON object")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from vggt_sparse_ns.output_layout import SUMMARY_FILE
+
 MAX_VALUE_CHARS = 80
 
 
@@ -40,7 +42,7 @@ def _cell(text: str) -> str:
 def summary_markdown(summary: dict[str, Any] | None) -> str:
     """A two-column Markdown table of the summary, or a note when the output has none."""
     if summary is None:
-        return "*No `vggt/summary.json` in this output.*"
+        return f"*No `{SUMMARY_FILE}` in this output.*"
     rows = flatten(summary)
     if not rows:
         return "*The run summary is empty.*"

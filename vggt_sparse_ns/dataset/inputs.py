@@ -9,7 +9,6 @@ scale, which reads the whole file (so truncation is caught) at a fraction of a f
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from vggt_sparse_ns.images import (
     pixel_mode,
     size_problem,
 )
+from vggt_sparse_ns.output_layout import IMAGES_DIR, derived_folders
 from vggt_sparse_ns.pipeline.errors import InputError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -33,7 +33,6 @@ NERFSTUDIO_MODES = ("RGB", "RGBA", "L")
 NERFSTUDIO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 """Extensions nerfstudio's process_data_utils.list_images accepts (the files ``ns-process-data images`` keeps);
 images of other formats are written as PNGs."""
-GENERATED_FOLDER = re.compile(r"images_\d+|depth|depths_\d+|colmap|vggt|\.vggt-staging")
 
 
 @dataclass(frozen=True)
@@ -162,17 +161,10 @@ def check_locations(data: Path, output_dir: Path, in_place: bool) -> None:
             "by the next run. Choose an output folder outside the input folder (or pass --skip-image-processing "
             "to use images already inside the output folder)."
         )
-    rewritten = [output_dir / "images", *generated_folders(output_dir)]
+    rewritten = [output_dir / IMAGES_DIR, *derived_folders(output_dir)]
     for folder in rewritten:
         if _inside(data, folder):
             raise InputError(
                 f"--data {data} is inside {folder}, which this command clears and rewrites. Move the input "
                 "images elsewhere, or pass --skip-image-processing to use them in place."
             )
-
-
-def generated_folders(output_dir: Path) -> list[Path]:
-    """Folders of a dataset that hold derived files, never input: downscaled images, depth maps, COLMAP, vggt/."""
-    if not output_dir.is_dir():
-        return []
-    return [path for path in output_dir.iterdir() if path.is_dir() and GENERATED_FOLDER.fullmatch(path.name)]

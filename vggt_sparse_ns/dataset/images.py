@@ -11,7 +11,6 @@ files (decoding, resizing, encoding and copying release the GIL), each whole or 
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import threading
 from collections.abc import Sequence
@@ -21,9 +20,10 @@ from pathlib import Path
 
 from PIL import Image
 
+from vggt_sparse_ns.dataset.inputs import ImageProbe
 from vggt_sparse_ns.export.atomic import atomic_path
 from vggt_sparse_ns.images import decode_rgb, decoding_slot, open_image
-from vggt_sparse_ns.pipeline.inputs import ImageProbe
+from vggt_sparse_ns.output_layout import IMAGES_DIR, downscaled_images_dir
 
 SAVE_OPTIONS = {"JPEG": {"quality": 95}, "PNG": {"compress_level": 1}}
 """Encoder settings of the files we encode: JPEG close to ffmpeg's ``-q:v 2``; PNG at zlib's fastest level."""
@@ -40,27 +40,6 @@ class ImageGroup:
 def _target_name(probe: ImageProbe, prefix: str, index: int) -> str:
     suffix = probe.path.suffix if probe.readable_by_nerfstudio else ".png"
     return f"{prefix}{index:05d}{suffix}"
-
-
-def remove_generated(folder: Path, downscaled_prefix: str) -> None:
-    """Remove ``folder`` and every downscaled sibling ``<downscaled_prefix>N``, however many an earlier run made."""
-    pattern = re.compile(re.escape(downscaled_prefix) + r"\d+")
-    siblings = folder.parent.iterdir() if folder.parent.is_dir() else []
-    for path in [folder, *(path for path in siblings if path.is_dir() and pattern.fullmatch(path.name))]:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def present_downscales(image_dir: Path) -> int:
-    """The number of downscaled folders beside ``image_dir``: images_2, images_4, ... up to the first missing."""
-    count = 0
-    while Path(f"{image_dir}_{2 ** (count + 1)}").is_dir():
-        count += 1
-    return count
-
-
-def downscaled_folders(image_dir: Path, num_downscales: int) -> list[Path]:
-    """images_2, images_4, ... beside ``image_dir``, ``num_downscales`` of them."""
-    return [Path(f"{image_dir}_{2**level}") for level in range(1, num_downscales + 1)]
 
 
 def _save(image: Image.Image, target: Path) -> None:
@@ -96,19 +75,19 @@ def _write_image(probe: ImageProbe, name: str, image_dir: Path, folders: Sequenc
 
 def write_images(
     groups: Sequence[ImageGroup],
-    image_dir: Path,
+    dataset_dir: Path,
     num_downscales: int,
     workers: int | None = None,
     stop: threading.Event | None = None,
 ) -> list[list[Path]]:
-    """Write every group's images into ``image_dir`` and its ``num_downscales`` downscaled siblings (all
-    cleared first), ``workers`` files at a time (default: one per CPU); once ``stop`` is set, the files
-    not yet begun are skipped.
+    """Write every group's images into ``dataset_dir``'s images/ and ``num_downscales`` downscaled folders
+    (images_2, ...; none of them may exist yet), ``workers`` files at a time (default: one per CPU); once
+    ``stop`` is set, the files not yet begun are skipped.
 
     Returns, per group, the written full-resolution paths in input order.
     """
-    remove_generated(image_dir, f"{image_dir.name}_")
-    folders = downscaled_folders(image_dir, num_downscales)
+    image_dir = dataset_dir / IMAGES_DIR
+    folders = [dataset_dir / downscaled_images_dir(level) for level in range(1, num_downscales + 1)]
     for folder in [image_dir, *folders]:
         folder.mkdir(parents=True)
     jobs, written = [], []

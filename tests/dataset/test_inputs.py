@@ -7,15 +7,14 @@ from pathlib import Path
 import pytest
 from unusual_images import HUGE_SIZE, write_bilevel_png, write_png16
 
-from vggt_sparse_ns.pipeline.errors import InputError
-from vggt_sparse_ns.pipeline.inputs import (
+from vggt_sparse_ns.dataset.inputs import (
     check_locations,
-    generated_folders,
     list_image_files,
     probe_image,
     probe_images,
     require_frames,
 )
+from vggt_sparse_ns.pipeline.errors import InputError
 
 
 def test_listing_is_recursive_sorted_and_skips_hidden_and_other_files(tmp_path: Path, write_image) -> None:
@@ -163,9 +162,3 @@ def test_in_place_requires_the_images_inside_the_output_folder(tmp_path: Path) -
     check_locations(tmp_path / "out", tmp_path / "out", in_place=True)
     with pytest.raises(InputError, match="must be inside --output-dir"):
         check_locations(tmp_path / "photos", tmp_path / "out", in_place=True)
-
-
-def test_generated_folders_are_the_derived_ones(tmp_path: Path) -> None:
-    for name in ("images", "images_2", "depth", "depths_4", "colmap", "vggt", "photos"):
-        (tmp_path / name).mkdir()
-    assert {path.name for path in generated_folders(tmp_path)} == {"images_2", "depth", "depths_4", "colmap", "vggt"}
