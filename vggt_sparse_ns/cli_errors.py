@@ -31,6 +31,7 @@ def interrupted_status(signal_number: int) -> int:
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Errors that mean the input is wrong (or a resource is missing): reported as one line."""
+    from vggt_sparse_ns.evaluate.errors import EvaluationError
     from vggt_sparse_ns.export.config import ExportError
     from vggt_sparse_ns.hub import CheckpointMismatchError, WeightsUnavailableError
     from vggt_sparse_ns.images import ImageLoadError
@@ -45,6 +46,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         ReconstructionOutOfMemoryError,
         ExportError,
         ViewerError,
+        EvaluationError,
     )
 
 

@@ -112,7 +112,7 @@ def test_a_16000x12000_jpeg_is_copied_and_downscaled_without_pils_bomb_check(tmp
     (folder / "huge.jpg").symlink_to(huge_jpeg)
     out = tmp_path / "out" / "images"
 
-    written = write_images([_group(folder)], out, num_downscales=3)
+    written = write_images([_group(folder)], out.parent, num_downscales=3)
 
     assert written[0][0].read_bytes() == huge_jpeg.read_bytes()
     for factor in (2, 4, 8):
@@ -129,7 +129,7 @@ def test_a_16_bit_png_is_written_as_the_8_bit_png_vggt_saw(tmp_path: Path, alpha
     source = write_png16(folder / "deep.png", (*TRUNCATION_DIFFERS, *alpha))
     out = tmp_path / "out" / "images"
 
-    written = write_images([_group(folder)], out, num_downscales=1)
+    written = write_images([_group(folder)], out.parent, num_downscales=1)
 
     with Image.open(written[0][0]) as image:
         assert image.mode == "RGB", "8 bits per channel, alpha composited on white"

@@ -1,4 +1,4 @@
-"""`vggt-sparse-ns evaluate`: the table, --json, --json-file, and one message with exit status 2 for bad input."""
+"""`vggt-sparse-ns evaluate`: the table, --json, --json-file, and one message with exit status 1 for bad input."""
 
 from __future__ import annotations
 
@@ -69,15 +69,15 @@ def test_the_table_has_a_column_per_output_and_the_json_file_the_same_figures(
     assert json.loads(json_file.read_text()) == json.loads(capsys.readouterr().out)
 
 
-def test_a_missing_reference_prints_one_message_and_exits_2(tmp_path: Path, runs: dict[str, Path]) -> None:
+def test_a_missing_reference_prints_one_message_and_exits_1(tmp_path: Path, runs: dict[str, Path]) -> None:
     result = _run_cli(str(runs["exact"]), "--reference", str(tmp_path / "nowhere"))
-    assert result.returncode == 2
-    assert f"error: {tmp_path / 'nowhere'} does not exist" in result.stderr
+    assert result.returncode == 1
+    assert f"Error: {tmp_path / 'nowhere'} does not exist" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout and result.stdout == ""
 
 
 @pytest.mark.parametrize("frames", [0, 2])
-def test_too_few_common_frames_exit_2_and_write_no_json(tmp_path: Path, frames: int, capsys) -> None:
+def test_too_few_common_frames_exit_1_and_write_no_json(tmp_path: Path, frames: int, capsys) -> None:
     reference = random_cameras(5)
     names = [f"other_{i}.png" for i in range(5 - frames)] + list(reference.names[:frames])
     output = type(reference)(tuple(names), reference.T_camera_world, reference.focal_lengths, reference.sizes, "o")
@@ -95,7 +95,7 @@ def test_too_few_common_frames_exit_2_and_write_no_json(tmp_path: Path, frames: 
                 str(json_file),
             ]
         )
-    assert exit_info.value.code == 2
+    assert exit_info.value.code == 1
     message = capsys.readouterr().err
     assert ("no frame of" if frames == 0 else "only 2 frame(s)") in message
     assert not json_file.exists() and not np.any([p.name.startswith(".") for p in tmp_path.iterdir()])
@@ -110,9 +110,9 @@ def test_a_table_written_to_a_pipe_is_never_wrapped(runs: dict[str, Path], capsy
     assert any("frames matched (output / reference)" in line for line in lines)
 
 
-def test_an_unwritable_json_file_prints_one_message_and_exits_2(runs: dict[str, Path], tmp_path: Path, capsys) -> None:
+def test_an_unwritable_json_file_prints_one_message_and_exits_1(runs: dict[str, Path], tmp_path: Path, capsys) -> None:
     (tmp_path / "a_file").write_text("")
     target = tmp_path / "a_file" / "figures.json"
     with pytest.raises(SystemExit) as exit_info:
         entrypoint(["evaluate", str(runs["exact"]), "--reference", str(runs["reference"]), "--json-file", str(target)])
-    assert exit_info.value.code == 2 and f"error: cannot write {target}" in capsys.readouterr().err
+    assert exit_info.value.code == 1 and f"Error: cannot write {target}" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""The evaluation's user-facing error: one message that says what is wrong (the CLI prints it and exits 2)."""
+"""The evaluation's user-facing error: one message that says what is wrong (the CLI prints it and exits 1: cli_errors)."""
 
 from __future__ import annotations
 

@@ -10,8 +10,8 @@ from typing import Annotated
 
 import tyro
 
+from vggt_sparse_ns.cli_errors import fail, reported
 from vggt_sparse_ns.evaluate.config import EvaluateConfig
-from vggt_sparse_ns.scripts.errors import fail
 
 
 @dataclass(frozen=True)
@@ -41,17 +41,15 @@ class Evaluate:
 
         if not self.outputs:
             fail("name at least one output folder to evaluate")
-        try:
+        with reported():
             reference = load_cameras(self.reference)
             reports = [compare_cameras(load_cameras(output), reference, self.evaluation) for output in self.outputs]
-        except EvaluationError as error:
-            fail(str(error))
-        document = {"reference": reference.source, "runs": [report.to_dict() for report in reports]}
-        if self.json_file is not None:
-            try:
-                write_json_atomic(self.json_file, document)
-            except OSError as error:
-                fail(f"cannot write {self.json_file}: {error.strerror or error}")
+            document = {"reference": reference.source, "runs": [report.to_dict() for report in reports]}
+            if self.json_file is not None:
+                try:
+                    write_json_atomic(self.json_file, document)
+                except OSError as error:
+                    raise EvaluationError(f"cannot write {self.json_file}: {error.strerror or error}") from None
         if self.json:
             sys.stdout.write(json.dumps(document, indent=2) + "\n")
         else:

@@ -1,4 +1,4 @@
-"""Errors the viewer reports to users as one message (the CLI prints it and exits with status 2)."""
+"""Errors the viewer reports to users as one message (the CLI prints it and exits with status 1: cli_errors)."""
 
 from __future__ import annotations
 
