@@ -11,6 +11,7 @@ import pytest
 
 import vggt_sparse_ns.dataset.transaction as transaction_module
 from vggt_sparse_ns.dataset.transaction import DatasetTransaction
+from vggt_sparse_ns.pipeline.errors import InputError
 from vggt_sparse_ns.timing import StageTimer
 
 
@@ -249,3 +250,11 @@ def test_a_symlinked_output_folder_is_swapped_beside_its_target(previous: Path, 
     build_new(link)
     assert link.is_symlink() and (link / "transforms.json").read_text() == "new transforms"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["link", "out"]
+
+
+def test_an_output_folder_whose_parent_cannot_be_written_is_one_clear_error(tmp_path: Path) -> None:
+    blocked = tmp_path / "not_a_folder"
+    blocked.write_text("a file where a folder is needed")
+    with pytest.raises(InputError, match="Cannot prepare .* beside the output folder"):
+        DatasetTransaction(blocked / "out", replaces_images=True).__enter__()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["not_a_folder"]

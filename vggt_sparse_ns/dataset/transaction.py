@@ -24,6 +24,7 @@ from types import TracebackType
 
 from vggt_sparse_ns.interrupts import held_signals, stop_if_signalled
 from vggt_sparse_ns.output_layout import dataset_entries
+from vggt_sparse_ns.pipeline.errors import InputError
 from vggt_sparse_ns.timing import StageTimer, stage_of
 
 SWAP_STAGE = "move into place"
@@ -72,6 +73,12 @@ class DatasetTransaction:
                 self.output_dir.parent.mkdir(parents=True, exist_ok=True)
                 self.recover()
                 self.staging.mkdir()
+        except OSError as error:
+            self._discard_held()
+            raise InputError(
+                f"Cannot prepare {self.staging} beside the output folder {self.output_dir} (a new dataset is built "
+                f"there and moved into place when complete): {error}. Choose an output folder in a writable folder."
+            ) from error
         except BaseException:  # including a signal held back above, delivered as the block ends
             self._discard_held()
             raise
