@@ -88,5 +88,5 @@ def test_the_installed_hook_imports_nothing_heavy_at_start_up() -> None:
     installed, modules = result.stdout.split(" ", 1)
     assert installed == "True", f"the .pth hook is not active in {sys.prefix}: reinstall with `pip install -e .`"
     assert modules.strip() == str(
-        ["vggt_sparse_ns", "vggt_sparse_ns.nerfstudio", "vggt_sparse_ns.nerfstudio.import_hook"]
+        ["vggt_sparse_ns", "vggt_sparse_ns.lazy", "vggt_sparse_ns.nerfstudio", "vggt_sparse_ns.nerfstudio.import_hook"]
     )
