@@ -1,0 +1,144 @@
+"""Bundle adjustment with pycolmap: poses, focal lengths (and distortion) and points refined together under a
+robust loss, with the gauge fixed explicitly (the anchor frame's pose constant; the scale restored after)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+
+from vggt_sparse_ns.refine.cameras import CameraSet, colmap_params, from_colmap_params
+from vggt_sparse_ns.refine.config import CameraModelName
+from vggt_sparse_ns.refine.triangulation import SparseModel
+
+MAX_ITERATIONS = 200
+
+
+logger = logging.getLogger(__name__)
+
+
+class AdjustmentFailed(RuntimeError):
+    """The solver reported no usable solution."""
+
+
+def bundle_adjust(
+    cameras: CameraSet,
+    model: SparseModel,
+    *,
+    frames: np.ndarray,
+    anchor: int,
+    sizes: Sequence[tuple[int, int]],
+    camera_model: CameraModelName,
+    shared_intrinsics: bool,
+    loss_scale: float,
+    refine_intrinsics: bool = True,
+) -> tuple[CameraSet, SparseModel]:
+    """Adjust the cameras of ``frames`` (observations of other frames are ignored) and the points.
+
+    ``anchor`` (one of ``frames``) keeps its pose: it fixes the world's position and orientation; the scale
+    is left free here and fixed by the caller. Cauchy loss with ``loss_scale`` pixels. Returns the
+    cameras (other frames unchanged) and the model with its adjusted points.
+    """
+    import pycolmap
+
+    reconstruction = pycolmap.Reconstruction()
+    camera_of_frame = _camera_ids(frames, sizes, shared_intrinsics)
+    for frame in frames:
+        camera_id = camera_of_frame[frame]
+        if not reconstruction.exists_camera(camera_id):
+            members = [f for f in frames if camera_of_frame[f] == camera_id]
+            intrinsic = cameras.intrinsics[members].mean(0)
+            distortion = cameras.distortion[members].mean(0)
+            width, height = sizes[frame]
+            reconstruction.add_camera_with_trivial_rig(
+                pycolmap.Camera(
+                    camera_id=camera_id,
+                    model=camera_model,
+                    width=width,
+                    height=height,
+                    params=colmap_params(camera_model, intrinsic, distortion),
+                )
+            )
+    used = np.isin(model.frame, frames)
+    for frame in frames:
+        observed = used & (model.frame == frame)
+        image = pycolmap.Image(
+            name=str(frame), keypoints=model.pixel[observed], camera_id=camera_of_frame[frame], image_id=int(frame) + 1
+        )
+        pose = cameras.T_camera_world[frame]
+        reconstruction.add_image_with_trivial_frame(
+            image, pycolmap.Rigid3d(pycolmap.Rotation3d(pose[:, :3]), pose[:, 3])
+        )
+    # Observation m of frame f is that image's point2D number rank[m].
+    rank = np.zeros(len(model.frame), dtype=np.int64)
+    for frame in frames:
+        observed = np.flatnonzero(used & (model.frame == frame))
+        rank[observed] = np.arange(len(observed))
+    point_ids = np.zeros(len(model.xyz), dtype=np.int64)
+    bounds = np.searchsorted(model.point, np.arange(len(model.xyz) + 1))
+    for index in range(len(model.xyz)):
+        members = [m for m in range(bounds[index], bounds[index + 1]) if used[m]]
+        if len(members) < 2:
+            continue
+        track = pycolmap.Track()
+        for m in members:
+            track.add_element(int(model.frame[m]) + 1, int(rank[m]))
+        point_ids[index] = reconstruction.add_point3D(model.xyz[index], track)
+
+    options = pycolmap.BundleAdjustmentOptions()
+    options.print_summary = False
+    options.refine_focal_length = refine_intrinsics
+    options.refine_principal_point = False
+    options.refine_extra_params = refine_intrinsics and camera_model != "PINHOLE"
+    options.ceres.loss_function_type = pycolmap.LossFunctionType.CAUCHY
+    options.ceres.loss_function_scale = loss_scale
+    options.ceres.solver_options.max_num_iterations = MAX_ITERATIONS
+    config = pycolmap.BundleAdjustmentConfig()
+    for frame in frames:
+        config.add_image(int(frame) + 1)
+    config.set_constant_rig_from_world_pose(int(anchor) + 1)
+    # With the anchor constant, COLMAP's two-camera gauge also fixes one translation coordinate of a second
+    # frame: the scale. It is not VGGT's yet; the caller restores that.
+    config.fix_gauge(pycolmap.BundleAdjustmentGauge.TWO_CAMS_FROM_WORLD)
+    summary = pycolmap.create_default_bundle_adjuster(options, config, reconstruction).solve()
+    logger.debug("%s", summary.brief_report())
+    if not summary.is_solution_usable():
+        raise AdjustmentFailed(f"the solver stopped with {summary.termination_type.name}")
+
+    T_camera_world = cameras.T_camera_world.copy()
+    intrinsics = cameras.intrinsics.copy()
+    distortion = cameras.distortion.copy()
+    for frame in frames:
+        image = reconstruction.image(int(frame) + 1)
+        T_camera_world[frame] = image.cam_from_world().matrix()
+        intrinsics[frame], distortion[frame] = from_colmap_params(camera_model, image.camera.params)
+    xyz = model.xyz.copy()
+    for index in np.flatnonzero(point_ids):
+        xyz[index] = reconstruction.point3D(int(point_ids[index])).xyz
+    kept = point_ids[model.point] > 0
+    adjusted = SparseModel(xyz, model.point, model.frame, model.keypoint, model.pixel).select(used & kept)
+    return CameraSet(T_camera_world, intrinsics, distortion), adjusted
+
+
+def _camera_ids(frames: np.ndarray, sizes: Sequence[tuple[int, int]], shared: bool) -> dict[int, int]:
+    """Camera id per frame: one per frame, or one per distinct image size when shared."""
+    if not shared:
+        return {int(f): int(f) + 1 for f in frames}
+    distinct: dict[tuple[int, int], int] = {}
+    return {int(f): distinct.setdefault(tuple(sizes[f]), len(distinct) + 1) for f in frames}
+
+
+def rescale(
+    cameras: CameraSet, model: SparseModel, frames: np.ndarray, anchor: int, factor: float
+) -> tuple[CameraSet, SparseModel]:
+    """Scale the world by ``factor`` about the anchor camera's centre, for ``frames`` and the points: the
+    anchor keeps its pose and every reprojection is unchanged."""
+    centre = cameras.centres[anchor]
+    rotation = cameras.T_camera_world[frames, :, :3]
+    centres = centre + factor * (cameras.centres[frames] - centre)
+    T_camera_world = cameras.T_camera_world.copy()
+    T_camera_world[frames, :, 3] = -np.einsum("sij,sj->si", rotation, centres)
+    scaled = CameraSet(T_camera_world, cameras.intrinsics, cameras.distortion)
+    xyz = centre + factor * (model.xyz - centre)
+    return scaled, SparseModel(xyz, model.point, model.frame, model.keypoint, model.pixel)

@@ -1,0 +1,120 @@
+"""Points from tracks with known cameras: a linear multi-view triangulation (DLT) of all tracks at once,
+then observations that do not fit (behind the camera, far from the projection) are dropped and the track
+triangulated again, and points seen under too small an angle are left out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from vggt_sparse_ns.refine.cameras import CameraSet, normalised_points, project_points
+
+REFIT_ROUNDS = 3
+
+
+@dataclass(frozen=True)
+class SparseModel:
+    """Triangulated points and their observations (tracks), sorted by point."""
+
+    xyz: np.ndarray
+    """[N, 3] float64 world points."""
+    point: np.ndarray
+    """[M] int64 index into xyz of each observation."""
+    frame: np.ndarray
+    """[M] int64 frame of each observation."""
+    keypoint: np.ndarray
+    """[M] int64 index of the keypoint in its frame's features."""
+    pixel: np.ndarray
+    """[M, 2] float64 full-resolution pixel of the keypoint."""
+
+    def __len__(self) -> int:
+        return len(self.xyz)
+
+    def errors(self, cameras: CameraSet) -> np.ndarray:
+        """[M] reprojection error of each observation, in full-resolution pixels."""
+        projected, z = project_points(cameras, self.frame, self.xyz[self.point])
+        errors = np.linalg.norm(projected - self.pixel, axis=1)
+        return np.where(z > 0, errors, np.inf)
+
+    def select(self, keep_observation: np.ndarray, min_views: int = 2) -> SparseModel:
+        """The model with only the kept observations and the points that still have ``min_views`` of them."""
+        point = self.point[keep_observation]
+        views = np.bincount(point, minlength=len(self.xyz))
+        kept_points = views >= min_views
+        keep = keep_observation.copy()
+        keep[keep_observation] = kept_points[point]
+        renumber = np.cumsum(kept_points) - 1
+        return SparseModel(
+            self.xyz[kept_points], renumber[self.point[keep]], self.frame[keep], self.keypoint[keep], self.pixel[keep]
+        )
+
+
+def linear_triangulation(cameras: CameraSet, track: np.ndarray, frame: np.ndarray, pixel: np.ndarray) -> np.ndarray:
+    """[T, 3] points minimising the algebraic error of all their observations (track ids 0..T-1); NaN where
+    the solution is at infinity."""
+    normalised = normalised_points(cameras, frame, pixel)
+    pose = cameras.T_camera_world[frame]
+    rows = np.concatenate(
+        [
+            normalised[:, :1] * pose[:, 2] - pose[:, 0],
+            normalised[:, 1:] * pose[:, 2] - pose[:, 1],
+        ]
+    )
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    owners = np.concatenate([track, track])
+    count = int(track.max()) + 1 if len(track) else 0
+    outer = rows[:, :, None] * rows[:, None, :]
+    normal = np.stack([np.bincount(owners, outer[:, a, b], minlength=count) for a in range(4) for b in range(4)], 1)
+    _, vectors = np.linalg.eigh(normal.reshape(count, 4, 4))
+    homogeneous = vectors[:, :, 0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xyz = homogeneous[:, :3] / homogeneous[:, 3:]
+    xyz[np.abs(homogeneous[:, 3]) < 1e-12] = np.nan
+    return xyz
+
+
+def triangulation_angles(cameras: CameraSet, model: SparseModel) -> np.ndarray:
+    """[N] largest angle (degrees) between a point's ray to its first observing camera and its other rays."""
+    rays = cameras.centres[model.frame] - model.xyz[model.point]
+    rays /= np.maximum(np.linalg.norm(rays, axis=1, keepdims=True), 1e-12)
+    first = np.searchsorted(model.point, np.arange(len(model.xyz)))
+    cosine = np.einsum("ij,ij->i", rays, rays[first[model.point]])
+    smallest = np.full(len(model.xyz), 1.0)
+    np.minimum.at(smallest, model.point, cosine)
+    return np.rad2deg(np.arccos(np.clip(smallest, -1.0, 1.0)))
+
+
+def triangulate(
+    cameras: CameraSet,
+    track: np.ndarray,
+    frame: np.ndarray,
+    keypoint: np.ndarray,
+    pixel: np.ndarray,
+    *,
+    max_error: float,
+    min_angle: float,
+) -> SparseModel:
+    """Triangulate every track with ``cameras``; observations farther than ``max_error`` pixels from their
+    point's projection (or behind the camera) are dropped and the rest refitted, a few rounds; points with
+    fewer than two observations or an angle under ``min_angle`` degrees are left out."""
+    model = SparseModel(np.zeros((0, 3)), track, frame, keypoint, pixel)
+    for _ in range(REFIT_ROUNDS):
+        if len(model.point) == 0:
+            break
+        model = SparseModel(
+            linear_triangulation(cameras, model.point, model.frame, model.pixel),
+            model.point,
+            model.frame,
+            model.keypoint,
+            model.pixel,
+        )
+        fits = model.errors(cameras) <= max_error
+        if fits.all():
+            break
+        model = model.select(fits)
+    if len(model.point) == 0:
+        return SparseModel(np.zeros((0, 3)), *(np.zeros(0, dtype=np.int64),) * 3, np.zeros((0, 2)))
+    finite = np.isfinite(model.xyz).all(1)
+    model = model.select(finite[model.point] & (model.errors(cameras) <= max_error))
+    return model.select(triangulation_angles(cameras, model)[model.point] >= min_angle)
