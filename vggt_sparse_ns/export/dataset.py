@@ -15,10 +15,11 @@ from PIL import Image
 from vggt_sparse_ns.export.colmap import write_colmap
 from vggt_sparse_ns.export.config import ExportConfig, ExportError
 from vggt_sparse_ns.export.depth import DEPTH_DIR, write_depth_maps
-from vggt_sparse_ns.export.geometry import common_intrinsic, full_resolution_intrinsics, to_nerfstudio_world
+from vggt_sparse_ns.export.geometry import common_intrinsic, full_resolution_intrinsics
 from vggt_sparse_ns.export.nerfstudio import TRANSFORMS_FILE, transforms_dict, write_transforms
 from vggt_sparse_ns.export.ply import write_ply
 from vggt_sparse_ns.export.points import PointCloud, build_point_cloud, confident_pixels
+from vggt_sparse_ns.export.refined import ply_arrays, refined_colmap_points, shares_distortion
 from vggt_sparse_ns.export.run_info import write_graph, write_run_summary
 from vggt_sparse_ns.images import ImageTransform
 from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
@@ -89,7 +90,7 @@ def export_dataset(
         point_pixels = confident_pixels(reconstruction, config.point_source, config, device=device)
         points = build_point_cloud(reconstruction, point_pixels, config.max_points, device=device)
     with log.stage("write ply"):
-        ply_path = write_ply(output_dir / PLY_FILE, to_nerfstudio_world(points.xyz), points.rgb, points.confidence)
+        ply_path = write_ply(output_dir / PLY_FILE, *ply_arrays(points, reconstruction.sparse_points))
     intrinsics = full_resolution_intrinsics(reconstruction.intrinsics, reconstruction.transforms)
     sizes = [t.original_size for t in reconstruction.transforms]
     shared = common_intrinsic(intrinsics, sizes)
@@ -116,11 +117,16 @@ def export_dataset(
                 intrinsics,
                 sizes=sizes,
                 image_names=[PurePosixPath(name).name for name in image_names],
-                shared_intrinsic=shared,
-                xyz=points.xyz,
-                rgb=points.rgb,
-                frame=points.frame,
-                pixel=_full_resolution_pixels(reconstruction.transforms, points),
+                shared_intrinsic=shared if shares_distortion(reconstruction.distortion) else None,
+                **(
+                    refined_colmap_points(reconstruction)
+                    or {
+                        "xyz": points.xyz,
+                        "rgb": points.rgb,
+                        "frame": points.frame,
+                        "pixel": _full_resolution_pixels(reconstruction.transforms, points),
+                    }
+                ),
             )
     with log.stage("transforms.json"):
         strategy = reconstruction.attention.get("strategy", "dense")
@@ -141,7 +147,12 @@ def export_dataset(
         )
         write_run_summary(
             output_dir,
-            {**(run_summary or {}), "attention": reconstruction.attention, "export": summary.to_json()},
+            {
+                **(run_summary or {}),
+                "attention": reconstruction.attention,
+                **({"refinement": reconstruction.refinement} if reconstruction.refinement else {}),
+                "export": summary.to_json(),
+            },
         )
         data = transforms_dict(
             reconstruction.T_camera_world,
@@ -150,6 +161,7 @@ def export_dataset(
             list(image_names),
             PLY_FILE,
             depth_maps.file_paths if depth_maps else None,
+            reconstruction.distortion,
         )
         write_transforms(output_dir, data)
     return summary

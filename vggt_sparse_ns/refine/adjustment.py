@@ -8,7 +8,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from vggt_sparse_ns.refine.cameras import CameraSet, colmap_params, from_colmap_params
+from vggt_sparse_ns.camera_models import colmap_params, from_colmap_params
+from vggt_sparse_ns.refine.cameras import CameraSet
 from vggt_sparse_ns.refine.config import CameraModelName
 from vggt_sparse_ns.refine.triangulation import SparseModel
 
