@@ -63,14 +63,14 @@ def extract_features(
     local = threading.local()
 
     def extract(path: Path) -> Features:
-        if not hasattr(local, "sift"):
-            local.sift = pycolmap.Sift(_sift_options(max_features), pycolmap.Device.cpu)
+        if not hasattr(local, "sift"):  # one extractor per thread; on the GPU where pycolmap was built with CUDA
+            local.sift = pycolmap.FeatureExtractor.create(_sift_options(max_features), pycolmap.Device.auto)
         grey, size = read_grey(path, max_image_size)
-        keypoints, descriptors = local.sift.extract(grey)
+        keypoints, descriptors = local.sift.extract_from_uint8_array(grey)
         scale = np.array([size[0] / grey.shape[1], size[1] / grey.shape[0]])
         return Features(
-            keypoints=keypoints[:, :2].astype(np.float64) * scale,
-            descriptors=_unit_rows(np.asarray(descriptors, dtype=np.float32)),
+            keypoints=pycolmap.keypoints_to_matrix(keypoints)[:, :2].astype(np.float64) * scale,
+            descriptors=_unit_rows(np.asarray(descriptors.data, dtype=np.float32)),
             size=size,
         )
 
