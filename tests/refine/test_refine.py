@@ -3,6 +3,7 @@ positions 3-5 % of the scene, focal lengths up to 5 %); one frame shows a blank 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -135,3 +136,50 @@ def test_without_any_texture_every_frame_keeps_its_camera_with_one_warning(tmp_p
     assert result.refinement["registered_frames"] == 0
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "kept the predicted cameras" in warnings[0].getMessage()
+
+
+@pytest.fixture(scope="module")
+def small_prediction(tmp_path_factory: pytest.TempPathFactory) -> Reconstruction:
+    return perturb(make_scene(tmp_path_factory.mktemp("small"), frames=4).truth, seed=3)
+
+
+def _single_warning(caplog) -> str:
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    return warnings[0]
+
+
+def test_a_failed_adjustment_keeps_the_predicted_cameras_with_one_warning_saying_why(
+    small_prediction, monkeypatch, caplog
+) -> None:
+    from vggt_sparse_ns.refine import refinement
+    from vggt_sparse_ns.refine.adjustment import AdjustmentFailed
+
+    def fail(*args, **kwargs):
+        raise AdjustmentFailed("the solver stopped with FAILURE")
+
+    monkeypatch.setattr(refinement, "bundle_adjust", fail)
+    with caplog.at_level(logging.WARNING):
+        result = refine(small_prediction)
+    np.testing.assert_array_equal(result.T_camera_world, small_prediction.T_camera_world)
+    np.testing.assert_array_equal(result.intrinsics, small_prediction.intrinsics)
+    assert result.refinement["kept_frames"] == [0, 1, 2, 3]
+    assert "solver stopped with FAILURE" in _single_warning(caplog)
+    assert "FAILURE" in result.refinement["fallback"]
+
+
+def test_an_adjustment_that_raises_the_reprojection_error_is_not_kept(small_prediction, monkeypatch, caplog) -> None:
+    from vggt_sparse_ns.refine import refinement
+
+    rescale = refinement.rescale
+
+    def worsen(*args, **kwargs):
+        cameras, model = rescale(*args, **kwargs)
+        noise = np.random.default_rng(0).normal(0, 0.2, model.xyz.shape)  # points that fit worse than before
+        return cameras, dataclasses.replace(model, xyz=model.xyz + noise)
+
+    monkeypatch.setattr(refinement, "rescale", worsen)
+    with caplog.at_level(logging.WARNING):
+        result = refine(small_prediction)
+    np.testing.assert_array_equal(result.T_camera_world, small_prediction.T_camera_world)
+    assert "did not lower the mean reprojection error" in _single_warning(caplog)

@@ -10,7 +10,7 @@ import numpy as np
 
 from vggt_sparse_ns.refine.cameras import CameraSet, normalised_points, project_points
 
-REFIT_ROUNDS = 3
+REFIT_ROUNDS = 4
 
 
 @dataclass(frozen=True)
@@ -95,9 +95,10 @@ def triangulate(
     max_error: float,
     min_angle: float,
 ) -> SparseModel:
-    """Triangulate every track with ``cameras``; observations farther than ``max_error`` pixels from their
-    point's projection (or behind the camera) are dropped and the rest refitted, a few rounds; points with
-    fewer than two observations or an angle under ``min_angle`` degrees are left out."""
+    """Triangulate every track with ``cameras``. While a point's worst observation is farther than
+    ``max_error`` pixels from its projection (or behind the camera), that observation is dropped and the point
+    refitted (a few rounds); then observations still too far, points with fewer than two observations and
+    points seen under an angle below ``min_angle`` degrees are left out."""
     model = SparseModel(np.zeros((0, 3)), track, frame, keypoint, pixel)
     for _ in range(REFIT_ROUNDS):
         if len(model.point) == 0:
@@ -109,12 +110,25 @@ def triangulate(
             model.keypoint,
             model.pixel,
         )
-        fits = model.errors(cameras) <= max_error
-        if fits.all():
+        errors = model.errors(cameras)
+        worst = _worst_of_each_point(model.point, errors)
+        misfit = worst & (errors > max_error)
+        if not misfit.any():
             break
-        model = model.select(fits)
+        # Only each point's worst observation goes: a wrong match pulls the point away from its good views.
+        model = model.select(~misfit)
     if len(model.point) == 0:
         return SparseModel(np.zeros((0, 3)), *(np.zeros(0, dtype=np.int64),) * 3, np.zeros((0, 2)))
     finite = np.isfinite(model.xyz).all(1)
     model = model.select(finite[model.point] & (model.errors(cameras) <= max_error))
     return model.select(triangulation_angles(cameras, model)[model.point] >= min_angle)
+
+
+def _worst_of_each_point(point: np.ndarray, errors: np.ndarray) -> np.ndarray:
+    """[M] whether each observation is its point's largest error (the first one on ties)."""
+    order = np.lexsort((-errors, point))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = point[order][1:] != point[order][:-1]
+    worst = np.zeros(len(point), dtype=bool)
+    worst[order[first]] = True
+    return worst
