@@ -31,6 +31,7 @@ from vggt_sparse_ns.pipeline.inputs import (
     require_frames,
 )
 from vggt_sparse_ns.pipeline.stages import StageLog
+from vggt_sparse_ns.refine.config import RefineConfig
 
 if TYPE_CHECKING:
     from vggt_sparse_ns.export import ExportSummary
@@ -148,13 +149,15 @@ def build_dataset(
     copy_images: bool,
     num_downscales: int,
     log: StageLog,
+    refinement: RefineConfig | None = None,
 ) -> DatasetReport:
     """Reconstruct the groups' images as one scene and write the dataset into ``output_dir``.
 
     copy_images: write images/ and ``num_downscales`` downscaled folders from the inputs; otherwise the images
     are already inside ``output_dir`` and ``num_downscales`` must be the number of images_N folders there
     (``present_downscales``): depth maps get as many. A point cloud from the point map
-    (``export.point_source="points"``) runs the point head.
+    (``export.point_source="points"``) runs the point head. ``refinement`` with ``refine`` set refines the
+    cameras after inference.
     """
     from vggt_sparse_ns.export import export_dataset
     from vggt_sparse_ns.pipeline.run import reconstruct, resolve_device
@@ -172,6 +175,11 @@ def build_dataset(
         with log.stage("clear old outputs"):
             discard_stale_dataset(output_dir)
         names = _relative_names(sources, output_dir)
+    if refinement is not None and refinement.refine:
+        from vggt_sparse_ns.refine import refine
+
+        with log.stage("refine"):
+            result = refine(result, refinement)
     run_summary = {
         "reconstruction": dataclasses.asdict(reconstruction),
         "seconds": dict(log.seconds),

@@ -19,6 +19,7 @@ from vggt_sparse_ns.pipeline.config import MIN_FRAMES, ReconstructionConfig
 from vggt_sparse_ns.pipeline.errors import InputError
 from vggt_sparse_ns.pipeline.inputs import ImageProbe, is_video, probe_image
 from vggt_sparse_ns.pipeline.stages import StageLog
+from vggt_sparse_ns.refine.config import RefineConfig
 
 
 @dataclass
@@ -28,7 +29,9 @@ class ProcessVGGTSparse(BaseConverterToNerfstudioDataset):
     1. Reconstructs cameras, depth and points of all images in one VGGT pass (sparse global attention for
        many frames).
     2. Copies and downscales the images like `ns-process-data images`.
-    3. Writes transforms.json (last), sparse_pc.ply and optionally depth maps and a COLMAP model.
+    3. With --refine, refines the cameras against the images (SIFT matches on the frame graph, triangulation,
+       bundle adjustment); frames without enough matches keep VGGT's camera.
+    4. Writes transforms.json (last), sparse_pc.ply and optionally depth maps and a COLMAP model.
 
     Exits with status 1 and one error message when the input cannot make a dataset.
     """
@@ -44,6 +47,7 @@ class ProcessVGGTSparse(BaseConverterToNerfstudioDataset):
     """For a video: target number of frames to extract, results may not be exact."""
     reconstruction: Annotated[ReconstructionConfig, tyro.conf.OmitArgPrefixes] = ReconstructionConfig()
     export: Annotated[ExportConfig, tyro.conf.OmitArgPrefixes] = ExportConfig()
+    refinement: Annotated[RefineConfig, tyro.conf.OmitArgPrefixes] = RefineConfig()
     view: bool = False
     """Open the result in the browser viewer when done (serves until Ctrl+C)."""
 
@@ -94,6 +98,7 @@ class ProcessVGGTSparse(BaseConverterToNerfstudioDataset):
             copy_images=copy_images,
             num_downscales=self.num_downscales if copy_images else present_downscales(image_dir),
             log=log,
+            refinement=self.refinement,
         )
 
     def _sources(self) -> list[tuple[Path, str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -108,6 +109,33 @@ def _format_export(export: Any) -> list[str]:
     return lines
 
 
+def format_refinement(figures: dict[str, Any]) -> str:
+    """One line about a refinement's summary (refine()'s ``refinement`` dict)."""
+    seconds = figures.get("seconds", {})
+    timing = f"{sum(seconds.values()):.1f} s (" + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()) + ")"
+    kept = figures.get("kept_frames", [])
+    shown = ", ".join(str(frame) for frame in kept[:10]) + (", ..." if len(kept) > 10 else "")
+    if "fallback" in figures:
+        return f"Refinement kept VGGT's cameras: {figures['fallback']}; {timing}"
+    return (
+        f"Refinement: {figures['registered_frames']} frames adjusted"
+        + (f", {len(kept)} kept VGGT's camera (frames {shown})" if kept else "")
+        + f"; reprojection error {figures['reprojection_error_px_before']:.2f} -> "
+        f"{figures['reprojection_error_px']:.2f} px; {figures['points']} points, {figures['observations']} "
+        f"observations; {figures['pairs_verified']} of {figures['pairs_matched']} pairs verified; {timing}"
+    )
+
+
+def _refinement_figures(output_dir: Path) -> dict[str, Any] | None:
+    """The refinement recorded in vggt/summary.json, if the run refined."""
+    from vggt_sparse_ns.export.run_info import RUN_DIR, SUMMARY_FILE
+
+    try:
+        return json.loads((output_dir / RUN_DIR / SUMMARY_FILE).read_text()).get("refinement")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def print_summary(output_dir: Path, result: DatasetReport, skipped: dict[Path, str], log: StageLog) -> None:
     """nerfstudio's closing lines, then frames, attention, time per stage, peak memory and what was written."""
     CONSOLE.log("[bold green]:tada: :tada: :tada: All DONE :tada: :tada: :tada:")
@@ -123,6 +151,9 @@ def print_summary(output_dir: Path, result: DatasetReport, skipped: dict[Path, s
     CONSOLE.log(
         "Peak GPU memory: " + (f"{peak / 2**30:.2f} GiB" if peak is not None else "n/a (measured on CUDA only)")
     )
+    refinement = _refinement_figures(output_dir)
+    if refinement:
+        CONSOLE.log(format_refinement(refinement))
     for line in _format_export(result.export):
         CONSOLE.log(line)
     CONSOLE.log(f"Next: [bold]ns-train vggt-splatfacto --data {output_dir}[/bold]")

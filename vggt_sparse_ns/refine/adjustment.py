@@ -19,7 +19,11 @@ MAX_ITERATIONS = 200
 logger = logging.getLogger(__name__)
 
 
-class AdjustmentFailed(RuntimeError):
+class RefinementRejected(RuntimeError):
+    """The refinement cannot be trusted (too few frames, a failed solve, a higher error); the message says why."""
+
+
+class AdjustmentFailed(RefinementRejected):
     """The solver reported no usable solution."""
 
 

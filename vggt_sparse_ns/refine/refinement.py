@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from vggt_sparse_ns.pipeline.reconstruction import Reconstruction, SparsePoints
-from vggt_sparse_ns.refine.adjustment import AdjustmentFailed, bundle_adjust, rescale
+from vggt_sparse_ns.refine.adjustment import RefinementRejected, bundle_adjust, rescale
 from vggt_sparse_ns.refine.cameras import CameraSet
 from vggt_sparse_ns.refine.config import RefineConfig
 from vggt_sparse_ns.refine.consistency import align_depth, point_colours, restore_scale, to_model_pixels
@@ -145,26 +145,24 @@ def _refine(reconstruction: Reconstruction, config: RefineConfig) -> Reconstruct
         "reprojection_error_px_before": error_before,
         "tracks": int(track.max() + 1) if len(track) else 0,
     }
-    cameras, model, frames, anchor, reason = predicted, initial, np.zeros(0, dtype=np.int64), 0, None
     try:
         with timer.stage("bundle adjustment"):
             cameras, model, frames, anchor = _adjust(predicted, initial, track, frame, keypoint, pixel, sizes, config)
-    except (AdjustmentFailed, _TooFewFrames) as error:
-        reason = str(error)
-    if reason is None:
         with timer.stage("scale"):
             factor, summary["scale_source"] = restore_scale(reconstruction, predicted, cameras, model, frames, anchor)
+            if not (np.isfinite(factor) and factor > 0):
+                raise RefinementRejected(f"VGGT's scale could not be restored (factor {factor:.3g})")
             cameras, model = rescale(cameras, model, frames, anchor, factor)
         error_after = float(model.errors(cameras).mean())
         if not error_after < error_before:
-            reason = (
+            raise RefinementRejected(
                 f"the adjustment did not lower the mean reprojection error ({error_before:.2f} px before, "
                 f"{error_after:.2f} px after)"
             )
-    if reason is not None:
+    except RefinementRejected as reason:
         logger.warning("Refinement kept the predicted cameras: %s.", reason)
         cameras, model, frames = predicted, initial, np.zeros(0, dtype=np.int64)
-        summary["fallback"] = reason
+        summary["fallback"] = str(reason)
     kept = sorted(set(range(count)) - set(frames.tolist()))
     errors = model.errors(cameras) if len(model.point) else np.zeros(0)
     with timer.stage("depth alignment"):
@@ -180,13 +178,11 @@ def _refine(reconstruction: Reconstruction, config: RefineConfig) -> Reconstruct
             "seconds": dict(timer.seconds),
         }
     )
-    distortion = None if config.refine_camera_model == "PINHOLE" and reason is None else cameras.distortion
-    if reconstruction.distortion is None and not np.any(cameras.distortion):
-        distortion = None
+    distortion = cameras.distortion if np.any(cameras.distortion) else reconstruction.distortion
     sparse = SparsePoints(
         xyz=model.xyz,
         rgb=point_colours(reconstruction, model),
-        camera_model=config.refine_camera_model if reason is None else "PINHOLE",
+        camera_model=_camera_model(config, summary, distortion),
         point=model.point,
         frame=model.frame,
         pixel=model.pixel,
@@ -203,8 +199,11 @@ def _refine(reconstruction: Reconstruction, config: RefineConfig) -> Reconstruct
     )
 
 
-class _TooFewFrames(RuntimeError):
-    pass
+def _camera_model(config: RefineConfig, summary: dict, distortion: np.ndarray | None) -> str:
+    """The model the returned cameras are in: the chosen one, or the prediction's when it was kept."""
+    if "fallback" not in summary:
+        return config.refine_camera_model
+    return "PINHOLE" if distortion is None else "OPENCV"
 
 
 def _adjust(
@@ -222,7 +221,7 @@ def _adjust(
     count = len(predicted.T_camera_world)
     frames = _enough(initial, count, config.refine_min_observations)
     if len(frames) < 2:
-        raise _TooFewFrames(
+        raise RefinementRejected(
             f"{len(frames)} frame(s) have {config.refine_min_observations} or more verified observations"
         )
     anchor = 0 if 0 in frames else int(frames[np.argmax(_observations_per_frame(initial, count)[frames])])
@@ -247,13 +246,13 @@ def _adjust(
     )
     frames = _enough(model, count, config.refine_min_observations, among=frames)
     if anchor not in frames:
-        raise _TooFewFrames(f"the anchor frame {anchor} lost its observations after the first adjustment")
+        raise RefinementRejected(f"the anchor frame {anchor} lost its observations after the first adjustment")
     cameras = predicted.with_frames(frames, cameras)
     cameras, model = bundle_adjust(cameras, model, frames=frames, loss_scale=1.0, **common)
     model = model.select(model.errors(cameras) <= config.refine_max_reprojection_error)
     frames = _enough(model, count, config.refine_min_observations, among=frames)
     if len(frames) < 2 or anchor not in frames:
-        raise _TooFewFrames("too few frames kept their observations after the second adjustment")
+        raise RefinementRejected("too few frames kept their observations after the second adjustment")
     model = model.select(np.isin(model.frame, frames))
     return predicted.with_frames(frames, cameras), model, frames, anchor
 
