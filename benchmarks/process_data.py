@@ -37,6 +37,7 @@ from vggt_sparse_ns.model.config import VGGTConfig
 from vggt_sparse_ns.nerfstudio.process_data import ProcessVGGTSparse
 from vggt_sparse_ns.pipeline.config import ReconstructionConfig
 from vggt_sparse_ns.pipeline.stages import StageLog
+from vggt_sparse_ns.refine.config import RefineConfig
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "process_data.json"
 TEXTURE_OCTAVES = ((6, 100), (24, 60), (96, 40))
@@ -140,9 +141,15 @@ def merge_row(path: Path, row: dict[str, Any], key: tuple[str, ...]) -> None:
 
 
 def run_command(
-    images: Path, output_dir: Path, checkpoint: Path, device: str, settings: ProcessDataBenchmark
+    images: Path,
+    output_dir: Path,
+    checkpoint: Path,
+    device: str,
+    settings: ProcessDataBenchmark,
+    refinement: RefineConfig | None = None,
 ) -> tuple[StageLog, float]:
-    """``ns-process-data vggt-sparse`` on ``images`` into a fresh ``output_dir``: its stage log and wall-clock seconds."""
+    """``ns-process-data vggt-sparse`` on ``images`` into a fresh ``output_dir``: its stage log and wall-clock seconds.
+    ``refinement`` adds --refine and its settings."""
     shutil.rmtree(output_dir, ignore_errors=True)
     command = ProcessVGGTSparse(
         data=images,
@@ -152,6 +159,7 @@ def run_command(
             checkpoint=str(checkpoint), device=device, attention="covisibility", neighbors=settings.neighbors
         ),
         export=ExportConfig(depth=settings.depth),
+        refinement=refinement or RefineConfig(),
     )
     log = StageLog()
     started = time.perf_counter()
