@@ -14,6 +14,9 @@ from vggt_sparse_ns.refine.config import CameraModelName
 from vggt_sparse_ns.refine.triangulation import SparseModel
 
 MAX_ITERATIONS = 200
+FUNCTION_TOLERANCE = 1e-6
+"""Stop when an iteration lowers the cost by less than this fraction (pycolmap's default 0 runs to the iteration
+limit on the last hundredths of a pixel)."""
 
 
 logger = logging.getLogger(__name__)
@@ -99,6 +102,7 @@ def bundle_adjust(
     options.ceres.loss_function_type = pycolmap.LossFunctionType.CAUCHY
     options.ceres.loss_function_scale = loss_scale
     options.ceres.solver_options.max_num_iterations = MAX_ITERATIONS
+    options.ceres.solver_options.function_tolerance = FUNCTION_TOLERANCE
     config = pycolmap.BundleAdjustmentConfig()
     for frame in frames:
         config.add_image(int(frame) + 1)

@@ -45,6 +45,9 @@ class RefineConfig:
     refine_min_observations: int = 20
     """Fewest triangulated observations a frame needs to be adjusted; frames with fewer keep their predicted
     camera and are listed as kept."""
+    refine_points_per_frame: int = 500
+    """Bundle adjustment uses, in each frame, this many points with the longest tracks (the problem grows with
+    frames, not features); every track is then triangulated with the adjusted cameras."""
     refine_max_reprojection_error: float = 4.0
     """Observations farther than this many full-resolution pixels from their point's projection after an
     adjustment are dropped as outliers before the next pass."""
@@ -62,6 +65,7 @@ class RefineConfig:
             "--refine-ratio": 0.0 < self.refine_ratio <= 1.0,
             "--refine-min-inliers": self.refine_min_inliers >= 8,
             "--refine-min-observations": self.refine_min_observations >= 6,
+            "--refine-points-per-frame": self.refine_points_per_frame >= 10,
             "--refine-max-reprojection-error": self.refine_max_reprojection_error > 0.0,
             "--refine-min-triangulation-angle": 0.0 <= self.refine_min_triangulation_angle < 90.0,
         }

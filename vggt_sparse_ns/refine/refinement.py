@@ -20,7 +20,7 @@ from vggt_sparse_ns.refine.consistency import align_depth, point_colours, restor
 from vggt_sparse_ns.refine.features import extract_features
 from vggt_sparse_ns.refine.matching import match_pairs
 from vggt_sparse_ns.refine.pairs import select_pairs
-from vggt_sparse_ns.refine.triangulation import SparseModel, triangulate
+from vggt_sparse_ns.refine.triangulation import SparseModel, adjustment_subset, triangulate
 from vggt_sparse_ns.refine.verification import build_tracks, verify_pairs
 
 logger = logging.getLogger(__name__)
@@ -216,8 +216,8 @@ def _adjust(
     sizes: list[tuple[int, int]],
     config: RefineConfig,
 ) -> tuple[CameraSet, SparseModel, np.ndarray, int]:
-    """Two adjustment passes with outlier filtering and re-triangulation between them; returns the cameras,
-    points, the adjusted frames and the anchor frame."""
+    """Two adjustment passes on each frame's best points, every track re-triangulated after each; returns the
+    cameras, all points triangulated with the final cameras, the adjusted frames and the anchor frame."""
     count = len(predicted.T_camera_world)
     frames = _enough(initial, count, config.refine_min_observations)
     if len(frames) < 2:
@@ -226,35 +226,32 @@ def _adjust(
         )
     anchor = 0 if 0 in frames else int(frames[np.argmax(_observations_per_frame(initial, count)[frames])])
     focal = float(np.median(predicted.intrinsics[:, 0, 0]))
-    first_loss = focal * np.tan(np.deg2rad(FIRST_PASS_LOSS_DEGREES))
-    common = {
+    settings = {
         "anchor": anchor,
         "sizes": sizes,
         "camera_model": config.refine_camera_model,
         "shared_intrinsics": config.refine_shared_intrinsics,
     }
-    cameras, _ = bundle_adjust(predicted, initial, frames=frames, loss_scale=first_loss, **common)
-    registered = np.isin(frame, frames)
-    model = triangulate(
-        cameras,
-        track[registered],
-        frame[registered],
-        keypoint[registered],
-        pixel[registered],
-        max_error=config.refine_max_reprojection_error,
-        min_angle=config.refine_min_triangulation_angle,
-    )
-    frames = _enough(model, count, config.refine_min_observations, among=frames)
-    if anchor not in frames:
-        raise RefinementRejected(f"the anchor frame {anchor} lost its observations after the first adjustment")
-    cameras = predicted.with_frames(frames, cameras)
-    cameras, model = bundle_adjust(cameras, model, frames=frames, loss_scale=1.0, **common)
-    model = model.select(model.errors(cameras) <= config.refine_max_reprojection_error)
-    frames = _enough(model, count, config.refine_min_observations, among=frames)
-    if len(frames) < 2 or anchor not in frames:
-        raise RefinementRejected("too few frames kept their observations after the second adjustment")
+    model, cameras = initial, predicted
+    for loss_scale in (focal * np.tan(np.deg2rad(FIRST_PASS_LOSS_DEGREES)), 1.0):
+        subset = adjustment_subset(model, config.refine_points_per_frame)
+        cameras, _ = bundle_adjust(cameras, subset, frames=frames, loss_scale=loss_scale, **settings)
+        registered = np.isin(frame, frames)
+        model = triangulate(
+            cameras,
+            track[registered],
+            frame[registered],
+            keypoint[registered],
+            pixel[registered],
+            max_error=config.refine_max_reprojection_error,
+            min_angle=config.refine_min_triangulation_angle,
+        )
+        frames = _enough(model, count, config.refine_min_observations, among=frames)
+        if anchor not in frames or len(frames) < 2:
+            raise RefinementRejected("too few frames kept enough observations after an adjustment")
+        cameras = predicted.with_frames(frames, cameras)
     model = model.select(np.isin(model.frame, frames))
-    return predicted.with_frames(frames, cameras), model, frames, anchor
+    return cameras, model, frames, anchor
 
 
 def _enough(model: SparseModel, count: int, minimum: int, among: np.ndarray | None = None) -> np.ndarray:

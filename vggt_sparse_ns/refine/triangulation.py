@@ -11,6 +11,7 @@ import numpy as np
 from vggt_sparse_ns.refine.cameras import CameraSet, normalised_points, project_points
 
 REFIT_ROUNDS = 4
+GAUSS_NEWTON_STEPS = 3
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,38 @@ def linear_triangulation(cameras: CameraSet, track: np.ndarray, frame: np.ndarra
     return xyz
 
 
+def refine_points(cameras: CameraSet, model: SparseModel, steps: int = GAUSS_NEWTON_STEPS) -> SparseModel:
+    """The points moved to minimise their squared reprojection error with the cameras fixed: a few Gauss-Newton
+    steps, all points at once (a 3x3 system each). The Jacobian leaves out lens distortion (small near the
+    optimum). Points that are not finite or sit behind a camera are left as they are."""
+    xyz = model.xyz.copy()
+    count = len(xyz)
+    pose = cameras.T_camera_world[model.frame]
+    focal = cameras.intrinsics[model.frame][:, :2, :2]
+    for _ in range(steps):
+        projected, z = project_points(cameras, model.frame, xyz[model.point])
+        camera = np.einsum("mij,mj->mi", pose[:, :, :3], xyz[model.point]) + pose[:, :, 3]
+        usable = np.isfinite(projected).all(1) & (z > 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d_normalised = np.zeros((len(z), 2, 3))
+            d_normalised[:, 0, 0] = d_normalised[:, 1, 1] = 1 / z
+            d_normalised[:, 0, 2] = -camera[:, 0] / z**2
+            d_normalised[:, 1, 2] = -camera[:, 1] / z**2
+        jacobian = focal @ d_normalised @ pose[:, :, :3]
+        jacobian[~usable] = 0
+        residual = np.where(usable[:, None], projected - model.pixel, 0.0)
+        normal = np.einsum("mki,mkj->mij", jacobian, jacobian).reshape(-1, 9)
+        gradient = np.einsum("mki,mk->mi", jacobian, residual)
+        normal = np.stack([np.bincount(model.point, normal[:, k], minlength=count) for k in range(9)], 1)
+        gradient = np.stack([np.bincount(model.point, gradient[:, k], minlength=count) for k in range(3)], 1)
+        normal = normal.reshape(count, 3, 3)
+        solvable = np.linalg.det(normal) > 1e-12 * np.abs(normal).max(axis=(1, 2)) ** 3
+        step = np.zeros_like(xyz)
+        step[solvable] = np.linalg.solve(normal[solvable], gradient[solvable][..., None])[..., 0]
+        xyz = xyz - step
+    return SparseModel(xyz, model.point, model.frame, model.keypoint, model.pixel)
+
+
 def triangulation_angles(cameras: CameraSet, model: SparseModel) -> np.ndarray:
     """[N] largest angle (degrees) between a point's ray to its first observing camera and its other rays."""
     rays = cameras.centres[model.frame] - model.xyz[model.point]
@@ -103,12 +136,15 @@ def triangulate(
     for _ in range(REFIT_ROUNDS):
         if len(model.point) == 0:
             break
-        model = SparseModel(
-            linear_triangulation(cameras, model.point, model.frame, model.pixel),
-            model.point,
-            model.frame,
-            model.keypoint,
-            model.pixel,
+        model = refine_points(
+            cameras,
+            SparseModel(
+                linear_triangulation(cameras, model.point, model.frame, model.pixel),
+                model.point,
+                model.frame,
+                model.keypoint,
+                model.pixel,
+            ),
         )
         errors = model.errors(cameras)
         worst = _worst_of_each_point(model.point, errors)
@@ -132,3 +168,18 @@ def _worst_of_each_point(point: np.ndarray, errors: np.ndarray) -> np.ndarray:
     worst = np.zeros(len(point), dtype=bool)
     worst[order[first]] = True
     return worst
+
+
+def adjustment_subset(model: SparseModel, per_frame: int, seed: int = 0) -> SparseModel:
+    """The points bundle adjustment needs: in each frame, the ``per_frame`` points with the longest tracks
+    (ties broken at random), so the problem grows with frames, not with features. Returns the model restricted
+    to the points chosen by at least one frame."""
+    views = np.bincount(model.point, minlength=len(model.xyz))
+    tiebreak = np.random.default_rng(seed).random(len(model.xyz))
+    order = np.lexsort((tiebreak[model.point], -views[model.point], model.frame))
+    start_of_frame = np.searchsorted(model.frame[order], model.frame[order], side="left")
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order)) - start_of_frame
+    chosen = np.zeros(len(model.xyz), dtype=bool)
+    chosen[model.point[rank < per_frame]] = True
+    return model.select(chosen[model.point])
