@@ -55,3 +55,25 @@ def test_a_dense_run_matches_each_frame_with_its_most_similar_frames_not_all_pai
 
 def test_sequential_pairs_join_each_frame_to_the_next_ones() -> None:
     assert sequential_pairs(4, 2).tolist() == [[0, 1], [1, 2], [2, 3], [0, 2], [1, 3]]
+
+
+def test_verification_keeps_matches_on_one_epipolar_geometry_and_drops_the_rest() -> None:
+    from textured_scene import look_at
+
+    from vggt_sparse_ns.refine.cameras import CameraSet, project_points
+    from vggt_sparse_ns.refine.verification import verify_pairs
+
+    rng = np.random.default_rng(5)
+    poses = np.stack([look_at(np.array([x, 0.0, 0.0]), np.array([0.2, 0.1, 5.0])) for x in (0.0, 0.8)])
+    intrinsic = np.array([[400.0, 0, 320], [0, 400.0, 240], [0, 0, 1]])
+    cameras = CameraSet(poses, np.stack([intrinsic] * 2), np.zeros((2, 4)))
+    points = rng.uniform([-1.5, -1, 4], [1.5, 1, 7], (200, 3))
+    keypoints = [project_points(cameras, np.full(200, f), points)[0] for f in (0, 1)]
+    keypoints[1][150:] = rng.uniform(0, 480, (50, 2))  # the last 50 matches are wrong
+    features = [Features(k, np.zeros((200, 128), np.float32), (640, 480)) for k in keypoints]
+    matches = [np.stack([np.arange(200), np.arange(200)], axis=1)]
+    verified = verify_pairs(features, np.array([[0, 1]]), matches, max_error=2.0, min_inliers=15)[0]
+    kept = set(verified[:, 0].tolist())
+    assert set(range(150)) <= kept and len(kept - set(range(150))) <= 2  # a wrong match may fall on its line
+    few = verify_pairs(features, np.array([[0, 1]]), [matches[0][:10]], max_error=2.0, min_inliers=15)[0]
+    assert few.shape == (0, 2)

@@ -123,7 +123,13 @@ def _refine(reconstruction: Reconstruction, config: RefineConfig) -> Reconstruct
     with timer.stage("matching"):
         matches = match_pairs(features, pairs, ratio=config.refine_ratio, device=device)
     with timer.stage("verification"):
-        verified = verify_pairs(features, pairs, matches, predicted.intrinsics, min_inliers=config.refine_min_inliers)
+        verified = verify_pairs(
+            features,
+            pairs,
+            matches,
+            max_error=config.refine_max_reprojection_error,
+            min_inliers=config.refine_min_inliers,
+        )
     with timer.stage("triangulation"):
         track, frame, keypoint = build_tracks([len(f) for f in features], pairs, verified)
         pixel = (
