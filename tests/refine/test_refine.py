@@ -13,12 +13,14 @@ from PIL import Image
 from textured_scene import (
     SCENE_SIZE,
     TexturedScene,
+    at_model_resolution,
     centre_errors,
     make_scene,
     perturb,
     rotation_errors_deg,
 )
 
+from vggt_sparse_ns.images import ImageTransform
 from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
 from vggt_sparse_ns.refine import RefineConfig, refine
 
@@ -183,3 +185,20 @@ def test_an_adjustment_that_raises_the_reprojection_error_is_not_kept(small_pred
         result = refine(small_prediction)
     np.testing.assert_array_equal(result.T_camera_world, small_prediction.T_camera_world)
     assert "did not lower the mean reprojection error" in _single_warning(caplog)
+
+
+def test_model_pixels_that_differ_from_image_pixels_and_no_depth_still_refine(scene: TexturedScene) -> None:
+    transform = ImageTransform((320, 240), (280, 210), (0, 0), (0, 3), (280, 216))  # resized, padded
+    truth = at_model_resolution(scene.truth, transform)
+    predicted = perturb(truth, seed=5)
+    refined = refine(predicted)
+    frames = _textured(scene)
+    for errors in (rotation_errors_deg, centre_errors):
+        before = np.median(errors(predicted.T_camera_world, truth.T_camera_world)[frames])
+        after = np.median(errors(refined.T_camera_world, truth.T_camera_world)[frames])
+        assert after * 5 <= before, (errors.__name__, before, after)
+    focal_error = np.abs(refined.intrinsics[frames, 0, 0] / truth.intrinsics[frames, 0, 0] - 1)
+    assert np.median(focal_error) < 0.01
+    np.testing.assert_allclose(refined.intrinsics[frames, :2, 2], truth.intrinsics[frames, :2, 2], atol=1e-3)
+    assert refined.refinement["scale_source"] == "camera centres"
+    np.testing.assert_array_equal(refined.depth, 0.0)

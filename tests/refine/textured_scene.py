@@ -182,3 +182,22 @@ def centre_errors(T_a: np.ndarray, T_b: np.ndarray) -> np.ndarray:
         return -np.einsum("sji,sj->si", T[:, :, :3], T[:, :, 3])
 
     return np.linalg.norm(centres(T_a) - centres(T_b), axis=1)
+
+
+def at_model_resolution(reconstruction: Reconstruction, transform: ImageTransform) -> Reconstruction:
+    """The same cameras as seen by a model whose input is ``transform`` of each image (intrinsics in model
+    pixels), with no depth (zeros: refinement must not need it) and grey colours."""
+    scale, offset = transform.scale, transform.offset
+    to_model = np.array([[scale[0], 0.0, offset[0]], [0.0, scale[1], offset[1]], [0.0, 0.0, 1.0]])
+    width, height = transform.model_size
+    frames = reconstruction.num_frames
+    return Reconstruction(
+        **{
+            **reconstruction.__dict__,
+            "transforms": [transform] * frames,
+            "intrinsics": (to_model @ reconstruction.intrinsics.astype(np.float64)).astype(np.float32),
+            "depth": np.zeros((frames, height, width), np.float32),
+            "depth_conf": np.ones((frames, height, width), np.float32),
+            "colors": np.full((frames, height, width, 3), 128, np.uint8),
+        }
+    )
