@@ -143,7 +143,7 @@ def _refine(reconstruction: Reconstruction, config: RefineConfig) -> Reconstruct
         initial = triangulate(
             predicted, track, frame, keypoint, pixel, max_error=loose, min_angle=config.refine_min_triangulation_angle
         )
-    error_before = float(initial.errors(predicted).mean()) if len(initial.point) else float("nan")
+    error_before = float(initial.errors(predicted).mean()) if len(initial.point) else None
     summary = {
         "camera_model": config.refine_camera_model,
         "pairs_matched": int(len(pairs)),
@@ -160,14 +160,16 @@ def _refine(reconstruction: Reconstruction, config: RefineConfig) -> Reconstruct
                 raise RefinementRejected(f"VGGT's scale could not be restored (factor {factor:.3g})")
             cameras, model = rescale(cameras, model, frames, anchor, factor)
         error_after = float(model.errors(cameras).mean())
-        if not error_after < error_before:
+        if not error_after < error_before:  # (no points before: _adjust has rejected already)
             raise RefinementRejected(
                 f"the adjustment did not lower the mean reprojection error ({error_before:.2f} px before, "
                 f"{error_after:.2f} px after)"
             )
     except RefinementRejected as reason:
         logger.warning("Refinement kept the predicted cameras: %s.", reason)
-        cameras, model, frames = predicted, initial, np.zeros(0, dtype=np.int64)
+        cameras, frames = predicted, np.zeros(0, dtype=np.int64)
+        # The points that agree with the predicted cameras are still worth exporting.
+        model = initial.select(initial.errors(predicted) <= config.refine_max_reprojection_error)
         summary["fallback"] = str(reason)
     kept = sorted(set(range(count)) - set(frames.tolist()))
     errors = model.errors(cameras) if len(model.point) else np.zeros(0)
@@ -175,7 +177,7 @@ def _refine(reconstruction: Reconstruction, config: RefineConfig) -> Reconstruct
         depth, world_points, depth_scales = align_depth(reconstruction, predicted, cameras, model)
     summary.update(
         {
-            "reprojection_error_px": float(errors.mean()) if len(errors) else float("nan"),
+            "reprojection_error_px": float(errors.mean()) if len(errors) else None,
             "registered_frames": int(len(frames)),
             "kept_frames": kept,
             "points": int(len(model.xyz)),
@@ -185,6 +187,10 @@ def _refine(reconstruction: Reconstruction, config: RefineConfig) -> Reconstruct
         }
     )
     distortion = cameras.distortion if np.any(cameras.distortion) else reconstruction.distortion
+    T_camera_world = cameras.T_camera_world.astype(np.float32)
+    intrinsics = to_model_pixels(cameras.intrinsics, reconstruction.transforms).astype(np.float32)
+    T_camera_world[kept] = reconstruction.T_camera_world[kept]  # exactly as predicted, no round trip
+    intrinsics[kept] = reconstruction.intrinsics[kept]
     sparse = SparsePoints(
         xyz=model.xyz,
         rgb=point_colours(reconstruction, model),
@@ -195,8 +201,8 @@ def _refine(reconstruction: Reconstruction, config: RefineConfig) -> Reconstruct
     )
     return dataclasses.replace(
         reconstruction,
-        T_camera_world=cameras.T_camera_world.astype(np.float32),
-        intrinsics=to_model_pixels(cameras.intrinsics, reconstruction.transforms).astype(np.float32),
+        T_camera_world=T_camera_world,
+        intrinsics=intrinsics,
         distortion=distortion,
         depth=depth,
         world_points=world_points,
