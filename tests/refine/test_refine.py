@@ -17,6 +17,7 @@ from textured_scene import (
     centre_errors,
     make_scene,
     perturb,
+    random_rotation,
     rotation_errors_deg,
 )
 
@@ -202,3 +203,15 @@ def test_model_pixels_that_differ_from_image_pixels_and_no_depth_still_refine(sc
     np.testing.assert_allclose(refined.intrinsics[frames, :2, 2], truth.intrinsics[frames, :2, 2], atol=1e-3)
     assert refined.refinement["scale_source"] == "camera centres"
     np.testing.assert_array_equal(refined.depth, 0.0)
+
+
+def test_a_frame_vggt_got_badly_wrong_rejoins_through_its_absolute_pose(scene, predicted) -> None:
+    T_camera_world = predicted.T_camera_world.astype(np.float64)
+    T_camera_world[5, :, :3] = random_rotation(np.random.default_rng(9), 40.0) @ T_camera_world[5, :, :3]
+    T_camera_world[5, :, 3] += 0.1 * SCENE_SIZE
+    far_off = dataclasses.replace(predicted, T_camera_world=T_camera_world.astype(np.float32))
+    # 40 of frame 5's observations happen to fit its wrong camera: more are needed to adjust it directly.
+    refined = refine(far_off, RefineConfig(refine_min_observations=60))
+    assert refined.refinement["kept_frames"] == [BLANK_FRAME]
+    assert rotation_errors_deg(refined.T_camera_world, scene.truth.T_camera_world)[5] < 0.5
+    assert centre_errors(refined.T_camera_world, scene.truth.T_camera_world)[5] < 0.01 * SCENE_SIZE

@@ -20,6 +20,7 @@ from vggt_sparse_ns.refine.consistency import align_depth, point_colours, restor
 from vggt_sparse_ns.refine.features import extract_features
 from vggt_sparse_ns.refine.matching import match_pairs
 from vggt_sparse_ns.refine.pairs import select_pairs
+from vggt_sparse_ns.refine.registration import register_frames
 from vggt_sparse_ns.refine.triangulation import SparseModel, adjustment_subset, triangulate
 from vggt_sparse_ns.refine.verification import build_tracks, verify_pairs
 
@@ -228,8 +229,9 @@ def _adjust(
     sizes: list[tuple[int, int]],
     config: RefineConfig,
 ) -> tuple[CameraSet, SparseModel, np.ndarray, int]:
-    """Two adjustment passes on each frame's best points, every track re-triangulated after each; returns the
-    cameras, all points triangulated with the final cameras, the adjusted frames and the anchor frame."""
+    """Two adjustment passes on each frame's best points, every track re-triangulated after each, frames left
+    out at first registered by absolute pose in between; returns the cameras, all points triangulated with the
+    final cameras, the adjusted frames and the anchor frame."""
     count = len(predicted.T_camera_world)
     frames = _enough(initial, count, config.refine_min_observations)
     if len(frames) < 2:
@@ -244,12 +246,10 @@ def _adjust(
         "camera_model": config.refine_camera_model,
         "shared_intrinsics": config.refine_shared_intrinsics,
     }
-    model, cameras = initial, predicted
-    for loss_scale in (focal * np.tan(np.deg2rad(FIRST_PASS_LOSS_DEGREES)), 1.0):
-        subset = adjustment_subset(model, config.refine_points_per_frame)
-        cameras, _ = bundle_adjust(cameras, subset, frames=frames, loss_scale=loss_scale, **settings)
+
+    def triangulate_frames(cameras: CameraSet, frames: np.ndarray) -> SparseModel:
         registered = np.isin(frame, frames)
-        model = triangulate(
+        return triangulate(
             cameras,
             track[registered],
             frame[registered],
@@ -258,10 +258,34 @@ def _adjust(
             max_error=config.refine_max_reprojection_error,
             min_angle=config.refine_min_triangulation_angle,
         )
+
+    def adjust_and_retriangulate(
+        cameras: CameraSet, model: SparseModel, frames: np.ndarray, loss_scale: float
+    ) -> tuple[CameraSet, SparseModel, np.ndarray]:
+        subset = adjustment_subset(model, config.refine_points_per_frame)
+        cameras, _ = bundle_adjust(cameras, subset, frames=frames, loss_scale=loss_scale, **settings)
+        model = triangulate_frames(cameras, frames)
         frames = _enough(model, count, config.refine_min_observations, among=frames)
         if anchor not in frames or len(frames) < 2:
             raise RefinementRejected("too few frames kept enough observations after an adjustment")
-        cameras = predicted.with_frames(frames, cameras)
+        return predicted.with_frames(frames, cameras), model, frames
+
+    first_loss = focal * np.tan(np.deg2rad(FIRST_PASS_LOSS_DEGREES))
+    cameras, model, frames = adjust_and_retriangulate(predicted, initial, frames, first_loss)
+    # Frames VGGT got badly wrong (too few observations fit their predicted camera) may rejoin here.
+    cameras, joined = register_frames(
+        cameras,
+        model,
+        (track, frame, keypoint, pixel),
+        sorted(set(range(count)) - set(frames.tolist())),
+        sizes,
+        min_inliers=config.refine_min_observations,
+        max_error=config.refine_max_reprojection_error,
+    )
+    if joined:
+        frames = np.union1d(frames, joined).astype(np.int64)
+        model = triangulate_frames(cameras, frames)
+    cameras, model, frames = adjust_and_retriangulate(cameras, model, frames, 1.0)
     model = model.select(np.isin(model.frame, frames))
     return cameras, model, frames, anchor
 
