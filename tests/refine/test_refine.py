@@ -174,14 +174,14 @@ def test_a_failed_adjustment_keeps_the_predicted_cameras_with_one_warning_saying
 def test_an_adjustment_that_raises_the_reprojection_error_is_not_kept(small_prediction, monkeypatch, caplog) -> None:
     from vggt_sparse_ns.refine import refinement
 
-    rescale = refinement.rescale
+    transform_world = refinement.transform_world
 
     def worsen(*args, **kwargs):
-        cameras, model = rescale(*args, **kwargs)
+        cameras, model = transform_world(*args, **kwargs)
         noise = np.random.default_rng(0).normal(0, 0.2, model.xyz.shape)  # points that fit worse than before
         return cameras, dataclasses.replace(model, xyz=model.xyz + noise)
 
-    monkeypatch.setattr(refinement, "rescale", worsen)
+    monkeypatch.setattr(refinement, "transform_world", worsen)
     with caplog.at_level(logging.WARNING):
         result = refine(small_prediction)
     np.testing.assert_array_equal(result.T_camera_world, small_prediction.T_camera_world)
@@ -215,3 +215,16 @@ def test_a_frame_vggt_got_badly_wrong_rejoins_through_its_absolute_pose(scene, p
     assert refined.refinement["kept_frames"] == [BLANK_FRAME]
     assert rotation_errors_deg(refined.T_camera_world, scene.truth.T_camera_world)[5] < 0.5
     assert centre_errors(refined.T_camera_world, scene.truth.T_camera_world)[5] < 0.01 * SCENE_SIZE
+
+
+def test_when_frame_zero_has_no_texture_the_others_are_placed_by_all_their_predictions(tmp_path: Path) -> None:
+    scene = make_scene(tmp_path, frames=6, blank_frame=0)
+    predicted = perturb(scene.truth, seed=1)
+    refined = refine(predicted)
+    assert refined.refinement["kept_frames"] == [0]
+    np.testing.assert_array_equal(refined.T_camera_world[0], predicted.T_camera_world[0])
+    # Frame 0 holds the world but cannot be matched: one anchor's prediction would pass its whole error on;
+    # the mean over the adjusted frames' predictions does better than the typical prediction.
+    before = np.median(rotation_errors_deg(predicted.T_camera_world, scene.truth.T_camera_world)[1:])
+    after = np.median(rotation_errors_deg(refined.T_camera_world, scene.truth.T_camera_world)[1:])
+    assert after < before / 2, (before, after)

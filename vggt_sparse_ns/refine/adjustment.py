@@ -136,18 +136,3 @@ def _camera_ids(frames: np.ndarray, sizes: Sequence[tuple[int, int]], shared: bo
         return {int(f): int(f) + 1 for f in frames}
     distinct: dict[tuple[int, int], int] = {}
     return {int(f): distinct.setdefault(tuple(sizes[f]), len(distinct) + 1) for f in frames}
-
-
-def rescale(
-    cameras: CameraSet, model: SparseModel, frames: np.ndarray, anchor: int, factor: float
-) -> tuple[CameraSet, SparseModel]:
-    """Scale the world by ``factor`` about the anchor camera's centre, for ``frames`` and the points: the
-    anchor keeps its pose and every reprojection is unchanged."""
-    centre = cameras.centres[anchor]
-    rotation = cameras.T_camera_world[frames, :, :3]
-    centres = centre + factor * (cameras.centres[frames] - centre)
-    T_camera_world = cameras.T_camera_world.copy()
-    T_camera_world[frames, :, 3] = -np.einsum("sij,sj->si", rotation, centres)
-    scaled = CameraSet(T_camera_world, cameras.intrinsics, cameras.distortion)
-    xyz = centre + factor * (model.xyz - centre)
-    return scaled, SparseModel(xyz, model.point, model.frame, model.keypoint, model.pixel)

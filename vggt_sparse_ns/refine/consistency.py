@@ -4,6 +4,7 @@ triangulated points, intrinsics back in model pixels, point colours."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -20,33 +21,78 @@ DEPTH_AGREEMENT = 0.1
 """Largest median absolute deviation of log(predicted depth / triangulated depth) for depth to set the scale."""
 
 
-def restore_scale(
+@dataclass(frozen=True)
+class Similarity:
+    """x_prediction = scale * rotation @ x_refined + translation: the refined world put back into VGGT's."""
+
+    rotation: np.ndarray
+    translation: np.ndarray
+    scale: float
+    scale_source: str
+
+
+def back_to_prediction(
     reconstruction: Reconstruction,
     predicted: CameraSet,
     refined: CameraSet,
     model: SparseModel,
     frames: np.ndarray,
     anchor: int,
-) -> tuple[float, str]:
-    """The factor that gives the refined world VGGT's scale again (the adjustment fixed it arbitrarily), and
-    what it was measured on.
+) -> Similarity:
+    """The similarity that gives the refined world VGGT's frame and scale again (the adjustment fixed only the
+    anchor's pose, and a scale of its own).
 
-    VGGT's depth maps and cameras share one scale. Where the predicted depth agrees with the triangulated
-    points up to one factor (the log-ratio's median absolute deviation under ``DEPTH_AGREEMENT``, over at
-    least ``MIN_SCALE_SAMPLES`` observations) the factor is that ratio's median: thousands of samples.
-    Otherwise it is the least-squares fit of the refined camera centres to the predicted ones, about the
-    anchor's centre (few samples, as noisy as the predicted positions).
+    Frame 0 as anchor is the world itself: no rotation, no translation. Another anchor (frame 0 could not be
+    adjusted) is one noisy prediction, so the rotation is the mean of all adjusted frames' rotation offsets and
+    the translation fits their centres. The scale: VGGT's depth maps and cameras share one; where the predicted
+    depth agrees with the triangulated points up to one factor (log-ratio's median absolute deviation under
+    ``DEPTH_AGREEMENT``, at least ``MIN_SCALE_SAMPLES`` observations) it is that ratio's median, from thousands
+    of samples; otherwise the least-squares fit of the camera centres (few samples, as noisy as the predicted
+    positions).
     """
+    if anchor == 0:
+        rotation = np.eye(3)
+    else:
+        offsets = np.einsum(
+            "sji,sjk->ik", predicted.T_camera_world[frames, :, :3], refined.T_camera_world[frames, :, :3]
+        )
+        u, _, vt = np.linalg.svd(offsets)
+        rotation = u @ np.diag([1.0, 1.0, np.linalg.det(u @ vt)]) @ vt
+    origin_before = predicted.centres[anchor] if anchor == 0 else predicted.centres[frames].mean(0)
+    origin_after = refined.centres[anchor] if anchor == 0 else refined.centres[frames].mean(0)
+    before = predicted.centres[frames] - origin_before
+    after = (refined.centres[frames] - origin_after) @ rotation.T
+    scale, source = _depth_scale(reconstruction, refined, model, frames), "depth"
+    if scale is None:
+        spread = float(np.sum(after * after))
+        scale, source = (float(np.sum(after * before) / spread) if spread > 0 else 1.0), "camera centres"
+    return Similarity(rotation, origin_before - scale * rotation @ origin_after, scale, source)
+
+
+def _depth_scale(
+    reconstruction: Reconstruction, refined: CameraSet, model: SparseModel, frames: np.ndarray
+) -> float | None:
+    """The median of predicted over triangulated depth where they agree up to one factor, else None."""
     ratios = _depth_ratios(reconstruction, refined, model, frames)
-    if len(ratios) >= MIN_SCALE_SAMPLES:
-        logs = np.log(ratios)
-        if np.median(np.abs(logs - np.median(logs))) < DEPTH_AGREEMENT:
-            return float(np.exp(np.median(logs))), "depth"
-    origin = predicted.centres[anchor]
-    before = predicted.centres[frames] - origin
-    after = refined.centres[frames] - refined.centres[anchor]
-    spread = float(np.sum(after * after))
-    return (float(np.sum(after * before) / spread) if spread > 0 else 1.0), "camera centres"
+    if len(ratios) < MIN_SCALE_SAMPLES:
+        return None
+    logs = np.log(ratios)
+    if np.median(np.abs(logs - np.median(logs))) >= DEPTH_AGREEMENT:
+        return None
+    return float(np.exp(np.median(logs)))
+
+
+def transform_world(
+    cameras: CameraSet, model: SparseModel, frames: np.ndarray, similarity: Similarity
+) -> tuple[CameraSet, SparseModel]:
+    """``frames``' cameras and the points moved by ``similarity`` (every reprojection is unchanged)."""
+    rotation = cameras.T_camera_world[frames, :, :3] @ similarity.rotation.T
+    centres = similarity.scale * cameras.centres[frames] @ similarity.rotation.T + similarity.translation
+    T_camera_world = cameras.T_camera_world.copy()
+    T_camera_world[frames] = np.concatenate([rotation, -np.einsum("sij,sj->si", rotation, centres)[..., None]], 2)
+    xyz = similarity.scale * model.xyz @ similarity.rotation.T + similarity.translation
+    moved = CameraSet(T_camera_world, cameras.intrinsics, cameras.distortion)
+    return moved, SparseModel(xyz, model.point, model.frame, model.keypoint, model.pixel)
 
 
 def _depth_ratios(

@@ -13,10 +13,16 @@ import numpy as np
 import torch
 
 from vggt_sparse_ns.pipeline.reconstruction import Reconstruction, SparsePoints
-from vggt_sparse_ns.refine.adjustment import RefinementRejected, bundle_adjust, rescale
+from vggt_sparse_ns.refine.adjustment import RefinementRejected, bundle_adjust
 from vggt_sparse_ns.refine.cameras import CameraSet
 from vggt_sparse_ns.refine.config import RefineConfig
-from vggt_sparse_ns.refine.consistency import align_depth, point_colours, restore_scale, to_model_pixels
+from vggt_sparse_ns.refine.consistency import (
+    align_depth,
+    back_to_prediction,
+    point_colours,
+    to_model_pixels,
+    transform_world,
+)
 from vggt_sparse_ns.refine.features import extract_features
 from vggt_sparse_ns.refine.matching import match_pairs
 from vggt_sparse_ns.refine.pairs import select_pairs
@@ -156,10 +162,11 @@ def _refine(reconstruction: Reconstruction, config: RefineConfig) -> Reconstruct
         with timer.stage("bundle adjustment"):
             cameras, model, frames, anchor = _adjust(predicted, initial, track, frame, keypoint, pixel, sizes, config)
         with timer.stage("scale"):
-            factor, summary["scale_source"] = restore_scale(reconstruction, predicted, cameras, model, frames, anchor)
-            if not (np.isfinite(factor) and factor > 0):
-                raise RefinementRejected(f"VGGT's scale could not be restored (factor {factor:.3g})")
-            cameras, model = rescale(cameras, model, frames, anchor, factor)
+            similarity = back_to_prediction(reconstruction, predicted, cameras, model, frames, anchor)
+            summary["scale_source"] = similarity.scale_source
+            if not (np.isfinite(similarity.scale) and similarity.scale > 0):
+                raise RefinementRejected(f"VGGT's scale could not be restored (factor {similarity.scale:.3g})")
+            cameras, model = transform_world(cameras, model, frames, similarity)
         error_after = float(model.errors(cameras).mean())
         if not error_after < error_before:  # (no points before: _adjust has rejected already)
             raise RefinementRejected(
