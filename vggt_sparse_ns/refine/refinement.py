@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -13,6 +12,7 @@ import numpy as np
 import torch
 
 from vggt_sparse_ns.pipeline.reconstruction import Reconstruction, SparsePoints
+from vggt_sparse_ns.pipeline.stages import StageLog
 from vggt_sparse_ns.refine.adjustment import RefinementRejected, bundle_adjust
 from vggt_sparse_ns.refine.cameras import CameraSet
 from vggt_sparse_ns.refine.config import RefineConfig
@@ -28,7 +28,7 @@ from vggt_sparse_ns.refine.matching import match_pairs
 from vggt_sparse_ns.refine.pairs import select_pairs
 from vggt_sparse_ns.refine.registration import register_frames
 from vggt_sparse_ns.refine.triangulation import SparseModel, adjustment_subset, triangulate
-from vggt_sparse_ns.refine.verification import build_tracks, verify_pairs
+from vggt_sparse_ns.refine.verification import build_tracks, keypoint_pixels, verify_pairs
 
 logger = logging.getLogger(__name__)
 
@@ -37,19 +37,6 @@ INITIAL_ERROR_DEGREES = 5.0
 their point's projection are kept for the first adjustment (as pixels: focal length * tan(angle))."""
 FIRST_PASS_LOSS_DEGREES = 1.0
 """The first adjustment's robust loss scale, as an angle (the second uses one pixel)."""
-
-
-class _Timer:
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
 
 
 @contextmanager
@@ -99,7 +86,7 @@ def refine(reconstruction: Reconstruction, config: RefineConfig | None = None) -
 
 
 def _refine(reconstruction: Reconstruction, config: RefineConfig) -> Reconstruction:
-    timer = _Timer()
+    timer = StageLog()
     count = reconstruction.num_frames
     sizes = [t.original_size for t in reconstruction.transforms]
     predicted = CameraSet(
@@ -139,13 +126,7 @@ def _refine(reconstruction: Reconstruction, config: RefineConfig) -> Reconstruct
         )
     with timer.stage("triangulation"):
         track, frame, keypoint = build_tracks([len(f) for f in features], pairs, verified)
-        pixel = (
-            np.concatenate([features[f].keypoints for f in range(count)])[
-                np.concatenate([[0], np.cumsum([len(f) for f in features])])[frame] + keypoint
-            ]
-            if len(frame)
-            else np.zeros((0, 2))
-        )
+        pixel = keypoint_pixels(features, frame, keypoint)
         loose = float(np.median(predicted.intrinsics[:, 0, 0])) * np.tan(np.deg2rad(INITIAL_ERROR_DEGREES))
         initial = triangulate(
             predicted, track, frame, keypoint, pixel, max_error=loose, min_angle=config.refine_min_triangulation_angle

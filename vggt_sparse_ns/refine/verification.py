@@ -96,3 +96,11 @@ def build_tracks(
     _, track = np.unique(component[nodes], return_inverse=True)
     frames = frame_of_node[nodes]
     return track.astype(np.int64), frames, nodes - offsets[frames]
+
+
+def keypoint_pixels(features: Sequence[Features], frame: np.ndarray, keypoint: np.ndarray) -> np.ndarray:
+    """[M, 2] full-resolution pixels of keypoint ``keypoint[m]`` of frame ``frame[m]``."""
+    if len(frame) == 0:
+        return np.zeros((0, 2))
+    offsets = np.concatenate([[0], np.cumsum([len(f) for f in features])])
+    return np.concatenate([f.keypoints for f in features])[offsets[frame] + keypoint]
