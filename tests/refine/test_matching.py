@@ -55,5 +55,6 @@ def test_pairs_matched_in_small_batches_give_the_same_matches(monkeypatch) -> No
 def test_an_image_without_features_matches_nothing() -> None:
     empty = Features(np.zeros((0, 2)), np.zeros((0, 128), np.float32), (100, 100))
     other = _features(np.random.default_rng(2).standard_normal((10, 128)))
-    matches = match_pairs([empty, other], np.array([[0, 1]]), ratio=0.8, device=torch.device("cpu"))
-    assert matches[0].shape == (0, 2)
+    for images in ([empty, other], [other, empty]):
+        matches = match_pairs(images, np.array([[0, 1]]), ratio=0.8, device=torch.device("cpu"))
+        assert matches[0].shape == (0, 2)

@@ -50,36 +50,42 @@ def mutual_nearest_neighbours(
 def match_pairs(
     features: Sequence[Features], pairs: np.ndarray, *, ratio: float, device: torch.device
 ) -> list[np.ndarray]:
-    """[M, 2] keypoint index matches (in i, in j) for each pair (i, j), in the order of ``pairs``."""
+    """[M, 2] keypoint index matches (in i, in j) for each pair (i, j), in the order of ``pairs``. All
+    descriptors go to ``device`` once; each batch of pairs gathers its rows there."""
     matches: list[np.ndarray] = [np.zeros((0, 2), dtype=np.int64)] * len(pairs)
-    budget = BATCH_BYTES.get(device.type, BATCH_BYTES["cpu"])
+    if len(pairs) == 0:
+        return matches
     counts = np.array([len(f) for f in features])
-    order = np.argsort(-(counts[pairs[:, 0]] * counts[pairs[:, 1]]), kind="stable") if len(pairs) else []
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    every = torch.from_numpy(np.concatenate([f.descriptors for f in features]).astype(np.float32)).to(device)
+    budget = BATCH_BYTES.get(device.type, BATCH_BYTES["cpu"])
+    order = np.argsort(-(counts[pairs[:, 0]] * counts[pairs[:, 1]]), kind="stable")
     start = 0
     while start < len(order):
         largest = max(int(counts[pairs[order[start], 0]] * counts[pairs[order[start], 1]]), 1)
         stop = min(len(order), start + max(1, budget // (4 * largest)))
-        batch = order[start:stop]
-        for position, found in zip(batch, _match_batch(features, pairs[batch], ratio, device), strict=True):
-            matches[position] = found
+        batch = pairs[order[start:stop]]
+        descriptors_a, counts_a = _padded(every, offsets, counts, batch[:, 0])
+        descriptors_b, counts_b = _padded(every, offsets, counts, batch[:, 1])
+        pair, index_a, index_b = mutual_nearest_neighbours(descriptors_a, descriptors_b, counts_a, counts_b, ratio)
+        found = torch.stack([pair, index_a, index_b], dim=1).cpu().numpy()
+        bounds = np.searchsorted(found[:, 0], np.arange(len(batch) + 1))
+        for position, index in enumerate(order[start:stop]):
+            matches[index] = found[bounds[position] : bounds[position + 1], 1:]
         start = stop
     return matches
 
 
-def _padded(descriptors: list[np.ndarray], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    longest = max(max(len(d) for d in descriptors), 1)
-    padded = torch.zeros(len(descriptors), longest, 128, device=device)
-    for index, rows in enumerate(descriptors):
-        padded[index, : len(rows)] = torch.from_numpy(rows).to(device)
-    return padded, torch.tensor([len(d) for d in descriptors], device=device)
-
-
-def _match_batch(
-    features: Sequence[Features], pairs: np.ndarray, ratio: float, device: torch.device
-) -> list[np.ndarray]:
-    descriptors_a, counts_a = _padded([features[i].descriptors for i in pairs[:, 0]], device)
-    descriptors_b, counts_b = _padded([features[j].descriptors for j in pairs[:, 1]], device)
-    pair, index_a, index_b = mutual_nearest_neighbours(descriptors_a, descriptors_b, counts_a, counts_b, ratio)
-    found = torch.stack([pair, index_a, index_b], dim=1).cpu().numpy()
-    bounds = np.searchsorted(found[:, 0], np.arange(len(pairs) + 1))
-    return [found[bounds[p] : bounds[p + 1], 1:] for p in range(len(pairs))]
+def _padded(
+    every: torch.Tensor, offsets: np.ndarray, counts: np.ndarray, frames: np.ndarray
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """[B, longest, D] descriptors of ``frames`` gathered from the stacked ``every`` (zero rows as padding)."""
+    longest = max(int(counts[frames].max()), 1)
+    columns = np.arange(longest)
+    rows = offsets[frames][:, None] + np.minimum(columns[None], np.maximum(counts[frames][:, None] - 1, 0))
+    rows = np.minimum(rows, max(len(every) - 1, 0))  # a featureless frame at the end points past the last row
+    valid = torch.from_numpy(columns[None] < counts[frames][:, None]).to(every.device)
+    gathered = (
+        every[torch.from_numpy(rows).to(every.device)] if len(every) else every.new_zeros(len(frames), longest, 128)
+    )
+    return gathered * valid[..., None], torch.from_numpy(counts[frames]).to(every.device)
