@@ -1,5 +1,5 @@
 """Bundle adjustment with pycolmap: poses, focal lengths (and distortion) and points refined together under a
-robust loss, with the gauge fixed explicitly (the anchor frame's pose constant; the scale restored after)."""
+robust loss, with the gauge fixed explicitly (the anchor frame's pose constant; the scale replaced after)."""
 
 from __future__ import annotations
 
@@ -40,13 +40,13 @@ def bundle_adjust(
     camera_model: CameraModelName,
     shared_intrinsics: bool,
     loss_scale: float,
-    refine_intrinsics: bool = True,
 ) -> tuple[CameraSet, SparseModel]:
     """Adjust the cameras of ``frames`` (observations of other frames are ignored) and the points.
 
-    ``anchor`` (one of ``frames``) keeps its pose: it fixes the world's position and orientation; the scale
-    is left free here and fixed by the caller. Cauchy loss with ``loss_scale`` pixels. Returns the
-    cameras (other frames unchanged) and the model with its adjusted points.
+    ``anchor`` (one of ``frames``) keeps its pose: it fixes the world's position and orientation; COLMAP's
+    two-camera gauge fixes a scale of its own, which the caller replaces by VGGT's. Focal lengths (shared per
+    image size or per frame) and the model's distortion are refined, principal points kept. Cauchy loss with
+    ``loss_scale`` pixels. Returns the cameras (other frames unchanged) and the model with its adjusted points.
     """
     import pycolmap
 
@@ -96,9 +96,9 @@ def bundle_adjust(
 
     options = pycolmap.BundleAdjustmentOptions()
     options.print_summary = False
-    options.refine_focal_length = refine_intrinsics
+    options.refine_focal_length = True
     options.refine_principal_point = False
-    options.refine_extra_params = refine_intrinsics and camera_model != "PINHOLE"
+    options.refine_extra_params = camera_model != "PINHOLE"
     options.ceres.loss_function_type = pycolmap.LossFunctionType.CAUCHY
     options.ceres.loss_function_scale = loss_scale
     options.ceres.solver_options.max_num_iterations = MAX_ITERATIONS

@@ -73,7 +73,7 @@ def _depth_scale(
     reconstruction: Reconstruction, refined: CameraSet, model: SparseModel, frames: np.ndarray
 ) -> float | None:
     """The median of predicted over triangulated depth where they agree up to one factor, else None."""
-    ratios = _depth_ratios(reconstruction, refined, model, frames)
+    _, ratios = _depth_ratios(reconstruction, refined, model, frames)
     if len(ratios) < MIN_SCALE_SAMPLES:
         return None
     logs = np.log(ratios)
@@ -96,15 +96,16 @@ def transform_world(
 
 
 def _depth_ratios(
-    reconstruction: Reconstruction, cameras: CameraSet, model: SparseModel, frames: np.ndarray
-) -> np.ndarray:
-    """Predicted depth over the points' depth in ``cameras``, at the observations of ``frames``."""
-    observed = np.isin(model.frame, frames)
+    reconstruction: Reconstruction, cameras: CameraSet, model: SparseModel, frames: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(frame, predicted depth over the point's depth in ``cameras``) at every observation (of ``frames``) where
+    both are positive."""
+    observed = np.ones(len(model.frame), bool) if frames is None else np.isin(model.frame, frames)
     frame, pixel, xyz = model.frame[observed], model.pixel[observed], model.xyz[model.point[observed]]
     _, z = project_points(cameras, frame, xyz)
     depth, inside = _sample(reconstruction.depth, frame, model_pixels(reconstruction.transforms, frame, pixel))
     usable = inside & (depth > 0) & (z > 0) & np.isfinite(depth)
-    return depth[usable] / z[usable]
+    return frame[usable], depth[usable] / z[usable]
 
 
 def model_pixels(transforms: Sequence[ImageTransform], frames: np.ndarray, pixels: np.ndarray) -> np.ndarray:
@@ -152,17 +153,12 @@ def align_depth(
     Frames with fewer than ``MIN_DEPTH_SAMPLES`` usable observations keep their depth. Returns (depth, world
     points or None, [S] scale per frame).
     """
-    count = reconstruction.num_frames
-    scales = np.ones(count)
-    if len(model.point):
-        _, z = project_points(refined, model.frame, model.xyz[model.point])
-        xy = model_pixels(reconstruction.transforms, model.frame, model.pixel)
-        depth, inside = _sample(reconstruction.depth, model.frame, xy)
-        usable = inside & (depth > 0) & (z > 0)
-        for frame in range(count):
-            mine = usable & (model.frame == frame)
-            if mine.sum() >= MIN_DEPTH_SAMPLES:
-                scales[frame] = float(np.median(z[mine] / depth[mine]))
+    scales = np.ones(reconstruction.num_frames)
+    frame, ratios = _depth_ratios(reconstruction, refined, model)
+    for index in np.unique(frame):
+        mine = ratios[frame == index]
+        if len(mine) >= MIN_DEPTH_SAMPLES:
+            scales[index] = float(1.0 / np.median(mine))
     depth = reconstruction.depth * scales[:, None, None].astype(np.float32)
     world_points = reconstruction.world_points
     if world_points is not None:
