@@ -74,3 +74,36 @@ def test_refine_and_colmap_on_garbage_cameras_complete_with_a_clear_summary(
     assert model.compute_num_observations() == figures["observations"]
     transforms = json.loads((tmp_path / "out" / "transforms.json").read_text())
     assert len(transforms["frames"]) == 4 and np.isfinite(transforms["frames"][0]["transform_matrix"]).all()
+
+
+@pytest.mark.slow
+def test_the_dataparser_refines_its_cache_and_reconstructs_again_when_the_refinement_changes(
+    tmp_path: Path, vggt_tiny_dir: Path, monkeypatch
+) -> None:
+    import vggt_sparse_ns.pipeline.run as run_module
+    from vggt_sparse_ns.nerfstudio.dataparser import VGGTSparseDataParserConfig
+    from vggt_sparse_ns.pipeline.config import ReconstructionConfig
+
+    calls = []
+    reconstruct = run_module.reconstruct
+    monkeypatch.setattr(run_module, "reconstruct", lambda *a, **k: calls.append(1) or reconstruct(*a, **k))
+    data = tmp_path / "room"
+    make_scene(data, frames=3)
+
+    def parse(refinement: RefineConfig) -> None:
+        VGGTSparseDataParserConfig(
+            data=data,
+            reconstruction=ReconstructionConfig(checkpoint=str(vggt_tiny_dir), device="cpu"),
+            refinement=refinement,
+            num_downscales=1,
+            eval_mode="all",
+            downscale_factor=1,
+        ).setup().get_dataparser_outputs("train")
+
+    parse(RefineConfig(refine=True))
+    summary = json.loads((tmp_path / "room-vggt-sparse" / "vggt" / "summary.json").read_text())
+    assert set(REQUIRED_FIGURES) <= set(summary["refinement"])
+    parse(RefineConfig(refine=True))
+    assert len(calls) == 1, "the same settings reuse the cache"
+    parse(RefineConfig(refine=True, refine_camera_model="OPENCV"))
+    assert len(calls) == 2, "other refinement settings reconstruct again"

@@ -88,3 +88,13 @@ def test_bundle_adjustment_takes_each_frames_longest_tracks_up_to_the_limit() ->
     subset = adjustment_subset(model, per_frame=2)
     assert len(subset) == 2 and np.bincount(subset.point).tolist() == [3, 3]
     assert np.bincount(subset.frame).tolist() == [2, 2, 2]
+
+
+def test_an_observation_that_cannot_be_undistorted_is_ignored_not_fatal() -> None:
+    cameras = _cameras()
+    points = np.array([[0.5, 0.2, 5.0], [0.0, -0.3, 4.5]])
+    track, frame, keypoint, pixel = _observe(cameras, points)
+    pixel[2] = np.nan  # e.g. an undistortion that diverged under absurd coefficients
+    model = triangulate(cameras, track, frame, keypoint, pixel, max_error=1.0, min_angle=1.0)
+    assert len(model) == 2 and len(model.frame) == 7
+    np.testing.assert_allclose(model.xyz, points, atol=1e-6)

@@ -154,7 +154,9 @@ def _refine(reconstruction: Reconstruction, config: RefineConfig) -> Reconstruct
                 f"the adjustment did not lower the mean reprojection error ({error_before:.2f} px before, "
                 f"{error_after:.2f} px after)"
             )
-    except RefinementRejected as reason:
+    except (RuntimeError, ValueError, np.linalg.LinAlgError) as error:
+        # RefinementRejected says why; anything else numerical (pycolmap, numpy) must not crash the run either.
+        reason = error if isinstance(error, RefinementRejected) else f"{type(error).__name__}: {error}"
         logger.warning("Refinement kept the predicted cameras: %s.", reason)
         cameras, frames = predicted, np.zeros(0, dtype=np.int64)
         # The points that agree with the predicted cameras are still worth exporting.

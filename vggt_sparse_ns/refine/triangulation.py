@@ -36,7 +36,7 @@ class SparseModel:
         """[M] reprojection error of each observation, in full-resolution pixels."""
         projected, z = project_points(cameras, self.frame, self.xyz[self.point])
         errors = np.linalg.norm(projected - self.pixel, axis=1)
-        return np.where(z > 0, errors, np.inf)
+        return np.where((z > 0) & np.isfinite(errors), errors, np.inf)
 
     def select(self, keep_observation: np.ndarray, min_views: int = 2) -> SparseModel:
         """The model with only the kept observations and the points that still have ``min_views`` of them."""
@@ -62,7 +62,9 @@ def linear_triangulation(cameras: CameraSet, track: np.ndarray, frame: np.ndarra
             normalised[:, 1:] * pose[:, 2] - pose[:, 1],
         ]
     )
-    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    rows[~np.isfinite(rows).all(1)] = 0.0  # an undistortion that diverged: the observation says nothing
     owners = np.concatenate([track, track])
     count = int(track.max()) + 1 if len(track) else 0
     outer = rows[:, :, None] * rows[:, None, :]
@@ -86,7 +88,7 @@ def refine_points(cameras: CameraSet, model: SparseModel, steps: int = GAUSS_NEW
     for _ in range(steps):
         projected, z = project_points(cameras, model.frame, xyz[model.point])
         camera = np.einsum("mij,mj->mi", pose[:, :, :3], xyz[model.point]) + pose[:, :, 3]
-        usable = np.isfinite(projected).all(1) & (z > 0)
+        usable = np.isfinite(projected).all(1) & np.isfinite(model.pixel).all(1) & (z > 0)
         with np.errstate(divide="ignore", invalid="ignore"):
             d_normalised = np.zeros((len(z), 2, 3))
             d_normalised[:, 0, 0] = d_normalised[:, 1, 1] = 1 / z
