@@ -43,14 +43,15 @@ class RefineConfig:
     refine_min_inliers: int = 15
     """Fewest geometrically verified matches for a pair to be used."""
     refine_min_observations: int = 20
-    """Fewest triangulated observations a frame needs to be adjusted; frames with fewer keep their predicted
-    camera and are listed as kept."""
+    """Fewest triangulated observations a frame needs to be adjusted (directly, or once registered by absolute
+    pose against the other frames' points); frames with fewer keep their predicted camera and are listed as
+    kept."""
     refine_points_per_frame: int = 500
     """Bundle adjustment uses, in each frame, this many points with the longest tracks (the problem grows with
     frames, not features); every track is then triangulated with the adjusted cameras."""
     refine_max_reprojection_error: float = 4.0
-    """Observations farther than this many full-resolution pixels from their point's projection after an
-    adjustment are dropped as outliers before the next pass."""
+    """Matches and observations farther than this many full-resolution pixels from their epipolar line or
+    point's projection are outliers: in verification, triangulation, registration and after each adjustment."""
     refine_min_triangulation_angle: float = 1.0
     """Points seen under a smaller angle (degrees) between their rays are not triangulated."""
     refine_device: RefineDevice = "auto"
