@@ -49,8 +49,10 @@ def register_frames(
     estimation.ransac.random_seed = 0
     T_camera_world = cameras.T_camera_world.copy()
     registered = []
+    by_frame = np.argsort(frame, kind="stable")
+    bounds = np.searchsorted(frame[by_frame], np.arange(len(sizes) + 1))
     for candidate in candidates:
-        mine = np.flatnonzero(frame == candidate)
+        mine = by_frame[bounds[candidate] : bounds[candidate + 1]]
         seen = points[track[mine]]
         usable = seen >= 0
         if usable.sum() < min_inliers:
