@@ -69,8 +69,14 @@ def bundle_adjust(
                 )
             )
     used = np.isin(model.frame, frames)
-    for frame in frames:
-        observed = used & (model.frame == frame)
+    # Observation m of frame f is that image's point2D number rank[m] (observations of a frame in model order).
+    by_frame = np.flatnonzero(used)[np.argsort(model.frame[used], kind="stable")]
+    starts = np.searchsorted(model.frame[by_frame], frames)
+    ends = np.searchsorted(model.frame[by_frame], frames, side="right")
+    rank = np.zeros(len(model.frame), dtype=np.int64)
+    for frame, start, end in zip(frames, starts, ends, strict=True):
+        observed = by_frame[start:end]
+        rank[observed] = np.arange(len(observed))
         image = pycolmap.Image(
             name=str(frame), keypoints=model.pixel[observed], camera_id=camera_of_frame[frame], image_id=int(frame) + 1
         )
@@ -78,11 +84,6 @@ def bundle_adjust(
         reconstruction.add_image_with_trivial_frame(
             image, pycolmap.Rigid3d(pycolmap.Rotation3d(pose[:, :3]), pose[:, 3])
         )
-    # Observation m of frame f is that image's point2D number rank[m].
-    rank = np.zeros(len(model.frame), dtype=np.int64)
-    for frame in frames:
-        observed = np.flatnonzero(used & (model.frame == frame))
-        rank[observed] = np.arange(len(observed))
     point_ids = np.zeros(len(model.xyz), dtype=np.int64)
     bounds = np.searchsorted(model.point, np.arange(len(model.xyz) + 1))
     for index in range(len(model.xyz)):
