@@ -155,10 +155,11 @@ def align_depth(
     """
     scales = np.ones(reconstruction.num_frames)
     frame, ratios = _depth_ratios(reconstruction, refined, model)
-    for index in np.unique(frame):
-        mine = ratios[frame == index]
-        if len(mine) >= MIN_DEPTH_SAMPLES:
-            scales[index] = float(1.0 / np.median(mine))
+    order = np.argsort(frame, kind="stable")
+    frames, starts, counts = np.unique(frame[order], return_index=True, return_counts=True)
+    for index, start, samples in zip(frames, starts, counts, strict=True):
+        if samples >= MIN_DEPTH_SAMPLES:
+            scales[index] = float(1.0 / np.median(ratios[order[start : start + samples]]))
     depth = reconstruction.depth * scales[:, None, None].astype(np.float32)
     world_points = reconstruction.world_points
     if world_points is not None:
