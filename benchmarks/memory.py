@@ -26,7 +26,7 @@ GIB = 2**30
 
 
 class MemoryStages:
-    """A stand-in for the model's stage timer that records GPU memory instead of time: each moment's
+    """A stand-in for the model's stage timer (its ``stage``) that records GPU memory instead of time: each moment's
     peak counts for the innermost open stage (the allocator's peak is read and reset at every stage
     boundary; no synchronisation is needed, the allocator's counters live on the host)."""
 
@@ -39,7 +39,7 @@ class MemoryStages:
         self._open: list[str] = []
 
     @contextmanager
-    def __call__(self, stage: str) -> Iterator[None]:
+    def stage(self, stage: str) -> Iterator[None]:
         self._credit()
         self.held_before.setdefault(stage, torch.cuda.memory_allocated())
         self._open.append(stage)

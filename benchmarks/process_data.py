@@ -37,6 +37,7 @@ from vggt_sparse_ns.export.config import ExportConfig
 from vggt_sparse_ns.model.config import VGGTConfig
 from vggt_sparse_ns.nerfstudio.process_data import ProcessVGGTSparse
 from vggt_sparse_ns.pipeline.config import ReconstructionConfig
+from vggt_sparse_ns.refine.config import RefineConfig
 from vggt_sparse_ns.timing import StageTimer
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "process_data.json"
@@ -141,9 +142,15 @@ def merge_row(path: Path, row: dict[str, Any], key: tuple[str, ...]) -> None:
 
 
 def run_command(
-    images: Path, output_dir: Path, checkpoint: Path, device: str, settings: ProcessDataBenchmark
+    images: Path,
+    output_dir: Path,
+    checkpoint: Path,
+    device: str,
+    settings: ProcessDataBenchmark,
+    refinement: RefineConfig | None = None,
 ) -> tuple[StageTimer, float]:
-    """``ns-process-data vggt-sparse`` on ``images`` into a fresh ``output_dir``: its stage log and wall-clock seconds."""
+    """``ns-process-data vggt-sparse`` on ``images`` into a fresh ``output_dir``: its stage log and wall-clock seconds.
+    ``refinement`` adds --refine and its settings."""
     shutil.rmtree(output_dir, ignore_errors=True)
     command = ProcessVGGTSparse(
         data=images,
@@ -153,6 +160,7 @@ def run_command(
             checkpoint=str(checkpoint), device=device, attention="covisibility", neighbors=settings.neighbors
         ),
         export=ExportConfig(depth=settings.depth),
+        refinement=refinement or RefineConfig(),
     )
     log = StageTimer()
     started = time.perf_counter()

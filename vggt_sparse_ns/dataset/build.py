@@ -23,6 +23,7 @@ from vggt_sparse_ns.export.config import ExportConfig
 from vggt_sparse_ns.interrupts import held_signals
 from vggt_sparse_ns.output_layout import derived_folders
 from vggt_sparse_ns.pipeline.config import ReconstructionConfig
+from vggt_sparse_ns.refine.config import RefineConfig
 from vggt_sparse_ns.timing import StageTimer
 
 if TYPE_CHECKING:
@@ -41,6 +42,8 @@ class DatasetReport:
     attention: dict[str, Any]
     graph_edges: int | None
     export: ExportSummary
+    refinement: dict[str, Any] | None = None
+    """refine()'s figures, when the run refined its cameras (--refine)."""
 
 
 def probe_image_folder(
@@ -116,6 +119,7 @@ def build_dataset(
     num_downscales: int,
     log: StageTimer,
     image_root: Path | None = None,
+    refinement: RefineConfig | None = None,
 ) -> DatasetReport:
     """Reconstruct the groups' images as one scene and write the whole dataset into ``dataset_dir``.
 
@@ -132,6 +136,8 @@ def build_dataset(
         log: Times every stage; its seconds go into vggt/summary.json.
         image_root: Where the images in place are found and named from (default ``dataset_dir``): the final
             output folder when the images are used in place.
+        refinement: With ``refine`` set, the cameras are refined against the images after inference
+            (vggt_sparse_ns.refine), before anything is exported.
 
     Returns:
         What was made, for the final summary.
@@ -152,6 +158,11 @@ def build_dataset(
     else:
         result = reconstruct(sources, reconstruction, log, point_head=point_head)
         names = _relative_names(sources, image_root)
+    if refinement is not None and refinement.refine:
+        from vggt_sparse_ns.refine import refine
+
+        with log.stage("refine"):
+            result = refine(result, refinement)
     summary = export_dataset(
         result,
         dataset_dir,
@@ -173,8 +184,9 @@ def build_dataset(
             },
             "peak_memory_bytes": log.peak_memory_bytes,
             "attention": result.attention,
+            **({"refinement": result.refinement} if result.refinement else {}),
             "export": summary.to_json(),
         },
     )
     edges = None if result.graph_edges is None else len(result.graph_edges)
-    return DatasetReport(result.num_frames, dict(result.attention), edges, summary)
+    return DatasetReport(result.num_frames, dict(result.attention), edges, summary, result.refinement or None)

@@ -14,10 +14,11 @@ import torch
 from vggt_sparse_ns.export.colmap import write_colmap
 from vggt_sparse_ns.export.config import ExportConfig, ExportError
 from vggt_sparse_ns.export.depth import write_depth_maps
-from vggt_sparse_ns.export.geometry import common_intrinsic, full_resolution_intrinsics, to_nerfstudio_world
+from vggt_sparse_ns.export.geometry import common_intrinsic, full_resolution_intrinsics
 from vggt_sparse_ns.export.nerfstudio import transforms_dict, write_transforms
 from vggt_sparse_ns.export.ply import write_ply
 from vggt_sparse_ns.export.points import PointCloud, build_point_cloud, confident_pixels
+from vggt_sparse_ns.export.refined import ply_arrays, refined_colmap_points, shares_distortion
 from vggt_sparse_ns.export.run_info import write_graph
 from vggt_sparse_ns.images import ImageLoadError, ImageTransform, open_image
 from vggt_sparse_ns.output_layout import COLMAP_MODEL_DIR, DEPTH_DIR, PLY_FILE, TRANSFORMS_FILE
@@ -86,7 +87,7 @@ def export_dataset(
         point_pixels = confident_pixels(reconstruction, config.point_source, config, device=device)
         points = build_point_cloud(reconstruction, point_pixels, config.max_points, device=device)
     with log.stage("write ply"):
-        write_ply(output_dir / PLY_FILE, to_nerfstudio_world(points.xyz), points.rgb, points.confidence)
+        write_ply(output_dir / PLY_FILE, *ply_arrays(points, reconstruction.sparse_points))
     intrinsics = full_resolution_intrinsics(reconstruction.intrinsics, reconstruction.transforms)
     sizes = [t.original_size for t in reconstruction.transforms]
     shared = common_intrinsic(intrinsics, sizes)
@@ -111,11 +112,16 @@ def export_dataset(
                 intrinsics,
                 sizes=sizes,
                 image_names=[PurePosixPath(name).name for name in image_names],
-                shared_intrinsic=shared,
-                xyz=points.xyz,
-                rgb=points.rgb,
-                frame=points.frame,
-                pixel=_full_resolution_pixels(reconstruction.transforms, points),
+                shared_intrinsic=shared if shares_distortion(reconstruction.distortion) else None,
+                **(
+                    refined_colmap_points(reconstruction)
+                    or {
+                        "xyz": points.xyz,
+                        "rgb": points.rgb,
+                        "frame": points.frame,
+                        "pixel": _full_resolution_pixels(reconstruction.transforms, points),
+                    }
+                ),
             )
     with log.stage("transforms.json"):
         strategy = reconstruction.attention.get("strategy", "dense")
@@ -140,6 +146,7 @@ def export_dataset(
             list(image_names),
             PLY_FILE,
             depth_maps.file_paths if depth_maps else None,
+            reconstruction.distortion,
         )
         write_transforms(output_dir, data)
     return summary

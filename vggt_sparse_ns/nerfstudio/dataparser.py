@@ -21,6 +21,7 @@ from nerfstudio.data.dataparsers.nerfstudio_dataparser import Nerfstudio, Nerfst
 from vggt_sparse_ns.export.config import ExportConfig
 from vggt_sparse_ns.output_layout import CACHE_KEY_FILE, SUMMARY_FILE, TRANSFORMS_FILE
 from vggt_sparse_ns.pipeline.config import MIN_FRAMES, ReconstructionConfig
+from vggt_sparse_ns.refine.config import RefineConfig
 
 CACHE_SUFFIX = "-vggt-sparse"
 
@@ -38,6 +39,8 @@ class VGGTSparseDataParserConfig(NerfstudioDataParserConfig):
     """Downscaled copies of the images to make in the cache (images_2, images_4, ...)."""
     reconstruction: ReconstructionConfig = field(default_factory=ReconstructionConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    refinement: RefineConfig = field(default_factory=RefineConfig)
+    """Refinement of VGGT's cameras (refinement.refine turns it on)."""
     load_3D_points: bool = True
     """Whether to load the 3D points of the reconstruction (splatfacto's initial Gaussians)."""
 
@@ -57,6 +60,7 @@ def _cache_key(config: VGGTSparseDataParserConfig, images: list[Path]) -> dict[s
     settings = {
         "reconstruction": dataclasses.asdict(config.reconstruction),
         "export": dataclasses.asdict(config.export),
+        "refinement": dataclasses.asdict(config.refinement),
         "num_downscales": config.num_downscales,
     }
     return json.loads(json.dumps({"files": files, "settings": settings}, default=str))
@@ -117,6 +121,7 @@ def ensure_dataset(config: VGGTSparseDataParserConfig) -> Path:
                 copy_images=True,
                 num_downscales=config.num_downscales,
                 log=timer,
+                refinement=config.refinement,
             )
             write_json_atomic(staging / CACHE_KEY_FILE, key)
     return dataset_dir

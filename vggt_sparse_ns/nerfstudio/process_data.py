@@ -19,6 +19,7 @@ from vggt_sparse_ns.nerfstudio import report
 from vggt_sparse_ns.output_layout import IMAGES_DIR, present_downscales
 from vggt_sparse_ns.pipeline.config import MIN_FRAMES, ReconstructionConfig
 from vggt_sparse_ns.pipeline.errors import InputError
+from vggt_sparse_ns.refine.config import RefineConfig
 from vggt_sparse_ns.timing import StageTimer
 
 
@@ -29,7 +30,9 @@ class ProcessVGGTSparse(BaseConverterToNerfstudioDataset):
     1. Reconstructs cameras, depth and points of all images in one VGGT pass (sparse global attention for
        many frames).
     2. Copies and downscales the images like `ns-process-data images`.
-    3. Writes transforms.json, sparse_pc.ply and optionally depth maps and a COLMAP model.
+    3. With --refine, refines the cameras against the images (SIFT matches on the frame graph, triangulation,
+       bundle adjustment); frames without enough matches keep VGGT's camera.
+    4. Writes transforms.json (last), sparse_pc.ply and optionally depth maps and a COLMAP model.
 
     The new dataset is built beside the output folder and swapped in only when complete: a run that fails or
     is interrupted leaves the previous dataset as it was. Exits with status 1 and one error message when the
@@ -47,6 +50,7 @@ class ProcessVGGTSparse(BaseConverterToNerfstudioDataset):
     """For a video: target number of frames to extract, results may not be exact."""
     reconstruction: Annotated[ReconstructionConfig, tyro.conf.OmitArgPrefixes] = ReconstructionConfig()
     export: Annotated[ExportConfig, tyro.conf.OmitArgPrefixes] = ExportConfig()
+    refinement: Annotated[RefineConfig, tyro.conf.OmitArgPrefixes] = RefineConfig()
     view: bool = False
     """Open the result in the browser viewer when done (serves until Ctrl+C)."""
 
@@ -106,6 +110,7 @@ class ProcessVGGTSparse(BaseConverterToNerfstudioDataset):
                 num_downscales=present_downscales(self.output_dir) if in_place else self.num_downscales,
                 log=timer,
                 image_root=self.output_dir if in_place else staging,
+                refinement=self.refinement,
             )
         return result, skipped
 

@@ -91,6 +91,23 @@ def _format_export(output_dir: Path, export: Any) -> list[str]:
     return lines
 
 
+def format_refinement(figures: dict[str, Any]) -> str:
+    """One line about a refinement's summary (refine()'s ``refinement`` dict)."""
+    seconds = figures.get("seconds", {})
+    timing = f"{sum(seconds.values()):.1f} s (" + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()) + ")"
+    kept = figures.get("kept_frames", [])
+    shown = ", ".join(str(frame) for frame in kept[:10]) + (", ..." if len(kept) > 10 else "")
+    if "fallback" in figures:
+        return f"Refinement kept VGGT's cameras: {figures['fallback']}; {timing}"
+    return (
+        f"Refinement: {figures['registered_frames']} frames adjusted"
+        + (f", {len(kept)} kept VGGT's camera (frames {shown})" if kept else "")
+        + f"; reprojection error {figures['reprojection_error_px_before']:.2f} -> "
+        f"{figures['reprojection_error_px']:.2f} px; {figures['points']} points, {figures['observations']} "
+        f"observations; {figures['pairs_verified']} of {figures['pairs_matched']} pairs verified; {timing}"
+    )
+
+
 def next_step(output_dir: Path, cuda_available: bool) -> str:
     """What to run next on this machine: training with splatfacto needs a CUDA GPU (gsplat's kernels)."""
     train = f"ns-train vggt-splatfacto --data {output_dir}"
@@ -118,6 +135,8 @@ def print_summary(output_dir: Path, result: DatasetReport, skipped: dict[Path, s
     log(f"Time: {stages} (total {timer.total_seconds:.1f} s)")
     peak = timer.peak_memory_bytes
     log("Peak GPU memory: " + (f"{peak / 2**30:.2f} GiB" if peak is not None else "n/a (measured on CUDA only)"))
+    if result.refinement:
+        log(format_refinement(result.refinement))
     for line in _format_export(output_dir, result.export):
         log(line)
     log(next_step(output_dir, torch.cuda.is_available()))

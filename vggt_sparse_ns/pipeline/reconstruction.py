@@ -11,6 +11,27 @@ import numpy as np
 from vggt_sparse_ns.images import ImageTransform
 
 
+@dataclass(frozen=True)
+class SparsePoints:
+    """World points seen in several frames, as a structure-from-motion model holds them (VGGT's world)."""
+
+    xyz: np.ndarray
+    """[N, 3] float64."""
+    rgb: np.ndarray
+    """[N, 3] uint8."""
+    camera_model: str
+    """The COLMAP camera model the cameras were refined with: PINHOLE, SIMPLE_RADIAL or OPENCV."""
+    point: np.ndarray
+    """[M] int64: the point each observation sees (observations sorted by point)."""
+    frame: np.ndarray
+    """[M] int64: the frame of each observation."""
+    pixel: np.ndarray
+    """[M, 2] float64: where each observation sees its point, in full-resolution pixels of its image."""
+
+    def __len__(self) -> int:
+        return len(self.xyz)
+
+
 @dataclass
 class Reconstruction:
     """Cameras, depth and colours of S frames, in model pixels (H x W), world = frame 0's camera.
@@ -40,6 +61,14 @@ class Reconstruction:
     """The global-attention strategy's summary (strategy, parameters, graph statistics)."""
     graph_edges: np.ndarray | None = None
     """[E, 2] int64 frame pairs (i < j) that attended to each other; None for dense attention."""
+    distortion: np.ndarray | None = None
+    """[S, 4] float64 OpenCV distortion (k1, k2, p1, p2) in normalised camera coordinates, set by a refinement
+    with a distortion model; None: no distortion."""
+    sparse_points: SparsePoints | None = None
+    """Points triangulated from feature tracks by a refinement, with their observations."""
+    refinement: dict[str, Any] = field(default_factory=dict)
+    """The refinement's summary (errors before and after, frames adjusted and kept, counts, seconds per
+    stage); empty when the cameras are VGGT's own."""
 
     @property
     def num_frames(self) -> int:

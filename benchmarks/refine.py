@@ -1,0 +1,228 @@
+"""The whole ``ns-process-data vggt-sparse --refine`` command on views of one textured scene, with the refine
+stage's time split.
+
+Generates ``--frames`` deterministic 1920x1080 JPEGs unless they are already there: views of a large plane
+papered with photographs (scikit-image's sample photographs) from a camera that circles above it, tilting,
+so that consecutive frames overlap like a video's and SIFT finds real matches. Then runs the command
+in-process (``ProcessVGGTSparse(...).main()``) with covisibility attention and ``--refine``, once on
+``--warmup-frames`` of the images, then on all of them, and records every stage's seconds, the refine stage's
+split (features, pairs, matching, verification, triangulation, bundle adjustment, ...), the refinement's
+figures and the whole command's wall-clock time. With random weights VGGT's cameras are garbage: the
+refinement may fall back to them (the row says so), after doing all of its work.
+
+GPU machine (the random checkpoint is about 5 GB; target: 1,000 frames in at most 90 s for the whole command):
+
+    python -m benchmarks.refine --work-dir /tmp/refine --random-checkpoint
+
+CPU smoke test with the tiny fixture model:
+
+    python -m benchmarks.refine --frames 4 --width 480 --height 270 --work-dir /tmp/refine-smoke --device cpu \\
+        --checkpoint tests/fixtures/vggt_tiny --output /tmp/refine.json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from PIL import Image
+
+from benchmarks.process_data import ProcessDataBenchmark, merge_row, run_command, write_random_checkpoint
+from vggt_sparse_ns.refine.config import CameraModelName, RefineConfig
+
+RESULTS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "refine.json"
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "retina")
+"""scikit-image sample photographs (shipped inside the package) tiled into the scene's texture."""
+TILE = (1024, 768)
+TEXTURE_GRID = (3, 2)
+"""Photographs across and down the plane."""
+HEIGHT_OVER_PLANE = 1.2
+"""Camera distance from the plane, in plane widths."""
+
+
+@dataclass(frozen=True)
+class RefineBenchmark:
+    """Settings of one timed run of the command with --refine."""
+
+    work_dir: Path = Path("/tmp/vggt-refine")
+    """Holds images/ (the input, kept between runs), checkpoint/ (with --random-checkpoint) and out/ (replaced)."""
+    frames: int = 1000
+    """Input images."""
+    width: int = 1920
+    """Input image width (px)."""
+    height: int = 1080
+    """Input image height (px)."""
+    jpeg_quality: int = 90
+    """Quality of the generated JPEGs."""
+    checkpoint: Path | None = None
+    """VGGT weights (a folder or file); default: <work-dir>/checkpoint."""
+    random_checkpoint: bool = False
+    """Write a full-size VGGT-1B checkpoint with random weights at the checkpoint folder if it holds none."""
+    device: Literal["auto", "cuda", "cpu"] = "auto"
+    """Where the model runs (and the matching)."""
+    neighbors: int = 16
+    """Covisibility attention's k (the frame graph whose edges are matched)."""
+    num_downscales: int = 3
+    """images_2, images_4, ... folders."""
+    max_image_size: int = 1600
+    """--refine-max-image-size."""
+    max_features: int = 4096
+    """--refine-max-features."""
+    camera_model: CameraModelName = "PINHOLE"
+    """--refine-camera-model."""
+    warmup_frames: int = 8
+    """Frames of an untimed first run in the same process (CUDA context, kernel compilation). 0: none."""
+    output: Path = RESULTS
+    """JSON list of result rows; a row with the same frames, size, device kind and options is replaced."""
+
+
+def scene_texture() -> np.ndarray:
+    """[H, W, 3] uint8: the photographs tiled into one texture."""
+    from skimage import data
+
+    tiles = []
+    for name in PHOTOS:
+        photo = np.asarray(getattr(data, name)())
+        photo = np.repeat(photo[..., None], 3, axis=2) if photo.ndim == 2 else photo[..., :3]
+        tiles.append(np.asarray(Image.fromarray(photo).resize(TILE, Image.Resampling.BICUBIC)))
+    columns, rows = TEXTURE_GRID
+    return np.concatenate([np.concatenate(tiles[r * columns : (r + 1) * columns], axis=1) for r in range(rows)])
+
+
+def view_homography(index: int, frames: int, size: tuple[int, int], texture_size: tuple[int, int]) -> np.ndarray:
+    """3x3 map from image pixels to texture pixels of frame ``index``: a camera circling over the plane
+    (two turns over the whole run), yawing and tilting a little, focal length 0.8 x image width."""
+    width, height = size
+    texture_width, texture_height = texture_size
+    angle = 4 * np.pi * index / max(frames, 1)
+    centre = np.array(
+        [
+            texture_width / 2 + 0.2 * texture_width * np.cos(angle),
+            texture_height / 2 + 0.2 * texture_height * np.sin(angle),
+        ]
+    )
+    distance = HEIGHT_OVER_PLANE * texture_width / 2
+    yaw, tilt = 0.3 * np.sin(angle / 2), np.deg2rad(8) * np.sin(3 * angle)
+    rotation = _rotation_z(yaw) @ _rotation_x(tilt)
+    focal = 0.8 * width
+    intrinsic = np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]])
+    # Plane points (X, Y, 0) in texture pixels; camera at (centre, -distance) looking along +Z.
+    translation = -rotation @ np.array([centre[0], centre[1], -distance])
+    texture_to_image = intrinsic @ np.column_stack([rotation[:, 0], rotation[:, 1], translation])
+    image_to_texture = np.linalg.inv(texture_to_image)
+    return image_to_texture / image_to_texture[2, 2]
+
+
+def _rotation_z(angle: float) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+
+
+def _rotation_x(angle: float) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
+
+
+def generate_views(folder: Path, frames: int, width: int, height: int, quality: int) -> list[Path]:
+    """``frames`` JPEG views view_00000.jpg, ... in ``folder``; files already there with the right size are kept."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"view_{index:05d}.jpg" for index in range(frames)]
+    texture = Image.fromarray(scene_texture())
+
+    def make(index: int) -> None:
+        path = paths[index]
+        if path.is_file():
+            with Image.open(path) as existing:
+                if existing.size == (width, height):
+                    return
+        homography = view_homography(index, frames, (width, height), texture.size)
+        view = texture.transform(
+            (width, height), Image.Transform.PERSPECTIVE, tuple(homography.reshape(-1)[:8]), Image.Resampling.BICUBIC
+        )
+        temporary = path.with_name(f".{path.name}.tmp")
+        view.save(temporary, format="JPEG", quality=quality)
+        temporary.replace(path)
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        list(pool.map(make, range(frames)))
+    for stale in sorted(folder.glob("view_*.jpg"))[frames:]:
+        stale.unlink()
+    return paths
+
+
+def _rounded(seconds: dict[str, float]) -> dict[str, float]:
+    return {name: round(value, 3) for name, value in seconds.items()}
+
+
+def main(settings: RefineBenchmark) -> dict[str, Any]:
+    """Run the command with --refine once on the generated views (after the warm-up run); returns the row
+    written to ``settings.output``."""
+    import torch
+
+    started = time.perf_counter()
+    images = settings.work_dir / "images"
+    paths = generate_views(images, settings.frames, settings.width, settings.height, settings.jpeg_quality)
+    generate_seconds = time.perf_counter() - started
+    device = settings.device if settings.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    checkpoint = settings.checkpoint or settings.work_dir / "checkpoint"
+    if settings.random_checkpoint and not (checkpoint / "model.safetensors").is_file():
+        write_random_checkpoint(checkpoint, device)
+    command = ProcessDataBenchmark(
+        neighbors=settings.neighbors, num_downscales=settings.num_downscales, depth=False, device=settings.device
+    )
+    refinement = RefineConfig(
+        refine=True,
+        refine_max_image_size=settings.max_image_size,
+        refine_max_features=settings.max_features,
+        refine_camera_model=settings.camera_model,
+        refine_device="cuda" if device == "cuda" else "cpu",
+    )
+    if settings.warmup_frames:
+        warmup_images = settings.work_dir / "warmup-images"
+        shutil.rmtree(warmup_images, ignore_errors=True)
+        warmup_images.mkdir(parents=True)
+        for path in paths[: settings.warmup_frames]:
+            shutil.copyfile(path, warmup_images / path.name)
+        run_command(warmup_images, settings.work_dir / "warmup-out", checkpoint, device, command, refinement)
+    output_dir = settings.work_dir / "out"
+    log, whole = run_command(images, output_dir, checkpoint, device, command, refinement)
+    figures = json.loads((output_dir / "vggt" / "summary.json").read_text())["refinement"]
+
+    row = {
+        "frames": settings.frames,
+        "width": settings.width,
+        "height": settings.height,
+        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+        "cpu_count": os.cpu_count(),
+        "neighbors": settings.neighbors,
+        "max_image_size": settings.max_image_size,
+        "max_features": settings.max_features,
+        "camera_model": settings.camera_model,
+        "whole_s": round(whole, 3),
+        "model_s": round(log.seconds["inference"], 3),
+        "refine_s": round(log.seconds["refine"], 3),
+        "refine_split_s": _rounded(figures["seconds"]),
+        "stages_s": _rounded(log.seconds),
+        "refinement": {key: value for key, value in figures.items() if key != "seconds"},
+        "generate_images_s": round(generate_seconds, 3),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+    print(json.dumps(row, indent=1))
+    key = ("frames", "width", "height", "device", "neighbors", "max_image_size", "max_features", "camera_model")
+    merge_row(settings.output, row, key)
+    return row
+
+
+if __name__ == "__main__":
+    import tyro  # only the command line needs it
+
+    main(tyro.cli(RefineBenchmark))

@@ -1,0 +1,37 @@
+"""SIFT features of the image files, in keypoints of the full-resolution image."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from textured_scene import make_scene
+
+from vggt_sparse_ns.refine.features import extract_features
+
+
+def test_worker_processes_give_the_same_features_as_one_process(tmp_path: Path, caplog) -> None:
+    paths = make_scene(tmp_path, frames=3).truth.image_paths
+    alone = extract_features(paths, max_image_size=1600, max_features=500, workers=1)
+    with caplog.at_level(logging.WARNING):
+        spread = extract_features(paths, max_image_size=1600, max_features=500, workers=2)
+    assert not caplog.records, "the worker processes ran (no fallback to this process)"
+    for a, b in zip(alone, spread, strict=True):
+        np.testing.assert_array_equal(a.keypoints, b.keypoints)
+        np.testing.assert_array_equal(a.descriptors, b.descriptors)
+        assert len(a) > 100 and a.size == (320, 240)
+        np.testing.assert_allclose(np.linalg.norm(a.descriptors, axis=1), 1.0, rtol=1e-5)
+
+
+def test_keypoints_detected_on_a_downscaled_image_are_in_full_resolution_pixels(tmp_path: Path) -> None:
+    small = make_scene(tmp_path / "small", frames=1).truth.image_paths[0]
+    large = tmp_path / "large.png"
+    Image.open(small).resize((640, 480), Image.Resampling.BICUBIC).save(large)
+    (found,) = extract_features([large], max_image_size=320, max_features=500)  # detected at 320x240
+    (reference,) = extract_features([small], max_image_size=320, max_features=500)
+    assert found.size == (640, 480)
+    # Same detection image (up to resampling), keypoints twice as far from the origin.
+    nearest = np.linalg.norm(found.keypoints[:, None] / 2 - reference.keypoints[None], axis=2).min(1)
+    assert np.median(nearest) < 0.5

@@ -1,0 +1,230 @@
+"""refine() on a scene with exact ground truth: the prediction is the truth perturbed (rotations 1-3 degrees,
+positions 3-5 % of the scene, focal lengths up to 5 %); one frame shows a blank wall."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from textured_scene import (
+    SCENE_SIZE,
+    TexturedScene,
+    at_model_resolution,
+    centre_errors,
+    make_scene,
+    perturb,
+    random_rotation,
+    rotation_errors_deg,
+)
+
+from vggt_sparse_ns.images import ImageTransform
+from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
+from vggt_sparse_ns.refine import RefineConfig, refine
+
+BLANK_FRAME = 3
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory: pytest.TempPathFactory) -> TexturedScene:
+    return make_scene(tmp_path_factory.mktemp("scene"), frames=8, blank_frame=BLANK_FRAME)
+
+
+@pytest.fixture(scope="module")
+def predicted(scene: TexturedScene) -> Reconstruction:
+    return perturb(scene.truth, seed=1)
+
+
+@pytest.fixture(scope="module")
+def refined(predicted: Reconstruction) -> Reconstruction:
+    return refine(predicted)
+
+
+def _textured(scene: TexturedScene) -> np.ndarray:
+    return np.array([i for i in range(1, scene.truth.num_frames) if i != BLANK_FRAME])
+
+
+def test_refinement_cuts_the_median_rotation_error_at_least_five_fold(scene, predicted, refined) -> None:
+    frames = _textured(scene)
+    before = np.median(rotation_errors_deg(predicted.T_camera_world, scene.truth.T_camera_world)[frames])
+    after = np.median(rotation_errors_deg(refined.T_camera_world, scene.truth.T_camera_world)[frames])
+    assert before > 1.0
+    assert after * 5 <= before, (before, after)
+
+
+def test_refinement_cuts_the_median_position_error_at_least_five_fold(scene, predicted, refined) -> None:
+    frames = _textured(scene)
+    before = np.median(centre_errors(predicted.T_camera_world, scene.truth.T_camera_world)[frames])
+    after = np.median(centre_errors(refined.T_camera_world, scene.truth.T_camera_world)[frames])
+    assert before > 0.03 * SCENE_SIZE
+    assert after * 5 <= before, (before, after)
+
+
+def test_focal_lengths_move_toward_the_truth(scene, predicted, refined) -> None:
+    frames = _textured(scene)
+    truth = scene.truth.intrinsics[frames, 0, 0]
+    before = np.abs(predicted.intrinsics[frames, 0, 0] / truth - 1)
+    after = np.abs(refined.intrinsics[frames, 0, 0] / truth - 1)
+    assert np.median(after) * 3 <= np.median(before)
+
+
+def test_the_mean_reprojection_error_ends_under_one_pixel(refined) -> None:
+    figures = refined.refinement
+    assert figures["reprojection_error_px"] < 1.0
+    assert figures["reprojection_error_px_before"] > figures["reprojection_error_px"]
+
+
+def test_frame_zero_stays_the_world_frame(refined) -> None:
+    np.testing.assert_allclose(refined.T_camera_world[0], np.eye(3, 4), atol=1e-6)
+
+
+def test_a_frame_without_texture_keeps_its_predicted_camera_and_is_listed(predicted, refined) -> None:
+    assert refined.refinement["kept_frames"] == [BLANK_FRAME]
+    assert refined.refinement["registered_frames"] == predicted.num_frames - 1
+    np.testing.assert_array_equal(refined.T_camera_world[BLANK_FRAME], predicted.T_camera_world[BLANK_FRAME])
+    np.testing.assert_array_equal(refined.intrinsics[BLANK_FRAME], predicted.intrinsics[BLANK_FRAME])
+
+
+def test_the_summary_reports_counts_and_seconds_per_stage(refined) -> None:
+    figures = refined.refinement
+    sparse = refined.sparse_points
+    assert figures["points"] == len(sparse.xyz) > 100
+    assert figures["observations"] == len(sparse.frame) >= 2 * figures["points"]
+    assert 0 < figures["pairs_verified"] <= figures["pairs_matched"]
+    for stage in ("features", "pairs", "matching", "verification", "triangulation", "bundle adjustment"):
+        assert figures["seconds"][stage] >= 0.0
+
+
+def test_triangulated_points_reproject_onto_their_observations(refined) -> None:
+    sparse = refined.sparse_points
+    assert not np.isin(sparse.frame, refined.refinement["kept_frames"]).any()
+    pose = refined.T_camera_world.astype(np.float64)[sparse.frame]
+    camera = np.einsum("nij,nj->ni", pose[:, :, :3], sparse.xyz[sparse.point]) + pose[:, :, 3]
+    k = refined.intrinsics.astype(np.float64)[sparse.frame]  # model pixels = image pixels in this scene
+    pixels = np.einsum("nij,nj->ni", k, camera / camera[:, 2:])[:, :2]
+    assert np.mean(np.linalg.norm(pixels - sparse.pixel, axis=1)) < 1.0
+
+
+def test_depth_agrees_with_the_triangulated_points(scene, refined) -> None:
+    sparse = refined.sparse_points
+    pose = refined.T_camera_world.astype(np.float64)[sparse.frame]
+    z = np.einsum("nj,nj->n", pose[:, 2, :3], sparse.xyz[sparse.point]) + pose[:, 2, 3]
+    cols, rows = np.floor(sparse.pixel).astype(int).T
+    depth = refined.depth[sparse.frame, rows, cols]
+    assert np.median(np.abs(depth / z - 1)) < 0.01
+
+
+def test_the_refined_cameras_keep_vggts_scale(scene, refined) -> None:
+    frames = _textured(scene)
+    origin = np.tile(np.eye(3, 4, dtype=np.float32), (scene.truth.num_frames, 1, 1))
+    distances = centre_errors(refined.T_camera_world, origin)[frames]  # from camera 0, the world origin
+    assert np.median(distances / centre_errors(scene.truth.T_camera_world, origin)[frames]) == pytest.approx(
+        1, abs=0.02
+    )
+
+
+def test_without_any_texture_every_frame_keeps_its_camera_with_one_warning(tmp_path: Path, caplog) -> None:
+    blank = make_scene(tmp_path, frames=3, blank_frame=None)
+    for path in blank.truth.image_paths:
+        Image.new("RGB", (320, 240), (128, 128, 128)).save(path)
+    predicted = perturb(blank.truth, seed=2)
+    with caplog.at_level(logging.WARNING):
+        result = refine(predicted, RefineConfig())
+    np.testing.assert_array_equal(result.T_camera_world, predicted.T_camera_world)
+    np.testing.assert_array_equal(result.intrinsics, predicted.intrinsics)
+    assert result.refinement["kept_frames"] == [0, 1, 2]
+    assert result.refinement["registered_frames"] == 0
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "kept the predicted cameras" in warnings[0].getMessage()
+
+
+@pytest.fixture(scope="module")
+def small_prediction(tmp_path_factory: pytest.TempPathFactory) -> Reconstruction:
+    return perturb(make_scene(tmp_path_factory.mktemp("small"), frames=4).truth, seed=3)
+
+
+def _single_warning(caplog) -> str:
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    return warnings[0]
+
+
+def test_a_failed_adjustment_keeps_the_predicted_cameras_with_one_warning_saying_why(
+    small_prediction, monkeypatch, caplog
+) -> None:
+    from vggt_sparse_ns.refine import refinement
+    from vggt_sparse_ns.refine.adjustment import AdjustmentFailed
+
+    def fail(*args, **kwargs):
+        raise AdjustmentFailed("the solver stopped with FAILURE")
+
+    monkeypatch.setattr(refinement, "bundle_adjust", fail)
+    with caplog.at_level(logging.WARNING):
+        result = refine(small_prediction)
+    np.testing.assert_array_equal(result.T_camera_world, small_prediction.T_camera_world)
+    np.testing.assert_array_equal(result.intrinsics, small_prediction.intrinsics)
+    assert result.refinement["kept_frames"] == [0, 1, 2, 3]
+    assert "solver stopped with FAILURE" in _single_warning(caplog)
+    assert "FAILURE" in result.refinement["fallback"]
+
+
+def test_an_adjustment_that_raises_the_reprojection_error_is_not_kept(small_prediction, monkeypatch, caplog) -> None:
+    from vggt_sparse_ns.refine import refinement
+
+    transform_world = refinement.transform_world
+
+    def worsen(*args, **kwargs):
+        cameras, model = transform_world(*args, **kwargs)
+        noise = np.random.default_rng(0).normal(0, 0.2, model.xyz.shape)  # points that fit worse than before
+        return cameras, dataclasses.replace(model, xyz=model.xyz + noise)
+
+    monkeypatch.setattr(refinement, "transform_world", worsen)
+    with caplog.at_level(logging.WARNING):
+        result = refine(small_prediction)
+    np.testing.assert_array_equal(result.T_camera_world, small_prediction.T_camera_world)
+    assert "did not lower the mean reprojection error" in _single_warning(caplog)
+
+
+def test_model_pixels_that_differ_from_image_pixels_and_no_depth_still_refine(scene: TexturedScene) -> None:
+    transform = ImageTransform((320, 240), (280, 210), (0, 0), (0, 3), (280, 216))  # resized, padded
+    truth = at_model_resolution(scene.truth, transform)
+    predicted = perturb(truth, seed=5)
+    refined = refine(predicted)
+    frames = _textured(scene)
+    for errors in (rotation_errors_deg, centre_errors):
+        before = np.median(errors(predicted.T_camera_world, truth.T_camera_world)[frames])
+        after = np.median(errors(refined.T_camera_world, truth.T_camera_world)[frames])
+        assert after * 5 <= before, (errors.__name__, before, after)
+    focal_error = np.abs(refined.intrinsics[frames, 0, 0] / truth.intrinsics[frames, 0, 0] - 1)
+    assert np.median(focal_error) < 0.01
+    np.testing.assert_allclose(refined.intrinsics[frames, :2, 2], truth.intrinsics[frames, :2, 2], atol=1e-3)
+    assert refined.refinement["scale_source"] == "camera centres"
+    np.testing.assert_array_equal(refined.depth, 0.0)
+
+
+def test_a_frame_vggt_got_badly_wrong_rejoins_through_its_absolute_pose(scene, predicted) -> None:
+    T_camera_world = predicted.T_camera_world.astype(np.float64)
+    T_camera_world[5, :, :3] = random_rotation(np.random.default_rng(9), 40.0) @ T_camera_world[5, :, :3]
+    T_camera_world[5, :, 3] += 0.1 * SCENE_SIZE
+    far_off = dataclasses.replace(predicted, T_camera_world=T_camera_world.astype(np.float32))
+    # 40 of frame 5's observations happen to fit its wrong camera: more are needed to adjust it directly.
+    refined = refine(far_off, RefineConfig(refine_min_observations=60))
+    assert refined.refinement["kept_frames"] == [BLANK_FRAME]
+    assert rotation_errors_deg(refined.T_camera_world, scene.truth.T_camera_world)[5] < 0.5
+    assert centre_errors(refined.T_camera_world, scene.truth.T_camera_world)[5] < 0.01 * SCENE_SIZE
+
+
+def test_when_frame_zero_has_no_texture_the_others_are_placed_by_all_their_predictions(tmp_path: Path) -> None:
+    scene = make_scene(tmp_path, frames=6, blank_frame=0)
+    predicted = perturb(scene.truth, seed=1)
+    refined = refine(predicted)
+    assert refined.refinement["kept_frames"] == [0]
+    np.testing.assert_array_equal(refined.T_camera_world[0], predicted.T_camera_world[0])
+    # Frame 0 holds the world but cannot be matched: one anchor's prediction would pass its whole error on;
+    # the mean over the adjusted frames' predictions does better than the typical prediction.
+    before = np.median(rotation_errors_deg(predicted.T_camera_world, scene.truth.T_camera_world)[1:])
+    after = np.median(rotation_errors_deg(refined.T_camera_world, scene.truth.T_camera_world)[1:])
+    assert after < before / 2, (before, after)

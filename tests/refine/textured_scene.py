@@ -1,0 +1,203 @@
+"""A scene with exact ground truth and enough texture for SIFT: a room corner whose walls and floor carry
+photographs (scikit-image's sample photographs, shipped inside the package), ray-cast from known cameras.
+
+World = camera 0's frame (OpenCV axes), as VGGT's; model pixels = image pixels (an identity transform), so
+the prediction is the ground truth itself, perturbed by ``perturb``. One frame may look at a blank wall.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from skimage import data as photographs
+
+from vggt_sparse_ns.images import ImageTransform
+from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
+
+SCENE_SIZE = 4.0
+"""Width of the room, the unit of the position perturbation."""
+
+
+@dataclass(frozen=True)
+class Plane:
+    origin: np.ndarray
+    u_axis: np.ndarray
+    v_axis: np.ndarray
+    extent: tuple[float, float]
+    texture: np.ndarray
+    """[h, w, 3] uint8, stretched over the extent."""
+
+
+def _planes() -> list[Plane]:
+    x, y, z = np.eye(3)
+    return [
+        Plane(np.array([-2.0, -1.5, 5.0]), x, y, (4.0, 3.0), photographs.astronaut()),  # back wall
+        Plane(np.array([-2.0, 1.5, 1.0]), x, z, (4.0, 4.0), photographs.coffee()),  # floor (y down)
+        Plane(np.array([-2.0, -1.5, 1.0]), z, y, (4.0, 3.0), photographs.chelsea()),  # left wall
+        Plane(np.array([2.0, -1.5, 5.0]), -z, y, (4.0, 3.0), photographs.rocket()),  # right wall
+    ]
+
+
+def look_at(eye: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """OpenCV world-to-camera [3, 4] for a camera at ``eye`` looking at ``target`` (world y is down)."""
+    forward = (target - eye) / np.linalg.norm(target - eye)
+    right = np.cross(forward, [0.0, -1.0, 0.0])
+    right /= np.linalg.norm(right)
+    down = np.cross(forward, right)
+    rotation = np.stack([right, down, forward])
+    return np.concatenate([rotation, -rotation @ eye[:, None]], axis=1)
+
+
+def render(planes: list[Plane], intrinsic: np.ndarray, T_camera_world: np.ndarray, size: tuple[int, int]):
+    """Colours [h, w, 3] uint8 and z-depth [h, w] seen through the pixel centres (bilinear texture lookup)."""
+    width, height = size
+    cols, rows = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
+    rays_camera = np.stack([cols, rows, np.ones_like(cols)], -1) @ np.linalg.inv(intrinsic).T
+    rotation, translation = T_camera_world[:, :3], T_camera_world[:, 3]
+    centre = -rotation.T @ translation
+    rays = rays_camera @ rotation  # world directions (R^T d)
+    best = np.full((height, width), np.inf)
+    colours = np.zeros((height, width, 3))
+    for plane in planes:
+        normal = np.cross(plane.u_axis, plane.v_axis)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = ((plane.origin - centre) @ normal) / (rays @ normal)
+        hit = centre + t[..., None] * rays
+        u = (hit - plane.origin) @ plane.u_axis / plane.extent[0]
+        v = (hit - plane.origin) @ plane.v_axis / plane.extent[1]
+        visible = (t > 0) & (t < best) & (u >= 0) & (u <= 1) & (v >= 0) & (v <= 1)
+        best[visible] = t[visible]
+        colours[visible] = _bilinear(plane.texture, u[visible], v[visible])
+    depth = best * rays_camera[..., 2]
+    return np.clip(colours, 0, 255).astype(np.uint8), np.where(np.isfinite(depth), depth, 0.0)
+
+
+def _bilinear(texture: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    height, width = texture.shape[:2]
+    x = np.clip(u * width - 0.5, 0, width - 1.001)
+    y = np.clip(v * height - 0.5, 0, height - 1.001)
+    x0, y0 = x.astype(int), y.astype(int)
+    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
+    t = texture.astype(np.float64)
+    top = t[y0, x0] * (1 - fx) + t[y0, x0 + 1] * fx
+    bottom = t[y0 + 1, x0] * (1 - fx) + t[y0 + 1, x0 + 1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
+@dataclass(frozen=True)
+class TexturedScene:
+    truth: Reconstruction
+    blank_frame: int | None
+
+
+def make_scene(
+    folder: Path,
+    *,
+    frames: int = 8,
+    size: tuple[int, int] = (320, 240),
+    focal: float = 260.0,
+    blank_frame: int | None = None,
+    seed: int = 0,
+) -> TexturedScene:
+    """Render ``frames`` views into ``folder`` (PNG) from cameras on an arc; world = camera 0's frame.
+    ``blank_frame`` shows a uniform grey image instead (no texture: nothing to match)."""
+    rng = np.random.default_rng(seed)
+    planes = _planes()
+    intrinsic = np.array([[focal, 0.0, size[0] / 2], [0.0, focal, size[1] / 2], [0.0, 0.0, 1.0]])
+    poses = []
+    for index in range(frames):
+        angle = np.deg2rad(-25 + 50 * index / max(frames - 1, 1))
+        eye = np.array([2.2 * np.sin(angle), -0.3 + 0.2 * rng.standard_normal(), 5.0 - 4.4 * np.cos(angle)])
+        target = np.array([0.3 * rng.standard_normal(), 0.3, 4.5])
+        poses.append(look_at(eye, target))
+    world_from_camera0 = np.vstack([np.linalg.inv(np.vstack([poses[0], [0, 0, 0, 1]]))])
+    folder.mkdir(parents=True, exist_ok=True)
+    images, depths, T_camera_world, paths = [], [], [], []
+    for index, pose in enumerate(poses):
+        colours, depth = render(planes, intrinsic, pose, size)
+        if index == blank_frame:
+            colours = np.full_like(colours, 128)
+        path = folder / f"frame_{index:05d}.png"
+        Image.fromarray(colours).save(path)
+        images.append(colours)
+        depths.append(depth)
+        T_camera_world.append((np.vstack([pose, [0, 0, 0, 1]]) @ world_from_camera0)[:3])
+        paths.append(path)
+    identity = ImageTransform(size, size, (0, 0), (0, 0), size)
+    truth = Reconstruction(
+        image_paths=paths,
+        transforms=[identity] * frames,
+        T_camera_world=np.stack(T_camera_world).astype(np.float32),
+        intrinsics=np.repeat(intrinsic[None], frames, 0).astype(np.float32),
+        depth=np.stack(depths).astype(np.float32),
+        depth_conf=np.ones((frames, size[1], size[0]), np.float32),
+        colors=np.stack(images),
+    )
+    return TexturedScene(truth, blank_frame)
+
+
+def random_rotation(rng: np.random.Generator, degrees: float) -> np.ndarray:
+    axis = rng.standard_normal(3)
+    axis /= np.linalg.norm(axis)
+    angle = np.deg2rad(degrees)
+    cross = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    return np.eye(3) + np.sin(angle) * cross + (1 - np.cos(angle)) * cross @ cross
+
+
+def perturb(truth: Reconstruction, seed: int = 1) -> Reconstruction:
+    """The prediction: frame 0 exact (it is the world), every other frame rotated by 1-3 degrees, moved by
+    3-5 % of the scene size and given a focal length off by up to 5 %."""
+    rng = np.random.default_rng(seed)
+    T_camera_world = truth.T_camera_world.astype(np.float64).copy()
+    intrinsics = truth.intrinsics.astype(np.float64).copy()
+    for index in range(1, truth.num_frames):
+        rotation, translation = T_camera_world[index, :, :3], T_camera_world[index, :, 3]
+        centre = -rotation.T @ translation
+        direction = rng.standard_normal(3)
+        centre = centre + direction / np.linalg.norm(direction) * rng.uniform(0.03, 0.05) * SCENE_SIZE
+        rotation = random_rotation(rng, rng.uniform(1.0, 3.0)) @ rotation
+        T_camera_world[index] = np.concatenate([rotation, (-rotation @ centre)[:, None]], axis=1)
+        intrinsics[index, :2, :2] *= 1 + rng.choice([-1, 1]) * rng.uniform(0.02, 0.05)
+    return Reconstruction(
+        **{
+            **truth.__dict__,
+            "T_camera_world": T_camera_world.astype(np.float32),
+            "intrinsics": intrinsics.astype(np.float32),
+        }
+    )
+
+
+def rotation_errors_deg(T_a: np.ndarray, T_b: np.ndarray) -> np.ndarray:
+    relative = np.einsum("sij,skj->sik", T_a[:, :, :3].astype(np.float64), T_b[:, :, :3].astype(np.float64))
+    cosine = np.clip((np.trace(relative, axis1=1, axis2=2) - 1) / 2, -1, 1)
+    return np.rad2deg(np.arccos(cosine))
+
+
+def centre_errors(T_a: np.ndarray, T_b: np.ndarray) -> np.ndarray:
+    def centres(T: np.ndarray) -> np.ndarray:
+        T = T.astype(np.float64)
+        return -np.einsum("sji,sj->si", T[:, :, :3], T[:, :, 3])
+
+    return np.linalg.norm(centres(T_a) - centres(T_b), axis=1)
+
+
+def at_model_resolution(reconstruction: Reconstruction, transform: ImageTransform) -> Reconstruction:
+    """The same cameras as seen by a model whose input is ``transform`` of each image (intrinsics in model
+    pixels), with no depth (zeros: refinement must not need it) and grey colours."""
+    scale, offset = transform.scale, transform.offset
+    to_model = np.array([[scale[0], 0.0, offset[0]], [0.0, scale[1], offset[1]], [0.0, 0.0, 1.0]])
+    width, height = transform.model_size
+    frames = reconstruction.num_frames
+    return Reconstruction(
+        **{
+            **reconstruction.__dict__,
+            "transforms": [transform] * frames,
+            "intrinsics": (to_model @ reconstruction.intrinsics.astype(np.float64)).astype(np.float32),
+            "depth": np.zeros((frames, height, width), np.float32),
+            "depth_conf": np.ones((frames, height, width), np.float32),
+            "colors": np.full((frames, height, width, 3), 128, np.uint8),
+        }
+    )

@@ -1,0 +1,139 @@
+"""Bundle adjustment with pycolmap: poses, focal lengths (and distortion) and points refined together under a
+robust loss, with the gauge fixed explicitly (the anchor frame's pose constant; the scale replaced after)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+
+from vggt_sparse_ns.camera_models import colmap_params, from_colmap_params
+from vggt_sparse_ns.refine.cameras import CameraSet
+from vggt_sparse_ns.refine.config import CameraModelName
+from vggt_sparse_ns.refine.triangulation import SparseModel
+
+MAX_ITERATIONS = 200
+FUNCTION_TOLERANCE = 1e-6
+"""Stop when an iteration lowers the cost by less than this fraction (pycolmap's default 0 runs to the iteration
+limit on the last hundredths of a pixel)."""
+
+
+logger = logging.getLogger(__name__)
+
+
+class RefinementRejected(RuntimeError):
+    """The refinement cannot be trusted (too few frames, a failed solve, a higher error); the message says why."""
+
+
+class AdjustmentFailed(RefinementRejected):
+    """The solver reported no usable solution."""
+
+
+def bundle_adjust(
+    cameras: CameraSet,
+    model: SparseModel,
+    *,
+    frames: np.ndarray,
+    anchor: int,
+    sizes: Sequence[tuple[int, int]],
+    camera_model: CameraModelName,
+    shared_intrinsics: bool,
+    loss_scale: float,
+) -> tuple[CameraSet, SparseModel]:
+    """Adjust the cameras of ``frames`` (observations of other frames are ignored) and the points.
+
+    ``anchor`` (one of ``frames``) keeps its pose: it fixes the world's position and orientation; COLMAP's
+    two-camera gauge fixes a scale of its own, which the caller replaces by VGGT's. Focal lengths (shared per
+    image size or per frame) and the model's distortion are refined, principal points kept. Cauchy loss with
+    ``loss_scale`` pixels. Returns the cameras (other frames unchanged) and the model with its adjusted points.
+    """
+    import pycolmap
+
+    reconstruction = pycolmap.Reconstruction()
+    camera_of_frame = _camera_ids(frames, sizes, shared_intrinsics)
+    for frame in frames:
+        camera_id = camera_of_frame[frame]
+        if not reconstruction.exists_camera(camera_id):
+            members = [f for f in frames if camera_of_frame[f] == camera_id]
+            intrinsic = cameras.intrinsics[members].mean(0)
+            distortion = cameras.distortion[members].mean(0)
+            width, height = sizes[frame]
+            reconstruction.add_camera_with_trivial_rig(
+                pycolmap.Camera(
+                    camera_id=camera_id,
+                    model=camera_model,
+                    width=width,
+                    height=height,
+                    params=colmap_params(camera_model, intrinsic, distortion),
+                )
+            )
+    used = np.isin(model.frame, frames)
+    # Observation m of frame f is that image's point2D number rank[m] (observations of a frame in model order).
+    by_frame = np.flatnonzero(used)[np.argsort(model.frame[used], kind="stable")]
+    starts = np.searchsorted(model.frame[by_frame], frames)
+    ends = np.searchsorted(model.frame[by_frame], frames, side="right")
+    rank = np.zeros(len(model.frame), dtype=np.int64)
+    for frame, start, end in zip(frames, starts, ends, strict=True):
+        observed = by_frame[start:end]
+        rank[observed] = np.arange(len(observed))
+        image = pycolmap.Image(
+            name=str(frame), keypoints=model.pixel[observed], camera_id=camera_of_frame[frame], image_id=int(frame) + 1
+        )
+        pose = cameras.T_camera_world[frame]
+        reconstruction.add_image_with_trivial_frame(
+            image, pycolmap.Rigid3d(pycolmap.Rotation3d(pose[:, :3]), pose[:, 3])
+        )
+    point_ids = np.zeros(len(model.xyz), dtype=np.int64)
+    bounds = np.searchsorted(model.point, np.arange(len(model.xyz) + 1))
+    for index in range(len(model.xyz)):
+        members = [m for m in range(bounds[index], bounds[index + 1]) if used[m]]
+        if len(members) < 2:
+            continue
+        track = pycolmap.Track()
+        for m in members:
+            track.add_element(int(model.frame[m]) + 1, int(rank[m]))
+        point_ids[index] = reconstruction.add_point3D(model.xyz[index], track)
+
+    options = pycolmap.BundleAdjustmentOptions()
+    options.print_summary = False
+    options.refine_focal_length = True
+    options.refine_principal_point = False
+    options.refine_extra_params = camera_model != "PINHOLE"
+    options.ceres.loss_function_type = pycolmap.LossFunctionType.CAUCHY
+    options.ceres.loss_function_scale = loss_scale
+    options.ceres.solver_options.max_num_iterations = MAX_ITERATIONS
+    options.ceres.solver_options.function_tolerance = FUNCTION_TOLERANCE
+    config = pycolmap.BundleAdjustmentConfig()
+    for frame in frames:
+        config.add_image(int(frame) + 1)
+    config.set_constant_rig_from_world_pose(int(anchor) + 1)
+    # With the anchor constant, COLMAP's two-camera gauge also fixes one translation coordinate of a second
+    # frame: the scale. It is not VGGT's yet; the caller restores that.
+    config.fix_gauge(pycolmap.BundleAdjustmentGauge.TWO_CAMS_FROM_WORLD)
+    summary = pycolmap.create_default_bundle_adjuster(options, config, reconstruction).solve()
+    logger.debug("%s", summary.brief_report())
+    if not summary.is_solution_usable():
+        raise AdjustmentFailed(f"the solver stopped with {summary.termination_type.name}")
+
+    T_camera_world = cameras.T_camera_world.copy()
+    intrinsics = cameras.intrinsics.copy()
+    distortion = cameras.distortion.copy()
+    for frame in frames:
+        image = reconstruction.image(int(frame) + 1)
+        T_camera_world[frame] = image.cam_from_world().matrix()
+        intrinsics[frame], distortion[frame] = from_colmap_params(camera_model, image.camera.params)
+    xyz = model.xyz.copy()
+    for index in np.flatnonzero(point_ids):
+        xyz[index] = reconstruction.point3D(int(point_ids[index])).xyz
+    kept = point_ids[model.point] > 0
+    adjusted = SparseModel(xyz, model.point, model.frame, model.keypoint, model.pixel).select(used & kept)
+    return CameraSet(T_camera_world, intrinsics, distortion), adjusted
+
+
+def _camera_ids(frames: np.ndarray, sizes: Sequence[tuple[int, int]], shared: bool) -> dict[int, int]:
+    """Camera id per frame: one per frame, or one per distinct image size when shared."""
+    if not shared:
+        return {int(f): int(f) + 1 for f in frames}
+    distinct: dict[tuple[int, int], int] = {}
+    return {int(f): distinct.setdefault(tuple(sizes[f]), len(distinct) + 1) for f in frames}

@@ -1,0 +1,79 @@
+"""Settings of the refinement (no heavy imports: the CLI and plugins build it at start-up)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+CameraModelName = Literal["PINHOLE", "SIMPLE_RADIAL", "OPENCV"]
+RefineDevice = Literal["auto", "cuda", "cpu"]
+
+
+class RefineError(ValueError):
+    """The refinement settings or inputs are unusable; the message says why."""
+
+
+@dataclass(frozen=True)
+class RefineConfig:
+    """Refinement of the predicted cameras against the images' own evidence: SIFT features, matches between
+    covisible frames, verified tracks, triangulation from the predicted cameras and bundle adjustment."""
+
+    refine: bool = False
+    """Refine the predicted cameras after inference (SIFT matching on the frame graph's pairs, triangulation,
+    bundle adjustment). Frames without enough verified matches keep their predicted camera."""
+    refine_max_image_size: int = 1600
+    """Longest image side, in pixels, at which features are detected (larger images are downscaled first;
+    keypoints are then expressed in full-resolution pixels)."""
+    refine_max_features: int = 4096
+    """Most SIFT features per image (the largest-scale ones are kept)."""
+    refine_camera_model: CameraModelName = "PINHOLE"
+    """Camera model refined: PINHOLE (fx, fy), SIMPLE_RADIAL (one focal and one radial distortion term) or
+    OPENCV (fx, fy, k1, k2, p1, p2). The principal point stays at the prediction."""
+    refine_shared_intrinsics: bool = True
+    """Refine one camera shared by all frames of the same image size (one physical camera, e.g. a video)
+    instead of one per frame."""
+    refine_neighbors: int = 10
+    """Dense runs (no frame graph): each frame is matched with this many most similar frames, by a bag of
+    SIFT words computed from the images. Runs with a frame graph match its edges."""
+    refine_sequential_neighbors: int = 2
+    """Also match each frame with this many following frames in input order (neighbours in a video); 0 off."""
+    refine_ratio: float = 0.8
+    """Lowe's ratio test: a match is kept when its descriptor distance is below this fraction of the second
+    nearest one (and it is a mutual nearest neighbour)."""
+    refine_min_inliers: int = 15
+    """Fewest geometrically verified matches for a pair to be used."""
+    refine_min_observations: int = 20
+    """Fewest triangulated observations a frame needs to be adjusted (directly, or once registered by absolute
+    pose against the other frames' points); frames with fewer keep their predicted camera and are listed as
+    kept."""
+    refine_points_per_frame: int = 500
+    """Bundle adjustment uses, in each frame, this many points with the longest tracks (the problem grows with
+    frames, not features); every track is then triangulated with the adjusted cameras."""
+    refine_max_reprojection_error: float = 4.0
+    """Matches and observations farther than this many full-resolution pixels from their epipolar line or
+    point's projection are outliers: in verification, triangulation, registration and after each adjustment."""
+    refine_min_triangulation_angle: float = 1.0
+    """Points seen under a smaller angle (degrees) between their rays are not triangulated."""
+    refine_device: RefineDevice = "auto"
+    """Where descriptors are matched: auto picks cuda when present, else cpu."""
+
+    def __post_init__(self) -> None:
+        checks = {
+            "--refine-max-image-size": self.refine_max_image_size >= 64,
+            "--refine-max-features": self.refine_max_features >= 16,
+            "--refine-neighbors": self.refine_neighbors >= 1,
+            "--refine-sequential-neighbors": self.refine_sequential_neighbors >= 0,
+            "--refine-ratio": 0.0 < self.refine_ratio <= 1.0,
+            "--refine-min-inliers": self.refine_min_inliers >= 8,
+            "--refine-min-observations": self.refine_min_observations >= 6,
+            "--refine-points-per-frame": self.refine_points_per_frame >= 10,
+            "--refine-max-reprojection-error": self.refine_max_reprojection_error > 0.0,
+            "--refine-min-triangulation-angle": 0.0 <= self.refine_min_triangulation_angle < 90.0,
+        }
+        for flag, valid in checks.items():
+            if not valid:
+                raise RefineError(f"{flag} is out of range: {getattr(self, flag[2:].replace('-', '_'))!r}")
+        if self.refine_camera_model not in ("PINHOLE", "SIMPLE_RADIAL", "OPENCV"):
+            raise RefineError(
+                f"--refine-camera-model must be PINHOLE, SIMPLE_RADIAL or OPENCV, not {self.refine_camera_model!r}"
+            )

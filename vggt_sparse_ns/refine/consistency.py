@@ -1,0 +1,179 @@
+"""Keeping the refined reconstruction self-consistent: VGGT's scale, depth maps that agree with the
+triangulated points, intrinsics back in model pixels, point colours."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from vggt_sparse_ns.images import ImageTransform
+from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
+from vggt_sparse_ns.refine.cameras import CameraSet, project_points
+from vggt_sparse_ns.refine.triangulation import SparseModel
+
+MIN_DEPTH_SAMPLES = 10
+"""Fewest observations with a predicted depth for a frame's depth map to be rescaled."""
+MIN_SCALE_SAMPLES = 100
+"""Fewest observations with a predicted depth for the scale to be measured on depth."""
+DEPTH_AGREEMENT = 0.1
+"""Largest median absolute deviation of log(predicted depth / triangulated depth) for depth to set the scale."""
+
+
+@dataclass(frozen=True)
+class Similarity:
+    """x_prediction = scale * rotation @ x_refined + translation: the refined world put back into VGGT's."""
+
+    rotation: np.ndarray
+    translation: np.ndarray
+    scale: float
+    scale_source: str
+
+
+def back_to_prediction(
+    reconstruction: Reconstruction,
+    predicted: CameraSet,
+    refined: CameraSet,
+    model: SparseModel,
+    frames: np.ndarray,
+    anchor: int,
+) -> Similarity:
+    """The similarity that gives the refined world VGGT's frame and scale again (the adjustment fixed only the
+    anchor's pose, and a scale of its own).
+
+    Frame 0 as anchor is the world itself: no rotation, no translation. Another anchor (frame 0 could not be
+    adjusted) is one noisy prediction, so the rotation is the mean of all adjusted frames' rotation offsets and
+    the translation fits their centres. The scale: VGGT's depth maps and cameras share one; where the predicted
+    depth agrees with the triangulated points up to one factor (log-ratio's median absolute deviation under
+    ``DEPTH_AGREEMENT``, at least ``MIN_SCALE_SAMPLES`` observations) it is that ratio's median, from thousands
+    of samples; otherwise the least-squares fit of the camera centres (few samples, as noisy as the predicted
+    positions).
+    """
+    if anchor == 0:
+        rotation = np.eye(3)
+    else:
+        offsets = np.einsum(
+            "sji,sjk->ik", predicted.T_camera_world[frames, :, :3], refined.T_camera_world[frames, :, :3]
+        )
+        u, _, vt = np.linalg.svd(offsets)
+        rotation = u @ np.diag([1.0, 1.0, np.linalg.det(u @ vt)]) @ vt
+    origin_before = predicted.centres[anchor] if anchor == 0 else predicted.centres[frames].mean(0)
+    origin_after = refined.centres[anchor] if anchor == 0 else refined.centres[frames].mean(0)
+    before = predicted.centres[frames] - origin_before
+    after = (refined.centres[frames] - origin_after) @ rotation.T
+    scale, source = _depth_scale(reconstruction, refined, model, frames), "depth"
+    if scale is None:
+        spread = float(np.sum(after * after))
+        scale, source = (float(np.sum(after * before) / spread) if spread > 0 else 1.0), "camera centres"
+    return Similarity(rotation, origin_before - scale * rotation @ origin_after, scale, source)
+
+
+def _depth_scale(
+    reconstruction: Reconstruction, refined: CameraSet, model: SparseModel, frames: np.ndarray
+) -> float | None:
+    """The median of predicted over triangulated depth where they agree up to one factor, else None."""
+    _, ratios = _depth_ratios(reconstruction, refined, model, frames)
+    if len(ratios) < MIN_SCALE_SAMPLES:
+        return None
+    logs = np.log(ratios)
+    if np.median(np.abs(logs - np.median(logs))) >= DEPTH_AGREEMENT:
+        return None
+    return float(np.exp(np.median(logs)))
+
+
+def transform_world(
+    cameras: CameraSet, model: SparseModel, frames: np.ndarray, similarity: Similarity
+) -> tuple[CameraSet, SparseModel]:
+    """``frames``' cameras and the points moved by ``similarity`` (every reprojection is unchanged)."""
+    rotation = cameras.T_camera_world[frames, :, :3] @ similarity.rotation.T
+    centres = similarity.scale * cameras.centres[frames] @ similarity.rotation.T + similarity.translation
+    T_camera_world = cameras.T_camera_world.copy()
+    T_camera_world[frames] = np.concatenate([rotation, -np.einsum("sij,sj->si", rotation, centres)[..., None]], 2)
+    xyz = similarity.scale * model.xyz @ similarity.rotation.T + similarity.translation
+    moved = CameraSet(T_camera_world, cameras.intrinsics, cameras.distortion)
+    return moved, SparseModel(xyz, model.point, model.frame, model.keypoint, model.pixel)
+
+
+def _depth_ratios(
+    reconstruction: Reconstruction, cameras: CameraSet, model: SparseModel, frames: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(frame, predicted depth over the point's depth in ``cameras``) at every observation (of ``frames``) where
+    both are positive."""
+    observed = np.ones(len(model.frame), bool) if frames is None else np.isin(model.frame, frames)
+    frame, pixel, xyz = model.frame[observed], model.pixel[observed], model.xyz[model.point[observed]]
+    _, z = project_points(cameras, frame, xyz)
+    depth, inside = _sample(reconstruction.depth, frame, model_pixels(reconstruction.transforms, frame, pixel))
+    usable = inside & (depth > 0) & (z > 0) & np.isfinite(depth)
+    return frame[usable], depth[usable] / z[usable]
+
+
+def model_pixels(transforms: Sequence[ImageTransform], frames: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    """[N, 2] continuous model pixels of full-resolution pixels seen by ``frames``."""
+    scale = np.array([t.scale for t in transforms])[frames]
+    offset = np.array([t.offset for t in transforms])[frames]
+    return pixels * scale + offset
+
+
+def to_model_pixels(intrinsics: np.ndarray, transforms: Sequence[ImageTransform]) -> np.ndarray:
+    """[S, 3, 3] model-pixel intrinsics from full-resolution ones (the inverse of intrinsics_to_original)."""
+    to_model = np.array(
+        [[[t.scale[0], 0.0, t.offset[0]], [0.0, t.scale[1], t.offset[1]], [0, 0, 1]] for t in transforms]
+    )
+    return to_model @ intrinsics
+
+
+def _sample(array: np.ndarray, frames: np.ndarray, model_xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Values of a per-frame model-resolution array at the nearest model pixel; and which were inside."""
+    height, width = array.shape[1:3]
+    cols, rows = np.floor(model_xy[:, 0]).astype(np.int64), np.floor(model_xy[:, 1]).astype(np.int64)
+    inside = (cols >= 0) & (cols < width) & (rows >= 0) & (rows < height)
+    values = array[frames, rows.clip(0, height - 1), cols.clip(0, width - 1)]
+    return values, inside
+
+
+def point_colours(reconstruction: Reconstruction, model: SparseModel) -> np.ndarray:
+    """[N, 3] uint8 colour of each point: the model input's colour where it is first observed."""
+    if len(model.xyz) == 0:
+        return np.zeros((0, 3), dtype=np.uint8)
+    first = np.searchsorted(model.point, np.arange(len(model.xyz)))
+    frames = model.frame[first]
+    colours, _ = _sample(
+        reconstruction.colors, frames, model_pixels(reconstruction.transforms, frames, model.pixel[first])
+    )
+    return colours.astype(np.uint8)
+
+
+def align_depth(
+    reconstruction: Reconstruction, predicted: CameraSet, refined: CameraSet, model: SparseModel
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Depth maps rescaled per frame to the triangulated points (median ratio of the points' depth under the
+    refined camera to the predicted depth at their pixels), and the point maps moved with their camera.
+
+    Frames with fewer than ``MIN_DEPTH_SAMPLES`` usable observations keep their depth. Returns (depth, world
+    points or None, [S] scale per frame).
+    """
+    scales = np.ones(reconstruction.num_frames)
+    frame, ratios = _depth_ratios(reconstruction, refined, model)
+    order = np.argsort(frame, kind="stable")
+    frames, starts, counts = np.unique(frame[order], return_index=True, return_counts=True)
+    for index, start, samples in zip(frames, starts, counts, strict=True):
+        if samples >= MIN_DEPTH_SAMPLES:
+            scales[index] = float(1.0 / np.median(ratios[order[start : start + samples]]))
+    depth = reconstruction.depth * scales[:, None, None].astype(np.float32)
+    world_points = reconstruction.world_points
+    if world_points is not None:
+        world_points = _move_point_maps(world_points, predicted, refined, scales)
+    return depth.astype(np.float32), world_points, scales
+
+
+def _move_point_maps(
+    world_points: np.ndarray, predicted: CameraSet, refined: CameraSet, scales: np.ndarray
+) -> np.ndarray:
+    """Point maps into each frame's predicted camera, scaled, then out through its refined camera."""
+    moved = np.empty_like(world_points)
+    for frame in range(len(world_points)):
+        before, after = predicted.T_camera_world[frame], refined.T_camera_world[frame]
+        camera = (world_points[frame].astype(np.float64) @ before[:, :3].T + before[:, 3]) * scales[frame]
+        moved[frame] = ((camera - after[:, 3]) @ after[:, :3]).astype(world_points.dtype)
+    return moved

@@ -1,0 +1,286 @@
+"""The refinement entry: features -> pairs -> matches -> verified tracks -> triangulation from the predicted
+cameras -> bundle adjustment, filtering, re-triangulation, a second adjustment -> a new Reconstruction."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+
+from vggt_sparse_ns.pipeline.reconstruction import Reconstruction, SparsePoints
+from vggt_sparse_ns.refine.adjustment import RefinementRejected, bundle_adjust
+from vggt_sparse_ns.refine.cameras import CameraSet
+from vggt_sparse_ns.refine.config import RefineConfig
+from vggt_sparse_ns.refine.consistency import (
+    align_depth,
+    back_to_prediction,
+    point_colours,
+    to_model_pixels,
+    transform_world,
+)
+from vggt_sparse_ns.refine.features import extract_features
+from vggt_sparse_ns.refine.matching import match_pairs
+from vggt_sparse_ns.refine.pairs import select_pairs
+from vggt_sparse_ns.refine.registration import register_frames
+from vggt_sparse_ns.refine.triangulation import SparseModel, adjustment_subset, triangulate
+from vggt_sparse_ns.refine.verification import build_tracks, keypoint_pixels, verify_pairs
+from vggt_sparse_ns.timing import StageTimer
+
+logger = logging.getLogger(__name__)
+
+INITIAL_ERROR_DEGREES = 5.0
+"""Before any adjustment the predicted cameras may be off by a few degrees: observations within this angle of
+their point's projection are kept for the first adjustment (as pixels: focal length * tan(angle))."""
+FIRST_PASS_LOSS_DEGREES = 1.0
+"""The first adjustment's robust loss scale, as an angle (the second uses one pixel)."""
+
+
+@contextmanager
+def _quiet_pycolmap() -> Iterator[None]:
+    """pycolmap's (glog's) information lines off while refining; warnings and errors still show."""
+    import pycolmap
+
+    level = pycolmap.logging.minloglevel
+    pycolmap.logging.minloglevel = max(level, 1)
+    try:
+        yield
+    finally:
+        pycolmap.logging.minloglevel = level
+
+
+def _device(choice: str) -> torch.device:
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(choice)
+
+
+def _observations_per_frame(model: SparseModel, frames: int) -> np.ndarray:
+    return np.bincount(model.frame, minlength=frames)
+
+
+def refine(reconstruction: Reconstruction, config: RefineConfig | None = None) -> Reconstruction:
+    """Refine the predicted cameras against the images: a new Reconstruction, never a worse one.
+
+    Args:
+        reconstruction: VGGT's prediction; its image files are read again at full resolution. Depth is
+            realigned to the refined cameras but not required.
+        config: the refinement's settings (defaults when None).
+
+    Returns:
+        A copy with refined ``T_camera_world`` and ``intrinsics`` (model pixels, frame 0 still the world, VGGT's
+        scale), ``distortion`` for a distortion model, depth (and point maps) rescaled per frame to agree with
+        the triangulated points, ``sparse_points`` and the ``refinement`` summary. Frames with too few verified
+        observations keep their predicted camera (``refinement["kept_frames"]``); when the adjustment fails or
+        does not lower the reprojection error, every frame keeps it, with one warning.
+
+    Example:
+        >>> refined = refine(reconstruction, RefineConfig(refine_camera_model="SIMPLE_RADIAL"))
+        >>> refined.refinement["reprojection_error_px"]
+    """
+    with _quiet_pycolmap():
+        return _refine(reconstruction, config or RefineConfig())
+
+
+def _refine(reconstruction: Reconstruction, config: RefineConfig) -> Reconstruction:
+    timer = StageTimer()
+    count = reconstruction.num_frames
+    sizes = [t.original_size for t in reconstruction.transforms]
+    predicted = CameraSet(
+        reconstruction.T_camera_world.astype(np.float64),
+        np.stack(
+            [
+                t.intrinsics_to_original(k)
+                for t, k in zip(reconstruction.transforms, reconstruction.intrinsics, strict=True)
+            ]
+        ),
+        np.zeros((count, 4)) if reconstruction.distortion is None else reconstruction.distortion.astype(np.float64),
+    )
+    device = _device(config.refine_device)
+    with timer.stage("features"):
+        features = extract_features(
+            reconstruction.image_paths,
+            max_image_size=config.refine_max_image_size,
+            max_features=config.refine_max_features,
+        )
+    with timer.stage("pairs"):
+        pairs = select_pairs(
+            features,
+            reconstruction.graph_edges,
+            neighbors=config.refine_neighbors,
+            sequential=config.refine_sequential_neighbors,
+            device=device,
+        )
+    with timer.stage("matching"):
+        matches = match_pairs(features, pairs, ratio=config.refine_ratio, device=device)
+    with timer.stage("verification"):
+        verified = verify_pairs(
+            features,
+            pairs,
+            matches,
+            max_error=config.refine_max_reprojection_error,
+            min_inliers=config.refine_min_inliers,
+        )
+    with timer.stage("triangulation"):
+        track, frame, keypoint = build_tracks([len(f) for f in features], pairs, verified)
+        pixel = keypoint_pixels(features, frame, keypoint)
+        loose = float(np.median(predicted.intrinsics[:, 0, 0])) * np.tan(np.deg2rad(INITIAL_ERROR_DEGREES))
+        initial = triangulate(
+            predicted, track, frame, keypoint, pixel, max_error=loose, min_angle=config.refine_min_triangulation_angle
+        )
+    error_before = float(initial.errors(predicted).mean()) if len(initial.point) else None
+    summary = {
+        "camera_model": config.refine_camera_model,
+        "pairs_matched": int(len(pairs)),
+        "pairs_verified": int(sum(len(v) > 0 for v in verified)),
+        "reprojection_error_px_before": error_before,
+        "tracks": int(track.max() + 1) if len(track) else 0,
+    }
+    try:
+        with timer.stage("bundle adjustment"):
+            cameras, model, frames, anchor = _adjust(predicted, initial, track, frame, keypoint, pixel, sizes, config)
+        with timer.stage("scale"):
+            similarity = back_to_prediction(reconstruction, predicted, cameras, model, frames, anchor)
+            summary["scale_source"] = similarity.scale_source
+            if not (np.isfinite(similarity.scale) and similarity.scale > 0):
+                raise RefinementRejected(f"VGGT's scale could not be restored (factor {similarity.scale:.3g})")
+            cameras, model = transform_world(cameras, model, frames, similarity)
+        error_after = float(model.errors(cameras).mean())
+        if not error_after < error_before:  # (no points before: _adjust has rejected already)
+            raise RefinementRejected(
+                f"the adjustment did not lower the mean reprojection error ({error_before:.2f} px before, "
+                f"{error_after:.2f} px after)"
+            )
+    except (RuntimeError, ValueError, np.linalg.LinAlgError) as error:
+        # RefinementRejected says why; anything else numerical (pycolmap, numpy) must not crash the run either.
+        reason = error if isinstance(error, RefinementRejected) else f"{type(error).__name__}: {error}"
+        logger.warning("Refinement kept the predicted cameras: %s.", reason)
+        cameras, frames = predicted, np.zeros(0, dtype=np.int64)
+        # The points that agree with the predicted cameras are still worth exporting.
+        model = initial.select(initial.errors(predicted) <= config.refine_max_reprojection_error)
+        summary["fallback"] = str(reason)
+    kept = sorted(set(range(count)) - set(frames.tolist()))
+    errors = model.errors(cameras) if len(model.point) else np.zeros(0)
+    with timer.stage("depth alignment"):
+        depth, world_points, depth_scales = align_depth(reconstruction, predicted, cameras, model)
+    summary.update(
+        {
+            "reprojection_error_px": float(errors.mean()) if len(errors) else None,
+            "registered_frames": int(len(frames)),
+            "kept_frames": kept,
+            "points": int(len(model.xyz)),
+            "observations": int(len(model.point)),
+            "depth_scale_median": float(np.median(depth_scales)),
+            "seconds": timer.seconds(),
+        }
+    )
+    distortion = cameras.distortion if np.any(cameras.distortion) else reconstruction.distortion
+    T_camera_world = cameras.T_camera_world.astype(np.float32)
+    intrinsics = to_model_pixels(cameras.intrinsics, reconstruction.transforms).astype(np.float32)
+    T_camera_world[kept] = reconstruction.T_camera_world[kept]  # exactly as predicted, no round trip
+    intrinsics[kept] = reconstruction.intrinsics[kept]
+    sparse = SparsePoints(
+        xyz=model.xyz,
+        rgb=point_colours(reconstruction, model),
+        camera_model=_camera_model(config, summary, distortion),
+        point=model.point,
+        frame=model.frame,
+        pixel=model.pixel,
+    )
+    return dataclasses.replace(
+        reconstruction,
+        T_camera_world=T_camera_world,
+        intrinsics=intrinsics,
+        distortion=distortion,
+        depth=depth,
+        world_points=world_points,
+        sparse_points=sparse,
+        refinement=summary,
+    )
+
+
+def _camera_model(config: RefineConfig, summary: dict, distortion: np.ndarray | None) -> str:
+    """The model the returned cameras are in: the chosen one, or the prediction's when it was kept."""
+    if "fallback" not in summary:
+        return config.refine_camera_model
+    return "PINHOLE" if distortion is None else "OPENCV"
+
+
+def _adjust(
+    predicted: CameraSet,
+    initial: SparseModel,
+    track: np.ndarray,
+    frame: np.ndarray,
+    keypoint: np.ndarray,
+    pixel: np.ndarray,
+    sizes: list[tuple[int, int]],
+    config: RefineConfig,
+) -> tuple[CameraSet, SparseModel, np.ndarray, int]:
+    """Two adjustment passes on each frame's best points, every track re-triangulated after each, frames left
+    out at first registered by absolute pose in between; returns the cameras, all points triangulated with the
+    final cameras, the adjusted frames and the anchor frame."""
+    count = len(predicted.T_camera_world)
+    frames = _enough(initial, count, config.refine_min_observations)
+    if len(frames) < 2:
+        raise RefinementRejected(
+            f"{len(frames)} frame(s) have {config.refine_min_observations} or more verified observations"
+        )
+    anchor = 0 if 0 in frames else int(frames[np.argmax(_observations_per_frame(initial, count)[frames])])
+    focal = float(np.median(predicted.intrinsics[:, 0, 0]))
+    settings = {
+        "anchor": anchor,
+        "sizes": sizes,
+        "camera_model": config.refine_camera_model,
+        "shared_intrinsics": config.refine_shared_intrinsics,
+    }
+
+    def triangulate_frames(cameras: CameraSet, frames: np.ndarray) -> SparseModel:
+        registered = np.isin(frame, frames)
+        return triangulate(
+            cameras,
+            track[registered],
+            frame[registered],
+            keypoint[registered],
+            pixel[registered],
+            max_error=config.refine_max_reprojection_error,
+            min_angle=config.refine_min_triangulation_angle,
+        )
+
+    def adjust_and_retriangulate(
+        cameras: CameraSet, model: SparseModel, frames: np.ndarray, loss_scale: float
+    ) -> tuple[CameraSet, SparseModel, np.ndarray]:
+        subset = adjustment_subset(model, config.refine_points_per_frame)
+        cameras, _ = bundle_adjust(cameras, subset, frames=frames, loss_scale=loss_scale, **settings)
+        model = triangulate_frames(cameras, frames)
+        frames = _enough(model, count, config.refine_min_observations, among=frames)
+        if anchor not in frames or len(frames) < 2:
+            raise RefinementRejected("too few frames kept enough observations after an adjustment")
+        return predicted.with_frames(frames, cameras), model, frames
+
+    first_loss = focal * np.tan(np.deg2rad(FIRST_PASS_LOSS_DEGREES))
+    cameras, model, frames = adjust_and_retriangulate(predicted, initial, frames, first_loss)
+    # Frames VGGT got badly wrong (too few observations fit their predicted camera) may rejoin here.
+    cameras, joined = register_frames(
+        cameras,
+        model,
+        (track, frame, keypoint, pixel),
+        sorted(set(range(count)) - set(frames.tolist())),
+        sizes,
+        min_inliers=config.refine_min_observations,
+        max_error=config.refine_max_reprojection_error,
+    )
+    if joined:
+        frames = np.union1d(frames, joined).astype(np.int64)
+        model = triangulate_frames(cameras, frames)
+    cameras, model, frames = adjust_and_retriangulate(cameras, model, frames, 1.0)
+    model = model.select(np.isin(model.frame, frames))
+    return cameras, model, frames, anchor
+
+
+def _enough(model: SparseModel, count: int, minimum: int, among: np.ndarray | None = None) -> np.ndarray:
+    """Frames (among ``among``) with at least ``minimum`` observations."""
+    enough = np.flatnonzero(_observations_per_frame(model, count) >= minimum)
+    return enough if among is None else np.intersect1d(enough, among)

@@ -1,0 +1,187 @@
+"""Points from tracks with known cameras: a linear multi-view triangulation (DLT) of all tracks at once,
+then observations that do not fit (behind the camera, far from the projection) are dropped and the track
+triangulated again, and points seen under too small an angle are left out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from vggt_sparse_ns.refine.cameras import CameraSet, normalised_points, project_points
+
+REFIT_ROUNDS = 4
+GAUSS_NEWTON_STEPS = 3
+
+
+@dataclass(frozen=True)
+class SparseModel:
+    """Triangulated points and their observations (tracks), sorted by point."""
+
+    xyz: np.ndarray
+    """[N, 3] float64 world points."""
+    point: np.ndarray
+    """[M] int64 index into xyz of each observation."""
+    frame: np.ndarray
+    """[M] int64 frame of each observation."""
+    keypoint: np.ndarray
+    """[M] int64 index of the keypoint in its frame's features."""
+    pixel: np.ndarray
+    """[M, 2] float64 full-resolution pixel of the keypoint."""
+
+    def __len__(self) -> int:
+        return len(self.xyz)
+
+    def errors(self, cameras: CameraSet) -> np.ndarray:
+        """[M] reprojection error of each observation, in full-resolution pixels."""
+        projected, z = project_points(cameras, self.frame, self.xyz[self.point])
+        errors = np.linalg.norm(projected - self.pixel, axis=1)
+        return np.where((z > 0) & np.isfinite(errors), errors, np.inf)
+
+    def select(self, keep_observation: np.ndarray, min_views: int = 2) -> SparseModel:
+        """The model with only the kept observations and the points that still have ``min_views`` of them."""
+        point = self.point[keep_observation]
+        views = np.bincount(point, minlength=len(self.xyz))
+        kept_points = views >= min_views
+        keep = keep_observation.copy()
+        keep[keep_observation] = kept_points[point]
+        renumber = np.cumsum(kept_points) - 1
+        return SparseModel(
+            self.xyz[kept_points], renumber[self.point[keep]], self.frame[keep], self.keypoint[keep], self.pixel[keep]
+        )
+
+
+def linear_triangulation(cameras: CameraSet, track: np.ndarray, frame: np.ndarray, pixel: np.ndarray) -> np.ndarray:
+    """[T, 3] points minimising the algebraic error of all their observations (track ids 0..T-1); NaN where
+    the solution is at infinity."""
+    normalised = normalised_points(cameras, frame, pixel)
+    pose = cameras.T_camera_world[frame]
+    rows = np.concatenate(
+        [
+            normalised[:, :1] * pose[:, 2] - pose[:, 0],
+            normalised[:, 1:] * pose[:, 2] - pose[:, 1],
+        ]
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    rows[~np.isfinite(rows).all(1)] = 0.0  # an undistortion that diverged: the observation says nothing
+    owners = np.concatenate([track, track])
+    count = int(track.max()) + 1 if len(track) else 0
+    outer = rows[:, :, None] * rows[:, None, :]
+    normal = np.stack([np.bincount(owners, outer[:, a, b], minlength=count) for a in range(4) for b in range(4)], 1)
+    _, vectors = np.linalg.eigh(normal.reshape(count, 4, 4))
+    homogeneous = vectors[:, :, 0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xyz = homogeneous[:, :3] / homogeneous[:, 3:]
+    xyz[np.abs(homogeneous[:, 3]) < 1e-12] = np.nan
+    return xyz
+
+
+def refine_points(cameras: CameraSet, model: SparseModel, steps: int = GAUSS_NEWTON_STEPS) -> SparseModel:
+    """The points moved to minimise their squared reprojection error with the cameras fixed: a few Gauss-Newton
+    steps, all points at once (a 3x3 system each). The Jacobian leaves out lens distortion (small near the
+    optimum). Points that are not finite or sit behind a camera are left as they are."""
+    xyz = model.xyz.copy()
+    count = len(xyz)
+    pose = cameras.T_camera_world[model.frame]
+    focal = cameras.intrinsics[model.frame][:, :2, :2]
+    for _ in range(steps):
+        projected, z = project_points(cameras, model.frame, xyz[model.point])
+        camera = np.einsum("mij,mj->mi", pose[:, :, :3], xyz[model.point]) + pose[:, :, 3]
+        usable = np.isfinite(projected).all(1) & np.isfinite(model.pixel).all(1) & (z > 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d_normalised = np.zeros((len(z), 2, 3))
+            d_normalised[:, 0, 0] = d_normalised[:, 1, 1] = 1 / z
+            d_normalised[:, 0, 2] = -camera[:, 0] / z**2
+            d_normalised[:, 1, 2] = -camera[:, 1] / z**2
+        jacobian = focal @ d_normalised @ pose[:, :, :3]
+        jacobian[~usable] = 0
+        residual = np.where(usable[:, None], projected - model.pixel, 0.0)
+        normal = np.einsum("mki,mkj->mij", jacobian, jacobian).reshape(-1, 9)
+        gradient = np.einsum("mki,mk->mi", jacobian, residual)
+        normal = np.stack([np.bincount(model.point, normal[:, k], minlength=count) for k in range(9)], 1)
+        gradient = np.stack([np.bincount(model.point, gradient[:, k], minlength=count) for k in range(3)], 1)
+        normal = normal.reshape(count, 3, 3)
+        solvable = np.linalg.det(normal) > 1e-12 * np.abs(normal).max(axis=(1, 2)) ** 3
+        step = np.zeros_like(xyz)
+        step[solvable] = np.linalg.solve(normal[solvable], gradient[solvable][..., None])[..., 0]
+        xyz = xyz - step
+    return SparseModel(xyz, model.point, model.frame, model.keypoint, model.pixel)
+
+
+def triangulation_angles(cameras: CameraSet, model: SparseModel) -> np.ndarray:
+    """[N] largest angle (degrees) between a point's ray to its first observing camera and its other rays."""
+    rays = cameras.centres[model.frame] - model.xyz[model.point]
+    rays /= np.maximum(np.linalg.norm(rays, axis=1, keepdims=True), 1e-12)
+    first = np.searchsorted(model.point, np.arange(len(model.xyz)))
+    cosine = np.einsum("ij,ij->i", rays, rays[first[model.point]])
+    smallest = np.full(len(model.xyz), 1.0)
+    np.minimum.at(smallest, model.point, cosine)
+    return np.rad2deg(np.arccos(np.clip(smallest, -1.0, 1.0)))
+
+
+def triangulate(
+    cameras: CameraSet,
+    track: np.ndarray,
+    frame: np.ndarray,
+    keypoint: np.ndarray,
+    pixel: np.ndarray,
+    *,
+    max_error: float,
+    min_angle: float,
+) -> SparseModel:
+    """Triangulate every track with ``cameras``. While a point's worst observation is farther than
+    ``max_error`` pixels from its projection (or behind the camera), that observation is dropped and the point
+    refitted (a few rounds); then observations still too far, points with fewer than two observations and
+    points seen under an angle below ``min_angle`` degrees are left out."""
+    model = SparseModel(np.zeros((0, 3)), track, frame, keypoint, pixel)
+    for _ in range(REFIT_ROUNDS):
+        if len(model.point) == 0:
+            break
+        model = refine_points(
+            cameras,
+            SparseModel(
+                linear_triangulation(cameras, model.point, model.frame, model.pixel),
+                model.point,
+                model.frame,
+                model.keypoint,
+                model.pixel,
+            ),
+        )
+        errors = model.errors(cameras)
+        worst = _worst_of_each_point(model.point, errors)
+        misfit = worst & (errors > max_error)
+        if not misfit.any():
+            break
+        # Only each point's worst observation goes: a wrong match pulls the point away from its good views.
+        model = model.select(~misfit)
+    if len(model.point) == 0:
+        return SparseModel(np.zeros((0, 3)), *(np.zeros(0, dtype=np.int64),) * 3, np.zeros((0, 2)))
+    finite = np.isfinite(model.xyz).all(1)
+    model = model.select(finite[model.point] & (model.errors(cameras) <= max_error))
+    return model.select(triangulation_angles(cameras, model)[model.point] >= min_angle)
+
+
+def _worst_of_each_point(point: np.ndarray, errors: np.ndarray) -> np.ndarray:
+    """[M] whether each observation is its point's largest error (the first one on ties)."""
+    order = np.lexsort((-errors, point))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = point[order][1:] != point[order][:-1]
+    worst = np.zeros(len(point), dtype=bool)
+    worst[order[first]] = True
+    return worst
+
+
+def adjustment_subset(model: SparseModel, per_frame: int, seed: int = 0) -> SparseModel:
+    """The points bundle adjustment needs: in each frame, the ``per_frame`` points with the longest tracks
+    (ties broken at random), so the problem grows with frames, not with features. Returns the model restricted
+    to the points chosen by at least one frame."""
+    views = np.bincount(model.point, minlength=len(model.xyz))
+    tiebreak = np.random.default_rng(seed).random(len(model.xyz))
+    order = np.lexsort((tiebreak[model.point], -views[model.point], model.frame))
+    start_of_frame = np.searchsorted(model.frame[order], model.frame[order], side="left")
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order)) - start_of_frame
+    chosen = np.zeros(len(model.xyz), dtype=bool)
+    chosen[model.point[rank < per_frame]] = True
+    return model.select(chosen[model.point])
