@@ -36,6 +36,7 @@ import numpy as np
 from PIL import Image
 
 from benchmarks.process_data import ProcessDataBenchmark, merge_row, run_command, write_random_checkpoint
+from vggt_sparse_ns.output_layout import SUMMARY_FILE
 from vggt_sparse_ns.refine.config import CameraModelName, RefineConfig
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "refine.json"
@@ -194,7 +195,8 @@ def main(settings: RefineBenchmark) -> dict[str, Any]:
         run_command(warmup_images, settings.work_dir / "warmup-out", checkpoint, device, command, refinement)
     output_dir = settings.work_dir / "out"
     log, whole = run_command(images, output_dir, checkpoint, device, command, refinement)
-    figures = json.loads((output_dir / "vggt" / "summary.json").read_text())["refinement"]
+    figures = json.loads((output_dir / SUMMARY_FILE).read_text())["refinement"]
+    seconds = log.seconds()
 
     row = {
         "frames": settings.frames,
@@ -207,10 +209,10 @@ def main(settings: RefineBenchmark) -> dict[str, Any]:
         "max_features": settings.max_features,
         "camera_model": settings.camera_model,
         "whole_s": round(whole, 3),
-        "model_s": round(log.seconds["inference"], 3),
-        "refine_s": round(log.seconds["refine"], 3),
+        "model_s": round(seconds["inference"], 3),
+        "refine_s": round(seconds["refine"], 3),
         "refine_split_s": _rounded(figures["seconds"]),
-        "stages_s": _rounded(log.seconds),
+        "stages_s": _rounded(seconds),
         "refinement": {key: value for key, value in figures.items() if key != "seconds"},
         "generate_images_s": round(generate_seconds, 3),
         "python": platform.python_version(),
