@@ -146,3 +146,20 @@ def test_by_query_chunks_each_global_layer_attends_frames_chunk_query_frames_at_
     assert recorder.ranges == {layer: [slice(0, 4), slice(4, 6)] for layer in range(vggt_tiny.config.depth)}
     vggt_tiny(six_frame_scene, recorder := QueryRangeRecorder(), outputs=("cameras",), frames_chunk=4)
     assert recorder.ranges == {layer: [None] for layer in range(vggt_tiny.config.depth)}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (the kernels in bf16)")
+def test_on_the_gpu_covisibility_by_query_chunks_predicts_what_the_whole_sequence_run_predicts(
+    vggt_tiny, six_frame_scene
+):
+    """The frame-list kernels process each query frame on its own, so the chunks' rows are the same bits."""
+    model, images = vggt_tiny.to("cuda"), six_frame_scene.to("cuda")
+    try:
+        strategy = MODEL_STRATEGIES["covisibility"]
+        whole = model(images, strategy, frames_chunk=2, compute_dtype=torch.bfloat16)
+        chunked = model(images, strategy, frames_chunk=2, compute_dtype=torch.bfloat16, query_chunks=True)
+        assert chunked["attention"]["implementation"] in ("gluon", "triton")
+        for key in PREDICTION_KEYS:
+            torch.testing.assert_close(chunked[key], whole[key], rtol=0, atol=0, msg=key)
+    finally:
+        vggt_tiny.to("cpu")
