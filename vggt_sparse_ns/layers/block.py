@@ -139,14 +139,15 @@ class Block(nn.Module):
                 read_chunk(slice(0, x.shape[1]), x, out)
             return out
         chunks = [slice(start, min(start + token_chunk, x.shape[1])) for start in range(0, x.shape[1], token_chunk)]
-        q, k, v = self._chunked_heads(x, rope, chunks, norms, keep_queries=attend_query_chunk is None)
-        out = attend(q, k, v) if q is not None else None
-        del q
+        if attend_query_chunk is None:  # q, k, v are freed as soon as the attention is done
+            out, k, v = attend(*self._chunked_heads(x, rope, chunks, norms, keep_queries=True)), None, None
+        else:  # k and v stay for every chunk's queries
+            out, (_, k, v) = None, self._chunked_heads(x, rope, chunks, norms, keep_queries=False)
         for chunk in chunks:
             piece = x[:, chunk]
             if out is not None:
                 chunk_out = out[:, :, chunk]
-            else:  # the chunk's queries again, from its tokens before this block
+            else:  # the chunk's queries again (with its k, v: the same projection, so the same bits), from its tokens
                 chunk_q = self.attn.heads(pre_norm(self.norm1, piece, norms), rope, norms)[0]
                 chunk_out = attend_query_chunk(chunk_q, k, v, chunk)
                 del chunk_q

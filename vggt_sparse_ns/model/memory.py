@@ -63,7 +63,7 @@ def estimate_peak_bytes(
         (23.3, 16.4)
         >>> chunked = estimate_peak_bytes(VGGTConfig(), 1000, 392, 518, weights_bytes=4_770_000_000, query_chunks=True)
         >>> round(chunked.taps_on_device / 2**30, 1), round(chunked.taps_on_host / 2**30, 1)
-        (21.4, 12.5)
+        (23.4, 12.5)
     """
     patches = (height // config.patch_size) * (width // config.patch_size)
     tokens = patches + 1 + config.num_register_tokens
@@ -82,7 +82,9 @@ def estimate_peak_bytes(
     base = weights_bytes + (frames * 3 * height * width * 4 if images_on_device else 0)
 
     def peak(taps_on_device: bool) -> int:
-        attention = token_stream + global_layer + (taps_before_last_round if taps_on_device else 0)
+        # By query chunks, k and v live on while the last round's taps are read, chunk by chunk.
+        taps_during_attention = all_taps if query_chunks else taps_before_last_round
+        attention = token_stream + global_layer + (taps_during_attention if taps_on_device else 0)
         heads = head_outputs + head_workspace + (all_taps if taps_on_device else 0)
         return base + max(attention, heads)
 
