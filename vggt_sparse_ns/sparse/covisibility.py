@@ -120,16 +120,19 @@ def _triton_reasons(inputs: CovisibilityInputs) -> list[str]:
     return triton_reasons(inputs.capabilities, inputs.q.dtype) + layout
 
 
-PlanRun = Callable[["_CovisibilityPlan", Tensor, Tensor, Tensor, slice], Tensor]
+PlanRun = Callable[..., Tensor]
+"""(plan, q, k, v, frames=None) -> the output of the queries in q: of all frames, or of the range ``frames``."""
 
 COVISIBILITY_ATTENTION = Operation[CovisibilityInputs, PlanRun](
     "covisibility attention",
     (
-        Implementation("gluon", lambda plan, *qkv_frames: plan.attend_in_place(*qkv_frames, "gluon"), _gluon_reasons),
         Implementation(
-            "triton", lambda plan, *qkv_frames: plan.attend_in_place(*qkv_frames, "triton"), _triton_reasons
+            "gluon", lambda plan, *qkv, frames=None: plan.attend_in_place(*qkv, frames, "gluon"), _gluon_reasons
         ),
-        Implementation("gather", lambda plan, *qkv_frames: plan.attend_gathered(*qkv_frames), runs_everywhere),
+        Implementation(
+            "triton", lambda plan, *qkv, frames=None: plan.attend_in_place(*qkv, frames, "triton"), _triton_reasons
+        ),
+        Implementation("gather", lambda plan, *qkv, frames=None: plan.attend_gathered(*qkv, frames), runs_everywhere),
     ),
 )
 """The implementations of covisibility attention, fastest first (``CovisibilityAttention.implementation`` says
@@ -169,15 +172,15 @@ class _CovisibilityPlan:
                 DeviceCapabilities.of(q.device),
             )  # fmt: skip
             self.chosen = COVISIBILITY_ATTENTION.choose(self.strategy.implementation, inputs)
-        return self.chosen.run(self, q, k, v, slice(0, self.layout.frames) if query_frames is None else query_frames)
+        return self.chosen.run(self, q, k, v, frames=query_frames)
 
     def attend_in_place(
-        self, q: Tensor, k: Tensor, v: Tensor, query_frames: slice, implementation: Literal["gluon", "triton"]
+        self, q: Tensor, k: Tensor, v: Tensor, query_frames: slice | None, implementation: Literal["gluon", "triton"]
     ) -> Tensor:
         out = torch.empty_like(q)
         tokens, special = self.layout.tokens_per_frame, self.layout.special_tokens
         for scene, lists in enumerate(self.scene_lists):
-            if (query_frames.start, query_frames.stop) != (0, lists.frames):
+            if query_frames is not None:
                 lists = lists.query_range(query_frames.start, query_frames.stop)
             frame_list_attention(
                 q[scene], k[scene], v[scene], lists, tokens, special,
@@ -200,9 +203,10 @@ class _CovisibilityPlan:
             shared if all_special else shared[:0],
         )
 
-    def attend_gathered(self, q: Tensor, k: Tensor, v: Tensor, query_frames: slice) -> Tensor:
+    def attend_gathered(self, q: Tensor, k: Tensor, v: Tensor, query_frames: slice | None) -> Tensor:
         out = torch.empty_like(q)
         tokens = self.layout.tokens_per_frame
+        query_frames = slice(0, self.layout.frames) if query_frames is None else query_frames
         frame_tokens, frame_key_offsets, shared_positions = self.gather_positions
         for scene, chunks in enumerate(self.scene_chunks):
             for chunk in _within(chunks, query_frames):

@@ -44,9 +44,9 @@ class _LayerSelectionPlan:
             frames = slice(0, self.layout.frames) if query_frames is None else query_frames
             keys = slice(frames.start * tokens, frames.stop * tokens)
             return frame_attention(q, k[:, :, keys], v[:, :, keys], tokens)
-        if layer in self.selection.dense_layers:
-            return self.dense(q, k, v, layer, query_frames)
-        return self.inner(q, k, v, layer, query_frames)
+        plan = self.dense if layer in self.selection.dense_layers else self.inner
+        # The whole-sequence call stays the seam's four arguments (plans that take no range keep working).
+        return plan(q, k, v, layer) if query_frames is None else plan(q, k, v, layer, query_frames=query_frames)
 
     def summary(self) -> dict[str, Any]:
         return {

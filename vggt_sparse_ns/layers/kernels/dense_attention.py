@@ -43,7 +43,7 @@ def not_supported_reasons(q: Tensor, k: Tensor, v: Tensor, capabilities: DeviceC
     of one shape [B, heads, L, 64] (self-attention), none empty, and what ``gluon_not_supported_reasons``
     asks of each (batch, head) sequence."""
     if any(t.dim() != 4 or t.shape != q.shape for t in (q, k, v)) or q.numel() == 0:
-        return ["q, k and v must be [B, heads, L, head_dim] of one shape, not empty (all queries: no query chunk)"]
+        return ["q, k and v must be [B, heads, L, head_dim] of one shape, not empty"]
     reasons = ["its tensor descriptors need fewer than 2^31 rows"] if q.shape[:3].numel() >= 2**31 else []
     return reasons + gluon_not_supported_reasons(q[0], k[0], v[0], False, capabilities)
 
