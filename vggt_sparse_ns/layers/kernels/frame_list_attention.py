@@ -85,8 +85,8 @@ def frame_list_attention(
     them: ``FrameLists.query_range``), k, v [heads, S * T, head_dim] the keys of all S frames (any strides with
     unit stride along head_dim), on the device of ``lists``: the frames whose patch tokens each query frame
     attends to, and with ``all_special_tokens`` every frame's special tokens; without it, the listed frames'
-    special tokens only. Returns [heads, Q * T, head_dim] in q's dtype, written into ``out`` when given (zeros for a frame with no key
-    at all: an empty list and no shared special tokens). ``implementation`` names the kernel: gluon (see
+    special tokens only. Returns [heads, Q * T, head_dim] in q's dtype, written into ``out`` when given
+    (zeros for a frame with no key at all: an empty list and no shared special tokens). ``implementation`` names the kernel: gluon (see
     ``gluon_not_supported_reasons``) or triton (see ``triton_layout_reasons``; block sizes, warps and stages
     tune it). Which one suits given inputs is covisibility attention's choice (sparse/covisibility.py)."""
     heads, length, head_dim = q.shape
@@ -167,9 +167,9 @@ def gluon_not_supported_reasons(
     q: Tensor, k: Tensor, v: Tensor, all_special_tokens: bool, capabilities: DeviceCapabilities
 ) -> list[str]:
     """Why the Gluon kernel cannot take these inputs on a device with these capabilities (none: it can). It
-    takes q [heads, Q, 64] and k, v of one shape [heads, L, 64] (Q <= L: a range of query frames), of one dtype (bfloat16 or float16), 16-byte aligned, on a
-    CUDA device of compute capability 9.0 (Hopper: wgmma and register reallocation), fewer than 2^31 rows
-    in all (TMA coordinates), without the shared special tokens, with Triton 3.6 or newer (Gluon's warp
+    takes q [heads, Q, 64] and k, v of one shape [heads, L, 64] (Q = L, or Q < L for a range of query frames),
+    of one dtype (bfloat16 or float16), 16-byte aligned, on a CUDA device of compute capability 9.0 (Hopper:
+    wgmma and register reallocation), fewer than 2^31 rows in all (TMA coordinates), without the shared special tokens, with Triton 3.6 or newer (Gluon's warp
     specialisation)."""
     tensors = (q, k, v)
     reasons = []
