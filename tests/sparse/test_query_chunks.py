@@ -102,6 +102,8 @@ MODEL_STRATEGIES = {
 }
 
 
+CHUNKED = ("dense", "covisibility", "layer selection")
+"""The strategies that attend by query chunks when asked (block-sparse attends all queries at once)."""
 MODEL_TOLERANCE = {
     "dense": 1e-5,
     "covisibility": 0.0,
@@ -117,6 +119,7 @@ def test_the_model_run_by_query_chunks_predicts_what_the_whole_sequence_run_pred
     whole = vggt_tiny(six_frame_scene, strategy, frames_chunk=2)
     chunked = vggt_tiny(six_frame_scene, strategy, frames_chunk=2, query_chunks=True)
     tolerance = MODEL_TOLERANCE[name]
+    assert (whole["attention"]["query_chunks"], chunked["attention"]["query_chunks"]) == (False, name in CHUNKED)
     for key in PREDICTION_KEYS:
         torch.testing.assert_close(chunked[key], whole[key], rtol=tolerance, atol=tolerance, msg=f"{name}: {key}")
 

@@ -76,7 +76,7 @@ class AggregatorOutput:
     kept: dict[str, Tensor]
     """Tap name -> what the tap read, [B, S, ...], on the model's device or, with ``taps_on_host``, on the host."""
     attention: dict[str, Any]
-    """The global-attention plan's summary (strategy, graph statistics)."""
+    """The global-attention plan's summary (strategy, graph statistics) and whether it ran by query chunks."""
 
 
 class Aggregator(nn.Module):
@@ -183,7 +183,7 @@ class Aggregator(nn.Module):
                     if by_query_chunks
                     else None,
                 ).view(batch * frames, tokens_per_frame, dim)
-        return AggregatorOutput(kept.finish(), plan.summary())
+        return AggregatorOutput(kept.finish(), {**plan.summary(), "query_chunks": by_query_chunks})
 
 
 def _attend_query_frames(
