@@ -148,6 +148,8 @@ class _CovisibilityPlan:
         self.graphs = graphs
         self.chosen: Implementation | None = None
         self.attends_query_chunks = True
+        self.by_query_range: dict[tuple[str, int, int], Any] = {}
+        """The frame lists and gather chunks of each range of query frames asked for (``lists_of``, ``chunks_of``)."""
 
     @functools.cached_property
     def scene_lists(self) -> list[FrameLists]:
@@ -174,14 +176,26 @@ class _CovisibilityPlan:
             self.chosen = COVISIBILITY_ATTENTION.choose(self.strategy.implementation, inputs)
         return self.chosen.run(self, q, k, v, frames=query_frames)
 
+    def lists_of(self, query_frames: slice) -> list[FrameLists]:
+        """Per scene, the frame lists of the query frames ``query_frames`` (made once: every layer asks again)."""
+        key = ("lists", query_frames.start, query_frames.stop)
+        if key not in self.by_query_range:
+            self.by_query_range[key] = [lists.query_range(*key[1:]) for lists in self.scene_lists]
+        return self.by_query_range[key]
+
+    def chunks_of(self, query_frames: slice) -> list[list[GatherChunk]]:
+        """Per scene, the gather chunks of the query frames ``query_frames`` (made once: every layer asks again)."""
+        key = ("chunks", query_frames.start, query_frames.stop)
+        if key not in self.by_query_range:
+            self.by_query_range[key] = [_within(chunks, query_frames) for chunks in self.scene_chunks]
+        return self.by_query_range[key]
+
     def attend_in_place(
         self, q: Tensor, k: Tensor, v: Tensor, query_frames: slice | None, implementation: Literal["gluon", "triton"]
     ) -> Tensor:
         out = torch.empty_like(q)
         tokens, special = self.layout.tokens_per_frame, self.layout.special_tokens
-        for scene, lists in enumerate(self.scene_lists):
-            if query_frames is not None:
-                lists = lists.query_range(query_frames.start, query_frames.stop)
+        for scene, lists in enumerate(self.scene_lists if query_frames is None else self.lists_of(query_frames)):
             frame_list_attention(
                 q[scene], k[scene], v[scene], lists, tokens, special,
                 self.strategy.all_special_tokens, out=out[scene], implementation=implementation,
@@ -206,12 +220,12 @@ class _CovisibilityPlan:
     def attend_gathered(self, q: Tensor, k: Tensor, v: Tensor, query_frames: slice | None) -> Tensor:
         out = torch.empty_like(q)
         tokens = self.layout.tokens_per_frame
-        query_frames = slice(0, self.layout.frames) if query_frames is None else query_frames
+        first = 0 if query_frames is None else query_frames.start
         frame_tokens, frame_key_offsets, shared_positions = self.gather_positions
-        for scene, chunks in enumerate(self.scene_chunks):
-            for chunk in _within(chunks, query_frames):
+        for scene, chunks in enumerate(self.scene_chunks if query_frames is None else self.chunks_of(query_frames)):
+            for chunk in chunks:
                 count = chunk.query_frames.numel()
-                query_positions = ((chunk.query_frames[:, None] - query_frames.start) * tokens + frame_tokens).flatten()
+                query_positions = ((chunk.query_frames[:, None] - first) * tokens + frame_tokens).flatten()
                 frame_positions = (chunk.key_frames[:, :, None] * tokens + frame_key_offsets).flatten(1)
                 key_positions = torch.cat((shared_positions.expand(count, -1), frame_positions), dim=1)
                 attended = F.scaled_dot_product_attention(
