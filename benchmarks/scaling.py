@@ -26,7 +26,7 @@ import torch
 
 from benchmarks.common import RESULTS_DIR, merge_rows, random_vggt, smooth_images
 from vggt_sparse_ns.model import VGGTConfig
-from vggt_sparse_ns.model.memory import estimate_peak_bytes, free_device_bytes, taps_on_host
+from vggt_sparse_ns.model.memory import estimate_peak_bytes, free_device_bytes, query_chunks, taps_on_host
 from vggt_sparse_ns.sparse import BlockSparseAttention, CovisibilityAttention, DenseAttention
 from vggt_sparse_ns.sparse.base import GlobalAttention
 from vggt_sparse_ns.sparse.graph_build import FrameGraphSettings
@@ -49,7 +49,7 @@ STRATEGIES: dict[str, GlobalAttention] = {
 rows named ...-gather were measured before the frame-list kernel, with the gather path."""
 SCALING_EXPONENT = {"dense": 2.0}
 """How time grows with frames, for predicting whether a configuration fits the budget (others: 1.3)."""
-ROW_KEY = ("strategy", "frames", "height", "width", "memory_cap_gib", "taps")
+ROW_KEY = ("strategy", "frames", "height", "width", "memory_cap_gib", "taps", "global_queries")
 
 
 def measure(run: Callable[[], Any], device: torch.device, warmup: bool) -> tuple[float, float | None, Any]:
@@ -156,6 +156,8 @@ def main() -> None:
     parser.add_argument("--memory-cap-gib", type=float, help="emulate a smaller card: cap this process's GPU memory")
     parser.add_argument("--taps", choices=["auto", "device", "host"], default="auto",
                         help="where the heads' inputs wait (auto: the run's memory plan, as the pipeline decides)")  # fmt: skip
+    parser.add_argument("--global-queries", choices=["auto", "all", "chunks"], default="auto",
+                        help="global attention by query chunks (auto: the run's memory plan, as the pipeline decides)")  # fmt: skip
     parser.add_argument("--host-images", action="store_true",
                         help="8-bit images in page-locked host memory, as the pipeline keeps them")  # fmt: skip
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "scaling.json")
@@ -185,7 +187,7 @@ def main() -> None:
         for name in args.strategies:
             previous: tuple[int, float] | None = None
             for frames in sorted(args.frames):
-                if (name, frames, height, width, args.memory_cap_gib, args.taps) in done:
+                if (name, frames, height, width, args.memory_cap_gib, args.taps, args.global_queries) in done:
                     continue
                 elapsed = time.monotonic() - started
                 if previous is not None:
@@ -199,15 +201,18 @@ def main() -> None:
                     images = (images * 255).round().to(torch.uint8).pin_memory()
                 estimate = estimate_peak_bytes(config, frames, height, width, weights_bytes=0,
                                                images_on_device=not args.host_images)  # fmt: skip
-                on_host = taps_on_host(args.taps, estimate, free_device_bytes(device))
+                free_bytes = free_device_bytes(device)
+                on_host = taps_on_host(args.taps, estimate, free_bytes)
+                chunks = query_chunks(args.global_queries, estimate, free_bytes, on_host)
                 row: dict[str, Any] = {"strategy": name, "frames": frames, "height": height, "width": width,
                                        "memory_cap_gib": args.memory_cap_gib, "taps": args.taps,
-                                       "taps_on_host": on_host, "host_images": args.host_images,
+                                       "taps_on_host": on_host, "global_queries": args.global_queries,
+                                       "query_chunks": chunks, "host_images": args.host_images,
                                        "weights": args.weights, "gpu": gpu}  # fmt: skip
                 try:
                     seconds, peak, predictions = measure(
-                        lambda i=images, s=STRATEGIES[name], h=on_host: model(
-                            i, s, outputs=("cameras", "depth"), taps_on_host=h
+                        lambda i=images, s=STRATEGIES[name], h=on_host, c=chunks: model(
+                            i, s, outputs=("cameras", "depth"), taps_on_host=h, query_chunks=c
                         ),
                         device,
                         warmup=not args.no_warmup,

@@ -216,3 +216,24 @@ def test_gluon_path_reads_stacked_or_side_by_side_heads_where_they_lie(layout, i
     assert (rows, columns) == ((300, 4 * 64) if layout == "side-by-side" else (4 * 300, 64))
     assert descriptor.strides == [x.stride(1) if in_place else 64, 1]
     assert (head_rows, head_columns) == ((0, 64) if layout == "side-by-side" else (300, 0))
+
+
+@pytest.mark.parametrize("all_special", [True, False])
+def test_interpreted_kernel_attends_a_range_of_query_frames_over_all_keys(triton_interpreter, all_special):
+    tokens, special, heads, head_dim = 21, 5, 2, 16
+    generator = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(heads, len(LISTS) * tokens, head_dim, generator=generator) for _ in range(3))
+    lists = csr(LISTS)
+    whole = frame_list_attention(q, k, v, lists, tokens, special, all_special, block_m=16, implementation="triton")
+    first, stop = 1, 4
+    queries = slice(first * tokens, stop * tokens)
+    chunk = frame_list_attention(
+        q[:, queries], k, v, lists.query_range(first, stop), tokens, special, all_special, block_m=16,
+        implementation="triton",
+    )  # fmt: skip
+    torch.testing.assert_close(chunk, whole[:, queries], rtol=0, atol=0)
+
+
+def test_a_query_range_outside_the_lists_is_refused():
+    with pytest.raises(ValueError, match="not within the 5 listed frames"):
+        csr(LISTS).query_range(3, 6)

@@ -8,7 +8,13 @@ import torch
 
 from vggt_sparse_ns.model import VGGTConfig
 from vggt_sparse_ns.model.aggregator import TapStore
-from vggt_sparse_ns.model.memory import MemoryEstimate, estimate_peak_bytes, free_device_bytes, taps_on_host
+from vggt_sparse_ns.model.memory import (
+    MemoryEstimate,
+    estimate_peak_bytes,
+    free_device_bytes,
+    query_chunks,
+    taps_on_host,
+)
 
 GIB = 2**30
 PREDICTION_KEYS = ("pose_enc", "extrinsic", "intrinsic", "depth", "depth_conf", "world_points", "world_points_conf")
@@ -87,3 +93,32 @@ def test_a_host_tap_store_keeps_page_locked_copies_of_every_chunk():
     torch.cuda.synchronize()
     assert kept.device.type == "cpu" and kept.is_pinned()
     assert torch.equal(kept, values.cpu())
+
+
+def test_query_chunks_take_all_queries_and_outputs_out_of_the_attention_peak_and_add_one_chunks_heads():
+    config = VGGTConfig()
+    whole = estimate_peak_bytes(config, 1000, 392, 518, weights_bytes=0)
+    chunked = estimate_peak_bytes(config, 1000, 392, 518, weights_bytes=0, query_chunks=True)
+    tokens = 1000 * (28 * 37 + 5)
+    chunk_tokens = 16 * (28 * 37 + 5)
+    # q and the output of all tokens in bf16, less one chunk's q, k, v (computed again) and output
+    saved = (2 * tokens - 4 * chunk_tokens) * config.embed_dim * 2
+    assert whole.taps_on_host - chunked.taps_on_host == saved  # the attention peak is the larger one here
+    # By query chunks, k and v still exist while the last round's taps are read: on the device, every tap counts.
+    all_taps = 1000 * (28 * 37) * sum(config.dpt_out_channels) * 4 + 1000 * 2 * config.embed_dim * 4
+    assert chunked.taps_on_device - chunked.taps_on_host == all_taps
+
+
+def test_query_chunks_follow_the_choice_or_with_auto_only_where_all_queries_do_not_fit():
+    estimate = MemoryEstimate(taps_on_device=20 * GIB, taps_on_host=12 * GIB)
+    assert query_chunks("chunks", estimate, free_bytes=100 * GIB, taps_on_host=False)
+    assert not query_chunks("all", estimate, free_bytes=1 * GIB, taps_on_host=True)
+    assert not query_chunks("auto", estimate, free_bytes=16 * GIB, taps_on_host=True)
+    assert query_chunks("auto", estimate, free_bytes=16 * GIB, taps_on_host=False)
+    assert query_chunks("auto", estimate, free_bytes=13 * GIB, taps_on_host=True)  # fits only without headroom
+    assert not query_chunks("auto", estimate, free_bytes=None, taps_on_host=False)  # not a GPU
+
+
+def test_a_global_queries_choice_that_is_not_one_is_refused():
+    with pytest.raises(ValueError, match="auto, all or chunks"):
+        query_chunks("some", MemoryEstimate(1, 1), free_bytes=None, taps_on_host=False)

@@ -40,6 +40,6 @@ def test_dense_attention_does_not_load_megaloc_and_says_so(tmp_path, write_image
         megaloc_checkpoint=str(tmp_path / "no-such-megaloc"),
     )  # fmt: skip
     result = reconstruct(scene, config)
-    assert result.attention == {"strategy": "dense", "implementation": "sdpa"}  # no Gluon kernel on CPU
+    assert result.attention == {"strategy": "dense", "implementation": "sdpa", "query_chunks": False}  # CPU
     assert np.isfinite(result.depth).all()
     assert [record.getMessage() for record in caplog.records if "--descriptors megaloc" in record.getMessage()]

@@ -45,7 +45,8 @@ def test_predictions_reach_the_host_unchanged_with_stage_times(scene, vggt_tiny_
     np.testing.assert_array_equal(result.colors, batch.pixels)
     assert result.transforms == batch.transforms
     assert result.image_paths == scene
-    assert result.attention == {"strategy": "dense", "implementation": "sdpa"}  # no Gluon kernel on CPU
+    # No Gluon kernel on CPU, and no query chunks: host and device memory are one.
+    assert result.attention == {"strategy": "dense", "implementation": "sdpa", "query_chunks": False}
     assert result.graph_edges is None
     assert list(log.seconds()) == ["load model", "load images", "inference"]
     assert log.peak_memory_bytes is None

@@ -1,4 +1,5 @@
-"""--taps: the run keeps the heads' inputs where it is told, and with auto where the memory plan says."""
+"""--taps and --global-queries: the run keeps the heads' inputs where it is told and attends global queries as
+it is told, and with auto as the memory plan says."""
 
 from __future__ import annotations
 
@@ -7,40 +8,72 @@ from pathlib import Path
 import pytest
 
 from vggt_sparse_ns.model import VGGT
+from vggt_sparse_ns.model.memory import MemoryEstimate
 from vggt_sparse_ns.pipeline import ReconstructionConfig, reconstruct
 from vggt_sparse_ns.pipeline import run as run_module
 
+GIB = 2**30
+
 
 @pytest.fixture
-def placements(monkeypatch) -> list[bool]:
-    """The taps_on_host argument of every model call."""
-    seen: list[bool] = []
+def memory_arguments(monkeypatch) -> list[tuple[bool, bool]]:
+    """The (taps_on_host, query_chunks) arguments of every model call."""
+    seen: list[tuple[bool, bool]] = []
     forward = VGGT.forward
 
-    def spy(self, *args, taps_on_host: bool = False, **kwargs):
-        seen.append(taps_on_host)
-        return forward(self, *args, taps_on_host=taps_on_host, **kwargs)
+    def spy(self, *args, taps_on_host: bool = False, query_chunks: bool = False, **kwargs):
+        seen.append((taps_on_host, query_chunks))
+        return forward(self, *args, taps_on_host=taps_on_host, query_chunks=query_chunks, **kwargs)
 
     monkeypatch.setattr(VGGT, "forward", spy)
     return seen
 
 
 @pytest.mark.parametrize(("choice", "expected"), [("host", True), ("device", False), ("auto", False)])
-def test_the_chosen_placement_reaches_the_model(tmp_path, write_image, vggt_tiny_dir, placements, choice, expected):
+def test_the_chosen_placement_reaches_the_model(
+    tmp_path, write_image, vggt_tiny_dir, memory_arguments, choice, expected
+):
     scene = [write_image(tmp_path / f"{index}.png", 96, 24) for index in range(3)]
     reconstruct(scene, ReconstructionConfig(checkpoint=str(vggt_tiny_dir), device="cpu", taps=choice))
-    assert placements == [expected]
+    assert [on_host for on_host, _ in memory_arguments] == [expected]
 
 
 def test_auto_keeps_the_taps_on_the_host_when_the_gpu_is_too_small(
-    tmp_path, write_image, vggt_tiny_dir: Path, placements, monkeypatch
+    tmp_path, write_image, vggt_tiny_dir: Path, memory_arguments, monkeypatch
 ):
     monkeypatch.setattr(run_module, "free_device_bytes", lambda device: 1)  # a GPU with one free byte
     scene = [write_image(tmp_path / f"{index}.png", 96, 24) for index in range(3)]
     reconstruct(scene, ReconstructionConfig(checkpoint=str(vggt_tiny_dir), device="cpu"))
-    assert placements == [True]
+    assert [on_host for on_host, _ in memory_arguments] == [True]
 
 
 def test_a_placement_that_is_not_a_choice_is_refused():
     with pytest.raises(ValueError, match="auto, device or host"):
         ReconstructionConfig(taps="disk")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("choice", "expected"), [("chunks", True), ("all", False), ("auto", False)])
+def test_the_chosen_global_queries_reach_the_model(
+    tmp_path, write_image, vggt_tiny_dir, memory_arguments, choice, expected
+):
+    scene = [write_image(tmp_path / f"{index}.png", 96, 24) for index in range(3)]
+    reconstruct(scene, ReconstructionConfig(checkpoint=str(vggt_tiny_dir), device="cpu", global_queries=choice))
+    assert [chunks for _, chunks in memory_arguments] == [expected]
+
+
+def test_auto_attends_by_query_chunks_only_when_the_taps_on_the_host_do_not_suffice(
+    tmp_path, write_image, vggt_tiny_dir: Path, memory_arguments, monkeypatch
+):
+    scene = [write_image(tmp_path / f"{index}.png", 96, 24) for index in range(3)]
+    config = ReconstructionConfig(checkpoint=str(vggt_tiny_dir), device="cpu")
+    estimate = MemoryEstimate(taps_on_device=20 * GIB, taps_on_host=12 * GIB)
+    monkeypatch.setattr(run_module, "estimate_peak_bytes", lambda *args, **kwargs: estimate)
+    for free_gib in (16, 10):  # room with the taps on the host; then not even with them there
+        monkeypatch.setattr(run_module, "free_device_bytes", lambda device, free=free_gib * GIB: free)
+        reconstruct(scene, config)
+    assert memory_arguments == [(True, False), (True, True)]
+
+
+def test_global_queries_that_are_not_a_choice_are_refused():
+    with pytest.raises(ValueError, match="auto, all or chunks"):
+        ReconstructionConfig(global_queries="some")  # type: ignore[arg-type]

@@ -31,6 +31,7 @@ class RecordingStrategy:
     def __init__(self) -> None:
         self.layers: list[int] = []
         self.graphs: list = []
+        self.attends_query_chunks = False
 
     def prepare(self, layout: FrameLayout, patch_tokens: torch.Tensor) -> RecordingStrategy:
         return self

@@ -38,10 +38,13 @@ class RecordingStrategy:
     def prepare(self, layout: FrameLayout, patch_tokens: torch.Tensor) -> RecordingStrategy:
         self.layout = layout
         self.plan = self.strategy.prepare(layout, patch_tokens)
+        self.attends_query_chunks = self.plan.attends_query_chunks
         return self
 
-    def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layer: int) -> torch.Tensor:
-        out = self.plan(q, k, v, layer)
+    def __call__(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layer: int, query_frames: slice | None = None
+    ) -> torch.Tensor:
+        out = self.plan(q, k, v, layer, query_frames)
         self.calls.append((layer, q.clone(), k.clone(), v.clone(), out.clone()))
         return out
 

@@ -14,6 +14,9 @@ from vggt_sparse_ns.layers.kernels import DeviceCapabilities, gradient_reasons, 
 from vggt_sparse_ns.layers.kernels.layer_norm import layer_norm_to
 from vggt_sparse_ns.layers.rope import RopeTable
 
+QueryChunkAttendFn = Callable[[Tensor, Tensor, Tensor, slice], Tensor]
+"""(q of a chunk of queries [B, heads, n, head_dim], k and v of all L tokens, the chunk's positions along the
+sequence) -> the chunk's output [B, heads, n, head_dim], the same rows as attending all queries would give."""
 ChunkReader = Callable[[slice, Tensor, Tensor], None]
 """(positions, before, after): a chunk's positions along the sequence and its tokens [B, n, dim] before and
 after a block."""
@@ -118,13 +121,16 @@ class Block(nn.Module):
         token_chunk: int | None = None,
         read_chunk: ChunkReader | None = None,
         norm_implementation: NormImplementation = "auto",
+        attend_query_chunk: QueryChunkAttendFn | None = None,
     ) -> Tensor:
         """x [B, L, dim]. With ``token_chunk``, the per-token work (norms, projections, MLP) runs
         on chunks of the sequence so that only q, k, v exist for all L tokens at once; x is then
-        updated in place (inference only) and returned. ``read_chunk`` is given each chunk's tokens
-        before and after the block as soon as the chunk is done, so that a reader of both (the heads'
-        taps) needs no copy of the whole input. ``norm_implementation`` chooses how the norms run (``PRE_NORM``,
-        ``QK_NORM_ROPE``)."""
+        updated in place (inference only) and returned. With ``attend_query_chunk`` as well, attention runs by
+        the same chunks of queries (``attend`` is then unused): only k and v exist for all tokens, and each
+        chunk's q is computed again from its tokens, just before its attention. ``read_chunk`` is given each
+        chunk's tokens before and after the block as soon as the chunk is done, so that a reader of both (the
+        heads' taps) needs no copy of the whole input. ``norm_implementation`` chooses how the norms run
+        (``PRE_NORM``, ``QK_NORM_ROPE``)."""
         norms = norm_implementation
         if token_chunk is None or token_chunk >= x.shape[1]:
             out = add_residual(x, self.attn(pre_norm(self.norm1, x, norms), rope, attend, norms), self.ls1)
@@ -132,28 +138,40 @@ class Block(nn.Module):
             if read_chunk is not None:
                 read_chunk(slice(0, x.shape[1]), x, out)
             return out
-        out = attend(*self._chunked_heads(x, rope, token_chunk, norms))
-        for start in range(0, x.shape[1], token_chunk):
-            piece = x[:, start : start + token_chunk]
+        chunks = [slice(start, min(start + token_chunk, x.shape[1])) for start in range(0, x.shape[1], token_chunk)]
+        if attend_query_chunk is None:  # q, k, v are freed as soon as the attention is done
+            out, k, v = attend(*self._chunked_heads(x, rope, chunks, norms, keep_queries=True)), None, None
+        else:  # k and v stay for every chunk's queries
+            out, (_, k, v) = None, self._chunked_heads(x, rope, chunks, norms, keep_queries=False)
+        for chunk in chunks:
+            piece = x[:, chunk]
+            if out is not None:
+                chunk_out = out[:, :, chunk]
+            else:  # the chunk's queries again (with its k, v: the same projection, so the same bits), from its tokens
+                chunk_q = self.attn.heads(pre_norm(self.norm1, piece, norms), rope, norms)[0]
+                chunk_out = attend_query_chunk(chunk_q, k, v, chunk)
+                del chunk_q
             before = piece.clone() if read_chunk is not None else None
-            add_residual(piece, self.attn.merge(out[:, :, start : start + token_chunk]), self.ls1, in_place=True)
+            add_residual(piece, self.attn.merge(chunk_out), self.ls1, in_place=True)
+            del chunk_out
             add_residual(piece, self.mlp(pre_norm(self.norm2, piece, norms)), self.ls2, in_place=True)
             if read_chunk is not None:
-                read_chunk(slice(start, start + piece.shape[1]), before, piece)
+                read_chunk(chunk, before, piece)
         return x
 
     def _chunked_heads(
-        self, x: Tensor, rope: RopeTable | None, token_chunk: int, norms: NormImplementation
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """q, k, v for the whole sequence, filled chunk by chunk into preallocated tensors.
-        ``token_chunk`` must be a whole number of RoPE frames."""
+        self, x: Tensor, rope: RopeTable | None, chunks: list[slice], norms: NormImplementation, keep_queries: bool
+    ) -> tuple[Tensor | None, Tensor, Tensor]:
+        """q (None unless ``keep_queries``), k, v for the whole sequence, filled chunk by chunk into preallocated
+        tensors. Each chunk must be a whole number of RoPE frames."""
         length = x.shape[1]
-        q = k = v = torch.empty(0)
-        for start in range(0, length, token_chunk):
-            chunk_qkv = self.attn.heads(pre_norm(self.norm1, x[:, start : start + token_chunk], norms), rope, norms)
-            if start == 0:
-                batch, heads, _, head_dim = chunk_qkv[0].shape
-                q, k, v = (x.new_empty(batch, heads, length, head_dim, dtype=t.dtype) for t in chunk_qkv)
-            for full, part in zip((q, k, v), chunk_qkv, strict=True):
-                full[:, :, start : start + part.shape[2]] = part
-        return q, k, v
+        kept = slice(0 if keep_queries else 1, 3)
+        full: list[Tensor] = []
+        for chunk in chunks:
+            parts = self.attn.heads(pre_norm(self.norm1, x[:, chunk], norms), rope, norms)[kept]
+            if not full:
+                batch, heads, _, head_dim = parts[0].shape
+                full = [x.new_empty(batch, heads, length, head_dim, dtype=t.dtype) for t in parts]
+            for whole, part in zip(full, parts, strict=True):
+                whole[:, :, chunk] = part
+        return (full[0] if keep_queries else None), full[-2], full[-1]

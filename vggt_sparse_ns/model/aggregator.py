@@ -25,7 +25,7 @@ from vggt_sparse_ns.layers.precision import imagenet_normalize, unit_range
 from vggt_sparse_ns.layers.rope import RotaryEmbedding2D, grid_positions
 from vggt_sparse_ns.layers.vit import VisionTransformer
 from vggt_sparse_ns.model.config import VGGTConfig
-from vggt_sparse_ns.sparse.base import FrameLayout, GlobalAttention
+from vggt_sparse_ns.sparse.base import AttentionPlan, FrameLayout, GlobalAttention
 from vggt_sparse_ns.timing import StageTimer, stage_of
 
 
@@ -76,7 +76,7 @@ class AggregatorOutput:
     kept: dict[str, Tensor]
     """Tap name -> what the tap read, [B, S, ...], on the model's device or, with ``taps_on_host``, on the host."""
     attention: dict[str, Any]
-    """The global-attention plan's summary (strategy, graph statistics)."""
+    """The global-attention plan's summary (strategy, graph statistics) and whether it ran by query chunks."""
 
 
 class Aggregator(nn.Module):
@@ -134,11 +134,13 @@ class Aggregator(nn.Module):
         timer: StageTimer | None = None,
         norm_implementation: NormImplementation = "auto",
         taps_on_host: bool = False,
+        query_chunks: bool = False,
     ) -> AggregatorOutput:
         """images [B, S, 3, H, W], float in [0, 1] or uint8, on the model's device or on the host (then moved
         a chunk at a time); per-frame work runs on ``frames_chunk`` frames at a time; the blocks' norms run by
         ``norm_implementation``. ``taps_on_host`` keeps what the taps read in page-locked host memory instead
-        of the GPU's (``TapStore``)."""
+        of the GPU's (``TapStore``). ``query_chunks`` has each global block attend its queries ``frames_chunk``
+        frames at a time, where the plan can (``AttentionPlan.attends_query_chunks``)."""
         norms = norm_implementation
         stage = stage_of(timer)
         device = self.camera_token.device
@@ -162,6 +164,7 @@ class Aggregator(nn.Module):
 
         chunks = [slice(start, start + frames_chunk) for start in range(0, batch * frames, frames_chunk)]
         kept = TapStore(device, taps_on_host)
+        by_query_chunks = query_chunks and plan.attends_query_chunks
         for index, (frame_block, global_block) in enumerate(zip(self.frame_blocks, self.global_blocks, strict=True)):
             with stage("frame_blocks"):
                 for chunk in chunks:
@@ -176,8 +179,19 @@ class Aggregator(nn.Module):
                     token_chunk=frames_chunk * tokens_per_frame,
                     read_chunk=read_taps,
                     norm_implementation=norms,
+                    attend_query_chunk=partial(_attend_query_frames, plan, index, tokens_per_frame)
+                    if by_query_chunks
+                    else None,
                 ).view(batch * frames, tokens_per_frame, dim)
-        return AggregatorOutput(kept.finish(), plan.summary())
+        return AggregatorOutput(kept.finish(), {**plan.summary(), "query_chunks": by_query_chunks})
+
+
+def _attend_query_frames(
+    plan: AttentionPlan, layer: int, tokens_per_frame: int, q: Tensor, k: Tensor, v: Tensor, queries: slice
+) -> Tensor:
+    """The plan's attention of the queries at token positions ``queries`` (whole frames) over all keys."""
+    frames = slice(queries.start // tokens_per_frame, queries.stop // tokens_per_frame)
+    return plan(q, k, v, layer, query_frames=frames)
 
 
 def _read_taps(

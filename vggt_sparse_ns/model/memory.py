@@ -5,7 +5,9 @@ peak comes either inside the last global layer (weights, images on the device, t
 that layer's q, k, v and attention output, and the taps of the earlier rounds) or while the heads decode
 (weights, all taps, the heads' outputs and one chunk's decoder workspace). Keeping the taps in host memory
 takes them out of both; the run keeps them on the GPU where they fit, since copying them out and back
-costs time.
+costs time. Where the global layer is still too large, its attention runs by chunks of query frames: only
+its k and v exist for all tokens, q and the output for one chunk (each chunk's q is computed twice, which
+costs a little time, so this too runs only where it is needed).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ def estimate_peak_bytes(
     weights_bytes: int,
     images_on_device: bool = False,
     frames_chunk: int = 16,
+    query_chunks: bool = False,
 ) -> MemoryEstimate:
     """The estimated peak of one forward (cameras and depth) of ``frames`` images of ``height`` x ``width``.
 
@@ -48,7 +51,8 @@ def estimate_peak_bytes(
         frames, height, width: the scene, in model pixels.
         weights_bytes: the model's parameters on the device.
         images_on_device: the fp32 images sit on the device (the pipeline keeps uint8 images on the host).
-        frames_chunk: frames per chunk of the heads' decoder.
+        frames_chunk: frames per chunk of the per-frame work and of the heads' decoder.
+        query_chunks: global attention runs by chunks of ``frames_chunk`` query frames (``query_chunks``).
 
     Returns:
         The peak bytes with the taps kept on the device and with them kept on the host.
@@ -57,12 +61,18 @@ def estimate_peak_bytes(
         >>> estimate = estimate_peak_bytes(VGGTConfig(), 1000, 392, 518, weights_bytes=4_770_000_000)
         >>> round(estimate.taps_on_device / 2**30, 1), round(estimate.taps_on_host / 2**30, 1)
         (23.3, 16.4)
+        >>> chunked = estimate_peak_bytes(VGGTConfig(), 1000, 392, 518, weights_bytes=4_770_000_000, query_chunks=True)
+        >>> round(chunked.taps_on_device / 2**30, 1), round(chunked.taps_on_host / 2**30, 1)
+        (23.4, 12.5)
     """
     patches = (height // config.patch_size) * (width // config.patch_size)
     tokens = patches + 1 + config.num_register_tokens
     dim = config.embed_dim
     token_stream = frames * tokens * dim * 4  # fp32 residual stream
-    global_layer = 4 * frames * tokens * dim * 2  # q, k, v and the attention output in bf16
+    chunk_tokens = min(frames, frames_chunk) * tokens
+    # In bf16: q, k, v and the attention output of all tokens, or with query chunks k, v of all tokens and
+    # one chunk's q, k, v (computed again) and output.
+    global_layer = (2 * frames * tokens + 4 * chunk_tokens if query_chunks else 4 * frames * tokens) * dim * 2
     level_taps = [frames * patches * channels * 4 for channels in config.dpt_out_channels]
     camera_tap = frames * 2 * dim * 4
     taps_before_last_round = sum(level_taps[:-1])
@@ -72,7 +82,9 @@ def estimate_peak_bytes(
     base = weights_bytes + (frames * 3 * height * width * 4 if images_on_device else 0)
 
     def peak(taps_on_device: bool) -> int:
-        attention = token_stream + global_layer + (taps_before_last_round if taps_on_device else 0)
+        # By query chunks, k and v live on while the last round's taps are read, chunk by chunk.
+        taps_during_attention = all_taps if query_chunks else taps_before_last_round
+        attention = token_stream + global_layer + (taps_during_attention if taps_on_device else 0)
         heads = head_outputs + head_workspace + (all_taps if taps_on_device else 0)
         return base + max(attention, heads)
 
@@ -88,6 +100,18 @@ def taps_on_host(choice: str, estimate: MemoryEstimate, free_bytes: int | None) 
     if choice != "auto":
         return choice == "host"
     return free_bytes is not None and estimate.taps_on_device > HEADROOM * free_bytes
+
+
+def query_chunks(choice: str, estimate: MemoryEstimate, free_bytes: int | None, taps_on_host: bool) -> bool:
+    """Whether global attention runs by chunks of query frames: as chosen ("chunks" or "all"), or with "auto"
+    only where the device's free memory (``None``: not a GPU) cannot hold the forward with all queries at
+    once (``estimate``: of that forward) and the taps where ``taps_on_host`` puts them."""
+    if choice not in ("auto", "all", "chunks"):
+        raise ValueError(f"global attention queries must be auto, all or chunks, not {choice!r}")
+    if choice != "auto":
+        return choice == "chunks"
+    peak = estimate.taps_on_host if taps_on_host else estimate.taps_on_device
+    return free_bytes is not None and peak > HEADROOM * free_bytes
 
 
 def free_device_bytes(device: torch.device) -> int | None:

@@ -95,6 +95,7 @@ class VGGT(nn.Module):
         timer: StageTimer | None = None,
         norm_implementation: NormImplementation = "auto",
         taps_on_host: bool = False,
+        query_chunks: bool = False,
     ) -> dict[str, Any]:
         """images [S, 3, H, W] or [B, S, 3, H, W], float in [0, 1] or uint8, H and W multiples of the patch size.
 
@@ -110,7 +111,9 @@ class VGGT(nn.Module):
         where they can run, else torch; see layers/attention.py). Images may stay on the host (pinned memory
         for speed): they go to the model's device a chunk at a time.
         ``taps_on_host`` keeps what the heads read from the aggregator in page-locked host memory until they
-        run (the same values; less GPU memory, model/memory.py says when it is needed).
+        run (the same values; less GPU memory, model/memory.py says when it is needed). ``query_chunks`` runs
+        global attention by chunks of ``frames_chunk`` query frames where the strategy can (the same values;
+        less GPU memory, a little more time).
         """
         stage = stage_of(timer)
         if sdpa_backend not in SDPA_BACKENDS:
@@ -141,6 +144,7 @@ class VGGT(nn.Module):
                 timer=timer,
                 norm_implementation=norm_implementation,
                 taps_on_host=taps_on_host,
+                query_chunks=query_chunks,
             )
 
         kept = aggregated.kept

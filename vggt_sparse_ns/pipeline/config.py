@@ -15,6 +15,7 @@ DENSE_MAX_FRAMES = 64
 AttentionChoice = Literal["auto", "dense", "covisibility", "block-sparse"]
 DeviceChoice = Literal["auto", "cuda", "mps", "cpu"]
 TapsChoice = Literal["auto", "device", "host"]
+GlobalQueriesChoice = Literal["auto", "all", "chunks"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,10 @@ class ReconstructionConfig:
     """Where what the heads read from the aggregator waits for them (11 MB per frame at 518x392): on the
     GPU (device), in page-locked host memory (host: the same results with less GPU memory, copies overlapped
     with the model's work), or auto (host only where the GPU's free memory would not hold the run)."""
+    global_queries: GlobalQueriesChoice = "auto"
+    """How each global layer attends its queries: all at once (all), or by chunks of frames-chunk query frames
+    (chunks: the same results with less GPU memory, only k and v kept for all tokens, each chunk's q computed
+    again), or auto (chunks only where the GPU's free memory would not hold the run otherwise)."""
 
     def __post_init__(self) -> None:
         if self.neighbors < 1:
@@ -59,6 +64,8 @@ class ReconstructionConfig:
             raise ValueError(f"--frames-chunk must be at least 1, not {self.frames_chunk}.")
         if self.taps not in ("auto", "device", "host"):
             raise ValueError(f"--taps must be auto, device or host, not {self.taps!r}.")
+        if self.global_queries not in ("auto", "all", "chunks"):
+            raise ValueError(f"--global-queries must be auto, all or chunks, not {self.global_queries!r}.")
 
 
 __all__ = ["DENSE_MAX_FRAMES", "MIN_FRAMES", "ReconstructionConfig"]

@@ -14,7 +14,7 @@ import torch
 
 from vggt_sparse_ns.images import load_images
 from vggt_sparse_ns.model import VGGT, load_pretrained, vggt_checkpoint
-from vggt_sparse_ns.model.memory import estimate_peak_bytes, free_device_bytes, taps_on_host
+from vggt_sparse_ns.model.memory import estimate_peak_bytes, free_device_bytes, query_chunks, taps_on_host
 from vggt_sparse_ns.pipeline.attention import (
     PlanRecorder,
     build_attention,
@@ -72,14 +72,19 @@ def _descriptors_on_device(megaloc: MegaLoc, images: torch.Tensor, device: torch
     return torch.cat([megaloc_descriptors(megaloc, chunk.to(device, non_blocking=True)) for chunk in chunks])
 
 
-def _taps_on_host(config: ReconstructionConfig, model: VGGT, images_shape: torch.Size, device: torch.device) -> bool:
-    """--taps as set, or for auto: on the host only where the GPU's free memory would not hold the run."""
+def _memory_plan(
+    config: ReconstructionConfig, model: VGGT, images_shape: torch.Size, device: torch.device
+) -> dict[str, bool]:
+    """The model's memory arguments: --taps and --global-queries as set, or for auto: taps on the host, then
+    global attention by query chunks, each only where the GPU's free memory would not hold the run without."""
     frames, _, height, width = images_shape
     # The weights are on the device already, so the free memory no longer counts them.
     estimate = estimate_peak_bytes(
         model.config, frames, height, width, weights_bytes=0, frames_chunk=config.frames_chunk
     )
-    return taps_on_host(config.taps, estimate, free_device_bytes(device))
+    free_bytes = free_device_bytes(device)
+    on_host = taps_on_host(config.taps, estimate, free_bytes)
+    return {"taps_on_host": on_host, "query_chunks": query_chunks(config.global_queries, estimate, free_bytes, on_host)}
 
 
 def _to_host(tensor: torch.Tensor) -> np.ndarray:
@@ -152,7 +157,7 @@ def reconstruct(
                 attention,
                 outputs=outputs,
                 frames_chunk=config.frames_chunk,
-                taps_on_host=_taps_on_host(config, model, images.shape, device),
+                **_memory_plan(config, model, images.shape, device),
             )
             host = {name: _to_host(value) for name, value in predictions.items() if isinstance(value, torch.Tensor)}
             summary = dict(predictions["attention"])

@@ -113,8 +113,13 @@ class _BlockSparsePlan:
         self.graphs = graphs
         self.kept_fractions: dict[int, Tensor] = {}
         self.chosen: Implementation | None = None
+        self.attends_query_chunks = False
+        """Each layer's block selection pools the queries of the whole sequence (special-token blocks hold every
+        frame's, and blocks straddle frames), which one chunk's queries cannot give."""
 
-    def __call__(self, q: Tensor, k: Tensor, v: Tensor, layer: int) -> Tensor:
+    def __call__(self, q: Tensor, k: Tensor, v: Tensor, layer: int, query_frames: slice | None = None) -> Tensor:
+        if query_frames is not None:
+            raise ValueError("block-sparse attention selects its blocks from all queries: it takes no query_frames")
         grid, strategy = self.grid, self.strategy
         q, k, v = (x.index_select(2, grid.order) for x in (q, k, v))
         counts, indices = select_blocks(q, k, grid, self.candidates, strategy.cdf_threshold, strategy.top_ratio)

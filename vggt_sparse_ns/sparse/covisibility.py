@@ -69,6 +69,18 @@ def gather_chunks(
     return chunks
 
 
+def _within(chunks: list[GatherChunk], query_frames: slice) -> list[GatherChunk]:
+    """The chunks' query frames in the range ``query_frames``, with their key frames (empty chunks dropped)."""
+    kept = []
+    for chunk in chunks:
+        inside = (chunk.query_frames >= query_frames.start) & (chunk.query_frames < query_frames.stop)
+        if bool(inside.all()):
+            kept.append(chunk)
+        elif bool(inside.any()):
+            kept.append(GatherChunk(chunk.query_frames[inside], chunk.key_frames[inside]))
+    return kept
+
+
 def attended_frames(graph: FrameGraph) -> tuple[Tensor, Tensor]:
     """CSR (indptr, indices) of the frames whose patch tokens each frame attends to: itself, then
     its neighbours with frame 0 among them (ascending)."""
@@ -108,14 +120,19 @@ def _triton_reasons(inputs: CovisibilityInputs) -> list[str]:
     return triton_reasons(inputs.capabilities, inputs.q.dtype) + layout
 
 
-PlanRun = Callable[["_CovisibilityPlan", Tensor, Tensor, Tensor], Tensor]
+PlanRun = Callable[..., Tensor]
+"""(plan, q, k, v, frames=None) -> the output of the queries in q: of all frames, or of the range ``frames``."""
 
 COVISIBILITY_ATTENTION = Operation[CovisibilityInputs, PlanRun](
     "covisibility attention",
     (
-        Implementation("gluon", lambda plan, q, k, v: plan.attend_in_place(q, k, v, "gluon"), _gluon_reasons),
-        Implementation("triton", lambda plan, q, k, v: plan.attend_in_place(q, k, v, "triton"), _triton_reasons),
-        Implementation("gather", lambda plan, q, k, v: plan.attend_gathered(q, k, v), runs_everywhere),
+        Implementation(
+            "gluon", lambda plan, *qkv, frames=None: plan.attend_in_place(*qkv, frames, "gluon"), _gluon_reasons
+        ),
+        Implementation(
+            "triton", lambda plan, *qkv, frames=None: plan.attend_in_place(*qkv, frames, "triton"), _triton_reasons
+        ),
+        Implementation("gather", lambda plan, *qkv, frames=None: plan.attend_gathered(*qkv, frames), runs_everywhere),
     ),
 )
 """The implementations of covisibility attention, fastest first (``CovisibilityAttention.implementation`` says
@@ -130,6 +147,9 @@ class _CovisibilityPlan:
         self.layout = layout
         self.graphs = graphs
         self.chosen: Implementation | None = None
+        self.attends_query_chunks = True
+        self.by_query_range: dict[tuple[str, int, int], Any] = {}
+        """The frame lists and gather chunks of each range of query frames asked for (``lists_of``, ``chunks_of``)."""
 
     @functools.cached_property
     def scene_lists(self) -> list[FrameLists]:
@@ -145,20 +165,37 @@ class _CovisibilityPlan:
             for graph in self.graphs
         ]
 
-    def __call__(self, q: Tensor, k: Tensor, v: Tensor, layer: int) -> Tensor:
-        """Chooses the implementation once, at the first layer (every global layer's q, k, v alike), and runs it."""
+    def __call__(self, q: Tensor, k: Tensor, v: Tensor, layer: int, query_frames: slice | None = None) -> Tensor:
+        """Chooses the implementation once, at the first layer (every global layer's q, k, v alike), and runs it
+        for all query frames or for the range ``query_frames`` (q then holds those frames' queries only)."""
         if self.chosen is None:
             inputs = CovisibilityInputs(
                 q[0], k[0], v[0], self.layout.special_tokens, self.strategy.all_special_tokens,
                 DeviceCapabilities.of(q.device),
             )  # fmt: skip
             self.chosen = COVISIBILITY_ATTENTION.choose(self.strategy.implementation, inputs)
-        return self.chosen.run(self, q, k, v)
+        return self.chosen.run(self, q, k, v, frames=query_frames)
 
-    def attend_in_place(self, q: Tensor, k: Tensor, v: Tensor, implementation: Literal["gluon", "triton"]) -> Tensor:
+    def lists_of(self, query_frames: slice) -> list[FrameLists]:
+        """Per scene, the frame lists of the query frames ``query_frames`` (made once: every layer asks again)."""
+        key = ("lists", query_frames.start, query_frames.stop)
+        if key not in self.by_query_range:
+            self.by_query_range[key] = [lists.query_range(*key[1:]) for lists in self.scene_lists]
+        return self.by_query_range[key]
+
+    def chunks_of(self, query_frames: slice) -> list[list[GatherChunk]]:
+        """Per scene, the gather chunks of the query frames ``query_frames`` (made once: every layer asks again)."""
+        key = ("chunks", query_frames.start, query_frames.stop)
+        if key not in self.by_query_range:
+            self.by_query_range[key] = [_within(chunks, query_frames) for chunks in self.scene_chunks]
+        return self.by_query_range[key]
+
+    def attend_in_place(
+        self, q: Tensor, k: Tensor, v: Tensor, query_frames: slice | None, implementation: Literal["gluon", "triton"]
+    ) -> Tensor:
         out = torch.empty_like(q)
         tokens, special = self.layout.tokens_per_frame, self.layout.special_tokens
-        for scene, lists in enumerate(self.scene_lists):
+        for scene, lists in enumerate(self.scene_lists if query_frames is None else self.lists_of(query_frames)):
             frame_list_attention(
                 q[scene], k[scene], v[scene], lists, tokens, special,
                 self.strategy.all_special_tokens, out=out[scene], implementation=implementation,
@@ -180,14 +217,15 @@ class _CovisibilityPlan:
             shared if all_special else shared[:0],
         )
 
-    def attend_gathered(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    def attend_gathered(self, q: Tensor, k: Tensor, v: Tensor, query_frames: slice | None) -> Tensor:
         out = torch.empty_like(q)
         tokens = self.layout.tokens_per_frame
+        first = 0 if query_frames is None else query_frames.start
         frame_tokens, frame_key_offsets, shared_positions = self.gather_positions
-        for scene, chunks in enumerate(self.scene_chunks):
+        for scene, chunks in enumerate(self.scene_chunks if query_frames is None else self.chunks_of(query_frames)):
             for chunk in chunks:
                 count = chunk.query_frames.numel()
-                query_positions = (chunk.query_frames[:, None] * tokens + frame_tokens).flatten()
+                query_positions = ((chunk.query_frames[:, None] - first) * tokens + frame_tokens).flatten()
                 frame_positions = (chunk.key_frames[:, :, None] * tokens + frame_key_offsets).flatten(1)
                 key_positions = torch.cat((shared_positions.expand(count, -1), frame_positions), dim=1)
                 attended = F.scaled_dot_product_attention(

@@ -46,9 +46,12 @@ class _DensePlan:
         self.implementation = implementation
         self.chosen: Implementation | None = None
         self.graphs: list = []
+        self.attends_query_chunks = True
 
-    def __call__(self, q: Tensor, k: Tensor, v: Tensor, layer: int) -> Tensor:
-        """Chooses the implementation once, at the first layer (every global layer's q, k, v alike), and runs it."""
+    def __call__(self, q: Tensor, k: Tensor, v: Tensor, layer: int, query_frames: slice | None = None) -> Tensor:
+        """Chooses the implementation once, at the first layer (every global layer's q, k, v alike), and runs it.
+        Every query attends to every key, so a range of query frames needs nothing but its queries; the gluon
+        kernel takes all queries only, so attention by query chunks runs by sdpa."""
         if self.chosen is None:
             self.chosen = DENSE_ATTENTION.choose(self.implementation, DenseInputs.of(q, k, v))
         return self.chosen.run(q, k, v)
@@ -71,7 +74,7 @@ class DenseAttention:
     """
 
     implementation: DenseImplementation = "auto"
-    """auto: the first of gluon, sdpa that can run. gluon: the warp-specialised kernel of layers/kernels/dense_attention.py (Hopper GPUs, bfloat16 or float16, head dim 64, Triton 3.6+ with Gluon). sdpa: PyTorch's scaled_dot_product_attention (cuDNN first on CUDA)."""
+    """auto: the first of gluon, sdpa that can run. gluon: the warp-specialised kernel of layers/kernels/dense_attention.py (Hopper GPUs, bfloat16 or float16, head dim 64, Triton 3.6+ with Gluon, all queries at once: not by query chunks). sdpa: PyTorch's scaled_dot_product_attention (cuDNN first on CUDA)."""
 
     def __post_init__(self) -> None:
         DENSE_ATTENTION.check_choice(self.implementation)

@@ -35,13 +35,18 @@ class _LayerSelectionPlan:
         self.inner = inner
         self.dense = selection.dense.prepare(layout, None)
         self.graphs = inner.graphs
+        self.attends_query_chunks = inner.attends_query_chunks
 
-    def __call__(self, q: Tensor, k: Tensor, v: Tensor, layer: int) -> Tensor:
+    def __call__(self, q: Tensor, k: Tensor, v: Tensor, layer: int, query_frames: slice | None = None) -> Tensor:
+        """The layer's attention, for all query frames or the range ``query_frames`` (q then holds only theirs)."""
         if layer in self.selection.frame_layers:
-            return frame_attention(q, k, v, self.layout.tokens_per_frame)
-        if layer in self.selection.dense_layers:
-            return self.dense(q, k, v, layer)
-        return self.inner(q, k, v, layer)
+            tokens = self.layout.tokens_per_frame
+            frames = slice(0, self.layout.frames) if query_frames is None else query_frames
+            keys = slice(frames.start * tokens, frames.stop * tokens)
+            return frame_attention(q, k[:, :, keys], v[:, :, keys], tokens)
+        plan = self.dense if layer in self.selection.dense_layers else self.inner
+        # The whole-sequence call stays the seam's four arguments (plans that take no range keep working).
+        return plan(q, k, v, layer) if query_frames is None else plan(q, k, v, layer, query_frames=query_frames)
 
     def summary(self) -> dict[str, Any]:
         return {

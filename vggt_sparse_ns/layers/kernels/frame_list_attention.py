@@ -52,7 +52,15 @@ class FrameLists:
 
     @property
     def frames(self) -> int:
+        """Query frames listed."""
         return self.indptr.numel() - 1
+
+    def query_range(self, first: int, stop: int) -> FrameLists:
+        """The lists of query frames [first, stop) only, renumbered from 0 (the queries of those frames are
+        then a chunk of q), with the frames they list unchanged (indices into the whole sequence's keys)."""
+        if not 0 <= first <= stop <= self.frames:
+            raise ValueError(f"query frames [{first}, {stop}) are not within the {self.frames} listed frames")
+        return FrameLists.from_csr(self.indptr[first : stop + 1], self.indices)
 
 
 def frame_list_attention(
@@ -73,17 +81,20 @@ def frame_list_attention(
 ) -> Tensor:
     """Softmax attention of q over the keys each query frame may see, for one scene.
 
-    q, k, v [heads, S * T, head_dim] (any strides with unit stride along head_dim), on the device of
-    ``lists``: the frames whose patch tokens each frame attends to, and with ``all_special_tokens`` every
-    frame's special tokens; without it, the listed frames' special tokens only. Returns
-    [heads, S * T, head_dim] in q's dtype, written into ``out`` when given (zeros for a frame with no key
-    at all: an empty list and no shared special tokens). ``implementation`` names the kernel: gluon (see
+    q [heads, Q * T, head_dim] holds the queries of the Q frames of ``lists`` (all S frames, or a range of
+    them: ``FrameLists.query_range``), k, v [heads, S * T, head_dim] the keys of all S frames (any strides with
+    unit stride along head_dim), on the device of ``lists``: the frames whose patch tokens each query frame
+    attends to, and with ``all_special_tokens`` every frame's special tokens; without it, the listed frames'
+    special tokens only. Returns [heads, Q * T, head_dim] in q's dtype, written into ``out`` when given
+    (zeros for a frame with no key at all: an empty list and no shared special tokens). ``implementation`` names the kernel: gluon (see
     ``gluon_not_supported_reasons``) or triton (see ``triton_layout_reasons``; block sizes, warps and stages
     tune it). Which one suits given inputs is covisibility attention's choice (sparse/covisibility.py)."""
     heads, length, head_dim = q.shape
-    frames = lists.frames
+    frames, key_frames = lists.frames, k.shape[1] // tokens_per_frame
     if length != frames * tokens_per_frame:
-        raise ValueError(f"sequence of {length} tokens is not {frames} frames of {tokens_per_frame}")
+        raise ValueError(f"{length} queries are not {frames} frames of {tokens_per_frame} tokens")
+    if k.shape[1] != key_frames * tokens_per_frame:
+        raise ValueError(f"{k.shape[1]} keys are not a whole number of frames of {tokens_per_frame} tokens")
     if implementation == "gluon":
         reasons = gluon_not_supported_reasons(q, k, v, all_special_tokens, DeviceCapabilities.of(q.device))
     elif implementation == "triton":
@@ -104,7 +115,7 @@ def frame_list_attention(
     special_k_desc, special_v_desc, frame_key_offset = k_desc, v_desc, 0
     if all_special_tokens:  # packed once, so the kernel reads them as one contiguous key run
         special_k_desc, special_v_desc = (
-            _descriptor(t.unflatten(1, (frames, tokens_per_frame))[:, :, :special_tokens].flatten(1, 2), block_n)
+            _descriptor(t.unflatten(1, (key_frames, tokens_per_frame))[:, :, :special_tokens].flatten(1, 2), block_n)
             for t in (k, v)
         )
         frame_key_offset = special_tokens
@@ -112,7 +123,7 @@ def frame_list_attention(
     _kernel()[grid](
         q, out, k_desc, v_desc, special_k_desc, special_v_desc, lists.indptr, lists.indices, lists.launch_order,
         q.stride(0), q.stride(1), out.stride(0), out.stride(1),
-        frames * special_tokens if all_special_tokens else 0, tokens_per_frame, frame_key_offset,
+        key_frames * special_tokens if all_special_tokens else 0, tokens_per_frame, frame_key_offset,
         tokens_per_frame - frame_key_offset, math.log2(math.e) / math.sqrt(head_dim),
         HEAD_DIM=head_dim, BLOCK_M=block_m, BLOCK_N=block_n,
         num_warps=num_warps, num_stages=num_stages,
@@ -124,11 +135,14 @@ def triton_layout_reasons(q: Tensor, k: Tensor, v: Tensor, special_tokens: int, 
     """Why the Triton kernel cannot take these inputs' layout (it runs on any device Triton runs on, its
     interpreter included): it takes q, k, v [heads, L, head_dim] of one dtype with head_dim a power of two
     from 16 to 256, unit stride along head_dim and the other strides and start addresses 16-byte aligned
-    (tensor descriptors), and special tokens to attend to when all of them are asked for."""
+    (tensor descriptors), and special tokens to attend to when all of them are asked for. q may be shorter than
+    k and v (a range of query frames)."""
     head_dim = q.shape[-1]
     tensors = (q, k, v)
     if any(t.dim() != 3 or t.dtype != q.dtype or t.shape[-1] != head_dim or t.stride(-1) != 1 for t in tensors):
         return ["q, k and v must be [heads, L, head_dim] of one dtype with unit stride along head_dim"]
+    if k.shape != v.shape or k.shape[0] != q.shape[0]:
+        return ["k and v must be of one shape, with q's heads"]
     reasons = []
     size = q.element_size()
     if not all(t.data_ptr() % 16 == 0 and all(s * size % 16 == 0 for s in t.stride()[:-1]) for t in tensors):
@@ -153,9 +167,9 @@ def gluon_not_supported_reasons(
     q: Tensor, k: Tensor, v: Tensor, all_special_tokens: bool, capabilities: DeviceCapabilities
 ) -> list[str]:
     """Why the Gluon kernel cannot take these inputs on a device with these capabilities (none: it can). It
-    takes q, k, v of one shape [heads, L, 64] and one dtype (bfloat16 or float16), 16-byte aligned, on a
-    CUDA device of compute capability 9.0 (Hopper: wgmma and register reallocation), fewer than 2^31 rows
-    in all (TMA coordinates), without the shared special tokens, with Triton 3.6 or newer (Gluon's warp
+    takes q [heads, Q, 64] and k, v of one shape [heads, L, 64] (Q = L, or Q < L for a range of query frames),
+    of one dtype (bfloat16 or float16), 16-byte aligned, on a CUDA device of compute capability 9.0 (Hopper:
+    wgmma and register reallocation), fewer than 2^31 rows in all (TMA coordinates), without the shared special tokens, with Triton 3.6 or newer (Gluon's warp
     specialisation)."""
     tensors = (q, k, v)
     reasons = []
@@ -165,11 +179,11 @@ def gluon_not_supported_reasons(
         reasons.append("it runs on Hopper GPUs (CUDA compute capability 9.0) only")
     if not capabilities.gluon:
         reasons.append("it needs Triton 3.6 or newer with Gluon")
-    if any(t.dim() != 3 or t.shape != q.shape or t.dtype != q.dtype for t in tensors):
-        return [*reasons, "q, k and v must be [heads, L, head_dim] of one shape and dtype"]
+    if any(t.dim() != 3 or t.dtype != q.dtype for t in tensors) or k.shape != v.shape or q.shape[::2] != k.shape[::2]:
+        return [*reasons, "q, k and v must be [heads, L, head_dim] of one dtype, k and v of one shape"]
     if q.dtype not in HALF_PRECISION or q.shape[-1] != GLUON_HEAD_DIM or q.numel() == 0:
         reasons.append(f"it takes bfloat16 or float16 with head dim {GLUON_HEAD_DIM}, not {q.dtype} with {q.shape[-1]}")
-    if any(t.data_ptr() % 16 for t in tensors) or q.numel() // GLUON_HEAD_DIM >= 2**31:
+    if any(t.data_ptr() % 16 for t in tensors) or k.numel() // GLUON_HEAD_DIM >= 2**31:
         reasons.append("its tensor descriptors need 16-byte aligned tensors of fewer than 2^31 rows")
     return reasons
 
