@@ -161,12 +161,14 @@ def load_images(
     patch_size: int = 14,
     workers: int | None = None,
     stop: threading.Event | None = None,
+    canvas: tuple[int, int] = (0, 0),
 ) -> ImageBatch:
     """Decode and preprocess images in parallel into one batch.
 
     crop: width ``target_size``, height rounded to a multiple of ``patch_size`` and centre
     cropped to ``target_size`` if taller. pad: long side ``target_size``, white padding to a
-    square. Images that end up with different sizes are padded (white, centred) to the largest.
+    square. Images that end up with different sizes are padded (white, centred) to the largest, and to at least
+    ``canvas`` (height, width): the size of the other images of the scene where they are loaded elsewhere.
     Once ``stop`` is set, the images not yet begun are skipped and ImageLoadError is raised: a
     caller that no longer needs them does not wait for them.
     """
@@ -186,8 +188,8 @@ def load_images(
         loaded = list(pool.map(decode, paths))
     if stop is not None and stop.is_set():
         raise ImageLoadError("Image loading was stopped before all images were decoded.")
-    height = max(pixels.shape[0] for pixels, _ in loaded)
-    width = max(pixels.shape[1] for pixels, _ in loaded)
+    height = max(canvas[0], *(pixels.shape[0] for pixels, _ in loaded))
+    width = max(canvas[1], *(pixels.shape[1] for pixels, _ in loaded))
     batch = np.full((len(loaded), height, width, 3), 255, dtype=np.uint8)
     transforms = []
     for index, (pixels, transform) in enumerate(loaded):

@@ -10,6 +10,10 @@ from typing import Any
 
 import torch
 
+COMMUNICATION_STAGE = "communication"
+"""The stage of the time spent in collectives where frames are shared out between processes (waiting for the
+slowest process included)."""
+
 
 class StageTimer:
     """Accumulates elapsed time per named stage. A stage opened inside another one takes its time out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from functools import partial
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -17,9 +17,12 @@ from vggt_sparse_ns.model.camera_head import CameraHead
 from vggt_sparse_ns.model.cameras import pose_encoding_to_cameras
 from vggt_sparse_ns.model.config import VGGTConfig, coerce_config
 from vggt_sparse_ns.model.dpt_head import DPTHead
-from vggt_sparse_ns.model.timing import StageTimer, untimed
+from vggt_sparse_ns.model.timing import COMMUNICATION_STAGE, StageTimer, untimed
 from vggt_sparse_ns.sparse.base import GlobalAttention
 from vggt_sparse_ns.sparse.dense import DenseAttention
+
+if TYPE_CHECKING:
+    from vggt_sparse_ns.distributed.shard import FrameShard
 
 Output = Literal["cameras", "depth", "points"]
 Kernel = Literal["auto", "cudnn", "flash", "efficient", "math"]
@@ -91,6 +94,7 @@ class VGGT(nn.Module):
         compute_dtype: torch.dtype | None = None,
         timer: StageTimer | None = None,
         fused_kernels: bool = True,
+        shard: FrameShard | None = None,
     ) -> dict[str, Any]:
         """images [S, 3, H, W] or [B, S, 3, H, W], float in [0, 1] or uint8, H and W multiples of the patch size.
 
@@ -104,6 +108,12 @@ class VGGT(nn.Module):
         a ``timer`` collects the time of each stage; ``fused_kernels`` allows the fused GPU kernels
         (qk-norm + RoPE, the one-pass LayerNorm) where their plain-PyTorch versions would run. Images may
         stay on the host (pinned memory for speed): they go to the model's device a chunk at a time.
+
+        With a ``shard`` (distributed/shard.py), the scene's frames are shared out between processes: ``images``
+        are this process's frames (``images[shard.local]`` of the scene), every process calls the model at once,
+        and the predictions are those of one process given the whole scene, for this process's frames. Global
+        attention exchanges q, k, v between the processes (distributed/attention.py) and the camera head, which
+        attends across frames, gathers every frame's camera token.
         """
         stage = timer or untimed
         if images.dim() == 4:
@@ -124,19 +134,31 @@ class VGGT(nn.Module):
             sdpa_kernel(SDPA_BACKENDS[kernel], set_priority=True),
             use_fused_kernels(fused_kernels),
         ):
+            global_attention = global_attention or DenseAttention()
+            if shard is not None:
+                from vggt_sparse_ns.distributed.attention import ShardedAttention
+
+                global_attention = ShardedAttention(global_attention, shard, timer)
             aggregated = self.aggregator(
                 images,
-                global_attention or DenseAttention(),
+                global_attention,
                 taps,
                 frames_chunk=frames_chunk,
                 timer=timer,
+                first_frame=shard.local.start if shard is not None else 0,
             )
 
         kept = aggregated.kept
         predictions: dict[str, Any] = {"attention": aggregated.attention}
         if "cameras" in heads:
+            camera_tokens = kept["cameras"]
+            if shard is not None:
+                with stage(COMMUNICATION_STAGE):
+                    camera_tokens = shard.gather_frames(camera_tokens)
             with stage("camera_head"):
-                pose_enc = heads["cameras"](kept["cameras"])
+                pose_enc = heads["cameras"](camera_tokens)
+                if shard is not None:
+                    pose_enc = pose_enc[:, shard.local]
                 extrinsic, intrinsic = pose_encoding_to_cameras(pose_enc, (height, width))
             predictions.update(pose_enc=pose_enc, extrinsic=extrinsic, intrinsic=intrinsic)
         for name, value_key in (("depth", "depth"), ("points", "world_points")):

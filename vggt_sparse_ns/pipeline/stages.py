@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 
 class StageLog:
@@ -19,6 +20,9 @@ class StageLog:
         self.peak_memory_bytes: int | None = None
         """Peak memory allocated on a CUDA device during the run; None on CPU and MPS (not measured)."""
         self.on_start = on_start
+        self.ranks: list[dict[str, Any]] | None = None
+        """Where several processes ran the model (distributed/reconstruct.py): each one's report (rank, frames,
+        seconds per stage, communication seconds, peak memory), in rank order; None for one process."""
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:

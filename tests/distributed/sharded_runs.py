@@ -1,0 +1,37 @@
+"""What each process of the multi-process tests runs (importable by the processes spawn starts)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from vggt_sparse_ns.distributed.launch import process_group
+from vggt_sparse_ns.distributed.shard import FrameShard
+from vggt_sparse_ns.model import load_pretrained
+from vggt_sparse_ns.sparse import CovisibilityAttention, DenseAttention, GlobalAttention
+
+NEIGHBORS = 2
+"""Covisibility over 7 frames with 2 neighbours each: a sparse frame graph (exact attention needs 6)."""
+
+
+def strategies() -> dict[str, GlobalAttention]:
+    return {"dense": DenseAttention(), "covisibility": CovisibilityAttention(neighbors=NEIGHBORS)}
+
+
+def predict_in_group(checkpoint_dir: Path, scene_file: Path, out_dir: Path, fail_rank: int | None = None) -> None:
+    """Join the gloo group, run the tiny model on this process's frames of the scene with each strategy, save
+    the predictions as ``{strategy}.rank{rank}.pt`` (a rank equal to ``fail_rank`` raises instead)."""
+    with process_group("cpu"):
+        model = load_pretrained(checkpoint_dir, device="cpu")
+        images = torch.load(scene_file)
+        shard = FrameShard.of_scene(images.shape[0])
+        if shard.rank == fail_rank:
+            raise RuntimeError(f"injected failure on rank {shard.rank}")
+        saved = {}
+        for name, strategy in strategies().items():
+            predictions = model(images[shard.local], strategy, shard=shard)
+            saved[name] = {key: value for key, value in predictions.items() if isinstance(value, torch.Tensor)}
+            saved[name]["attention"] = predictions["attention"]
+        for name, predictions in saved.items():
+            torch.save(predictions, out_dir / f"{name}.rank{shard.rank}.pt")

@@ -1,0 +1,72 @@
+"""Frames shared out between 2 and 3 gloo processes (uneven shards, a head count 3 does not divide) give the
+predictions of one process, for dense and covisibility attention; a process that fails stops them all."""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from sharded_runs import predict_in_group, strategies
+
+from vggt_sparse_ns.distributed.launch import spawn
+
+SCENE_SIZE = (112, 154)
+"""8 x 11 patches per frame: a forward of the tiny model takes well under a second."""
+EXACT = 1e-5
+"""Allowed max abs difference, as a fraction of each array's largest magnitude."""
+SPAWN_TIMEOUT = 180.0
+PREDICTION_KEYS = ("pose_enc", "extrinsic", "intrinsic", "depth", "depth_conf", "world_points", "world_points_conf")
+
+
+@pytest.fixture(scope="module")
+def seven_frame_scene(vggt_tiny_expected, tmp_path_factory) -> Path:
+    """[7, 3, H, W] saved for the processes: the fixture's four images, then mirrored copies of the first three."""
+    images = torch.from_numpy(vggt_tiny_expected["input_images"])
+    images = F.interpolate(images, size=SCENE_SIZE, mode="bilinear", antialias=True, align_corners=False)
+    scene = torch.cat((images, images[:3].flip(-1))).clamp(0.0, 1.0)
+    path = tmp_path_factory.mktemp("scene") / "scene.pt"
+    torch.save(scene, path)
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("processes", [2, 3])
+def test_frames_shared_out_between_processes_give_the_predictions_of_one_process(
+    processes, vggt_tiny, vggt_tiny_dir, seven_frame_scene, tmp_path
+):
+    assert vggt_tiny.config.num_heads % 3 != 0  # three processes attend with unequal numbers of heads
+    status = spawn(partial(predict_in_group, vggt_tiny_dir, seven_frame_scene, tmp_path), processes, SPAWN_TIMEOUT)
+    assert status == 0
+    scene = torch.load(seven_frame_scene)
+    for name, strategy in strategies().items():
+        reference = vggt_tiny(scene, strategy)
+        parts = [torch.load(tmp_path / f"{name}.rank{rank}.pt") for rank in range(processes)]
+        assert [part["depth"].shape[1] for part in parts] == [len(r) for r in torch.arange(7).tensor_split(processes)]
+        for key in PREDICTION_KEYS:
+            joined = torch.cat([part[key] for part in parts], dim=1)
+            difference = (joined - reference[key]).abs().max() / reference[key].abs().max()
+            assert difference <= EXACT, f"{name} {key}: {difference:.2e}"
+        if name == "covisibility":
+            graph = reference["attention"]["graphs"][0]
+            assert graph["dense_cost_fraction"] < 1  # really sparse: not every frame attends to every frame
+            assert all(part["attention"]["graphs"] == reference["attention"]["graphs"] for part in parts)
+
+
+@pytest.mark.slow
+def test_a_process_that_fails_stops_all_of_them_with_one_message_and_no_output(
+    vggt_tiny_dir, seven_frame_scene, tmp_path, capfd
+):
+    started = time.monotonic()
+    target = partial(predict_in_group, vggt_tiny_dir, seven_frame_scene, tmp_path, fail_rank=1)
+    status = spawn(target, 3, SPAWN_TIMEOUT)
+    elapsed = time.monotonic() - started
+    output = capfd.readouterr()
+    assert status == 1
+    assert elapsed < SPAWN_TIMEOUT / 2  # stopped, not waiting on a collective until the timeout
+    assert (output.out + output.err).count("injected failure on rank 1") == 1
+    assert "communication between the processes failed" not in output.out + output.err
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,122 @@
+"""One reconstruction on several processes: rank 0 leads (the command runs there), the others follow.
+
+Rank 0's ``reconstruct`` call sends the job (image paths, settings) to the followers; every process decodes and
+runs its share of the frames (``FrameShard``), the model exchanging what attention and the camera head need;
+the host results are gathered on rank 0, which alone writes the dataset. A follower waits for jobs until rank 0
+says stop (the end of the command); a process that fails exits, and the launcher or torchrun stops the others.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from vggt_sparse_ns.distributed.shard import FrameShard, collective
+from vggt_sparse_ns.model.timing import COMMUNICATION_STAGE, StageTimer
+from vggt_sparse_ns.pipeline.config import ReconstructionConfig
+from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
+from vggt_sparse_ns.pipeline.run import predict, resolve_device
+from vggt_sparse_ns.pipeline.stages import StageLog
+
+LEADER = 0
+
+
+@dataclass(frozen=True)
+class Job:
+    """What rank 0 sends the followers: the scene's images and the settings."""
+
+    image_paths: list[str | os.PathLike]
+    config: ReconstructionConfig
+    point_head: bool
+
+
+def _broadcast(job: Job | None) -> Job | None:
+    box = [job]
+    with collective():
+        dist.broadcast_object_list(box, src=LEADER)
+    return box[0]
+
+
+def lead(
+    image_paths: Sequence[str | os.PathLike],
+    config: ReconstructionConfig,
+    progress: StageLog,
+    *,
+    point_head: bool,
+    on_done: Callable[[], None] | None = None,
+) -> Reconstruction:
+    """Rank 0: the reconstruction of all frames, run by every process of the default group. ``progress`` gets
+    rank 0's stages and, in ``ranks``, each process's report (stages, peak memory, communication seconds);
+    ``on_done`` is called once every process has finished."""
+    job = Job(list(image_paths), config, point_head)
+    _broadcast(job)
+    parts = _run(job, progress)
+    assert parts is not None
+    reconstruction = concatenate([part for part, _ in parts])
+    progress.ranks = [report for _, report in parts]
+    if on_done is not None:
+        on_done()
+    return reconstruction
+
+
+def follow() -> None:
+    """Ranks > 0: run rank 0's jobs until it says stop."""
+    while (job := _broadcast(None)) is not None:
+        _run(job, StageLog())
+
+
+def stop_followers() -> None:
+    """Rank 0, at the end of the command: release the followers."""
+    _broadcast(None)
+
+
+def _run(job: Job, progress: StageLog) -> list[tuple[Reconstruction, dict[str, Any]]] | None:
+    """This process's share of ``job``; on rank 0, every process's (reconstruction, report) in rank order."""
+    shard = FrameShard.of_scene(len(job.image_paths))
+    device = resolve_device(job.config.device)
+    timer = StageTimer(device)
+    local = predict(
+        job.image_paths[shard.local], job.config, progress, point_head=job.point_head, shard=shard, timer=timer
+    )
+    report = {
+        "rank": shard.rank,
+        "frames": [shard.local.start, shard.local.stop],
+        "seconds": dict(progress.seconds),
+        "communication_seconds": timer.seconds().get(COMMUNICATION_STAGE, 0.0),
+        "peak_memory_bytes": progress.peak_memory_bytes,
+        "device": str(torch.cuda.current_device()) if device.type == "cuda" else device.type,
+    }
+    parts: list[Any] | None = [None] * shard.processes if shard.rank == LEADER else None
+    with collective():
+        dist.gather_object((local, report), parts, dst=LEADER)
+    return parts
+
+
+def concatenate(parts: Sequence[Reconstruction]) -> Reconstruction:
+    """The reconstructions of consecutive runs of a scene's frames -> the scene's (attention summary and frame
+    graph are the scene's in every part: the first part's are kept)."""
+
+    def joined(name: str) -> np.ndarray | None:
+        values = [getattr(part, name) for part in parts]
+        return None if values[0] is None else np.concatenate(values)
+
+    first = parts[0]
+    return Reconstruction(
+        image_paths=[path for part in parts for path in part.image_paths],
+        transforms=[transform for part in parts for transform in part.transforms],
+        T_camera_world=joined("T_camera_world"),
+        intrinsics=joined("intrinsics"),
+        depth=joined("depth"),
+        depth_conf=joined("depth_conf"),
+        colors=joined("colors"),
+        world_points=joined("world_points"),
+        world_points_conf=joined("world_points_conf"),
+        attention=first.attention,
+        graph_edges=first.graph_edges,
+    )
