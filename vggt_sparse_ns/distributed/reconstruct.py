@@ -81,13 +81,14 @@ def _run(job: Job, progress: StageLog) -> list[tuple[Reconstruction, dict[str, A
     shard = FrameShard.of_scene(len(job.image_paths))
     device = resolve_device(job.config.device)
     timer = StageTimer(device)
+    before = dict(progress.seconds)
     local = predict(
         job.image_paths[shard.local], job.config, progress, point_head=job.point_head, shard=shard, timer=timer
     )
     report = {
         "rank": shard.rank,
         "frames": [shard.local.start, shard.local.stop],
-        "seconds": dict(progress.seconds),
+        "seconds": {stage: seconds - before.get(stage, 0.0) for stage, seconds in progress.seconds.items()},
         "communication_seconds": timer.seconds().get(COMMUNICATION_STAGE, 0.0),
         "peak_memory_bytes": progress.peak_memory_bytes,
         "device": str(torch.cuda.current_device()) if device.type == "cuda" else device.type,

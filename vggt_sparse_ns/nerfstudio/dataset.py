@@ -179,6 +179,7 @@ def build_dataset(
             name: {"during": running, "seconds": seconds} for name, (running, seconds) in log.beside.items()
         },
         "peak_memory_bytes": log.peak_memory_bytes,
+        **({"ranks": log.ranks} if log.ranks else {}),
     }
     summary = export_dataset(
         result,

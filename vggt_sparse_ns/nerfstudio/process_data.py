@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
 import tyro
 from nerfstudio.process_data.base_converter_to_nerfstudio_dataset import BaseConverterToNerfstudioDataset
 
+from vggt_sparse_ns.distributed.launch import GpuChoice
 from vggt_sparse_ns.export.config import ExportConfig
 from vggt_sparse_ns.nerfstudio import report
 from vggt_sparse_ns.nerfstudio.dataset import DatasetReport, build_dataset, discard_stale_dataset, probe_image_folder
@@ -44,6 +46,10 @@ class ProcessVGGTSparse(BaseConverterToNerfstudioDataset):
     """For a video: target number of frames to extract, results may not be exact."""
     reconstruction: Annotated[ReconstructionConfig, tyro.conf.OmitArgPrefixes] = ReconstructionConfig()
     export: Annotated[ExportConfig, tyro.conf.OmitArgPrefixes] = ExportConfig()
+    gpus: GpuChoice = 1
+    """GPUs that share the frames of one exact reconstruction, one process each (all: every visible GPU); with
+    --device cpu, that many CPU processes. torchrun starts the processes itself instead, on one host or several:
+    torchrun --nproc-per-node N $(which ns-process-data-vggt) ..."""
     view: bool = False
     """Open the result in the browser viewer when done (serves until Ctrl+C)."""
 
@@ -52,7 +58,20 @@ class ProcessVGGTSparse(BaseConverterToNerfstudioDataset):
 
     def main(self, log: StageLog | None = None) -> None:
         """Run the command; ``log`` (a new one by default) receives every stage's seconds, for callers that
-        keep them (benchmarks/process_data.py)."""
+        keep them (benchmarks/process_data.py). With several processes (--gpus, torchrun) rank 0 runs it and the
+        others run their share of the model (distributed/launch.py)."""
+        from vggt_sparse_ns.distributed.launch import requested_processes, run_command, torchrun_processes
+
+        try:
+            processes = requested_processes(self.gpus, self.reconstruction.device)
+        except InputError as error:
+            report.fail(error, self.verbose)
+        if processes > 1 or torchrun_processes() > 1:
+            run_command(partial(self._run, log), processes, self.reconstruction.device)
+        else:
+            self._run(log)
+
+    def _run(self, log: StageLog | None) -> None:
         log = log or StageLog()
         try:
             with report.StageSpinner() as spinner:

@@ -108,6 +108,17 @@ def _format_export(export: Any) -> list[str]:
     return lines
 
 
+def _format_rank(rank: dict[str, Any]) -> str:
+    """One line per process of a multi-process run: its frames, time, communication and peak memory."""
+    first, stop = rank["frames"]
+    peak = rank["peak_memory_bytes"]
+    return (
+        f"Rank {rank['rank']} ({rank['device']}): frames {first}-{stop - 1}, inference {rank['seconds'].get('inference', 0.0):.1f} s "
+        f"(communication {rank['communication_seconds']:.1f} s), peak memory "
+        + (f"{peak / 2**30:.2f} GiB" if peak is not None else "n/a")
+    )
+
+
 def print_summary(output_dir: Path, result: DatasetReport, skipped: dict[Path, str], log: StageLog) -> None:
     """nerfstudio's closing lines, then frames, attention, time per stage, peak memory and what was written."""
     CONSOLE.log("[bold green]:tada: :tada: :tada: All DONE :tada: :tada: :tada:")
@@ -123,6 +134,8 @@ def print_summary(output_dir: Path, result: DatasetReport, skipped: dict[Path, s
     CONSOLE.log(
         "Peak GPU memory: " + (f"{peak / 2**30:.2f} GiB" if peak is not None else "n/a (measured on CUDA only)")
     )
+    for rank in log.ranks or []:
+        CONSOLE.log(_format_rank(rank))
     for line in _format_export(result.export):
         CONSOLE.log(line)
     CONSOLE.log(f"Next: [bold]ns-train vggt-splatfacto --data {output_dir}[/bold]")

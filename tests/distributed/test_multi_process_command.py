@@ -1,0 +1,81 @@
+"""The command on several CPU processes (torchrun, --gpus) writes the dataset one process writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+CONSOLE_SCRIPT = Path(sys.executable).with_name("ns-process-data-vggt")
+EXACT = 1e-5
+RUN_TIMEOUT = 300
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> Path:
+    """Five small images; the last is taller, so only the last process holds the scene's largest image and the
+    others must pad theirs to it."""
+    folder = tmp_path_factory.mktemp("scene") / "images"
+    folder.mkdir()
+    for index, height in enumerate((24, 24, 24, 24, 40)):
+        pixels = np.random.default_rng(index).integers(0, 256, (height, 96, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"view_{index:02d}.png")
+    return folder
+
+
+def run(command: list[str], images: Path, output: Path, vggt_tiny_dir: Path) -> None:
+    arguments = ["--data", str(images), "--output-dir", str(output), "--device", "cpu", "--checkpoint"]
+    environment = {**os.environ, "PYTHONPATH": str(REPOSITORY)}
+    result = subprocess.run(
+        [*command, *arguments, str(vggt_tiny_dir)],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=RUN_TIMEOUT,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def one_process_dataset(images, vggt_tiny_dir, tmp_path_factory) -> Path:
+    output = tmp_path_factory.mktemp("one") / "dataset"
+    run([str(CONSOLE_SCRIPT)], images, output, vggt_tiny_dir)
+    return output
+
+
+def assert_same_dataset(dataset: Path, reference: Path, rank_frames: list[list[int]]) -> None:
+    frames = json.loads((dataset / "transforms.json").read_text())["frames"]
+    expected = json.loads((reference / "transforms.json").read_text())["frames"]
+    assert [frame["file_path"] for frame in frames] == [frame["file_path"] for frame in expected]
+    for key in ("transform_matrix", "fl_x", "fl_y", "cx", "cy"):
+        values = np.array([frame[key] for frame in frames])
+        reference_values = np.array([frame[key] for frame in expected])
+        assert np.abs(values - reference_values).max() <= EXACT * np.abs(reference_values).max(), key
+    assert sorted(path.name for path in dataset.iterdir()) == sorted(path.name for path in reference.iterdir())
+    ranks = json.loads((dataset / "vggt" / "summary.json").read_text())["ranks"]
+    assert [rank["frames"] for rank in ranks] == rank_frames
+    assert all(rank["communication_seconds"] > 0 and rank["seconds"]["inference"] > 0 for rank in ranks)
+
+
+@pytest.mark.slow
+def test_torchrun_with_two_processes_writes_the_dataset_one_process_writes(
+    images, one_process_dataset, vggt_tiny_dir, tmp_path
+):
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    run([*torchrun, str(CONSOLE_SCRIPT)], images, tmp_path / "dataset", vggt_tiny_dir)
+    assert_same_dataset(tmp_path / "dataset", one_process_dataset, [[0, 3], [3, 5]])
+
+
+@pytest.mark.slow
+def test_gpus_three_on_the_cpu_starts_three_processes_that_write_the_dataset_one_process_writes(
+    images, one_process_dataset, vggt_tiny_dir, tmp_path
+):
+    run([str(CONSOLE_SCRIPT), "--gpus", "3"], images, tmp_path / "dataset", vggt_tiny_dir)
+    assert_same_dataset(tmp_path / "dataset", one_process_dataset, [[0, 2], [2, 4], [4, 5]])
