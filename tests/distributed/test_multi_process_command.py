@@ -79,3 +79,20 @@ def test_gpus_three_on_the_cpu_starts_three_processes_that_write_the_dataset_one
 ):
     run([str(CONSOLE_SCRIPT), "--gpus", "3"], images, tmp_path / "dataset", vggt_tiny_dir)
     assert_same_dataset(tmp_path / "dataset", one_process_dataset, [[0, 2], [2, 4], [4, 5]])
+
+
+@pytest.mark.slow
+def test_more_processes_than_attention_heads_stop_with_one_message_and_no_output(images, vggt_tiny_dir, tmp_path):
+    output = tmp_path / "dataset"
+    arguments = ["--data", str(images), "--output-dir", str(output), "--device", "cpu", "--gpus", "5"]
+    result = subprocess.run(
+        [str(CONSOLE_SCRIPT), *arguments, "--checkpoint", str(vggt_tiny_dir)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPOSITORY)},
+        timeout=RUN_TIMEOUT,
+    )
+    messages = " ".join((result.stdout + result.stderr).split())  # the console wraps long lines
+    assert result.returncode == 1
+    assert messages.count("Error:") == 1 and "use at most 4 processes" in messages, messages
+    assert not output.exists()

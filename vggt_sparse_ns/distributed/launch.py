@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
-from typing import Literal
+from typing import Literal, NoReturn
 
 from vggt_sparse_ns.pipeline.errors import InputError
 
@@ -56,27 +56,37 @@ def requested_processes(gpus: GpuChoice, device: str) -> int:
     return gpus
 
 
-def run_command(main: Callable[[], None], processes: int, device: str) -> None:
+def run_command(
+    main: Callable[[], None], processes: int, device: str, fail: Callable[[BaseException], NoReturn]
+) -> None:
     """Run the command ``main`` over several processes: under torchrun, this process is one of them; otherwise
     ``processes`` are started here and this one waits for them (exiting with the status of the first that
-    fails)."""
+    fails). ``main`` reports its own errors; a follower's are reported by ``fail``."""
+    target = partial(_rank_main, main, device, fail)
     if torchrun_processes() > 1:
-        as_process(partial(_rank_main, main, device))
+        as_process(target)
         return
-    status = spawn(partial(_rank_main, main, device), processes)
+    status = spawn(target, processes)
     if status:
         raise SystemExit(status)
 
 
-def _rank_main(main: Callable[[], None], device: str) -> None:
+def _rank_main(main: Callable[[], None], device: str, fail: Callable[[BaseException], NoReturn]) -> None:
     from vggt_sparse_ns.distributed.reconstruct import LEADER, follow, stop_followers
+    from vggt_sparse_ns.distributed.shard import PEER_FAILURE_GRACE_SECONDS
 
     with process_group(device) as rank:
         if rank == LEADER:
             main()
             stop_followers()
-        else:
+            return
+        try:
             follow()
+        except Exception as error:
+            # Rank 0 reports at once; an error that every process meets (settings, the model) is then shown once,
+            # as this process is stopped meanwhile. A follower's own error is shown after the wait.
+            time.sleep(PEER_FAILURE_GRACE_SECONDS)
+            fail(error)
 
 
 @contextmanager

@@ -20,6 +20,7 @@ import torch.distributed as dist
 from vggt_sparse_ns.distributed.shard import FrameShard, collective
 from vggt_sparse_ns.model.timing import COMMUNICATION_STAGE, StageTimer
 from vggt_sparse_ns.pipeline.config import ReconstructionConfig
+from vggt_sparse_ns.pipeline.errors import InputError
 from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
 from vggt_sparse_ns.pipeline.run import predict, resolve_device
 from vggt_sparse_ns.pipeline.stages import StageLog
@@ -54,6 +55,9 @@ def lead(
     """Rank 0: the reconstruction of all frames, run by every process of the default group. ``progress`` gets
     rank 0's stages and, in ``ranks``, each process's report (stages, peak memory, communication seconds);
     ``on_done`` is called once every process has finished."""
+    processes = dist.get_world_size()
+    if len(image_paths) < processes:
+        raise InputError(f"{len(image_paths)} images cannot be shared by {processes} processes: use fewer (--gpus).")
     job = Job(list(image_paths), config, point_head)
     _broadcast(job)
     parts = _run(job, progress)

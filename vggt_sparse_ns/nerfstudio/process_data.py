@@ -67,7 +67,8 @@ class ProcessVGGTSparse(BaseConverterToNerfstudioDataset):
         except InputError as error:
             report.fail(error, self.verbose)
         if processes > 1 or torchrun_processes() > 1:
-            run_command(partial(self._run, log), processes, self.reconstruction.device)
+            fail = partial(report.fail, verbose=self.verbose)
+            run_command(partial(self._run, log), processes, self.reconstruction.device, fail)
         else:
             self._run(log)
 

@@ -77,6 +77,14 @@ def _descriptors_on_device(megaloc: MegaLoc, images: torch.Tensor, device: torch
     return torch.cat([megaloc_descriptors(megaloc, chunk.to(device, non_blocking=True)) for chunk in chunks])
 
 
+def _require_heads_for(shard: FrameShard, heads: int) -> None:
+    """Each process attends with some of the global attention's heads: refuse more processes than heads."""
+    try:
+        shard.head_runs(heads)
+    except ValueError as error:
+        raise InputError(f"{error}.") from None
+
+
 def _on_scene_canvas(batch: ImageBatch, config: ReconstructionConfig, shard: FrameShard) -> ImageBatch:
     """This process's images padded like the scene's: images of different sizes are padded to the largest of
     the scene (load_images), so where another process holds larger ones, they are decoded again onto that size."""
@@ -159,6 +167,8 @@ def predict(
                 megaloc_files = megaloc_checkpoint(config.megaloc_checkpoint) if wants_megaloc else None
                 decoding = decoder.submit(load_images, image_paths, mode=config.preprocess, stop=stop_decoding)
                 model = load_pretrained(checkpoint, device=device)
+                if shard is not None:
+                    _require_heads_for(shard, model.config.num_heads)
                 if megaloc_files is not None:
                     megaloc = load_megaloc(megaloc_files, device=device)
         except BaseException:
