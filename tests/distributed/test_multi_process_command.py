@@ -30,8 +30,8 @@ def images(tmp_path_factory) -> Path:
     return folder
 
 
-def run(command: list[str], images: Path, output: Path, vggt_tiny_dir: Path) -> None:
-    arguments = ["--data", str(images), "--output-dir", str(output), "--device", "cpu", "--checkpoint"]
+def run(command: list[str], images: Path, output: Path, vggt_tiny_dir: Path, options: tuple[str, ...] = ()) -> None:
+    arguments = ["--data", str(images), "--output-dir", str(output), "--device", "cpu", *options, "--checkpoint"]
     environment = {**os.environ, "PYTHONPATH": str(REPOSITORY)}
     result = subprocess.run(
         [*command, *arguments, str(vggt_tiny_dir)],
@@ -79,6 +79,20 @@ def test_gpus_three_on_the_cpu_starts_three_processes_that_write_the_dataset_one
 ):
     run([str(CONSOLE_SCRIPT), "--gpus", "3"], images, tmp_path / "dataset", vggt_tiny_dir)
     assert_same_dataset(tmp_path / "dataset", one_process_dataset, [[0, 2], [2, 4], [4, 5]])
+
+
+@pytest.mark.slow
+def test_covisibility_from_megaloc_descriptors_on_two_processes_writes_the_dataset_and_graph_of_one_process(
+    images, vggt_tiny_dir, megaloc_tiny_dir, tmp_path
+):
+    options = ("--attention", "covisibility", "--neighbors", "1", "--descriptors", "megaloc")
+    options += ("--megaloc-checkpoint", str(megaloc_tiny_dir))
+    run([str(CONSOLE_SCRIPT)], images, tmp_path / "one", vggt_tiny_dir, options)
+    run([str(CONSOLE_SCRIPT), "--gpus", "2"], images, tmp_path / "two", vggt_tiny_dir, options)
+    assert_same_dataset(tmp_path / "two", tmp_path / "one", [[0, 3], [3, 5]])
+    graph = json.loads((tmp_path / "two" / "vggt" / "graph.json").read_text())
+    assert graph == json.loads((tmp_path / "one" / "vggt" / "graph.json").read_text())
+    assert len(graph["edges"]) < 5 * 4 / 2  # a sparse graph: not every pair of the 5 frames
 
 
 @pytest.mark.slow

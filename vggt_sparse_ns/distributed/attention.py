@@ -85,7 +85,8 @@ class _ShardedPlan:
 class ShardedAttention:
     """``strategy`` over a scene whose frames are shared out as ``shard`` says. The aggregator prepares it with
     this process's frames; the strategy is prepared for the whole scene, from the all-gathered GeM descriptors
-    of the frames' patch tokens (where it builds a frame graph from them)."""
+    of the frames' patch tokens (where it builds a frame graph from them). Its summary is the strategy's (figures
+    counted per head, such as block-sparse's kept fractions, are this process's heads')."""
 
     strategy: GlobalAttention
     shard: FrameShard

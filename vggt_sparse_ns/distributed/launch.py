@@ -145,20 +145,29 @@ def spawn(target: Callable[[], None], processes: int, timeout: float | None = No
     deadline = None if timeout is None else time.monotonic() + timeout
     running = list(ranks)
     status = 0
-    while running and status == 0:
-        left = None if deadline is None else max(0.0, deadline - time.monotonic())
-        ended = multiprocessing.connection.wait([process.sentinel for process in running], timeout=left)
-        if not ended:
-            status = TIMED_OUT_STATUS
-        for process in [process for process in running if process.sentinel in ended]:
+    try:
+        while running and status == 0:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ended = multiprocessing.connection.wait([process.sentinel for process in running], timeout=left)
+            if not ended:
+                status = TIMED_OUT_STATUS
+            for process in [process for process in running if process.sentinel in ended]:
+                process.join()
+                running.remove(process)
+                status = status or _exit_status(process.exitcode)
+    finally:  # also on Ctrl+C
+        for process in running:
+            process.terminate()
+        for process in running:
             process.join()
-            running.remove(process)
-            status = status or process.exitcode or 0
-    for process in running:
-        process.terminate()
-    for process in running:
-        process.join()
     return status
+
+
+def _exit_status(exitcode: int | None) -> int:
+    """A process's exit code as a shell reports it (128 + the signal that ended it)."""
+    if exitcode is None or exitcode >= 0:
+        return exitcode or 0
+    return 128 - exitcode
 
 
 def _spawned_rank(target: Callable[[], None], rank: int, processes: int, port: int) -> None:
