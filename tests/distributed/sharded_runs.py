@@ -19,9 +19,15 @@ def strategies() -> dict[str, GlobalAttention]:
     return {"dense": DenseAttention(), "covisibility": CovisibilityAttention(neighbors=NEIGHBORS)}
 
 
+def two_scenes(scene: torch.Tensor) -> torch.Tensor:
+    """[2, S, 3, H, W]: the scene and its frames upside down, run as one batch."""
+    return torch.stack((scene, scene.flip(-2)))
+
+
 def predict_in_group(checkpoint_dir: Path, scene_file: Path, out_dir: Path, fail_rank: int | None = None) -> None:
-    """Join the gloo group, run the tiny model on this process's frames of the scene with each strategy, save
-    the predictions as ``{strategy}.rank{rank}.pt`` (a rank equal to ``fail_rank`` raises instead)."""
+    """Join the gloo group, run the tiny model on this process's frames of the scene with each strategy, and of
+    two scenes batched, save the predictions as ``{strategy or batched}.rank{rank}.pt`` (a rank equal to
+    ``fail_rank`` raises instead)."""
     with process_group("cpu"):
         model = load_pretrained(checkpoint_dir, device="cpu")
         images = torch.load(scene_file)
@@ -33,5 +39,7 @@ def predict_in_group(checkpoint_dir: Path, scene_file: Path, out_dir: Path, fail
             predictions = model(images[shard.local], strategy, shard=shard)
             saved[name] = {key: value for key, value in predictions.items() if isinstance(value, torch.Tensor)}
             saved[name]["attention"] = predictions["attention"]
+        batched = model(two_scenes(images)[:, shard.local], strategies()["covisibility"], shard=shard)
+        saved["batched"] = {key: value for key, value in batched.items() if isinstance(value, torch.Tensor)}
         for name, predictions in saved.items():
             torch.save(predictions, out_dir / f"{name}.rank{shard.rank}.pt")

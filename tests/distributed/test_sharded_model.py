@@ -1,5 +1,6 @@
 """Frames shared out between 2 and 3 gloo processes (uneven shards, a head count 3 does not divide) give the
-predictions of one process, for dense and covisibility attention; a process that fails stops them all."""
+predictions of one process, for dense and covisibility attention and for scenes batched together; a process that
+fails stops them all."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from sharded_runs import predict_in_group, strategies
+from sharded_runs import predict_in_group, strategies, two_scenes
 
 from vggt_sparse_ns.distributed.launch import spawn
 
@@ -42,8 +43,10 @@ def test_frames_shared_out_between_processes_give_the_predictions_of_one_process
     status = spawn(partial(predict_in_group, vggt_tiny_dir, seven_frame_scene, tmp_path), processes, SPAWN_TIMEOUT)
     assert status == 0
     scene = torch.load(seven_frame_scene)
-    for name, strategy in strategies().items():
-        reference = vggt_tiny(scene, strategy)
+    runs = [(name, scene, strategy) for name, strategy in strategies().items()]
+    runs.append(("batched", two_scenes(scene), strategies()["covisibility"]))
+    for name, images, strategy in runs:
+        reference = vggt_tiny(images, strategy)
         parts = [torch.load(tmp_path / f"{name}.rank{rank}.pt") for rank in range(processes)]
         assert [part["depth"].shape[1] for part in parts] == [len(r) for r in torch.arange(7).tensor_split(processes)]
         for key in PREDICTION_KEYS:
