@@ -92,7 +92,8 @@ def _rank_main(main: Callable[[], None], device: str, fail: Callable[[BaseExcept
 @contextmanager
 def process_group(device: str) -> Iterator[int]:
     """Join the default process group the environment describes and yield this process's rank; leave it at the
-    end. On CUDA each process takes the GPU of its LOCAL_RANK."""
+    end (not when the body fails: the others may be waiting inside a collective, and the process exits anyway).
+    On CUDA each process takes the GPU of its LOCAL_RANK."""
     import torch
     import torch.distributed as dist
 
