@@ -67,14 +67,15 @@ def measure(config: VGGTConfig, strategy: str, frames: int, height: int, width: 
     shard = FrameShard.of_scene(frames) if sharded else None
     select = shard.local if shard is not None else slice(None)
     images = smooth_images(frames, height, width, device=str(device), select=select)
-    timer = StageTimer(device)
+    timers: list[StageTimer] = []
     outputs = ("cameras", "depth")
 
     def run() -> Any:
-        return model(images, strategy_named(strategy), outputs=outputs, shard=shard, timer=timer)
+        timers.append(StageTimer(device))
+        return model(images, strategy_named(strategy), outputs=outputs, shard=shard, timer=timers[-1])
 
     seconds = forward_seconds(run, device, sharded)
-    communication = timer.seconds().get(COMMUNICATION_STAGE, 0.0) / 2  # the warm-up call and the timed one
+    communication = timers[-1].seconds().get(COMMUNICATION_STAGE, 0.0)  # the timed call's
     peak = torch.cuda.max_memory_allocated(device) / GIB if device.type == "cuda" else None
     return {"seconds": seconds, "communication_seconds": communication, "peak_gib": peak}
 

@@ -95,7 +95,7 @@ def _run(job: Job, progress: StageLog) -> list[tuple[Reconstruction, dict[str, A
         "seconds": {stage: seconds - before.get(stage, 0.0) for stage, seconds in progress.seconds.items()},
         "communication_seconds": timer.seconds().get(COMMUNICATION_STAGE, 0.0),
         "peak_memory_bytes": progress.peak_memory_bytes,
-        "device": str(torch.cuda.current_device()) if device.type == "cuda" else device.type,
+        "device": f"cuda:{torch.cuda.current_device()}" if device.type == "cuda" else device.type,
     }
     parts: list[Any] | None = [None] * shard.processes if shard.rank == LEADER else None
     with collective():
