@@ -1,4 +1,5 @@
-"""The command on several CPU processes (torchrun, --gpus) writes the dataset one process writes."""
+"""The command on several CPU processes (torchrun, --gpus) writes the dataset one process writes, frame graph
+included."""
 
 from __future__ import annotations
 
@@ -30,11 +31,14 @@ def images(tmp_path_factory) -> Path:
     return folder
 
 
-def run(command: list[str], images: Path, output: Path, vggt_tiny_dir: Path, options: tuple[str, ...] = ()) -> None:
-    arguments = ["--data", str(images), "--output-dir", str(output), "--device", "cpu", *options, "--checkpoint"]
+def run(command: list[str], images: Path, output: Path, vggt_tiny_dir: Path, megaloc_tiny_dir: Path) -> None:
+    """The command on the tiny models: covisibility attention (one neighbour each: a sparse graph of the 5 frames)
+    from MegaLoc's descriptors, which each process computes for its frames."""
+    arguments = ["--data", str(images), "--output-dir", str(output), "--device", "cpu", "--attention", "covisibility"]
+    arguments += ["--neighbors", "1", "--descriptors", "megaloc", "--megaloc-checkpoint", str(megaloc_tiny_dir)]
     environment = {**os.environ, "PYTHONPATH": str(REPOSITORY)}
     result = subprocess.run(
-        [*command, *arguments, str(vggt_tiny_dir)],
+        [*command, *arguments, "--checkpoint", str(vggt_tiny_dir)],
         capture_output=True,
         text=True,
         env=environment,
@@ -44,9 +48,9 @@ def run(command: list[str], images: Path, output: Path, vggt_tiny_dir: Path, opt
 
 
 @pytest.fixture(scope="module")
-def one_process_dataset(images, vggt_tiny_dir, tmp_path_factory) -> Path:
+def one_process_dataset(images, vggt_tiny_dir, megaloc_tiny_dir, tmp_path_factory) -> Path:
     output = tmp_path_factory.mktemp("one") / "dataset"
-    run([str(CONSOLE_SCRIPT)], images, output, vggt_tiny_dir)
+    run([str(CONSOLE_SCRIPT)], images, output, vggt_tiny_dir, megaloc_tiny_dir)
     return output
 
 
@@ -59,6 +63,9 @@ def assert_same_dataset(dataset: Path, reference: Path, rank_frames: list[list[i
         reference_values = np.array([frame[key] for frame in expected])
         assert np.abs(values - reference_values).max() <= EXACT * np.abs(reference_values).max(), key
     assert sorted(path.name for path in dataset.iterdir()) == sorted(path.name for path in reference.iterdir())
+    graph = json.loads((dataset / "vggt" / "graph.json").read_text())
+    assert graph == json.loads((reference / "vggt" / "graph.json").read_text())
+    assert len(graph["edges"]) < 5 * 4 / 2  # sparse: not every pair of the 5 frames
     ranks = json.loads((dataset / "vggt" / "summary.json").read_text())["ranks"]
     assert [rank["frames"] for rank in ranks] == rank_frames
     assert all(rank["communication_seconds"] > 0 and rank["seconds"]["inference"] > 0 for rank in ranks)
@@ -66,33 +73,19 @@ def assert_same_dataset(dataset: Path, reference: Path, rank_frames: list[list[i
 
 @pytest.mark.slow
 def test_torchrun_with_two_processes_writes_the_dataset_one_process_writes(
-    images, one_process_dataset, vggt_tiny_dir, tmp_path
+    images, one_process_dataset, vggt_tiny_dir, megaloc_tiny_dir, tmp_path
 ):
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    run([*torchrun, str(CONSOLE_SCRIPT)], images, tmp_path / "dataset", vggt_tiny_dir)
+    run([*torchrun, str(CONSOLE_SCRIPT)], images, tmp_path / "dataset", vggt_tiny_dir, megaloc_tiny_dir)
     assert_same_dataset(tmp_path / "dataset", one_process_dataset, [[0, 3], [3, 5]])
 
 
 @pytest.mark.slow
 def test_gpus_three_on_the_cpu_starts_three_processes_that_write_the_dataset_one_process_writes(
-    images, one_process_dataset, vggt_tiny_dir, tmp_path
+    images, one_process_dataset, vggt_tiny_dir, megaloc_tiny_dir, tmp_path
 ):
-    run([str(CONSOLE_SCRIPT), "--gpus", "3"], images, tmp_path / "dataset", vggt_tiny_dir)
+    run([str(CONSOLE_SCRIPT), "--gpus", "3"], images, tmp_path / "dataset", vggt_tiny_dir, megaloc_tiny_dir)
     assert_same_dataset(tmp_path / "dataset", one_process_dataset, [[0, 2], [2, 4], [4, 5]])
-
-
-@pytest.mark.slow
-def test_covisibility_from_megaloc_descriptors_on_two_processes_writes_the_dataset_and_graph_of_one_process(
-    images, vggt_tiny_dir, megaloc_tiny_dir, tmp_path
-):
-    options = ("--attention", "covisibility", "--neighbors", "1", "--descriptors", "megaloc")
-    options += ("--megaloc-checkpoint", str(megaloc_tiny_dir))
-    run([str(CONSOLE_SCRIPT)], images, tmp_path / "one", vggt_tiny_dir, options)
-    run([str(CONSOLE_SCRIPT), "--gpus", "2"], images, tmp_path / "two", vggt_tiny_dir, options)
-    assert_same_dataset(tmp_path / "two", tmp_path / "one", [[0, 3], [3, 5]])
-    graph = json.loads((tmp_path / "two" / "vggt" / "graph.json").read_text())
-    assert graph == json.loads((tmp_path / "one" / "vggt" / "graph.json").read_text())
-    assert len(graph["edges"]) < 5 * 4 / 2  # a sparse graph: not every pair of the 5 frames
 
 
 @pytest.mark.slow
