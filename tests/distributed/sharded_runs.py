@@ -24,22 +24,27 @@ def two_scenes(scene: torch.Tensor) -> torch.Tensor:
     return torch.stack((scene, scene.flip(-2)))
 
 
-def predict_in_group(checkpoint_dir: Path, scene_file: Path, out_dir: Path, fail_rank: int | None = None) -> None:
+def predict_in_group(
+    checkpoint_dir: Path, scene_file: Path, out_dir: Path, fail_rank: int | None = None, device: str = "cpu"
+) -> None:
     """Join the gloo group, run the tiny model on this process's frames of the scene with each strategy, and of
     two scenes batched, save the predictions as ``{strategy or batched}.rank{rank}.pt`` (a rank equal to
-    ``fail_rank`` raises instead)."""
-    with process_group("cpu"):
-        model = load_pretrained(checkpoint_dir, device="cpu")
-        images = torch.load(scene_file)
+    ``fail_rank`` raises instead). On CUDA each process takes its GPU and computes in fp32."""
+    with process_group(device):
+        torch.backends.cudnn.allow_tf32 = False  # fp32 convolutions on the GPU, as in the one-GPU reference
+        model = load_pretrained(checkpoint_dir, device=device)
+        images = torch.load(scene_file).to(device)
         shard = FrameShard.of_scene(images.shape[0])
         if shard.rank == fail_rank:
             raise RuntimeError(f"injected failure on rank {shard.rank}")
         saved = {}
         for name, strategy in strategies().items():
-            predictions = model(images[shard.local], strategy, shard=shard)
-            saved[name] = {key: value for key, value in predictions.items() if isinstance(value, torch.Tensor)}
+            predictions = model(images[shard.local], strategy, shard=shard, compute_dtype=torch.float32)
+            saved[name] = {key: value.cpu() for key, value in predictions.items() if isinstance(value, torch.Tensor)}
             saved[name]["attention"] = predictions["attention"]
-        batched = model(two_scenes(images)[:, shard.local], strategies()["covisibility"], shard=shard)
-        saved["batched"] = {key: value for key, value in batched.items() if isinstance(value, torch.Tensor)}
+        batched = model(
+            two_scenes(images)[:, shard.local], strategies()["covisibility"], shard=shard, compute_dtype=torch.float32
+        )
+        saved["batched"] = {key: value.cpu() for key, value in batched.items() if isinstance(value, torch.Tensor)}
         for name, predictions in saved.items():
             torch.save(predictions, out_dir / f"{name}.rank{shard.rank}.pt")

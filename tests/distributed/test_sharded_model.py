@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from sharded_runs import predict_in_group, strategies, two_scenes
 
 from vggt_sparse_ns.distributed.launch import spawn
+from vggt_sparse_ns.model import load_pretrained
 
 SCENE_SIZE = (112, 154)
 """8 x 11 patches per frame: a forward of the tiny model takes well under a second."""
@@ -34,20 +35,16 @@ def seven_frame_scene(vggt_tiny_expected, tmp_path_factory) -> Path:
     return path
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("processes", [2, 3])
-def test_frames_shared_out_between_processes_give_the_predictions_of_one_process(
-    processes, vggt_tiny, vggt_tiny_dir, seven_frame_scene, tmp_path
-):
-    assert vggt_tiny.config.num_heads % 3 != 0  # three processes attend with unequal numbers of heads
-    status = spawn(partial(predict_in_group, vggt_tiny_dir, seven_frame_scene, tmp_path), processes, SPAWN_TIMEOUT)
-    assert status == 0
-    scene = torch.load(seven_frame_scene)
+def assert_shares_give_one_process_predictions(model, scene_file: Path, results: Path, processes: int) -> None:
+    """Each process's saved predictions, joined in rank order, equal the model's on the whole scene."""
+    device = next(model.parameters()).device
+    scene = torch.load(scene_file).to(device)
     runs = [(name, scene, strategy) for name, strategy in strategies().items()]
     runs.append(("batched", two_scenes(scene), strategies()["covisibility"]))
     for name, images, strategy in runs:
-        reference = vggt_tiny(images, strategy)
-        parts = [torch.load(tmp_path / f"{name}.rank{rank}.pt") for rank in range(processes)]
+        reference = dict(model(images, strategy, compute_dtype=torch.float32))
+        reference.update({key: reference[key].cpu() for key in PREDICTION_KEYS})
+        parts = [torch.load(results / f"{name}.rank{rank}.pt") for rank in range(processes)]
         assert [part["depth"].shape[1] for part in parts] == [len(r) for r in torch.arange(7).tensor_split(processes)]
         for key in PREDICTION_KEYS:
             joined = torch.cat([part[key] for part in parts], dim=1)
@@ -57,6 +54,31 @@ def test_frames_shared_out_between_processes_give_the_predictions_of_one_process
             graph = reference["attention"]["graphs"][0]
             assert graph["dense_cost_fraction"] < 1  # really sparse: not every frame attends to every frame
             assert all(part["attention"]["graphs"] == reference["attention"]["graphs"] for part in parts)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("processes", [2, 3])
+def test_frames_shared_out_between_processes_give_the_predictions_of_one_process(
+    processes, vggt_tiny, vggt_tiny_dir, seven_frame_scene, tmp_path
+):
+    assert vggt_tiny.config.num_heads % 3 != 0  # three processes attend with unequal numbers of heads
+    status = spawn(partial(predict_in_group, vggt_tiny_dir, seven_frame_scene, tmp_path), processes, SPAWN_TIMEOUT)
+    assert status == 0
+    assert_shares_give_one_process_predictions(vggt_tiny, seven_frame_scene, tmp_path, processes)
+
+
+@pytest.mark.slow
+def test_frames_shared_out_between_two_gpus_give_the_predictions_of_one_gpu(
+    vggt_tiny_dir, seven_frame_scene, tmp_path, monkeypatch
+):
+    """NCCL between two GPUs, in fp32 (written without a multi-GPU machine at hand: not run yet)."""
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs two CUDA GPUs")
+    target = partial(predict_in_group, vggt_tiny_dir, seven_frame_scene, tmp_path, device="cuda")
+    assert spawn(target, 2, SPAWN_TIMEOUT) == 0
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    model = load_pretrained(vggt_tiny_dir, device="cuda")
+    assert_shares_give_one_process_predictions(model, seven_frame_scene, tmp_path, 2)
 
 
 @pytest.mark.slow
