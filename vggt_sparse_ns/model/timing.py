@@ -11,8 +11,8 @@ from typing import Any
 import torch
 
 COMMUNICATION_STAGE = "communication"
-"""The stage of the time spent in collectives where frames are shared out between processes (waiting for the
-slowest process included)."""
+"""The stage of the time spent exchanging tensors where frames are shared out between processes: packing them
+and the collectives, waiting for the slowest process included."""
 
 
 class StageTimer:
