@@ -2,8 +2,10 @@
 
 Rank 0's ``reconstruct`` call sends the job (image paths, settings) to the followers; every process decodes and
 runs its share of the frames (``FrameShard``), the model exchanging what attention and the camera head need;
-the host results are gathered on rank 0, which alone writes the dataset. A follower waits for jobs until rank 0
-says stop (the end of the command); a process that fails exits, and the launcher or torchrun stops the others.
+the host results are gathered on rank 0, which alone writes the dataset. A command reconstructs once, so rank 0
+sends the followers one message: the job, or stop when the command ends without one (it failed before). The
+followers end with their job, not waiting while rank 0 writes or serves the viewer; a process that fails exits,
+and the launcher or torchrun stops the others.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from vggt_sparse_ns.pipeline.run import predict, resolve_device
 from vggt_sparse_ns.pipeline.stages import StageLog
 
 LEADER = 0
+_job_sent = False
+"""Whether rank 0 has sent the followers their job (the one message they wait for)."""
 
 
 @dataclass(frozen=True)
@@ -58,8 +62,12 @@ def lead(
     processes = dist.get_world_size()
     if len(image_paths) < processes:
         raise InputError(f"{len(image_paths)} images cannot be shared by {processes} processes: use fewer (--gpus).")
+    global _job_sent
+    if _job_sent:
+        raise RuntimeError("the processes have run this command's reconstruction already; a command makes one")
     job = Job(list(image_paths), config, point_head)
     _broadcast(job)
+    _job_sent = True
     parts = _run(job, progress)
     assert parts is not None
     reconstruction = concatenate([part for part, _ in parts])
@@ -70,14 +78,16 @@ def lead(
 
 
 def follow() -> None:
-    """Ranks > 0: run rank 0's jobs until it says stop."""
-    while (job := _broadcast(None)) is not None:
+    """Ranks > 0: run rank 0's job, unless it says stop."""
+    job = _broadcast(None)
+    if job is not None:
         _run(job, StageLog())
 
 
 def stop_followers() -> None:
-    """Rank 0, at the end of the command: release the followers."""
-    _broadcast(None)
+    """Rank 0, at the end of the command: release the followers if they still wait for their job."""
+    if not _job_sent:
+        _broadcast(None)
 
 
 def _run(job: Job, progress: StageLog) -> list[tuple[Reconstruction, dict[str, Any]]] | None:
