@@ -102,7 +102,11 @@ def _run(job: Job, progress: StageLog) -> list[tuple[Reconstruction, dict[str, A
     report = {
         "rank": shard.rank,
         "frames": [shard.local.start, shard.local.stop],
-        "seconds": {stage: seconds - before.get(stage, 0.0) for stage, seconds in progress.seconds.items()},
+        "seconds": {
+            stage: seconds - before.get(stage, 0.0)
+            for stage, seconds in progress.seconds.items()
+            if seconds != before.get(stage)
+        },
         "communication_seconds": timer.seconds().get(COMMUNICATION_STAGE, 0.0),
         "peak_memory_bytes": progress.peak_memory_bytes,
         "device": f"cuda:{torch.cuda.current_device()}" if device.type == "cuda" else device.type,
