@@ -172,6 +172,7 @@ def build_dataset(
                 for name, (running, seconds) in log.seconds_beside().items()
             },
             "peak_memory_bytes": log.peak_memory_bytes,
+            **({"ranks": log.ranks} if log.ranks else {}),
             "attention": result.attention,
             "export": summary.to_json(),
         },
