@@ -120,8 +120,13 @@ def test_more_processes_than_attention_heads_stop_with_one_message_and_leave_the
 
 
 @pytest.mark.slow
-def test_ctrl_c_during_a_run_on_two_processes_exits_130_with_one_line_and_leaves_the_previous_dataset_as_it_was(
-    images, one_process_dataset, vggt_tiny_dir, tmp_path
+@pytest.mark.parametrize(
+    ("to_every_process", "number", "status", "line"),
+    [(True, signal.SIGINT, 130, "Interrupted (Ctrl+C)."), (False, signal.SIGTERM, 143, "Interrupted (SIGTERM).")],
+    ids=["ctrl_c_in_a_terminal", "sigterm_to_the_launcher"],
+)
+def test_a_signal_during_a_run_on_two_processes_ends_it_with_one_line_and_leaves_the_previous_dataset_as_it_was(
+    to_every_process, number, status, line, images, one_process_dataset, vggt_tiny_dir, tmp_path
 ):
     output = tmp_path / "dataset"
     shutil.copytree(one_process_dataset, output)
@@ -140,9 +145,12 @@ def test_ctrl_c_during_a_run_on_two_processes_exits_130_with_one_line_and_leaves
     while not staging.exists() and command.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert staging.exists(), "rank 0 never began its dataset"
-    os.killpg(command.pid, signal.SIGINT)  # what Ctrl+C in a terminal does: every process of the job gets it
+    if to_every_process:
+        os.killpg(command.pid, number)  # what Ctrl+C in a terminal does: every process of the job gets it
+    else:
+        command.send_signal(number)  # the launcher only: it passes the signal on
     messages, _ = command.communicate(timeout=RUN_TIMEOUT)
-    assert command.returncode == 130, messages
-    assert messages.count("Interrupted (Ctrl+C).") == 1 and "Traceback" not in messages, messages
+    assert command.returncode == status, messages
+    assert messages.count(line) == 1 and "Traceback" not in messages, messages
     assert snapshot(output) == before
     assert [path.name for path in tmp_path.iterdir()] == ["dataset"]

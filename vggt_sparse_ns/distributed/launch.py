@@ -22,16 +22,17 @@ from contextlib import contextmanager
 from functools import partial
 from typing import Literal, NoReturn
 
+from vggt_sparse_ns.interrupts import signals_as_interrupted
 from vggt_sparse_ns.pipeline.errors import InputError
 
 GpuChoice = Literal["all"] | int
 TIMED_OUT_STATUS = 124
 INTERRUPTED_STATUS = 128 + signal.SIGINT
 SIGNAL_PASS_ON_SECONDS = 1.0
-"""After Ctrl+C, how long the launcher waits before passing SIGINT on to the processes that have not ended (a
-terminal's Ctrl+C reaches them all; ``kill -INT`` reaches the launcher only)."""
+"""After Ctrl+C (or SIGTERM), how long the launcher waits before passing the signal on to the processes that have
+not ended (a terminal's Ctrl+C reaches them all; ``kill -INT`` reaches the launcher only)."""
 LEADER_CLEANUP_SECONDS = 60.0
-"""After Ctrl+C, how long the launcher waits for rank 0 to leave the output folder as it was before stopping it."""
+"""After Ctrl+C (or SIGTERM), how long the launcher waits for rank 0 to leave the output folder as it was before stopping it."""
 
 
 def torchrun_processes() -> int:
@@ -73,7 +74,8 @@ def run_command(
     if torchrun_processes() > 1:
         as_process(target)
         return
-    status = spawn(target, processes)
+    with signals_as_interrupted():  # SIGTERM is passed on as Ctrl+C is
+        status = spawn(target, processes)
     if status:
         raise SystemExit(status)
 
@@ -144,9 +146,10 @@ def spawn(target: Callable[[], None], processes: int, timeout: float | None = No
     """Run ``target`` in ``processes`` new processes on this host, joined as ranks 0..processes-1 (the
     environment torchrun would set); returns 0, or the status of the first process that failed (the others are
     then stopped), or ``TIMED_OUT_STATUS`` after ``timeout`` seconds (all stopped). On Ctrl+C (the terminal
-    sends it to every process; ``kill -INT`` to this one only) the processes still running a moment later are
-    sent SIGINT, and rank 0 is given ``LEADER_CLEANUP_SECONDS`` to leave the output folder as it was; the status
-    is then 130."""
+    sends it to every process; ``kill -INT`` to this one only), or SIGTERM raised as ``Interrupted``, the
+    processes still running a moment later are sent the same signal, and rank 0 is given
+    ``LEADER_CLEANUP_SECONDS`` to leave the output folder as it was; the status is then rank 0's (it reports how
+    the run ended), or 128 + the signal where rank 0 did not end in time."""
     context = multiprocessing.get_context("spawn")
     port = _free_port()
     ranks = [
@@ -168,13 +171,15 @@ def spawn(target: Callable[[], None], processes: int, timeout: float | None = No
                 process.join()
                 running.remove(process)
                 status = status or _exit_status(process.exitcode)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
+        number = getattr(interrupt, "signal_number", signal.SIGINT)
         ranks[0].join(SIGNAL_PASS_ON_SECONDS)
         for process in running:
             if process.is_alive():
-                os.kill(process.pid, signal.SIGINT)
+                os.kill(process.pid, number)
         ranks[0].join(LEADER_CLEANUP_SECONDS)
-        status = INTERRUPTED_STATUS
+        ended = ranks[0].exitcode is not None
+        status = _exit_status(ranks[0].exitcode) if ended else 128 + number
     finally:  # also on Ctrl+C
         for process in running:
             process.terminate()
