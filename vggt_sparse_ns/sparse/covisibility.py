@@ -221,7 +221,7 @@ class CovisibilityAttention(FrameGraphSource):
     as ``plan(q, k, v, layer)``; ``plan.summary()`` names the graph and the implementation that ran.
 
     Example:
-        >>> model = load_pretrained("facebook/VGGT-1B", device="cuda")
+        >>> model = load_pretrained(device="cuda")  # the default checkpoint: VGGT-1B from the hub
         >>> predictions = model(images.cuda(), CovisibilityAttention(neighbors=16))
         >>> predictions["attention"]["implementation"]  # on a Hopper GPU
         'gluon'
