@@ -27,10 +27,13 @@ def random_vggt(config: VGGTConfig | None = None, device: str = "cuda", seed: in
     return model.to(device).eval()
 
 
-def smooth_images(frames: int, height: int, width: int, device: str = "cuda", seed: int = 0) -> torch.Tensor:
-    """Random images in [0, 1] with image-like spatial correlation (upsampled low-res noise)."""
+def smooth_images(
+    frames: int, height: int, width: int, device: str = "cuda", seed: int = 0, select: slice = slice(None)
+) -> torch.Tensor:
+    """Random images in [0, 1] with image-like spatial correlation (upsampled low-res noise); ``select``: only
+    these frames of the scene (a process's share), the same pixels as in the whole scene."""
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    coarse = torch.rand(frames, 3, height // 16 + 1, width // 16 + 1, generator=generator)
+    coarse = torch.rand(frames, 3, height // 16 + 1, width // 16 + 1, generator=generator)[select]
     images = torch.nn.functional.interpolate(coarse, size=(height, width), mode="bicubic", align_corners=False)
     return images.clamp(0, 1).to(device)
 

@@ -56,6 +56,14 @@ def fail(message: str) -> NoReturn:
     raise SystemExit(INPUT_ERROR_STATUS)
 
 
+def report_error(error: BaseException, *, verbose: bool = False) -> NoReturn:
+    """End with ``error``: its traceback first when it is unexpected (or with ``verbose``), then ``Error: ...``
+    and exit status 1. To be called from an ``except`` block (the traceback is the one being handled)."""
+    if verbose or not isinstance(error, _user_errors()):
+        STDERR.print_exception()
+    fail(str(error))
+
+
 @contextmanager
 def reported(*, verbose: bool = False, after_interrupt: Callable[[], str] = lambda: "") -> Iterator[None]:
     """Run a command's work: SIGTERM is raised like Ctrl+C (``Interrupted``), and whatever stops the work ends
@@ -70,6 +78,4 @@ def reported(*, verbose: bool = False, after_interrupt: Callable[[], str] = lamb
         STDERR.print(f"[bold yellow]Interrupted ({name}).[/bold yellow] {escape(after_interrupt())}".rstrip())
         raise SystemExit(interrupted_status(number)) from None
     except Exception as error:
-        if verbose or not isinstance(error, _user_errors()):
-            STDERR.print_exception()
-        fail(str(error))
+        report_error(error, verbose=verbose)

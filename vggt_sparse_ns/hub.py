@@ -141,15 +141,20 @@ def resolve_checkpoint(
 
 
 def load_state_dict_file(path: Path) -> dict:
-    """A state dict from .safetensors or a torch pickle (.pt/.pth/.bin, tensors only)."""
+    """A state dict from .safetensors or a torch pickle (.pt/.pth/.bin, tensors only). Ctrl+C and SIGTERM wait
+    until the file is read: raised inside the readers' native code they came out as another error (safetensors:
+    "could not determine the shape of object type"), reported as an unreadable file instead of an interrupt."""
     import torch
 
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    from vggt_sparse_ns.interrupts import held_signals
 
-            return load_file(str(path))
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    try:
+        with held_signals():
+            if path.suffix == ".safetensors":
+                from safetensors.torch import load_file
+
+                return load_file(str(path))
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as error:
         raise WeightsUnavailableError(f"Could not read the weights file {path}: {error}") from error
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):

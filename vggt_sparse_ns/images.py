@@ -363,6 +363,7 @@ def load_images(
     patch_size: int = PATCH_SIZE,
     workers: int | None = None,
     stop: threading.Event | None = None,
+    canvas: tuple[int, int] = (0, 0),
 ) -> ImageBatch:
     """Decode and preprocess image files in parallel into VGGT's input, exactly as the original does.
 
@@ -378,6 +379,8 @@ def load_images(
         workers: decoding threads (default: twice the CPUs, at most 32).
         stop: once set, the images not yet begun are skipped and ImageLoadError is raised, so a caller
             that no longer needs them does not wait for them.
+        canvas: (height, width) the batch is padded to at least: where a scene's frames are loaded by several
+            processes, the size of the scene's largest image, so that every process's frames match the scene's.
 
     Returns:
         An ImageBatch: ``tensor`` [S, 3, H, W] uint8 (the model's input), ``pixels`` [S, H, W, 3], and per
@@ -408,8 +411,8 @@ def load_images(
         loaded = list(pool.map(decode, paths))
     if stop is not None and stop.is_set():
         raise ImageLoadError("Image loading was stopped before all images were decoded.")
-    height = max(pixels.shape[0] for pixels, _ in loaded)
-    width = max(pixels.shape[1] for pixels, _ in loaded)
+    height = max(canvas[0], *(pixels.shape[0] for pixels, _ in loaded))
+    width = max(canvas[1], *(pixels.shape[1] for pixels, _ in loaded))
     batch = np.full((len(loaded), height, width, 3), 255, dtype=np.uint8)
     transforms = []
     for index, (pixels, transform) in enumerate(loaded):

@@ -13,6 +13,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
+COMMUNICATION_STAGE = "communication"
+"""The stage of the time spent exchanging tensors where frames are shared out between processes: packing them
+and the collectives, waiting for the slowest process included."""
+
 
 class StageTimer:
     """Accumulates elapsed time per named stage, in the order stages first ran.
@@ -37,6 +41,9 @@ class StageTimer:
         self.on_start = on_start
         self.peak_memory_bytes: int | None = None
         """Peak memory allocated on a CUDA device during the run (``record_peak_memory``); None when not measured."""
+        self.ranks: list[dict[str, Any]] | None = None
+        """Where several processes ran the model (distributed/reconstruct.py): each one's figures (rank, device,
+        frames, seconds per stage, communication seconds, peak memory), in rank order; None for one process."""
         self._spans: dict[str, list[tuple[Any, Any]]] = defaultdict(list)
         self._open: list[str] = []
         self._span_start: Any = None

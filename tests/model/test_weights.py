@@ -127,3 +127,26 @@ def test_corrupt_weights_file_names_the_file(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(WeightsUnavailableError, match="model.safetensors"):
         load_pretrained(tmp_path)
+
+
+def test_ctrl_c_while_a_weights_file_is_read_is_raised_as_the_interrupt_once_the_file_is_read(tmp_path, monkeypatch):
+    """Raised inside safetensors' native reader, the interrupt came out as an unreadable-file error."""
+    import signal
+
+    import safetensors.torch
+
+    from vggt_sparse_ns.hub import load_state_dict_file
+    from vggt_sparse_ns.interrupts import Interrupted, signals_as_interrupted
+
+    read_whole = []
+
+    def read_interrupted(name: str) -> dict:
+        signal.raise_signal(signal.SIGINT)  # Ctrl+C as the file is read
+        read_whole.append(name)
+        return {}
+
+    monkeypatch.setattr(safetensors.torch, "load_file", read_interrupted)
+    path = tmp_path / "model.safetensors"
+    with pytest.raises(Interrupted), signals_as_interrupted():
+        load_state_dict_file(path)
+    assert read_whole == [str(path)]

@@ -183,6 +183,7 @@ def build_dataset(
                 for name, (running, seconds) in log.seconds_beside().items()
             },
             "peak_memory_bytes": log.peak_memory_bytes,
+            **({"ranks": log.ranks} if log.ranks else {}),
             "attention": result.attention,
             **({"refinement": result.refinement} if result.refinement else {}),
             "export": summary.to_json(),

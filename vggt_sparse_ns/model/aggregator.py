@@ -111,11 +111,13 @@ class Aggregator(nn.Module):
         self.rope = RotaryEmbedding2D(config.rope_freq)
         self.head_dim = dim // config.num_heads
 
-    def special_tokens(self, batch: int, frames: int) -> Tensor:
-        """[B, S, 1 + registers, C]: frame 0 gets the reference versions, the others the shared ones."""
+    def special_tokens(self, batch: int, frames: int, first_frame: int = 0) -> Tensor:
+        """[B, S, 1 + registers, C] for S frames from ``first_frame`` of the scene on: the scene's frame 0 gets the
+        reference versions, the others the shared ones."""
         special = torch.cat((self.camera_token, self.register_token), dim=2)
-        first = special[:, :1].expand(batch, 1, -1, -1)
-        rest = special[:, 1:].expand(batch, frames - 1, -1, -1)
+        references = 1 if first_frame == 0 else 0
+        first = special[:, :1].expand(batch, references, -1, -1)
+        rest = special[:, 1:].expand(batch, frames - references, -1, -1)
         return torch.cat((first, rest), dim=1)
 
     def embed_patches(self, images: Tensor, norm_implementation: NormImplementation = "auto") -> Tensor:
@@ -135,12 +137,14 @@ class Aggregator(nn.Module):
         norm_implementation: NormImplementation = "auto",
         taps_on_host: bool = False,
         query_chunks: bool = False,
+        first_frame: int = 0,
     ) -> AggregatorOutput:
         """images [B, S, 3, H, W], float in [0, 1] or uint8, on the model's device or on the host (then moved
         a chunk at a time); per-frame work runs on ``frames_chunk`` frames at a time; the blocks' norms run by
         ``norm_implementation``. ``taps_on_host`` keeps what the taps read in page-locked host memory instead
         of the GPU's (``TapStore``). ``query_chunks`` has each global block attend its queries ``frames_chunk``
-        frames at a time, where the plan can (``AttentionPlan.attends_query_chunks``)."""
+        frames at a time, where the plan can (``AttentionPlan.attends_query_chunks``). Where a scene's frames are
+        shared out between processes, ``images`` are this process's, from the scene's ``first_frame`` on."""
         norms = norm_implementation
         stage = stage_of(timer)
         device = self.camera_token.device
@@ -153,7 +157,7 @@ class Aggregator(nn.Module):
         layout = FrameLayout(batch, frames, self.patch_start + patch_tokens.shape[2], self.patch_start)
         with stage("attention_plan"):
             plan = global_attention.prepare(layout, patch_tokens)
-        x = torch.cat((self.special_tokens(batch, frames).to(patch_tokens.dtype), patch_tokens), dim=2)
+        x = torch.cat((self.special_tokens(batch, frames, first_frame).to(patch_tokens.dtype), patch_tokens), dim=2)
         del patch_tokens
         tokens_per_frame, dim = x.shape[2], x.shape[3]
         x = x.reshape(batch * frames, tokens_per_frame, dim)

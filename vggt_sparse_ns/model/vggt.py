@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from functools import partial
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -20,7 +20,10 @@ from vggt_sparse_ns.model.config import VGGTConfig, coerce_config
 from vggt_sparse_ns.model.dpt_head import DPTHead
 from vggt_sparse_ns.sparse.base import GlobalAttention
 from vggt_sparse_ns.sparse.dense import DenseAttention
-from vggt_sparse_ns.timing import StageTimer, stage_of
+from vggt_sparse_ns.timing import COMMUNICATION_STAGE, StageTimer, stage_of
+
+if TYPE_CHECKING:
+    from vggt_sparse_ns.distributed.shard import FrameShard
 
 Output = Literal["cameras", "depth", "points"]
 SdpaBackend = Literal["auto", "cudnn", "flash", "efficient", "math"]
@@ -96,6 +99,7 @@ class VGGT(nn.Module):
         norm_implementation: NormImplementation = "auto",
         taps_on_host: bool = False,
         query_chunks: bool = False,
+        shard: FrameShard | None = None,
     ) -> dict[str, Any]:
         """images [S, 3, H, W] or [B, S, 3, H, W], float in [0, 1] or uint8, H and W multiples of the patch size.
 
@@ -114,6 +118,13 @@ class VGGT(nn.Module):
         run (the same values; less GPU memory, model/memory.py says when it is needed). ``query_chunks`` runs
         global attention by chunks of ``frames_chunk`` query frames where the strategy can (the same values;
         less GPU memory, a little more time).
+
+        With a ``shard`` (distributed/shard.py), the scene's frames are shared out between processes: ``images``
+        are this process's frames (``images[shard.local]`` of the scene), every process calls the model at once,
+        and the predictions are those of one process given the whole scene, for this process's frames. Global
+        attention exchanges q, k, v between the processes (distributed/attention.py) and the camera head, which
+        attends across frames, gathers every frame's camera token. With ``taps_on_host`` each process keeps
+        the taps of its own frames.
         """
         stage = stage_of(timer)
         if sdpa_backend not in SDPA_BACKENDS:
@@ -136,22 +147,34 @@ class VGGT(nn.Module):
             torch.autocast(device_type, dtype=compute_dtype, enabled=compute_dtype != torch.float32),
             sdpa_kernel(SDPA_BACKENDS[sdpa_backend], set_priority=True),
         ):
+            global_attention = global_attention or DenseAttention()
+            if shard is not None:
+                from vggt_sparse_ns.distributed.attention import ShardedAttention
+
+                global_attention = ShardedAttention(global_attention, shard, timer)
             aggregated = self.aggregator(
                 images,
-                global_attention or DenseAttention(),
+                global_attention,
                 taps,
                 frames_chunk=frames_chunk,
                 timer=timer,
                 norm_implementation=norm_implementation,
                 taps_on_host=taps_on_host,
                 query_chunks=query_chunks,
+                first_frame=shard.local.start if shard is not None else 0,
             )
 
         kept = aggregated.kept
         predictions: dict[str, Any] = {"attention": aggregated.attention}
         if "cameras" in heads:
+            camera_tokens = kept["cameras"].to(self.aggregator.camera_token.device)
+            if shard is not None:
+                with stage(COMMUNICATION_STAGE):
+                    camera_tokens = shard.gather_frames(camera_tokens)
             with stage("camera_head"):
-                pose_enc = heads["cameras"](kept["cameras"].to(self.aggregator.camera_token.device))
+                pose_enc = heads["cameras"](camera_tokens)
+                if shard is not None:
+                    pose_enc = pose_enc[:, shard.local]
                 extrinsic, intrinsic = pose_encoding_to_cameras(pose_enc, (height, width))
             predictions.update(pose_enc=pose_enc, extrinsic=extrinsic, intrinsic=intrinsic)
         for name, value_key in (("depth", "depth"), ("points", "world_points")):

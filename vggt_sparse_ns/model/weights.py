@@ -61,7 +61,7 @@ def load_pretrained(
         CheckpointMismatchError: the weights do not fit the architecture (the message lists the mismatches).
 
     Example:
-        >>> model = load_pretrained(device="cuda")  # facebook/VGGT-1B, from the Hugging Face cache
+        >>> model = load_pretrained(device="cuda")  # the default checkpoint: VGGT-1B from the hub
         >>> predictions = model(images.cuda())  # images [S, 3, H, W] from load_images
         >>> predictions["extrinsic"].shape  # camera-from-world, OpenCV axes; frame 0 is the world frame
         torch.Size([1, S, 3, 4])

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
 import tyro
 from nerfstudio.process_data.base_converter_to_nerfstudio_dataset import BaseConverterToNerfstudioDataset
 
-from vggt_sparse_ns.cli_errors import reported
+from vggt_sparse_ns.cli_errors import report_error, reported
 from vggt_sparse_ns.dataset import DatasetReport, DatasetTransaction, ImageGroup, build_dataset, probe_image_folder
 from vggt_sparse_ns.dataset.inputs import ImageProbe, is_video, probe_image
+from vggt_sparse_ns.distributed.launch import GpuChoice
 from vggt_sparse_ns.export.config import ExportConfig
 from vggt_sparse_ns.nerfstudio import report
 from vggt_sparse_ns.output_layout import IMAGES_DIR, present_downscales
@@ -51,6 +53,10 @@ class ProcessVGGTSparse(BaseConverterToNerfstudioDataset):
     reconstruction: Annotated[ReconstructionConfig, tyro.conf.OmitArgPrefixes] = ReconstructionConfig()
     export: Annotated[ExportConfig, tyro.conf.OmitArgPrefixes] = ExportConfig()
     refinement: Annotated[RefineConfig, tyro.conf.OmitArgPrefixes] = RefineConfig()
+    gpus: GpuChoice = 1
+    """GPUs that share the frames of one exact reconstruction, one process each (all: every visible GPU); with
+    --device cpu, that many CPU processes. torchrun starts the processes itself instead, on one host or several:
+    torchrun --nproc-per-node N $(which ns-process-data-vggt) ..."""
     view: bool = False
     """Open the result in the browser viewer when done (serves until Ctrl+C)."""
 
@@ -59,7 +65,20 @@ class ProcessVGGTSparse(BaseConverterToNerfstudioDataset):
 
     def main(self, timer: StageTimer | None = None) -> None:
         """Run the command; ``timer`` (a new one by default) receives every stage's seconds, for callers that
-        keep them (benchmarks/process_data.py)."""
+        keep them (benchmarks/process_data.py). With several processes (--gpus, torchrun) rank 0 runs it and the
+        others run their share of the model (distributed/launch.py): they write nothing, and an error on any of
+        them stops all with one message."""
+        from vggt_sparse_ns.distributed.launch import requested_processes, run_command, torchrun_processes
+
+        with reported(verbose=self.verbose):
+            processes = requested_processes(self.gpus, self.reconstruction.device)
+        if processes > 1 or torchrun_processes() > 1:
+            fail = partial(report_error, verbose=self.verbose)
+            run_command(partial(self._run, timer), processes, self.reconstruction.device, fail)
+        else:
+            self._run(timer)
+
+    def _run(self, timer: StageTimer | None) -> None:
         timer = timer or StageTimer()
         transaction = DatasetTransaction(self.output_dir, replaces_images=not self.skip_image_processing, timer=timer)
 

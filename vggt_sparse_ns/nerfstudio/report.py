@@ -108,6 +108,18 @@ def format_refinement(figures: dict[str, Any]) -> str:
     )
 
 
+def _format_rank(rank: dict[str, Any]) -> str:
+    """One line per process of a multi-process run: its frames, time, communication and peak memory."""
+    first, stop = rank["frames"]
+    peak = rank["peak_memory_bytes"]
+    inference = rank["seconds"].get("inference", 0.0)
+    return (
+        f"Rank {rank['rank']} ({rank['device']}): frames {first}-{stop - 1}, inference {inference:.1f} s "
+        f"(communication {rank['communication_seconds']:.1f} s), peak memory "
+        + (f"{peak / 2**30:.2f} GiB" if peak is not None else "n/a")
+    )
+
+
 def next_step(output_dir: Path, cuda_available: bool) -> str:
     """What to run next on this machine: training with splatfacto needs a CUDA GPU (gsplat's kernels)."""
     train = f"ns-train vggt-splatfacto --data {output_dir}"
@@ -137,6 +149,8 @@ def print_summary(output_dir: Path, result: DatasetReport, skipped: dict[Path, s
     log("Peak GPU memory: " + (f"{peak / 2**30:.2f} GiB" if peak is not None else "n/a (measured on CUDA only)"))
     if result.refinement:
         log(format_refinement(result.refinement))
+    for rank in timer.ranks or []:
+        log(_format_rank(rank))
     for line in _format_export(output_dir, result.export):
         log(line)
     log(next_step(output_dir, torch.cuda.is_available()))

@@ -8,11 +8,13 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
-from vggt_sparse_ns.images import load_images
+from vggt_sparse_ns.images import ImageBatch, load_images
 from vggt_sparse_ns.model import VGGT, load_pretrained, vggt_checkpoint
 from vggt_sparse_ns.model.memory import estimate_peak_bytes, free_device_bytes, query_chunks, taps_on_host
 from vggt_sparse_ns.pipeline.attention import (
@@ -27,6 +29,9 @@ from vggt_sparse_ns.pipeline.errors import InputError, ReconstructionOutOfMemory
 from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
 from vggt_sparse_ns.sparse.megaloc import MegaLoc, load_megaloc, megaloc_checkpoint, megaloc_descriptors
 from vggt_sparse_ns.timing import StageTimer
+
+if TYPE_CHECKING:
+    from vggt_sparse_ns.distributed.shard import FrameShard
 
 logger = logging.getLogger(__name__)
 MEGALOC_FRAMES_CHUNK = 128
@@ -87,6 +92,24 @@ def _memory_plan(
     return {"taps_on_host": on_host, "query_chunks": query_chunks(config.global_queries, estimate, free_bytes, on_host)}
 
 
+def _require_heads_for(shard: FrameShard, heads: int) -> None:
+    """Each process attends with some of the global attention's heads: refuse more processes than heads."""
+    try:
+        shard.head_runs(heads)
+    except ValueError as error:
+        raise InputError(f"{error}.") from None
+
+
+def _on_scene_canvas(batch: ImageBatch, config: ReconstructionConfig, shard: FrameShard) -> ImageBatch:
+    """This process's images padded like the scene's: images of different sizes are padded to the largest of
+    the scene (load_images), so where another process holds larger ones, they are decoded again onto that size."""
+    local = tuple(batch.pixels.shape[1:3])
+    height, width = shard.maximum(torch.tensor(local)).tolist()
+    if (height, width) == local:
+        return batch
+    return load_images(batch.paths, mode=config.preprocess, canvas=(height, width))
+
+
 def _to_host(tensor: torch.Tensor) -> np.ndarray:
     return tensor[0].detach().float().cpu().numpy()
 
@@ -111,28 +134,58 @@ def reconstruct(
 
     ``on_inference_start`` is called as inference begins: the CLI then starts host work that needs no
     prediction (copying the images) in a thread of its own, while the GPU works.
+
+    In a process group of several processes (``--gpus``, torchrun: distributed/launch.py) this is rank 0's call:
+    the frames are shared out between the processes, which run the model together (distributed/reconstruct.py),
+    and the reconstruction of all frames comes back here, with each process's figures in ``progress.ranks``.
+    ``on_inference_start`` is then called once every process has finished, so that nothing is written while
+    one of them may still fail.
     """
     if len(image_paths) < MIN_FRAMES:
         raise InputError(f"VGGT needs at least {MIN_FRAMES} images of the scene, got {len(image_paths)}.")
     progress = progress or StageTimer()
-    device = resolve_device(config.device)
-    strategy = resolve_attention(config, len(image_paths))
     warning = unused_settings_warning(config, len(image_paths))
     if warning is not None:
         logger.warning(warning)
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        from vggt_sparse_ns.distributed.reconstruct import lead
+
+        return lead(image_paths, config, progress, point_head=point_head, on_done=on_inference_start)
+    return predict(image_paths, config, progress, point_head=point_head, on_inference_start=on_inference_start)
+
+
+def predict(
+    image_paths: Sequence[str | os.PathLike],
+    config: ReconstructionConfig,
+    progress: StageTimer,
+    *,
+    point_head: bool = False,
+    on_inference_start: Callable[[], None] | None = None,
+    shard: FrameShard | None = None,
+    model_timer: StageTimer | None = None,
+) -> Reconstruction:
+    """``reconstruct``'s work in this process: the reconstruction of ``image_paths``. With a ``shard`` they are this
+    process's frames (``shard.local``) of a scene shared out between processes, which all call this at once; the
+    images, the attention and the camera head then see the whole scene. ``model_timer`` receives the model's
+    own stages (among them the communication), apart from ``progress``'s."""
+    scene_frames = shard.frames if shard is not None else len(image_paths)
+    device = resolve_device(config.device)
+    strategy = resolve_attention(config, scene_frames)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
     megaloc = None
-    wants_megaloc = config.descriptors == "megaloc" and uses_descriptors(config, len(image_paths))
+    wants_megaloc = config.descriptors == "megaloc" and uses_descriptors(config, scene_frames)
     stop_decoding = threading.Event()
     with ThreadPoolExecutor(max_workers=1) as decoder:
         try:
-            with progress.stage("load model"), _out_of_memory_as_advice(len(image_paths), strategy, device):
+            with progress.stage("load model"), _out_of_memory_as_advice(scene_frames, strategy, device):
                 checkpoint = vggt_checkpoint(config.checkpoint)
                 megaloc_files = megaloc_checkpoint(config.megaloc_checkpoint) if wants_megaloc else None
                 decoding = decoder.submit(load_images, image_paths, mode=config.preprocess, stop=stop_decoding)
                 model = load_pretrained(checkpoint, device=device)
+                if shard is not None:
+                    _require_heads_for(shard, model.config.num_heads)
                 if megaloc_files is not None:
                     megaloc = load_megaloc(megaloc_files, device=device)
         except BaseException:
@@ -140,17 +193,21 @@ def reconstruct(
             raise
         with progress.stage("load images"):
             batch = decoding.result()
+            if shard is not None:
+                batch = _on_scene_canvas(batch, config, shard)
     images = batch.tensor
     descriptors = None
     if megaloc is not None:
-        with progress.stage("megaloc descriptors"), _out_of_memory_as_advice(len(image_paths), strategy, device):
+        with progress.stage("megaloc descriptors"), _out_of_memory_as_advice(scene_frames, strategy, device):
             descriptors = _descriptors_on_device(megaloc, images, device)
+            if shard is not None:
+                descriptors = shard.gather_frames(descriptors, dim=0)
         del megaloc
     outputs = ["cameras", "depth", "points"] if point_head else ["cameras", "depth"]
-    with progress.stage("inference"), _out_of_memory_as_advice(len(image_paths), strategy, device):
+    with progress.stage("inference"), _out_of_memory_as_advice(scene_frames, strategy, device):
         if on_inference_start is not None:
             on_inference_start()
-        attention = PlanRecorder(build_attention(config, len(image_paths), descriptors))
+        attention = PlanRecorder(build_attention(config, scene_frames, descriptors))
         with torch.inference_mode():
             predictions = model(
                 images,
@@ -158,6 +215,8 @@ def reconstruct(
                 outputs=outputs,
                 frames_chunk=config.frames_chunk,
                 **_memory_plan(config, model, images.shape, device),
+                shard=shard,
+                timer=model_timer,
             )
             host = {name: _to_host(value) for name, value in predictions.items() if isinstance(value, torch.Tensor)}
             summary = dict(predictions["attention"])

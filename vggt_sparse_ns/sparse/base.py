@@ -58,5 +58,6 @@ class GlobalAttention(Protocol):
     """A global-attention strategy: prepares a plan for one scene."""
 
     def prepare(self, layout: FrameLayout, patch_tokens: Tensor) -> AttentionPlan:
-        """patch_tokens: the patch-embed ViT's normalised patch tokens [B, S, P, C]."""
+        """patch_tokens: the patch-embed ViT's normalised patch tokens [B, S, P, C]; where the frames are shared
+        out between processes, their GeM descriptors [B, S, D] (distributed/attention.py)."""
         ...

@@ -259,7 +259,7 @@ class CovisibilityAttention(FrameGraphSource):
     as ``plan(q, k, v, layer)``; ``plan.summary()`` names the graph and the implementation that ran.
 
     Example:
-        >>> model = load_pretrained(device="cuda")  # facebook/VGGT-1B, from the Hugging Face cache
+        >>> model = load_pretrained(device="cuda")  # the default checkpoint: VGGT-1B from the hub
         >>> predictions = model(images.cuda(), CovisibilityAttention(neighbors=16))
         >>> predictions["attention"]["implementation"]  # on a Hopper GPU
         'gluon'

@@ -36,7 +36,8 @@ class FrameGraphSource(FrameGraphSettings):
         return {"graph_source": source, **settings}
 
     def graphs(self, patch_tokens: Tensor) -> list[FrameGraph]:
-        """One frame graph per scene of patch_tokens [B, S, P, C], on their device."""
+        """One frame graph per scene of patch_tokens [B, S, P, C], on their device. Given their GeM descriptors
+        [B, S, D] instead (frames shared out between processes gather those), it builds the same graphs."""
         batch, frames = patch_tokens.shape[:2]
         if self.graph is not None:
             if self.graph.frames != frames:
@@ -55,4 +56,4 @@ class FrameGraphSource(FrameGraphSettings):
                     f"frames, got shape {tuple(self.descriptors.shape)}"
                 )
             return [self.build(scene.to(patch_tokens.device)) for scene in descriptors]
-        return [self.build(pooled_descriptors(scene)) for scene in patch_tokens]
+        return [self.build(scene if scene.dim() == 2 else pooled_descriptors(scene)) for scene in patch_tokens]

@@ -1,0 +1,45 @@
+"""How a scene's frames and the attention heads are shared out between processes (no process group needed)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from vggt_sparse_ns.distributed.shard import FrameShard, split_evenly
+
+
+def test_frames_are_split_into_contiguous_runs_in_rank_order_the_first_ones_one_longer():
+    assert split_evenly(7, 3) == [slice(0, 3), slice(3, 5), slice(5, 7)]
+    assert split_evenly(8, 2) == [slice(0, 4), slice(4, 8)]
+    assert [FrameShard(7, rank, 3).local for rank in range(3)] == split_evenly(7, 3)
+
+
+def test_a_head_count_the_processes_do_not_divide_is_split_unevenly():
+    assert FrameShard(9, 0, 3).head_runs(16) == [slice(0, 6), slice(6, 11), slice(11, 16)]
+
+
+def test_more_processes_than_heads_are_refused_with_the_largest_count_that_works():
+    with pytest.raises(ValueError, match="use at most 4 processes"):
+        FrameShard(9, 0, 5).head_runs(4)
+
+
+def test_more_processes_than_frames_are_refused():
+    with pytest.raises(ValueError, match="3 frames cannot be shared by 4 processes"):
+        FrameShard(3, 0, 4)
+
+
+def test_one_process_imports_nothing_distributed(vggt_tiny_dir):
+    """The single-process path (the model, the pipeline's reconstruct) never imports vggt_sparse_ns.distributed."""
+    script = (
+        "import sys, torch\n"
+        "from vggt_sparse_ns.model import load_pretrained\n"
+        "from vggt_sparse_ns.pipeline import run\n"
+        "from vggt_sparse_ns.sparse import CovisibilityAttention\n"
+        f"model = load_pretrained({str(vggt_tiny_dir)!r}, device='cpu')\n"
+        "model(torch.rand(4, 3, 28, 42), CovisibilityAttention(neighbors=1))\n"
+        "print(sorted(name for name in sys.modules if name.startswith('vggt_sparse_ns.distributed')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120)
+    assert result.stdout.strip() == "[]"
