@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
 from vggt_sparse_ns.images import ImageBatch, load_images
 from vggt_sparse_ns.model import VGGT, load_pretrained, vggt_checkpoint
@@ -116,6 +115,7 @@ def reconstruct(
     *,
     point_head: bool = False,
     on_inference_start: Callable[[], None] | None = None,
+    across_processes: bool = False,
 ) -> Reconstruction:
     """Run VGGT on the images (one scene) and return cameras, depth and colours on the host, and with
     ``point_head`` the point map (world points per pixel, needed only for a point cloud made from it).
@@ -130,7 +130,8 @@ def reconstruct(
     ``on_inference_start`` is called as inference begins: the CLI then starts host work that needs no
     prediction (copying the images) in a thread of its own, while the GPU works.
 
-    In a process group of several processes (``--gpus``, torchrun: distributed/launch.py) this is rank 0's call:
+    ``across_processes``: this is rank 0's call in the process group of a command on several processes
+    (``--gpus``, torchrun: distributed/launch.py), whose other ranks follow it:
     the frames are shared out between the processes, which run the model together (distributed/reconstruct.py),
     and the reconstruction of all frames comes back here, with each process's figures in ``progress.ranks``.
     ``on_inference_start`` is then called once every process has finished, so that nothing is written while
@@ -142,7 +143,7 @@ def reconstruct(
     warning = unused_settings_warning(config, len(image_paths))
     if warning is not None:
         logger.warning(warning)
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+    if across_processes:
         from vggt_sparse_ns.distributed.reconstruct import lead
 
         return lead(image_paths, config, progress, point_head=point_head, on_done=on_inference_start)
