@@ -57,3 +57,16 @@ def predict_in_group(
         saved["taps_on_host"] = {key: value.cpu() for key, value in on_host.items() if isinstance(value, torch.Tensor)}
         for name, predictions in saved.items():
             torch.save(predictions, out_dir / f"{name}.rank{shard.rank}.pt")
+
+
+def reconstruct_in_group(checkpoint_dir: Path, image_dir: Path, out_dir: Path) -> None:
+    """Join a gloo group that no command of ours started (as nerfstudio's multi-GPU training does before its
+    dataparser runs) and reconstruct every image of ``image_dir`` with the pipeline's ``reconstruct``; save the
+    frames' count as ``frames.rank{rank}.pt``."""
+    from vggt_sparse_ns.pipeline.config import ReconstructionConfig
+    from vggt_sparse_ns.pipeline.run import reconstruct
+
+    with process_group("cpu") as rank:
+        paths = sorted(image_dir.iterdir())
+        result = reconstruct(paths, ReconstructionConfig(checkpoint=str(checkpoint_dir), device="cpu"))
+        torch.save(result.T_camera_world.shape[0], out_dir / f"frames.rank{rank}.pt")

@@ -68,6 +68,7 @@ def _reconstruct_writing_images(
     num_downscales: int,
     point_head: bool,
     log: StageTimer,
+    across_processes: bool,
 ) -> tuple[Reconstruction, list[Path]]:
     """Reconstruct ``sources`` (the groups' files) while images/ and images_N are written into ``dataset_dir``
     from the start of inference. When the model or the writing fails (or Ctrl+C comes), the writers stop at
@@ -92,6 +93,7 @@ def _reconstruct_writing_images(
             log,
             point_head=point_head,
             on_inference_start=lambda: writing.append(writer.submit(write_staged_images)),
+            across_processes=across_processes,
         )
         with log.stage("finish writing images"):
             for pending in writing:
@@ -120,6 +122,7 @@ def build_dataset(
     log: StageTimer,
     image_root: Path | None = None,
     refinement: RefineConfig | None = None,
+    across_processes: bool = False,
 ) -> DatasetReport:
     """Reconstruct the groups' images as one scene and write the whole dataset into ``dataset_dir``.
 
@@ -138,6 +141,8 @@ def build_dataset(
             output folder when the images are used in place.
         refinement: With ``refine`` set, the cameras are refined against the images after inference
             (vggt_sparse_ns.refine), before anything is exported.
+        across_processes: This is rank 0 of a command on several processes (distributed/launch.py): they
+            share the reconstruction; rank 0 alone writes, here.
 
     Returns:
         What was made, for the final summary.
@@ -151,12 +156,12 @@ def build_dataset(
     image_root = image_root or dataset_dir
     if copy_images:
         result, written = _reconstruct_writing_images(
-            groups, sources, dataset_dir, reconstruction, num_downscales, point_head, log
+            groups, sources, dataset_dir, reconstruction, num_downscales, point_head, log, across_processes
         )
         image_root = dataset_dir
         names = _relative_names(written, dataset_dir)
     else:
-        result = reconstruct(sources, reconstruction, log, point_head=point_head)
+        result = reconstruct(sources, reconstruction, log, point_head=point_head, across_processes=across_processes)
         names = _relative_names(sources, image_root)
     if refinement is not None and refinement.refine:
         from vggt_sparse_ns.refine import refine

@@ -29,10 +29,12 @@ GpuChoice = Literal["all"] | int
 TIMED_OUT_STATUS = 124
 INTERRUPTED_STATUS = 128 + signal.SIGINT
 SIGNAL_PASS_ON_SECONDS = 1.0
-"""After Ctrl+C (or SIGTERM), how long the launcher waits before passing the signal on to the processes that have
-not ended (a terminal's Ctrl+C reaches them all; ``kill -INT`` reaches the launcher only)."""
+"""After Ctrl+C, how long the launcher waits before passing SIGINT on to the processes that have not ended (a
+terminal's Ctrl+C reaches them all, and one SIGINT each is what they expect; ``kill -INT`` reaches the launcher
+only). SIGTERM, sent to the launcher alone, is passed on at once."""
 LEADER_CLEANUP_SECONDS = 60.0
-"""After Ctrl+C (or SIGTERM), how long the launcher waits for rank 0 to leave the output folder as it was before stopping it."""
+"""After Ctrl+C (or SIGTERM), how long the launcher waits for rank 0 to leave the output folder as it was before
+stopping it."""
 
 
 def torchrun_processes() -> int:
@@ -147,7 +149,7 @@ def spawn(target: Callable[[], None], processes: int, timeout: float | None = No
     environment torchrun would set); returns 0, or the status of the first process that failed (the others are
     then stopped), or ``TIMED_OUT_STATUS`` after ``timeout`` seconds (all stopped). On Ctrl+C (the terminal
     sends it to every process; ``kill -INT`` to this one only), or SIGTERM raised as ``Interrupted``, the
-    processes still running a moment later are sent the same signal, and rank 0 is given
+    processes still running (a moment later for SIGINT) are sent the same signal, and rank 0 is given
     ``LEADER_CLEANUP_SECONDS`` to leave the output folder as it was; the status is then rank 0's (it reports how
     the run ended), or 128 + the signal where rank 0 did not end in time."""
     context = multiprocessing.get_context("spawn")
@@ -173,7 +175,8 @@ def spawn(target: Callable[[], None], processes: int, timeout: float | None = No
                 status = status or _exit_status(process.exitcode)
     except KeyboardInterrupt as interrupt:
         number = getattr(interrupt, "signal_number", signal.SIGINT)
-        ranks[0].join(SIGNAL_PASS_ON_SECONDS)
+        if number == signal.SIGINT:
+            ranks[0].join(SIGNAL_PASS_ON_SECONDS)
         for process in running:
             if process.is_alive():
                 os.kill(process.pid, number)

@@ -74,11 +74,12 @@ class ProcessVGGTSparse(BaseConverterToNerfstudioDataset):
             processes = requested_processes(self.gpus, self.reconstruction.device)
         if processes > 1 or torchrun_processes() > 1:
             fail = partial(report_error, verbose=self.verbose)
-            run_command(partial(self._run, timer), processes, self.reconstruction.device, fail)
+            run_command(partial(self._run, timer, across_processes=True), processes, self.reconstruction.device, fail)
         else:
             self._run(timer)
 
-    def _run(self, timer: StageTimer | None) -> None:
+    def _run(self, timer: StageTimer | None, across_processes: bool = False) -> None:
+        """The command; ``across_processes``: as rank 0 of several processes (the others follow it)."""
         timer = timer or StageTimer()
         transaction = DatasetTransaction(self.output_dir, replaces_images=not self.skip_image_processing, timer=timer)
 
@@ -90,12 +91,14 @@ class ProcessVGGTSparse(BaseConverterToNerfstudioDataset):
         with reported(verbose=self.verbose, after_interrupt=after_interrupt):
             with report.StageSpinner() as spinner:
                 timer.on_start = spinner
-                result, skipped = self._process(transaction, timer)
+                result, skipped = self._process(transaction, timer, across_processes)
             report.print_summary(self.output_dir, result, skipped, timer)
             if self.view:
                 self._serve()
 
-    def _process(self, transaction: DatasetTransaction, timer: StageTimer) -> tuple[DatasetReport, dict[Path, str]]:
+    def _process(
+        self, transaction: DatasetTransaction, timer: StageTimer, across_processes: bool
+    ) -> tuple[DatasetReport, dict[Path, str]]:
         kinds = {is_video(source) for source, _ in self._sources()}
         if len(kinds) > 1:
             raise InputError(
@@ -130,6 +133,7 @@ class ProcessVGGTSparse(BaseConverterToNerfstudioDataset):
                 log=timer,
                 image_root=self.output_dir if in_place else staging,
                 refinement=self.refinement,
+                across_processes=across_processes,
             )
         return result, skipped
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from nerfstudio.utils.rich_utils import CONSOLE
 
+from vggt_sparse_ns.interrupts import held_signals
 from vggt_sparse_ns.timing import StageTimer
 
 if TYPE_CHECKING:
@@ -31,19 +32,27 @@ def log(message: str) -> None:
 
 
 class StageSpinner:
-    """``StageTimer.on_start`` callback: logs each stage as it starts and shows a spinner while it runs."""
+    """``StageTimer.on_start`` callback: logs each stage as it starts and shows a spinner while it runs.
+
+    Ctrl+C and SIGTERM wait while a spinner starts or stops: raised half-way through rich's start, they left
+    a display that its stop could not undo (an IndexError and a traceback instead of the one interrupt line)."""
 
     def __init__(self) -> None:
         self._status: Any = None
 
     def __call__(self, stage: str) -> None:
-        self.stop()
-        log(f"[bold yellow]{stage.capitalize()}...")
-        if stage not in STAGES_WITH_OWN_STATUS:
-            self._status = CONSOLE.status(f"[bold yellow]{stage.capitalize()}...", spinner="bouncingBall")
-            self._status.start()
+        with held_signals():
+            self._stop()
+            log(f"[bold yellow]{stage.capitalize()}...")
+            if stage not in STAGES_WITH_OWN_STATUS:
+                self._status = CONSOLE.status(f"[bold yellow]{stage.capitalize()}...", spinner="bouncingBall")
+                self._status.start()
 
     def stop(self) -> None:
+        with held_signals():
+            self._stop()
+
+    def _stop(self) -> None:
         if self._status is not None:
             self._status.stop()
             self._status = None

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
 from vggt_sparse_ns.images import ImageBatch, load_images
 from vggt_sparse_ns.model import VGGT, load_pretrained, vggt_checkpoint
@@ -121,25 +120,41 @@ def reconstruct(
     *,
     point_head: bool = False,
     on_inference_start: Callable[[], None] | None = None,
+    across_processes: bool = False,
 ) -> Reconstruction:
-    """Run VGGT on the images (one scene) and return cameras, depth and colours on the host, and with
-    ``point_head`` the point map (world points per pixel, needed only for a point cloud made from it).
+    """Image files of one scene -> cameras, depth and colours on the host: the whole feed-forward reconstruction.
 
-    Stages recorded in ``progress``: "load model" (the weights are found first, so that missing weights stop
-    the run before any image is decoded; the images are then decoded in a thread while the weights load),
-    "load images" (what is left of the decoding), "megaloc descriptors" (with --descriptors megaloc),
-    "inference". Raises ImageLoadError for an unreadable image, WeightsUnavailableError when the checkpoint
-    cannot be found or read (the decoding then stops), and ReconstructionOutOfMemoryError (naming the
-    settings that help) when the accelerator runs out of memory.
+    The weights are found first (missing weights stop the run before any image is decoded), then the images
+    are decoded in a thread while the weights load; the global attention is chosen from ``config`` (dense up to
+    ``dense_max_frames`` frames, covisibility above, by default) and the memory plan from the GPU's free memory.
 
-    ``on_inference_start`` is called as inference begins: the CLI then starts host work that needs no
-    prediction (copying the images) in a thread of its own, while the GPU works.
+    Args:
+        image_paths: the scene's image files; frame 0 becomes the world frame.
+        config: the model's settings (checkpoint, device, attention, memory plan).
+        progress: records the stages "load model", "load images", "megaloc descriptors" (with
+            --descriptors megaloc) and "inference", and the peak GPU memory.
+        point_head: also run the point head (world points per pixel, needed only for a point cloud made from it).
+        on_inference_start: called as inference begins: the CLI starts host work that needs no prediction
+            (copying the images) in a thread of its own, while the GPU works.
+        across_processes: this is rank 0's call in the process group of a command on several processes
+            (``--gpus``, torchrun: distributed/launch.py), whose other ranks follow it: the frames are shared
+            out between the processes, which run the model together (distributed/reconstruct.py), and the
+            reconstruction of all frames comes back here, with each process's figures in ``progress.ranks``.
+            ``on_inference_start`` is then called once every process has finished, so that nothing is
+            written while one of them may still fail.
 
-    In a process group of several processes (``--gpus``, torchrun: distributed/launch.py) this is rank 0's call:
-    the frames are shared out between the processes, which run the model together (distributed/reconstruct.py),
-    and the reconstruction of all frames comes back here, with each process's figures in ``progress.ranks``.
-    ``on_inference_start`` is then called once every process has finished, so that nothing is written while
-    one of them may still fail.
+    Returns:
+        A Reconstruction: ``T_camera_world`` [S, 3, 4] (OpenCV axes), ``intrinsics`` [S, 3, 3] and ``depth``
+        [S, H, W] in model pixels, confidences, colours, the attention summary and the frame graph's edges.
+
+    Raises:
+        InputError: fewer than two images. ImageLoadError: an image cannot be used. WeightsUnavailableError:
+            the checkpoint cannot be found or read. ReconstructionOutOfMemoryError: the accelerator ran out of
+            memory (the message names the settings that help).
+
+    Example:
+        >>> result = reconstruct(sorted(Path("photos").glob("*.jpg")), ReconstructionConfig(device="cuda"))
+        >>> result.T_camera_world[0]  # frame 0 is the world frame: [I | 0]
     """
     if len(image_paths) < MIN_FRAMES:
         raise InputError(f"VGGT needs at least {MIN_FRAMES} images of the scene, got {len(image_paths)}.")
@@ -147,7 +162,7 @@ def reconstruct(
     warning = unused_settings_warning(config, len(image_paths))
     if warning is not None:
         logger.warning(warning)
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+    if across_processes:
         from vggt_sparse_ns.distributed.reconstruct import lead
 
         return lead(image_paths, config, progress, point_head=point_head, on_done=on_inference_start)
