@@ -30,7 +30,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -50,37 +50,20 @@ HEIGHT_OVER_PLANE = 1.2
 
 
 @dataclass(frozen=True)
-class RefineBenchmark:
-    """Settings of one timed run of the command with --refine."""
+class RefineBenchmark(ProcessDataBenchmark):
+    """Settings of one timed run of the command with --refine: the command's (ProcessDataBenchmark), then the
+    refinement's."""
 
     work_dir: Path = Path("/tmp/vggt-refine")
     """Holds images/ (the input, kept between runs), checkpoint/ (with --random-checkpoint) and out/ (replaced)."""
-    frames: int = 1000
-    """Input images."""
-    width: int = 1920
-    """Input image width (px)."""
-    height: int = 1080
-    """Input image height (px)."""
-    jpeg_quality: int = 90
-    """Quality of the generated JPEGs."""
-    checkpoint: Path | None = None
-    """VGGT weights (a folder or file); default: <work-dir>/checkpoint."""
-    random_checkpoint: bool = False
-    """Write a full-size VGGT-1B checkpoint with random weights at the checkpoint folder if it holds none."""
-    device: Literal["auto", "cuda", "cpu"] = "auto"
-    """Where the model runs (and the matching)."""
-    neighbors: int = 16
-    """Covisibility attention's k (the frame graph whose edges are matched)."""
-    num_downscales: int = 3
-    """images_2, images_4, ... folders."""
+    depth: bool = False
+    """Also write depth maps (depth/ and depths_N/)."""
     max_image_size: int = 1600
     """--refine-max-image-size."""
     max_features: int = 4096
     """--refine-max-features."""
     camera_model: CameraModelName = "PINHOLE"
     """--refine-camera-model."""
-    warmup_frames: int = 8
-    """Frames of an untimed first run in the same process (CUDA context, kernel compilation). 0: none."""
     output: Path = RESULTS
     """JSON list of result rows; a row with the same frames, size, device kind and options is replaced."""
 
@@ -176,9 +159,6 @@ def main(settings: RefineBenchmark) -> dict[str, Any]:
     checkpoint = settings.checkpoint or settings.work_dir / "checkpoint"
     if settings.random_checkpoint and not (checkpoint / "model.safetensors").is_file():
         write_random_checkpoint(checkpoint, device)
-    command = ProcessDataBenchmark(
-        neighbors=settings.neighbors, num_downscales=settings.num_downscales, depth=False, device=settings.device
-    )
     refinement = RefineConfig(
         refine=True,
         refine_max_image_size=settings.max_image_size,
@@ -192,9 +172,9 @@ def main(settings: RefineBenchmark) -> dict[str, Any]:
         warmup_images.mkdir(parents=True)
         for path in paths[: settings.warmup_frames]:
             shutil.copyfile(path, warmup_images / path.name)
-        run_command(warmup_images, settings.work_dir / "warmup-out", checkpoint, device, command, refinement)
+        run_command(warmup_images, settings.work_dir / "warmup-out", checkpoint, device, settings, refinement)
     output_dir = settings.work_dir / "out"
-    log, whole = run_command(images, output_dir, checkpoint, device, command, refinement)
+    log, whole = run_command(images, output_dir, checkpoint, device, settings, refinement)
     figures = json.loads((output_dir / SUMMARY_FILE).read_text())["refinement"]
     seconds = log.seconds()
 
