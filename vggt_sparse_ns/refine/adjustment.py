@@ -17,6 +17,11 @@ MAX_ITERATIONS = 200
 FUNCTION_TOLERANCE = 1e-6
 """Stop when an iteration lowers the cost by less than this fraction (pycolmap's default 0 runs to the iteration
 limit on the last hundredths of a pixel)."""
+MIN_FRAMES_FOR_FOCAL = 3
+"""Fewest adjusted frames for focal lengths to be refined. Two views do not determine a focal length when their
+optical axes meet (Sturm's degeneracy), as they do in any capture that keeps one subject in view: the solver then
+trades focal length for pose (measured on two views of a room looking at one point: the focal length went 18-74 %
+off and the rotations 4-8 times worse than predicted). With a third view the points fix it."""
 
 
 logger = logging.getLogger(__name__)
@@ -45,8 +50,8 @@ def bundle_adjust(
 
     ``anchor`` (one of ``frames``) keeps its pose: it fixes the world's position and orientation; COLMAP's
     two-camera gauge fixes a scale of its own, which the caller replaces by VGGT's. Focal lengths (shared per
-    image size or per frame) and the model's distortion are refined, principal points kept. Cauchy loss with
-    ``loss_scale`` pixels. Returns the cameras (other frames unchanged) and the model with its adjusted points.
+    image size or per frame; from ``MIN_FRAMES_FOR_FOCAL`` frames on) and the model's distortion are refined,
+    principal points kept. Cauchy loss with ``loss_scale`` pixels. Returns the cameras (other frames unchanged) and the model with its adjusted points.
     """
     import pycolmap
 
@@ -97,7 +102,7 @@ def bundle_adjust(
 
     options = pycolmap.BundleAdjustmentOptions()
     options.print_summary = False
-    options.refine_focal_length = True
+    options.refine_focal_length = len(frames) >= MIN_FRAMES_FOR_FOCAL
     options.refine_principal_point = False
     options.refine_extra_params = camera_model != "PINHOLE"
     options.ceres.loss_function_type = pycolmap.LossFunctionType.CAUCHY
