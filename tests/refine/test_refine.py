@@ -188,6 +188,19 @@ def test_an_adjustment_that_raises_the_reprojection_error_is_not_kept(small_pred
     assert "did not lower the mean reprojection error" in _single_warning(caplog)
 
 
+def test_an_adjusted_world_whose_depth_and_camera_positions_disagree_on_the_scale_is_not_kept(
+    small_prediction, caplog
+) -> None:
+    # VGGT's depth and cameras share one scale; an adjustment that found another world (a ring of views around a
+    # box collapsed so: depth scale 0.065, centres 1.02) shows it as two scales. Here the depth is 10 times off.
+    inconsistent = dataclasses.replace(small_prediction, depth=small_prediction.depth * 10)
+    with caplog.at_level(logging.WARNING):
+        result = refine(inconsistent)
+    np.testing.assert_array_equal(result.T_camera_world, small_prediction.T_camera_world)
+    assert result.refinement["kept_frames"] == [0, 1, 2, 3]
+    assert "not a refinement of the prediction" in _single_warning(caplog)
+
+
 def test_model_pixels_that_differ_from_image_pixels_and_no_depth_still_refine(scene: TexturedScene) -> None:
     transform = ImageTransform((320, 240), (280, 210), (0, 0), (0, 3), (280, 216))  # resized, padded
     truth = at_model_resolution(scene.truth, transform)

@@ -19,6 +19,11 @@ MIN_SCALE_SAMPLES = 100
 """Fewest observations with a predicted depth for the scale to be measured on depth."""
 DEPTH_AGREEMENT = 0.1
 """Largest median absolute deviation of log(predicted depth / triangulated depth) for depth to set the scale."""
+MAX_SCALE_DISAGREEMENT = 2.0
+"""Largest factor between the scale measured on depth and the one fitted to the camera centres. VGGT's depth and
+cameras share one scale, and the centres are off by a few % of the scene, so the two agree far better in a
+refinement; a larger factor says the adjustment found another world (measured: a ring of 8 views around a box
+collapsed to depth scale 0.065 against centre scale 1.02, rotations 48 degrees off)."""
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,14 @@ class Similarity:
     translation: np.ndarray
     scale: float
     scale_source: str
+    centre_scale: float
+    """The scale fitted to the camera centres (the scale itself unless depth set it)."""
+
+    @property
+    def scales_disagree(self) -> bool:
+        """Depth and camera centres give scales more than ``MAX_SCALE_DISAGREEMENT`` apart."""
+        ratio = self.scale / self.centre_scale if self.centre_scale > 0 else np.inf
+        return not 1 / MAX_SCALE_DISAGREEMENT <= ratio <= MAX_SCALE_DISAGREEMENT
 
 
 def back_to_prediction(
@@ -62,11 +75,12 @@ def back_to_prediction(
     origin_after = refined.centres[anchor] if anchor == 0 else refined.centres[frames].mean(0)
     before = predicted.centres[frames] - origin_before
     after = (refined.centres[frames] - origin_after) @ rotation.T
+    spread = float(np.sum(after * after))
+    centre_scale = float(np.sum(after * before) / spread) if spread > 0 else 1.0
     scale, source = _depth_scale(reconstruction, refined, model, frames), "depth"
     if scale is None:
-        spread = float(np.sum(after * after))
-        scale, source = (float(np.sum(after * before) / spread) if spread > 0 else 1.0), "camera centres"
-    return Similarity(rotation, origin_before - scale * rotation @ origin_after, scale, source)
+        scale, source = centre_scale, "camera centres"
+    return Similarity(rotation, origin_before - scale * rotation @ origin_after, scale, source, centre_scale)
 
 
 def _depth_scale(

@@ -147,6 +147,11 @@ def _refine(reconstruction: Reconstruction, config: RefineConfig) -> Reconstruct
             summary["scale_source"] = similarity.scale_source
             if not (np.isfinite(similarity.scale) and similarity.scale > 0):
                 raise RefinementRejected(f"VGGT's scale could not be restored (factor {similarity.scale:.3g})")
+            if similarity.scales_disagree:
+                raise RefinementRejected(
+                    f"the adjusted cameras are not a refinement of the prediction: VGGT's depth gives them scale "
+                    f"{similarity.scale:.3g}, its camera positions {similarity.centre_scale:.3g}"
+                )
             cameras, model = transform_world(cameras, model, frames, similarity)
         error_after = float(model.errors(cameras).mean())
         if not error_after < error_before:  # (no points before: _adjust has rejected already)
