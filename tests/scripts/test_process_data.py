@@ -50,3 +50,27 @@ def test_a_signal_while_the_command_loads_prints_one_line_and_exits_with_its_sta
     assert process.returncode == status, process.stderr
     assert process.stderr.strip().splitlines() == [f"Interrupted ({name})."]
     assert list(tmp_path.iterdir()) == [], "nothing written"
+
+
+SIGNAL_AS_THE_PROCESS_EXITS = textwrap.dedent(
+    """
+    import atexit, os, signal, sys
+    from vggt_sparse_ns.scripts.process_data import entrypoint
+
+    atexit.register(os.kill, os.getpid(), int(sys.argv[1]))  # after the command has ended, as the interpreter exits
+    sys.argv = ["ns-process-data-vggt", "--help"]
+    entrypoint()
+    """
+)
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_after_the_command_has_ended_changes_neither_its_status_nor_its_output(
+    signal_number: int, tmp_path: Path
+) -> None:
+    environment = {**os.environ, "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-c", SIGNAL_AS_THE_PROCESS_EXITS, str(signal_number)]
+    process = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=120)
+
+    assert process.returncode == 0, process.stderr
+    assert process.stderr == ""
