@@ -50,6 +50,12 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     )
 
 
+def print_interrupted(signal_number: int, detail: str = "") -> None:
+    """The one line of a command stopped by ``signal_number``, completed by ``detail`` (what the output holds)."""
+    name = "Ctrl+C" if signal_number == signal.SIGINT else signal.Signals(signal_number).name
+    STDERR.print(f"[bold yellow]Interrupted ({name}).[/bold yellow] {escape(detail)}".rstrip())
+
+
 def fail(message: str) -> NoReturn:
     """Print ``Error: message`` on stderr and exit with status 1."""
     STDERR.print(f"[bold red]Error:[/bold red] {escape(message)}")
@@ -78,9 +84,8 @@ def reported(*, verbose: bool = False, after_interrupt: Callable[[], str] = lamb
         if isinstance(interrupt.__context__, SystemExit):  # a second signal as the work was already ending
             raise interrupt.__context__ from None
         number = getattr(interrupt, "signal_number", signal.SIGINT)
-        name = "Ctrl+C" if number == signal.SIGINT else signal.Signals(number).name
         with held_signals() as arrived:  # a second Ctrl+C (or SIGTERM) changes neither the line nor the status
-            STDERR.print(f"[bold yellow]Interrupted ({name}).[/bold yellow] {escape(after_interrupt())}".rstrip())
+            print_interrupted(number, after_interrupt())
             arrived.clear()
         raise SystemExit(interrupted_status(number)) from None
     except Exception as error:
