@@ -162,7 +162,8 @@ def spawn(target: Callable[[], None], processes: int, timeout: float | None = No
     environment torchrun would set); returns 0, or the status of the first process that failed (the others are
     then stopped), or ``TIMED_OUT_STATUS`` after ``timeout`` seconds (all stopped). On Ctrl+C (the terminal
     sends it to every process; ``kill -INT`` to this one only), or SIGTERM raised as ``Interrupted``, the
-    processes still running (a moment later for SIGINT) are sent the same signal, and rank 0 is given
+    processes still running (a moment later for SIGINT; each once it raises signals as ``Interrupted``, see
+    ``_started_ignoring_signals``) are sent the same signal, a second is dropped, and rank 0 is given
     ``LEADER_CLEANUP_SECONDS`` to leave the output folder as it was; the status is then rank 0's (it reports how
     the run ended), or 128 + the signal where rank 0 did not end in time."""
     context = multiprocessing.get_context("spawn")
