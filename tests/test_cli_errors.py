@@ -53,3 +53,24 @@ def test_sigterm_raises_interrupted_inside_and_the_handlers_come_back_after() ->
         signal.raise_signal(signal.SIGTERM)
     assert exit_info.value.code == 143
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_a_second_ctrl_c_while_the_line_is_printed_changes_neither_the_line_nor_the_status(capsys) -> None:
+    def second_ctrl_c() -> str:
+        signal.raise_signal(signal.SIGINT)
+        return "out was left as it was."
+
+    status, err = run(Interrupted(signal.SIGTERM), capsys, after_interrupt=second_ctrl_c)
+    assert status == 143 and err == "Interrupted (SIGTERM). out was left as it was.\n"
+
+
+def test_a_second_ctrl_c_as_an_interrupted_command_ends_inside_another_reported_block_is_not_a_second_line(
+    capsys,
+) -> None:
+    with pytest.raises(SystemExit) as exit_info, reported():
+        try:
+            with reported():
+                raise Interrupted(signal.SIGTERM)
+        finally:  # the exit on its way out of the command
+            signal.raise_signal(signal.SIGINT)
+    assert exit_info.value.code == 143 and capsys.readouterr().err == "Interrupted (SIGTERM).\n"

@@ -18,7 +18,7 @@ from typing import NoReturn
 from rich.console import Console
 from rich.markup import escape
 
-from vggt_sparse_ns.interrupts import signals_as_interrupted
+from vggt_sparse_ns.interrupts import held_signals, signals_as_interrupted
 
 INPUT_ERROR_STATUS = 1
 STDERR = Console(stderr=True, soft_wrap=True, highlight=False)
@@ -50,6 +50,12 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     )
 
 
+def print_interrupted(signal_number: int, detail: str = "") -> None:
+    """The one line of a command stopped by ``signal_number``, completed by ``detail`` (what the output holds)."""
+    name = "Ctrl+C" if signal_number == signal.SIGINT else signal.Signals(signal_number).name
+    STDERR.print(f"[bold yellow]Interrupted ({name}).[/bold yellow] {escape(detail)}".rstrip())
+
+
 def fail(message: str) -> NoReturn:
     """Print ``Error: message`` on stderr and exit with status 1."""
     STDERR.print(f"[bold red]Error:[/bold red] {escape(message)}")
@@ -68,14 +74,19 @@ def report_error(error: BaseException, *, verbose: bool = False) -> NoReturn:
 def reported(*, verbose: bool = False, after_interrupt: Callable[[], str] = lambda: "") -> Iterator[None]:
     """Run a command's work: SIGTERM is raised like Ctrl+C (``Interrupted``), and whatever stops the work ends
     the process with one message and the status above (with ``verbose``, user errors show their traceback
-    too). ``after_interrupt()`` completes the line printed on an interrupt (what the output folder holds)."""
+    too). ``after_interrupt()`` completes the line printed on an interrupt (what the output folder holds). A
+    second signal while the work is already ending (its cleanup, the line, an exit passing through an enclosing
+    ``reported``) changes nothing: one line, the first signal's status."""
     try:
         with signals_as_interrupted():
             yield
     except KeyboardInterrupt as interrupt:
+        if isinstance(interrupt.__context__, SystemExit):  # a second signal as the work was already ending
+            raise interrupt.__context__ from None
         number = getattr(interrupt, "signal_number", signal.SIGINT)
-        name = "Ctrl+C" if number == signal.SIGINT else signal.Signals(number).name
-        STDERR.print(f"[bold yellow]Interrupted ({name}).[/bold yellow] {escape(after_interrupt())}".rstrip())
+        with held_signals() as arrived:  # a second Ctrl+C (or SIGTERM) changes neither the line nor the status
+            print_interrupted(number, after_interrupt())
+            arrived.clear()
         raise SystemExit(interrupted_status(number)) from None
     except Exception as error:
         report_error(error, verbose=verbose)

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,8 +16,10 @@ import torch
 from PIL import Image
 from sharded_runs import reconstruct_in_group
 
-from vggt_sparse_ns.distributed.launch import requested_processes, spawn
+from vggt_sparse_ns.distributed.launch import SIGNAL_PASS_ON_SECONDS, requested_processes, spawn
 from vggt_sparse_ns.pipeline.errors import InputError
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_one_gpu_is_one_process_everywhere():
@@ -52,3 +60,34 @@ def test_reconstruct_in_a_process_group_another_program_started_reconstructs_eve
         Image.fromarray(pixels).save(image_dir / f"view_{index}.png")
     assert spawn(partial(reconstruct_in_group, vggt_tiny_dir, image_dir, tmp_path), 2, timeout=120.0) == 0
     assert [torch.load(tmp_path / f"frames.rank{rank}.pt") for rank in range(2)] == [3, 3]
+
+
+def run_interrupted_launch(moment: str, tmp_path: Path) -> subprocess.Popen:
+    helper = Path(__file__).with_name("interrupted_launch.py")
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(helper.parent)])}
+    command = [sys.executable, str(helper), moment, str(tmp_path / "marker")]
+    return subprocess.Popen(command, cwd=tmp_path, env=environment, stderr=subprocess.PIPE, text=True)
+
+
+def test_sigterm_passed_on_to_a_process_still_starting_is_reported_in_one_line_with_status_143(
+    tmp_path: Path,
+) -> None:
+    process = run_interrupted_launch("while-importing", tmp_path)
+    _, stderr = process.communicate(timeout=120)
+
+    assert process.returncode == 143, stderr
+    assert stderr.strip().splitlines() == ["Interrupted (SIGTERM)."]
+
+
+def test_a_second_ctrl_c_while_the_launcher_passes_the_first_on_changes_nothing(tmp_path: Path) -> None:
+    process = run_interrupted_launch("in-command", tmp_path)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "marker").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    time.sleep(SIGNAL_PASS_ON_SECONDS / 5)  # within the launcher's wait before it passes the first on
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+
+    assert process.returncode == 130, stderr
+    assert stderr.strip().splitlines() == ["Interrupted (Ctrl+C)."]

@@ -20,14 +20,15 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
+from multiprocessing.process import BaseProcess
+from multiprocessing.synchronize import Event as EventType
 from typing import Literal, NoReturn
 
-from vggt_sparse_ns.interrupts import signals_as_interrupted
+from vggt_sparse_ns.interrupts import HELD_SIGNALS, held_signals, signals_as_interrupted
 from vggt_sparse_ns.pipeline.errors import InputError
 
 GpuChoice = Literal["all"] | int
 TIMED_OUT_STATUS = 124
-INTERRUPTED_STATUS = 128 + signal.SIGINT
 SIGNAL_PASS_ON_SECONDS = 1.0
 """After Ctrl+C, how long the launcher waits before passing SIGINT on to the processes that have not ended (a
 terminal's Ctrl+C reaches them all, and one SIGINT each is what they expect; ``kill -INT`` reaches the launcher
@@ -121,12 +122,17 @@ def process_group(device: str) -> Iterator[int]:
     dist.destroy_process_group()
 
 
-def as_process(target: Callable[[], None]) -> None:
+def as_process(target: Callable[[], None], ready: EventType | None = None) -> None:
     """Run ``target`` as one process of a group: when it fails, print what it did not (the traceback of an
     unexpected error) and exit at once with its status, leaving the process group as it is (the others may be
-    waiting inside a collective; they are stopped by the launcher or torchrun)."""
+    waiting inside a collective; they are stopped by the launcher or torchrun). Ctrl+C and SIGTERM raise
+    ``Interrupted`` from here on; ``ready`` is set then (spawn passes signals on only from then)."""
     try:
-        target()
+        with signals_as_interrupted():
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_SIGNALS)  # blocked where spawn started this process
+            if ready is not None:
+                ready.set()
+            target()
         return
     except SystemExit as error:
         if error.code in (None, 0):
@@ -134,8 +140,15 @@ def as_process(target: Callable[[], None]) -> None:
         if isinstance(error.code, str):
             print(error.code, file=sys.stderr)
         status = error.code if isinstance(error.code, int) else 1
-    except KeyboardInterrupt:  # Ctrl+C on a follower: rank 0 reports it, once
-        status = INTERRUPTED_STATUS
+    except KeyboardInterrupt as interrupt:  # before the command reported it (or after): rank 0 says so, once
+        number = getattr(interrupt, "signal_number", signal.SIGINT)
+        status = 128 + number
+        if os.environ.get("RANK", "0") == "0":
+            from vggt_sparse_ns.cli_errors import print_interrupted
+
+            with held_signals() as arrived:
+                print_interrupted(number)
+                arrived.clear()
     except BaseException:
         traceback.print_exc()
         status = 1
@@ -149,21 +162,25 @@ def spawn(target: Callable[[], None], processes: int, timeout: float | None = No
     environment torchrun would set); returns 0, or the status of the first process that failed (the others are
     then stopped), or ``TIMED_OUT_STATUS`` after ``timeout`` seconds (all stopped). On Ctrl+C (the terminal
     sends it to every process; ``kill -INT`` to this one only), or SIGTERM raised as ``Interrupted``, the
-    processes still running (a moment later for SIGINT) are sent the same signal, and rank 0 is given
+    processes still running (a moment later for SIGINT; each once it raises signals as ``Interrupted``, see
+    ``_started_ignoring_signals``) are sent the same signal, a second is dropped, and rank 0 is given
     ``LEADER_CLEANUP_SECONDS`` to leave the output folder as it was; the status is then rank 0's (it reports how
     the run ended), or 128 + the signal where rank 0 did not end in time."""
     context = multiprocessing.get_context("spawn")
     port = _free_port()
+    ready = [context.Event() for _ in range(processes)]
     ranks = [
-        context.Process(target=_spawned_rank, args=(target, rank, processes, port), name=f"rank {rank}")
+        context.Process(target=_spawned_rank, args=(target, rank, processes, port, ready[rank]), name=f"rank {rank}")
         for rank in range(processes)
     ]
-    for process in ranks:
-        process.start()
     deadline = None if timeout is None else time.monotonic() + timeout
-    running = list(ranks)
+    running: list[BaseProcess] = []
     status = 0
     try:
+        with _started_ignoring_signals():
+            for process in ranks:
+                process.start()
+                running.append(process)
         while running and status == 0:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             ended = multiprocessing.connection.wait([process.sentinel for process in running], timeout=left)
@@ -175,20 +192,50 @@ def spawn(target: Callable[[], None], processes: int, timeout: float | None = No
                 status = status or _exit_status(process.exitcode)
     except KeyboardInterrupt as interrupt:
         number = getattr(interrupt, "signal_number", signal.SIGINT)
-        if number == signal.SIGINT:
-            ranks[0].join(SIGNAL_PASS_ON_SECONDS)
-        for process in running:
-            if process.is_alive():
-                os.kill(process.pid, number)
-        ranks[0].join(LEADER_CLEANUP_SECONDS)
-        ended = ranks[0].exitcode is not None
-        status = _exit_status(ranks[0].exitcode) if ended else 128 + number
+        with held_signals() as arrived:  # the processes are sent this one; a second changes nothing here
+            status = _pass_on(
+                number, ranks[0], {process: ready[rank] for rank, process in enumerate(ranks) if process in running}
+            )
+            arrived.clear()
     finally:  # also on Ctrl+C
-        for process in running:
-            process.terminate()
-        for process in running:
-            process.join()
+        with held_signals() as arrived:
+            for process in running:
+                process.terminate()
+            for process in running:
+                process.join()
+            arrived.clear()
     return status
+
+
+@contextmanager
+def _started_ignoring_signals() -> Iterator[None]:
+    """Processes started in the block inherit SIGINT and SIGTERM ignored (and, depending on how Python starts
+    them, blocked) until ``as_process`` raises them as ``Interrupted``: a terminal's Ctrl+C while one still
+    imports is then no traceback, and SIGTERM no silent death. Here they are blocked meanwhile (a blocked signal
+    stays pending, even ignored) and delivered after the block."""
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)
+    previous = {number: signal.signal(number, signal.SIG_IGN) for number in HELD_SIGNALS}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+def _pass_on(signal_number: int, leader: BaseProcess, running: dict[BaseProcess, EventType]) -> int:
+    """Send ``signal_number`` to each process still running once it raises signals as ``Interrupted`` (its
+    ready event), and wait for rank 0 (see spawn); returns the status."""
+    deadline = time.monotonic() + LEADER_CLEANUP_SECONDS
+    if signal_number == signal.SIGINT:
+        leader.join(SIGNAL_PASS_ON_SECONDS)
+    for process, ready in running.items():
+        while process.is_alive() and not ready.wait(0.05) and time.monotonic() < deadline:
+            pass
+        if process.is_alive():
+            os.kill(process.pid, signal_number)
+    leader.join(max(0.0, deadline - time.monotonic()))
+    return _exit_status(leader.exitcode) if leader.exitcode is not None else 128 + signal_number
 
 
 def _exit_status(exitcode: int | None) -> int:
@@ -198,7 +245,7 @@ def _exit_status(exitcode: int | None) -> int:
     return 128 - exitcode
 
 
-def _spawned_rank(target: Callable[[], None], rank: int, processes: int, port: int) -> None:
+def _spawned_rank(target: Callable[[], None], rank: int, processes: int, port: int, ready: EventType) -> None:
     os.environ.update(
         RANK=str(rank),
         LOCAL_RANK=str(rank),
@@ -207,7 +254,7 @@ def _spawned_rank(target: Callable[[], None], rank: int, processes: int, port: i
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
     )
-    as_process(target)
+    as_process(target, ready)
 
 
 def _free_port() -> int:
