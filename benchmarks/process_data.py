@@ -24,6 +24,7 @@ import os
 import platform
 import shutil
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -92,26 +93,36 @@ def textured_image(width: int, height: int, seed: int) -> Image.Image:
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
 
 
-def generate_images(folder: Path, frames: int, width: int, height: int, quality: int) -> list[Path]:
-    """``frames`` JPEGs image_00000.jpg, ... in ``folder``; files already there with the right size are kept."""
+def write_jpegs(
+    folder: Path, stem: str, frames: int, size: tuple[int, int], quality: int, render: Callable[[int], Image.Image]
+) -> list[Path]:
+    """``frames`` JPEGs <stem>_00000.jpg, ... in ``folder``, image i being ``render(i)``; files already there with
+    the right size are kept, the ones past ``frames`` removed. Written by one thread per CPU, each file whole."""
     folder.mkdir(parents=True, exist_ok=True)
-    paths = [folder / f"image_{index:05d}.jpg" for index in range(frames)]
+    paths = [folder / f"{stem}_{index:05d}.jpg" for index in range(frames)]
 
     def make(index: int) -> None:
         path = paths[index]
         if path.is_file():
             with Image.open(path) as existing:
-                if existing.size == (width, height):
+                if existing.size == size:
                     return
         temporary = path.with_name(f".{path.name}.tmp")
-        textured_image(width, height, seed=index).save(temporary, format="JPEG", quality=quality)
+        render(index).save(temporary, format="JPEG", quality=quality)
         temporary.replace(path)
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         list(pool.map(make, range(frames)))
-    for stale in sorted(folder.glob("image_*.jpg"))[frames:]:
+    for stale in sorted(folder.glob(f"{stem}_*.jpg"))[frames:]:
         stale.unlink()
     return paths
+
+
+def generate_images(folder: Path, frames: int, width: int, height: int, quality: int) -> list[Path]:
+    """``frames`` photo-like JPEGs image_00000.jpg, ... in ``folder`` (``write_jpegs``)."""
+    return write_jpegs(
+        folder, "image", frames, (width, height), quality, lambda index: textured_image(width, height, seed=index)
+    )
 
 
 def write_random_checkpoint(folder: Path, device: str, config: VGGTConfig | None = None) -> None:

@@ -27,7 +27,6 @@ import os
 import platform
 import shutil
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from benchmarks.process_data import ProcessDataBenchmark, merge_row, run_command, write_random_checkpoint
+from benchmarks.process_data import ProcessDataBenchmark, merge_row, run_command, write_jpegs, write_random_checkpoint
 from vggt_sparse_ns.output_layout import SUMMARY_FILE
 from vggt_sparse_ns.refine.config import CameraModelName, RefineConfig
 
@@ -116,30 +115,16 @@ def _rotation_x(angle: float) -> np.ndarray:
 
 
 def generate_views(folder: Path, frames: int, width: int, height: int, quality: int) -> list[Path]:
-    """``frames`` JPEG views view_00000.jpg, ... in ``folder``; files already there with the right size are kept."""
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = [folder / f"view_{index:05d}.jpg" for index in range(frames)]
+    """``frames`` JPEG views view_00000.jpg, ... of the textured plane in ``folder`` (``write_jpegs``)."""
     texture = Image.fromarray(scene_texture())
 
-    def make(index: int) -> None:
-        path = paths[index]
-        if path.is_file():
-            with Image.open(path) as existing:
-                if existing.size == (width, height):
-                    return
+    def render(index: int) -> Image.Image:
         homography = view_homography(index, frames, (width, height), texture.size)
-        view = texture.transform(
+        return texture.transform(
             (width, height), Image.Transform.PERSPECTIVE, tuple(homography.reshape(-1)[:8]), Image.Resampling.BICUBIC
         )
-        temporary = path.with_name(f".{path.name}.tmp")
-        view.save(temporary, format="JPEG", quality=quality)
-        temporary.replace(path)
 
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        list(pool.map(make, range(frames)))
-    for stale in sorted(folder.glob("view_*.jpg"))[frames:]:
-        stale.unlink()
-    return paths
+    return write_jpegs(folder, "view", frames, (width, height), quality, render)
 
 
 def _rounded(seconds: dict[str, float]) -> dict[str, float]:
