@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,15 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from benchmarks.process_data import ProcessDataBenchmark, merge_row, run_command, write_jpegs, write_random_checkpoint
+from benchmarks.process_data import (
+    ProcessDataBenchmark,
+    merge_row,
+    rounded,
+    run_command,
+    run_warmup,
+    write_jpegs,
+    write_random_checkpoint,
+)
 from vggt_sparse_ns.output_layout import SUMMARY_FILE
 from vggt_sparse_ns.refine.config import CameraModelName, RefineConfig
 
@@ -127,10 +134,6 @@ def generate_views(folder: Path, frames: int, width: int, height: int, quality: 
     return write_jpegs(folder, "view", frames, (width, height), quality, render)
 
 
-def _rounded(seconds: dict[str, float]) -> dict[str, float]:
-    return {name: round(value, 3) for name, value in seconds.items()}
-
-
 def main(settings: RefineBenchmark) -> dict[str, Any]:
     """Run the command with --refine once on the generated views (after the warm-up run); returns the row
     written to ``settings.output``."""
@@ -151,13 +154,7 @@ def main(settings: RefineBenchmark) -> dict[str, Any]:
         refine_camera_model=settings.camera_model,
         refine_device="cuda" if device == "cuda" else "cpu",
     )
-    if settings.warmup_frames:
-        warmup_images = settings.work_dir / "warmup-images"
-        shutil.rmtree(warmup_images, ignore_errors=True)
-        warmup_images.mkdir(parents=True)
-        for path in paths[: settings.warmup_frames]:
-            shutil.copyfile(path, warmup_images / path.name)
-        run_command(warmup_images, settings.work_dir / "warmup-out", checkpoint, device, settings, refinement)
+    run_warmup(paths, checkpoint, device, settings, refinement)
     output_dir = settings.work_dir / "out"
     log, whole = run_command(images, output_dir, checkpoint, device, settings, refinement)
     figures = json.loads((output_dir / SUMMARY_FILE).read_text())["refinement"]
@@ -176,8 +173,8 @@ def main(settings: RefineBenchmark) -> dict[str, Any]:
         "whole_s": round(whole, 3),
         "model_s": round(seconds["inference"], 3),
         "refine_s": round(seconds["refine"], 3),
-        "refine_split_s": _rounded(figures["seconds"]),
-        "stages_s": _rounded(seconds),
+        "refine_split_s": rounded(figures["seconds"]),
+        "stages_s": rounded(seconds),
         "refinement": {key: value for key, value in figures.items() if key != "seconds"},
         "generate_images_s": round(generate_seconds, 3),
         "python": platform.python_version(),
