@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from command_stages import STAGES
 from image_files import write_scene
 
 import vggt_sparse_ns.dataset.images as images_module
@@ -23,19 +24,6 @@ from vggt_sparse_ns.nerfstudio import report
 from vggt_sparse_ns.nerfstudio.process_data import ProcessVGGTSparse
 from vggt_sparse_ns.pipeline.config import ReconstructionConfig
 
-STAGES = [
-    "probe images",
-    "load model",
-    "load images",
-    "inference",
-    "finish writing images",
-    "point cloud",
-    "write ply",
-    "depth maps",
-    "colmap model",
-    "transforms.json",
-]
-"""Every stage of a run with depth maps and a COLMAP model (tests/nerfstudio/test_process_data_command.py)."""
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -11,6 +11,7 @@ import huggingface_hub.constants
 import numpy as np
 import pytest
 import torch
+from command_stages import STAGES
 from image_files import (
     write_16bit_png,
     write_exif_rotated_jpeg,
@@ -118,22 +119,10 @@ def test_every_step_of_the_command_is_a_timed_stage_in_the_summary(tmp_path: Pat
         export=ExportConfig(depth=True, colmap=True),
     ).main(timer=timer)
 
-    stages = [
-        "probe images",
-        "load model",
-        "load images",
-        "inference",
-        "finish writing images",
-        "point cloud",
-        "write ply",
-        "depth maps",
-        "colmap model",
-        "transforms.json",
-    ]
-    assert list(timer.seconds()) == [*stages, "move into place"]
+    assert list(timer.seconds()) == [*STAGES, "move into place"]
     assert list(timer.seconds_beside()) == ["write images"] and timer.seconds_beside()["write images"][0] == "inference"
     summary = json.loads((tmp_path / "out" / "vggt" / "summary.json").read_text())
-    assert list(summary["seconds"]) == stages, "vggt/summary.json times the export stages too (not its own swap)"
+    assert list(summary["seconds"]) == STAGES, "vggt/summary.json times the export stages too (not its own swap)"
     assert summary["seconds_beside"]["write images"]["during"] == "inference"
     output = " ".join(capsys.readouterr().out.split())
     assert "Time: probe images" in output and "depth maps" in output and "(total" in output
