@@ -199,6 +199,20 @@ def run_warmup(
     return timer
 
 
+def scene_and_machine(settings: ProcessDataBenchmark, device: str) -> dict[str, Any]:
+    """The first fields of a result row: the generated images, the frame graph's k and where it ran."""
+    import torch
+
+    return {
+        "frames": settings.frames,
+        "width": settings.width,
+        "height": settings.height,
+        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+        "cpu_count": os.cpu_count(),
+        "neighbors": settings.neighbors,
+    }
+
+
 def rounded(seconds: dict[str, float]) -> dict[str, float]:
     return {name: round(value, 3) for name, value in seconds.items()}
 
@@ -225,12 +239,7 @@ def main(settings: ProcessDataBenchmark) -> dict[str, Any]:
 
     model_seconds = log.seconds()["inference"]
     row = {
-        "frames": settings.frames,
-        "width": settings.width,
-        "height": settings.height,
-        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
-        "cpu_count": os.cpu_count(),
-        "neighbors": settings.neighbors,
+        **scene_and_machine(settings, device),
         "num_downscales": settings.num_downscales,
         "depth": settings.depth,
         "stages_s": rounded(log.seconds()),

@@ -23,7 +23,6 @@ CPU smoke test with the tiny fixture model:
 from __future__ import annotations
 
 import json
-import os
 import platform
 import time
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from benchmarks.process_data import (
     rounded,
     run_command,
     run_warmup,
+    scene_and_machine,
     write_jpegs,
     write_random_checkpoint,
 )
@@ -161,12 +161,7 @@ def main(settings: RefineBenchmark) -> dict[str, Any]:
     seconds = log.seconds()
 
     row = {
-        "frames": settings.frames,
-        "width": settings.width,
-        "height": settings.height,
-        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
-        "cpu_count": os.cpu_count(),
-        "neighbors": settings.neighbors,
+        **scene_and_machine(settings, device),
         "max_image_size": settings.max_image_size,
         "max_features": settings.max_features,
         "camera_model": settings.camera_model,
