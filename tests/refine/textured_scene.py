@@ -102,17 +102,55 @@ def make_scene(
     blank_frame: int | None = None,
     seed: int = 0,
 ) -> TexturedScene:
-    """Render ``frames`` views into ``folder`` (PNG) from cameras on an arc; world = camera 0's frame.
-    ``blank_frame`` shows a uniform grey image instead (no texture: nothing to match)."""
+    """Render ``frames`` views of the room corner into ``folder`` (PNG) from cameras on an arc; world = camera
+    0's frame. ``blank_frame`` shows a uniform grey image instead (no texture: nothing to match)."""
     rng = np.random.default_rng(seed)
-    planes = _planes()
-    intrinsic = np.array([[focal, 0.0, size[0] / 2], [0.0, focal, size[1] / 2], [0.0, 0.0, 1.0]])
     poses = []
     for index in range(frames):
         angle = np.deg2rad(-25 + 50 * index / max(frames - 1, 1))
         eye = np.array([2.2 * np.sin(angle), -0.3 + 0.2 * rng.standard_normal(), 5.0 - 4.4 * np.cos(angle)])
         target = np.array([0.3 * rng.standard_normal(), 0.3, 4.5])
         poses.append(look_at(eye, target))
+    return render_scene(folder, _planes(), poses, size=size, focal=focal, blank_frame=blank_frame)
+
+
+BOX_RING_SIZE = 9.0
+"""Diameter of the box ring's camera circle, the unit of its position perturbation."""
+
+
+def make_box_ring_scene(folder: Path, *, frames: int = 8, focal: float = 300.0) -> TexturedScene:
+    """An open box (four photographed sides) on a grass floor, seen by ``frames`` cameras on a circle around it,
+    looking at its centre: neighbouring views share one face, so nearly every track has two views."""
+    x, y, z = np.eye(3)
+    sides = [photographs.astronaut(), photographs.coffee(), photographs.chelsea(), photographs.rocket()]
+    planes = [
+        Plane(np.array([-1.0, -1.0, -1.0]), x, y, (2.0, 2.0), sides[0]),
+        Plane(np.array([1.0, -1.0, 1.0]), -x, y, (2.0, 2.0), sides[1]),
+        Plane(np.array([-1.0, -1.0, 1.0]), -z, y, (2.0, 2.0), sides[2]),
+        Plane(np.array([1.0, -1.0, -1.0]), z, y, (2.0, 2.0), sides[3]),
+        Plane(np.array([-5.0, 1.0, -5.0]), x, z, (10.0, 10.0), np.repeat(photographs.grass()[..., None], 3, 2)),
+    ]
+    radius = BOX_RING_SIZE / 2
+    poses = [
+        look_at(np.array([radius * np.sin(a), -1.5, -radius * np.cos(a)]), np.zeros(3))
+        for a in 2 * np.pi * np.arange(frames) / frames
+    ]
+    return render_scene(folder, planes, poses, size=(320, 240), focal=focal)
+
+
+def render_scene(
+    folder: Path,
+    planes: list[Plane],
+    poses: list[np.ndarray],
+    *,
+    size: tuple[int, int],
+    focal: float,
+    blank_frame: int | None = None,
+) -> TexturedScene:
+    """Render ``planes`` from each world-to-camera pose into ``folder`` (PNG): the truth, with world = camera 0's
+    frame."""
+    frames = len(poses)
+    intrinsic = np.array([[focal, 0.0, size[0] / 2], [0.0, focal, size[1] / 2], [0.0, 0.0, 1.0]])
     world_from_camera0 = np.vstack([np.linalg.inv(np.vstack([poses[0], [0, 0, 0, 1]]))])
     folder.mkdir(parents=True, exist_ok=True)
     images, depths, T_camera_world, paths = [], [], [], []
@@ -147,9 +185,9 @@ def random_rotation(rng: np.random.Generator, degrees: float) -> np.ndarray:
     return np.eye(3) + np.sin(angle) * cross + (1 - np.cos(angle)) * cross @ cross
 
 
-def perturb(truth: Reconstruction, seed: int = 1) -> Reconstruction:
+def perturb(truth: Reconstruction, seed: int = 1, scene_size: float = SCENE_SIZE) -> Reconstruction:
     """The prediction: frame 0 exact (it is the world), every other frame rotated by 1-3 degrees, moved by
-    3-5 % of the scene size and given a focal length off by up to 5 %."""
+    3-5 % of ``scene_size`` and given a focal length off by up to 5 %."""
     rng = np.random.default_rng(seed)
     T_camera_world = truth.T_camera_world.astype(np.float64).copy()
     intrinsics = truth.intrinsics.astype(np.float64).copy()
@@ -157,7 +195,7 @@ def perturb(truth: Reconstruction, seed: int = 1) -> Reconstruction:
         rotation, translation = T_camera_world[index, :, :3], T_camera_world[index, :, 3]
         centre = -rotation.T @ translation
         direction = rng.standard_normal(3)
-        centre = centre + direction / np.linalg.norm(direction) * rng.uniform(0.03, 0.05) * SCENE_SIZE
+        centre = centre + direction / np.linalg.norm(direction) * rng.uniform(0.03, 0.05) * scene_size
         rotation = random_rotation(rng, rng.uniform(1.0, 3.0)) @ rotation
         T_camera_world[index] = np.concatenate([rotation, (-rotation @ centre)[:, None]], axis=1)
         intrinsics[index, :2, :2] *= 1 + rng.choice([-1, 1]) * rng.uniform(0.02, 0.05)

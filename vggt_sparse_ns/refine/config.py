@@ -54,6 +54,14 @@ class RefineConfig:
     point's projection are outliers: in verification, triangulation, registration and after each adjustment."""
     refine_min_triangulation_angle: float = 1.0
     """Points seen under a smaller angle (degrees) between their rays are not triangulated."""
+    refine_prior_rotation_degrees: float = 2.0
+    """How far (one standard deviation, degrees) the adjustment expects a predicted camera's rotation to be off. Each
+    adjusted camera is held to its prediction this loosely: where the matches determine a pose they outweigh it;
+    where they do not (views linked only by two-view tracks, e.g. a ring around an object), the prediction holds
+    instead of drifting. 0 turns the prior off."""
+    refine_prior_position: float = 0.1
+    """How far (one standard deviation) a predicted camera position is expected to be off, as a fraction of the
+    scene's median depth; the position part of the same prior. 0 turns the prior off."""
     refine_device: RefineDevice = "auto"
     """Where descriptors are matched: auto picks cuda when present, else cpu."""
 
@@ -69,6 +77,8 @@ class RefineConfig:
             "--refine-points-per-frame": self.refine_points_per_frame >= 10,
             "--refine-max-reprojection-error": self.refine_max_reprojection_error > 0.0,
             "--refine-min-triangulation-angle": 0.0 <= self.refine_min_triangulation_angle < 90.0,
+            "--refine-prior-rotation-degrees": 0.0 <= self.refine_prior_rotation_degrees <= 180.0,
+            "--refine-prior-position": self.refine_prior_position >= 0.0,
         }
         for flag, valid in checks.items():
             if not valid:

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 from vggt_sparse_ns.pipeline.reconstruction import Reconstruction, SparsePoints
-from vggt_sparse_ns.refine.adjustment import RefinementRejected, bundle_adjust
-from vggt_sparse_ns.refine.cameras import CameraSet
+from vggt_sparse_ns.refine.adjustment import PosePrior, RefinementRejected, bundle_adjust
+from vggt_sparse_ns.refine.cameras import CameraSet, project_points
 from vggt_sparse_ns.refine.config import RefineConfig
 from vggt_sparse_ns.refine.consistency import (
     align_depth,
@@ -240,6 +240,7 @@ def _adjust(
         "sizes": sizes,
         "camera_model": config.refine_camera_model,
         "shared_intrinsics": config.refine_shared_intrinsics,
+        "prior": _pose_prior(predicted, initial, frames, config),
     }
 
     def triangulate_frames(cameras: CameraSet, frames: np.ndarray) -> SparseModel:
@@ -283,6 +284,23 @@ def _adjust(
     cameras, model, frames = adjust_and_retriangulate(cameras, model, frames, 1.0)
     model = model.select(np.isin(model.frame, frames))
     return cameras, model, frames, anchor
+
+
+def _pose_prior(
+    predicted: CameraSet, initial: SparseModel, frames: np.ndarray, config: RefineConfig
+) -> PosePrior | None:
+    """The predictions of the frames that fit their first triangulation, as a prior; positions in units of the
+    median depth of the points in the predicted cameras (VGGT's world has no unit of its own)."""
+    if config.refine_prior_rotation_degrees == 0 or config.refine_prior_position == 0:
+        return None
+    _, depth = project_points(predicted, initial.frame, initial.xyz[initial.point])
+    scene_depth = float(np.median(depth[depth > 0])) if np.any(depth > 0) else 1.0
+    return PosePrior(
+        predicted,
+        frames,
+        rotation_sigma=float(np.deg2rad(config.refine_prior_rotation_degrees)),
+        position_sigma=config.refine_prior_position * scene_depth,
+    )
 
 
 def _enough(model: SparseModel, count: int, minimum: int, among: np.ndarray | None = None) -> np.ndarray:
