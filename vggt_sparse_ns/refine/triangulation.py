@@ -94,7 +94,7 @@ def refine_points(cameras: CameraSet, model: SparseModel, steps: int = GAUSS_NEW
             d_normalised[:, 0, 0] = d_normalised[:, 1, 1] = 1 / z
             d_normalised[:, 0, 2] = -camera[:, 0] / z**2
             d_normalised[:, 1, 2] = -camera[:, 1] / z**2
-        jacobian = focal @ d_normalised @ pose[:, :, :3]
+            jacobian = focal @ d_normalised @ pose[:, :, :3]  # not finite for points at infinity: unusable
         jacobian[~usable] = 0
         residual = np.where(usable[:, None], projected - model.pixel, 0.0)
         normal = np.einsum("mki,mkj->mij", jacobian, jacobian).reshape(-1, 9)
