@@ -15,6 +15,11 @@ from vggt_sparse_ns.refine.triangulation import SparseModel
 
 MIN_DEPTH_SAMPLES = 10
 """Fewest observations with a predicted depth for a frame's depth map to be rescaled."""
+MIN_SHIFT_SAMPLES = 50
+"""Fewest observations with a predicted depth for a frame's depth map to be given a shift as well."""
+SHIFT_GAIN = 0.5
+"""A shift is used only where it at least halves the median relative depth error left by the scale alone (VGGT's
+depth shares its cameras' scale, so most frames need none; a shift that explains little would only fit noise)."""
 MIN_SCALE_SAMPLES = 100
 """Fewest observations with a predicted depth for the scale to be measured on depth."""
 DEPTH_AGREEMENT = 0.1
@@ -87,7 +92,8 @@ def _depth_scale(
     reconstruction: Reconstruction, refined: CameraSet, model: SparseModel, frames: np.ndarray
 ) -> float | None:
     """The median of predicted over triangulated depth where they agree up to one factor, else None."""
-    _, ratios = _depth_ratios(reconstruction, refined, model, frames)
+    _, predicted_depth, z = _depth_pairs(reconstruction, refined, model, frames)
+    ratios = predicted_depth / z
     if len(ratios) < MIN_SCALE_SAMPLES:
         return None
     logs = np.log(ratios)
@@ -109,17 +115,17 @@ def transform_world(
     return moved, SparseModel(xyz, model.point, model.frame, model.keypoint, model.pixel)
 
 
-def _depth_ratios(
+def _depth_pairs(
     reconstruction: Reconstruction, cameras: CameraSet, model: SparseModel, frames: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """(frame, predicted depth over the point's depth in ``cameras``) at every observation (of ``frames``) where
-    both are positive."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(frame, predicted depth, the point's depth in ``cameras``) at every observation (of ``frames``) where both
+    depths are positive."""
     observed = np.ones(len(model.frame), bool) if frames is None else np.isin(model.frame, frames)
     frame, pixel, xyz = model.frame[observed], model.pixel[observed], model.xyz[model.point[observed]]
     _, z = project_points(cameras, frame, xyz)
     depth, inside = _sample(reconstruction.depth, frame, model_pixels(reconstruction.transforms, frame, pixel))
     usable = inside & (depth > 0) & (z > 0) & np.isfinite(depth)
-    return frame[usable], depth[usable] / z[usable]
+    return frame[usable], depth[usable], z[usable]
 
 
 def model_pixels(transforms: Sequence[ImageTransform], frames: np.ndarray, pixels: np.ndarray) -> np.ndarray:
@@ -160,34 +166,63 @@ def point_colours(reconstruction: Reconstruction, model: SparseModel) -> np.ndar
 
 def align_depth(
     reconstruction: Reconstruction, predicted: CameraSet, refined: CameraSet, model: SparseModel
-) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-    """Depth maps rescaled per frame to the triangulated points (median ratio of the points' depth under the
-    refined camera to the predicted depth at their pixels), and the point maps moved with their camera.
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
+    """Depth maps aligned per frame to the triangulated points, and the point maps moved with their camera.
 
-    Frames with fewer than ``MIN_DEPTH_SAMPLES`` usable observations keep their depth. Returns (depth, world
-    points or None, [S] scale per frame).
+    Each frame's predicted depth d becomes scale * d + shift, fitted to the points' depth under the refined
+    camera at their pixels: the median ratio, and a shift only where it clearly explains the points better
+    (``_depth_fit``). Frames with fewer than ``MIN_DEPTH_SAMPLES`` usable observations keep their depth.
+    Returns (depth, world points or None, [S] scale per frame, [S] shift per frame).
     """
-    scales = np.ones(reconstruction.num_frames)
-    frame, ratios = _depth_ratios(reconstruction, refined, model)
+    scales, shifts = np.ones(reconstruction.num_frames), np.zeros(reconstruction.num_frames)
+    frame, predicted_depth, z = _depth_pairs(reconstruction, refined, model)
     order = np.argsort(frame, kind="stable")
     frames, starts, counts = np.unique(frame[order], return_index=True, return_counts=True)
     for index, start, samples in zip(frames, starts, counts, strict=True):
         if samples >= MIN_DEPTH_SAMPLES:
-            scales[index] = float(1.0 / np.median(ratios[order[start : start + samples]]))
-    depth = reconstruction.depth * scales[:, None, None].astype(np.float32)
+            chosen = order[start : start + samples]
+            nearest = float(reconstruction.depth[index][reconstruction.depth[index] > 0].min(initial=np.inf))
+            scales[index], shifts[index] = _depth_fit(predicted_depth[chosen], z[chosen], nearest)
+    depth = reconstruction.depth * scales[:, None, None] + shifts[:, None, None] * (reconstruction.depth > 0)
     world_points = reconstruction.world_points
     if world_points is not None:
-        world_points = _move_point_maps(world_points, predicted, refined, scales)
-    return depth.astype(np.float32), world_points, scales
+        world_points = _move_point_maps(world_points, predicted, refined, scales, shifts)
+    return depth.astype(np.float32), world_points, scales, shifts
+
+
+def _depth_fit(predicted: np.ndarray, target: np.ndarray, nearest: float) -> tuple[float, float]:
+    """(scale, shift) with target ~ scale * predicted + shift: the median ratio, or a robust affine fit where it
+    at least halves the median relative error (``SHIFT_GAIN``) and keeps every predicted depth from ``nearest``
+    on positive."""
+    scale = float(np.median(target / predicted))
+    scale_error = float(np.median(np.abs(scale * predicted - target) / target))
+    if len(predicted) < MIN_SHIFT_SAMPLES or scale_error == 0:
+        return scale, 0.0
+    # Least squares on the points the scale alone explains within 3 median errors, refitted once on its own inliers.
+    inliers = np.abs(scale * predicted - target) / target <= 3 * scale_error
+    for _ in range(2):
+        if inliers.sum() < MIN_SHIFT_SAMPLES or np.ptp(predicted[inliers]) == 0:
+            return scale, 0.0
+        slope, shift = np.polyfit(predicted[inliers], target[inliers], 1)
+        relative = np.abs(slope * predicted + shift - target) / target
+        inliers = relative <= 3 * np.median(relative)
+    affine_error = float(np.median(relative))
+    if slope > 0 and slope * nearest + shift > 0 and affine_error <= SHIFT_GAIN * scale_error:
+        return float(slope), float(shift)
+    return scale, 0.0
 
 
 def _move_point_maps(
-    world_points: np.ndarray, predicted: CameraSet, refined: CameraSet, scales: np.ndarray
+    world_points: np.ndarray, predicted: CameraSet, refined: CameraSet, scales: np.ndarray, shifts: np.ndarray
 ) -> np.ndarray:
-    """Point maps into each frame's predicted camera, scaled, then out through its refined camera."""
+    """Point maps into each frame's predicted camera, moved along their rays to the aligned depth (scale * z +
+    shift), then out through its refined camera."""
     moved = np.empty_like(world_points)
     for frame in range(len(world_points)):
         before, after = predicted.T_camera_world[frame], refined.T_camera_world[frame]
-        camera = (world_points[frame].astype(np.float64) @ before[:, :3].T + before[:, 3]) * scales[frame]
+        camera = world_points[frame].astype(np.float64) @ before[:, :3].T + before[:, 3]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            factor = scales[frame] + np.where(camera[..., 2:] > 0, shifts[frame] / camera[..., 2:], 0.0)
+        camera = camera * factor
         moved[frame] = ((camera - after[:, 3]) @ after[:, :3]).astype(world_points.dtype)
     return moved

@@ -170,7 +170,7 @@ def _refine(reconstruction: Reconstruction, config: RefineConfig) -> Reconstruct
     kept = sorted(set(range(count)) - set(frames.tolist()))
     errors = model.errors(cameras) if len(model.point) else np.zeros(0)
     with timer.stage("depth alignment"):
-        depth, world_points, depth_scales = align_depth(reconstruction, predicted, cameras, model)
+        depth, world_points, depth_scales, depth_shifts = align_depth(reconstruction, predicted, cameras, model)
     summary.update(
         {
             "reprojection_error_px": float(errors.mean()) if len(errors) else None,
@@ -179,6 +179,7 @@ def _refine(reconstruction: Reconstruction, config: RefineConfig) -> Reconstruct
             "points": int(len(model.xyz)),
             "observations": int(len(model.point)),
             "depth_scale_median": float(np.median(depth_scales)),
+            "depth_shifted_frames": int(np.count_nonzero(depth_shifts)),
             "seconds": timer.seconds(),
         }
     )
