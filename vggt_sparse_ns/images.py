@@ -12,7 +12,8 @@ resolution. Pixel coordinates are continuous (x, y): the pixel in row i, column 
 Every input image is opened through ``open_image``: files up to MAX_IMAGE_PIXELS are decoded without
 PIL's decompression-bomb warning or error, larger ones are refused naming the file. Files above
 REDUCED_DECODE_PIXELS are decoded at reduced size where only the model's 518 pixels are needed; smaller
-ones exactly as the original. Images with 16 bits per channel are scaled to 8 bits (rounded).
+ones exactly as the original. Images with 16 bits per sample, in whatever mode PIL opens them, are scaled to 8
+bits by one conversion (``_read_16_bit``: each value v becomes round(v / 257)).
 """
 
 from __future__ import annotations
@@ -68,8 +69,13 @@ UPRIGHT = {
     8: Image.Transpose.ROTATE_90,
 }
 """The transposition that shows a stored image upright, per EXIF orientation (1: none)."""
-DEEP_COLOUR_MODES = ("RGB", "RGBA")
-"""Modes PIL reads 16-bit-per-channel files into by keeping each value's high byte."""
+PIL_16_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+"""Modes in which PIL holds all 16 bits of a 16-bit file's samples (gray; older Pillow opened 16-bit gray PNGs
+as "I"). In the others it opens such files in (RGB, RGBA, and RGBA for gray+alpha) it keeps each value's high
+byte only."""
+OPENCV_BANDS = {"L": [0], "LA": [0, 3], "RGB": [2, 1, 0], "RGBA": [2, 1, 0, 3]}
+"""Per PIL mode, its bands among the channels OpenCV decodes a 16-bit file into: BGR(A), gray+alpha as BGRA, an
+RGB file's transparent colour (tRNS) as a fourth channel that PIL's RGB leaves out (as it does for 8-bit files)."""
 
 _opening = threading.Lock()
 _large_decodes = threading.BoundedSemaphore(LARGE_DECODES_AT_ONCE)
@@ -151,14 +157,16 @@ def bits_per_channel(image: ImageFile.ImageFile) -> int:
     return 8
 
 
-def _is_deep_colour(image: ImageFile.ImageFile) -> bool:
-    """An RGB or RGBA file of 16 bits per channel (PIL reads it as 8-bit by dropping each value's low byte)."""
-    return image.mode in DEEP_COLOUR_MODES and bits_per_channel(image) == 16
+def _is_16_bit(image: ImageFile.ImageFile) -> bool:
+    """A file of 16 bits per sample, whatever mode PIL opened it in."""
+    opened_as = image.mode in PIL_16_BIT_MODES or image.mode in OPENCV_BANDS
+    return image.mode.startswith("I;16") or (opened_as and bits_per_channel(image) == 16)
 
 
 def pixel_mode(image: ImageFile.ImageFile) -> str:
-    """PIL's mode, with ";16" added for RGB and RGBA files of 16 bits per channel."""
-    return f"{image.mode};16" if _is_deep_colour(image) else image.mode
+    """PIL's mode, with ";16" added for files of 16 bits per sample whose mode does not say so ("RGB;16",
+    "RGBA;16")."""
+    return f"{image.mode};16" if _is_16_bit(image) and not image.mode.startswith("I;16") else image.mode
 
 
 def decoding_slot(image: Image.Image) -> threading.BoundedSemaphore | nullcontext:
@@ -176,27 +184,42 @@ def _to_8_bit(values: np.ndarray, peak: float) -> np.ndarray:
     return result
 
 
-def _read_deep_colour(image: ImageFile.ImageFile) -> Image.Image:
-    """An RGB or RGBA file of 16 bits per channel at 8 bits, rounded (PIL alone would truncate): OpenCV
-    decodes all 16 bits."""
+def _16_bit_samples(image: ImageFile.ImageFile) -> tuple[np.ndarray, str]:
+    """All 16 bits of every sample, [h, w] or [h, w, bands], and the 8-bit mode they make: from PIL where it
+    holds them (PIL_16_BIT_MODES), else decoded by OpenCV (OPENCV_BANDS)."""
+    if image.mode in PIL_16_BIT_MODES:
+        image.load()
+        return np.asarray(image), "L"
     import cv2
 
     values = cv2.imread(os.fspath(image.filename), cv2.IMREAD_UNCHANGED)
-    channels = len(image.mode)
-    if values is None or values.dtype != np.uint16 or values.shape != (image.height, image.width, channels):
-        raise OSError(f"cannot decode its {channels} channels of 16 bits")
-    rgb_order = [2, 1, 0, 3][:channels]  # OpenCV's BGR(A)
-    return Image.fromarray(_to_8_bit(values[..., rgb_order], 65535.0), mode=image.mode)
+    values = values[..., None] if values is not None and values.ndim == 2 else values
+    bands = OPENCV_BANDS[image.mode]
+    if (
+        values is None
+        or values.dtype != np.uint16
+        or values.shape[:2] != image.size[::-1]
+        or values.shape[2] <= max(bands)
+    ):
+        raise OSError(f"cannot decode its samples of 16 bits as {image.mode}")
+    selected = values[..., bands]
+    return (selected[..., 0] if len(bands) == 1 else selected), image.mode
+
+
+def _read_16_bit(image: ImageFile.ImageFile) -> Image.Image:
+    """A file of 16 bits per sample at 8 bits, each value v rounded to round(v / 257) = round(v * 255 / 65535):
+    the one conversion for every mode PIL opens such files in (PIL alone drops the low byte of colour and
+    gray+alpha, and clips gray when converting it)."""
+    values, mode = _16_bit_samples(image)
+    return Image.fromarray(_to_8_bit(values, 65535.0), mode=mode)
 
 
 def _as_8_bit(image: Image.Image) -> Image.Image:
-    """8-bit gray ("L") or RGB: alpha composited on white; bilevel, palette and 16/32-bit gray or float converted."""
-    if image.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N", "F"):
+    """8-bit gray ("L") or RGB: alpha composited on white; bilevel, palette and 32-bit gray or float converted
+    (16-bit files are 8-bit already: ``_read_16_bit``)."""
+    if image.mode in ("I", "F"):  # 32-bit integer or float images carry no range: infer it from the values
         values = np.asarray(image)
-        if image.mode.startswith("I;16"):
-            peak = 65535.0
-        else:  # 32-bit integer or float images carry no range: infer it from the values
-            peak = 1.0 if image.mode == "F" and values.max() <= 1.0 else (65535.0 if values.max() > 255 else 255.0)
+        peak = 1.0 if image.mode == "F" and values.max() <= 1.0 else (65535.0 if values.max() > 255 else 255.0)
         return Image.fromarray(_to_8_bit(values, peak), mode="L")
     if image.mode in ("1", "L", "RGB"):
         return image if image.mode != "1" else image.convert("L")
@@ -221,10 +244,10 @@ def _upright(image: Image.Image, orientation: int) -> Image.Image:
 
 
 def _decoded(image: ImageFile.ImageFile) -> Image.Image:
-    """The stored pixels, decoded (at the scale a preceding draft chose); deep colour at 8 bits."""
+    """The stored pixels, decoded (at the scale a preceding draft chose); 16-bit files at 8 bits."""
     try:
-        if _is_deep_colour(image):
-            return _read_deep_colour(image)
+        if _is_16_bit(image):
+            return _read_16_bit(image)
         image.load()
         return image
     except (OSError, SyntaxError, ValueError) as error:
