@@ -14,6 +14,7 @@ import pytest
 
 import vggt_sparse_ns.dataset.transaction as transaction_module
 from vggt_sparse_ns.dataset.transaction import DatasetTransaction
+from vggt_sparse_ns.interrupts import Interrupted, signals_as_interrupted
 from vggt_sparse_ns.pipeline.errors import InputError
 from vggt_sparse_ns.timing import StageTimer
 
@@ -299,6 +300,7 @@ import os, sys, time
 from pathlib import Path
 
 from vggt_sparse_ns.dataset.transaction import DatasetTransaction
+from vggt_sparse_ns.interrupts import Interrupted, signals_as_interrupted
 
 out, marker = Path(sys.argv[1]), Path(sys.argv[2])
 rename = os.rename
@@ -337,3 +339,26 @@ def test_after_a_sigkill_in_the_swap_into_a_new_folder_a_failing_next_run_leaves
         raise RuntimeError("the next run fails")
 
     assert sorted(path.name for path in tmp_path.iterdir()) == ["marker"], "no output folder, nothing beside it"
+
+
+def test_a_second_signal_as_the_cleanup_of_an_interrupted_build_begins_still_removes_the_staging_folder(
+    previous: Path, monkeypatch
+) -> None:
+    before = snapshot(previous)
+    discard = DatasetTransaction._discard_held
+
+    def second_signal_then_discard(self) -> None:
+        signal.raise_signal(signal.SIGINT)  # a second Ctrl+C before the cleanup holds signals back itself
+        discard(self)
+
+    monkeypatch.setattr(DatasetTransaction, "_discard_held", second_signal_then_discard)
+    with (
+        pytest.raises(Interrupted) as interrupt,
+        signals_as_interrupted(),
+        DatasetTransaction(previous, replaces_images=True) as staging,
+    ):
+        write(staging, NEW)
+        signal.raise_signal(signal.SIGINT)  # the first Ctrl+C, while the dataset is built
+    assert interrupt.value.signal_number == signal.SIGINT
+    assert snapshot(previous) == before
+    assert sorted(path.name for path in previous.parent.iterdir()) == ["out"], "no staging folder left"
