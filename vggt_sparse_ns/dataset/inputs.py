@@ -9,6 +9,7 @@ scale, which reads the whole file (so truncation is caught) at a fraction of a f
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -59,6 +60,20 @@ class ImageProbe:
 
 def is_video(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS
+
+
+def check_video(path: Path) -> None:
+    """Refuse a video ffmpeg cannot read, before anything is made: ffprobe reads its header and decodes its first
+    frame (a fraction of a second), so that a corrupt file, or one without a video stream, is one InputError
+    naming it instead of the error box of nerfstudio's frame extraction."""
+    first_frame = ["-select_streams", "v:0", "-read_intervals", "%+#1", "-show_entries", "frame=width"]
+    command = ["ffprobe", "-v", "error", *first_frame, "-of", "csv=p=0", str(path)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode == 0 and result.stdout.strip():
+        return
+    said = result.stderr.strip().splitlines()
+    reason = said[-1].removeprefix(f"{path}: ") if said else "it holds no video frame that ffmpeg can decode"
+    raise InputError(f"ffmpeg could not read the video {path}: {reason}")
 
 
 def list_image_files(folder: Path, exclude: Iterable[Path] = ()) -> list[Path]:
