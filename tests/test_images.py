@@ -187,7 +187,7 @@ def test_a_large_png_is_decoded_whole_and_reduced_without_pils_bomb_warning(tmp_
 
 def test_a_file_over_the_pixel_limit_is_refused_naming_it(tmp_path):
     path = write_bilevel_png(tmp_path / "bomb.png", 20000, 20000)  # 400 megapixels > MAX_IMAGE_PIXELS
-    with pytest.raises(ImageLoadError, match=r"bomb\.png: too large: 20000x20000 = 400,000,000 pixels"):
+    with pytest.raises(ImageLoadError, match=r"bomb\.png: too large: 20000x20000 pixels is more than the 268 MP"):
         load_images([path])
 
 

@@ -81,27 +81,52 @@ _opening = threading.Lock()
 _large_decodes = threading.BoundedSemaphore(LARGE_DECODES_AT_ONCE)
 
 
+ProblemKind = Literal["unreadable", "too large", "too small", "too narrow"]
+PROBLEM_KINDS: tuple[ProblemKind, ...] = ("unreadable", "too large", "too small", "too narrow")
+"""Why an image file makes no input, in the order summaries count them."""
+
+
+@dataclass(frozen=True)
+class ImageProblem:
+    """Why one image file makes no input: its kind, and what is true of the file (without its name)."""
+
+    kind: ProblemKind
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.detail}"
+
+
 class ImageLoadError(ValueError):
-    """An image file could not be read or decoded, or is too large to decode safely."""
+    """An image file could not be read or decoded, or its size makes no input (``problem`` says which)."""
 
-    def __init__(self, message: str, reason: str | None = None) -> None:
+    def __init__(self, message: str, problem: ImageProblem | None = None) -> None:
         super().__init__(message)
-        self.reason = reason or message
-        """Why, without the file's name (the message names it)."""
+        self.problem = problem
+        """Why, when the error is about one file."""
+
+    @classmethod
+    def about(cls, path: str | os.PathLike, problem: ImageProblem) -> ImageLoadError:
+        """The error for the file at ``path``: "Cannot use image PATH: KIND: DETAIL"."""
+        return cls(f"Cannot use image {path}: {problem}", problem)
+
+    @classmethod
+    def unreadable(cls, path: str | os.PathLike, error: BaseException) -> ImageLoadError:
+        """The error for a file that PIL (or OpenCV) could not read: ``error`` says why."""
+        return cls.about(path, ImageProblem("unreadable", str(error)))
 
 
-def size_problem(size: tuple[int, int]) -> str | None:
+def size_problem(size: tuple[int, int]) -> ImageProblem | None:
     """Why an image of ``size`` = (width, height) pixels makes no input, or None when it does: smaller than
     MIN_IMAGE_SIDE, or so narrow that its short side would be less than one patch with the long side at the
     model's TARGET_SIZE (the model needs a row of patches)."""
     short, long = sorted(size)
+    pixels = f"{size[0]}x{size[1]} pixels"
     if short < MIN_IMAGE_SIDE:
-        return f"too small: {size[0]}x{size[1]} pixels, the shorter side must be at least {MIN_IMAGE_SIDE}"
+        return ImageProblem("too small", f"{pixels}, a side needs at least {MIN_IMAGE_SIDE}")
     if short * TARGET_SIZE < PATCH_SIZE * long:
-        return (
-            f"too narrow: {size[0]}x{size[1]} pixels, the shorter side must be at least "
-            f"1/{TARGET_SIZE // PATCH_SIZE} of the longer"
-        )
+        ratio = TARGET_SIZE // PATCH_SIZE
+        return ImageProblem("too narrow", f"{pixels}, the longer side may be at most {ratio} times the shorter")
     return None
 
 
@@ -121,15 +146,13 @@ def open_image(path: str | os.PathLike) -> Iterator[ImageFile.ImageFile]:
             finally:
                 Image.MAX_IMAGE_PIXELS = pil_limit
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise ImageLoadError(f"Cannot read image {path}: {error}", str(error)) from error
+        raise ImageLoadError.unreadable(path, error) from error
     with image:
         width, height = image.size
         if width * height > MAX_IMAGE_PIXELS:
-            reason = (
-                f"too large: {width}x{height} = {width * height:,} pixels, more than the {MAX_IMAGE_PIXELS:,} "
-                "this tool decodes"
-            )
-            raise ImageLoadError(f"Cannot use image {path}: {reason}", reason)
+            limit = f"{MAX_IMAGE_PIXELS / 10**6:.0f} MP"
+            detail = f"{width}x{height} pixels is more than the {limit} this tool decodes"
+            raise ImageLoadError.about(path, ImageProblem("too large", detail))
         yield image
 
 
@@ -251,7 +274,7 @@ def _decoded(image: ImageFile.ImageFile) -> Image.Image:
         image.load()
         return image
     except (OSError, SyntaxError, ValueError) as error:
-        raise ImageLoadError(f"Cannot read image {image.filename}: {error}", str(error)) from error
+        raise ImageLoadError.unreadable(image.filename, error) from error
 
 
 def decode_rgb(image: ImageFile.ImageFile) -> Image.Image:
@@ -354,7 +377,7 @@ def _preprocess(path: Path, mode: PreprocessMode, target: int, patch: int) -> tu
         original = upright_size(image)
         problem = size_problem(original)
         if problem is not None:
-            raise ImageLoadError(f"Cannot use image {path}: {problem}", problem)
+            raise ImageLoadError.about(path, problem)
         resized = _resized_size(*original, mode, target, patch)
         pixels = np.asarray(decode_resized(image, resized))
     crop_top = (resized[1] - target) // 2 if mode == "crop" and resized[1] > target else 0

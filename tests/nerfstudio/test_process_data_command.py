@@ -66,8 +66,8 @@ def test_awkward_images_make_a_dataset_whose_pixels_match_what_vggt_saw(tmp_path
     status, output = run_command(data, out)
 
     assert status == 0, output
-    assert f"skipping unreadable image {broken}" in output
-    assert "4 frames reconstructed" in output and "(1 unreadable images skipped)" in output
+    assert f"Warning: skipping image {broken}: unreadable: " in output
+    assert "4 frames reconstructed" in output and "(1 image skipped: 1 unreadable)" in output
     outputs = parse(out, load_3D_points=True)
     assert len(outputs.image_filenames) == 4
     for index, filename in enumerate(outputs.image_filenames):
@@ -96,8 +96,9 @@ def test_a_tiny_image_is_skipped_with_a_warning_and_a_16000x12000_jpeg_makes_a_f
     status, output = run_command(data, out, export=ExportConfig(depth=True))
 
     assert status == 0, output
-    assert f"{tiny}: too small: 10x10 pixels, the shorter side must be at least 16" in output
-    assert "3 frames reconstructed" in output
+    assert f"Warning: skipping image {tiny}: too small: 10x10 pixels, a side needs at least 16" in output
+    assert "3 frames reconstructed" in output and "(1 image skipped: 1 too small)" in output
+    assert "unreadable" not in output
     frames = json.loads((out / "transforms.json").read_text())["frames"]
     assert [frame["file_path"] for frame in frames] == [
         f"images/frame_0000{i}.{s}" for i, s in ((1, "jpg"), (2, "png"), (3, "png"))
@@ -256,8 +257,8 @@ def test_an_export_failure_after_the_images_were_written_leaves_the_previous_fil
         (lambda folder: folder / "missing", "does not exist"),
         (lambda folder: folder, "No images in"),
         (lambda folder: write_not_an_image(folder / "notes.txt").parent, "No images in"),
-        (lambda folder: write_not_an_image(folder / "fake.png").parent, "0 readable image(s)"),
-        (lambda folder: write_rgb(folder / "only.png").parent, "1 readable image(s)"),
+        (lambda folder: write_not_an_image(folder / "fake.png").parent, "0 usable image(s)"),
+        (lambda folder: write_rgb(folder / "only.png").parent, "1 usable image(s)"),
     ],
     ids=["missing folder", "empty folder", "no images", "only unreadable files", "single image"],
 )

@@ -17,6 +17,7 @@ from vggt_sparse_ns.dataset import DatasetReport, DatasetTransaction, ImageGroup
 from vggt_sparse_ns.dataset.inputs import ImageProbe, check_video, is_video, probe_image
 from vggt_sparse_ns.distributed.launch import GpuChoice
 from vggt_sparse_ns.export.config import ExportConfig
+from vggt_sparse_ns.images import ImageProblem
 from vggt_sparse_ns.nerfstudio import report
 from vggt_sparse_ns.output_layout import IMAGES_DIR, present_downscales
 from vggt_sparse_ns.pipeline.config import MIN_FRAMES, ReconstructionConfig
@@ -98,7 +99,7 @@ class ProcessVGGTSparse(BaseConverterToNerfstudioDataset):
 
     def _process(
         self, transaction: DatasetTransaction, timer: StageTimer, across_processes: bool
-    ) -> tuple[DatasetReport, dict[Path, str]]:
+    ) -> tuple[DatasetReport, dict[Path, ImageProblem]]:
         kinds = {is_video(source) for source, _ in self._sources()}
         if len(kinds) > 1:
             raise InputError(
@@ -113,7 +114,7 @@ class ProcessVGGTSparse(BaseConverterToNerfstudioDataset):
             )
         if video and self.skip_image_processing:
             raise InputError("--skip-image-processing applies to image folders; a video's frames must be extracted.")
-        skipped: dict[Path, str] = {}
+        skipped: dict[Path, ImageProblem] = {}
         if video:
             with timer.stage("probe video"):
                 for source, _ in self._sources():
@@ -147,10 +148,10 @@ class ProcessVGGTSparse(BaseConverterToNerfstudioDataset):
             return [(self.data, "frame_")]
         return [(self.data, "frame_train_"), (self.eval_data, "frame_eval_")]
 
-    def _probe_folders(self) -> tuple[list[ImageGroup], dict[Path, str]]:
+    def _probe_folders(self) -> tuple[list[ImageGroup], dict[Path, ImageProblem]]:
         groups, skipped = [], {}
         for folder, prefix in self._sources():
-            group, unreadable = probe_image_folder(
+            group, skipped_here = probe_image_folder(
                 folder,
                 self.output_dir,
                 prefix=prefix,
@@ -158,7 +159,7 @@ class ProcessVGGTSparse(BaseConverterToNerfstudioDataset):
                 min_frames=1 if prefix == "frame_eval_" else MIN_FRAMES,
             )
             groups.append(group)
-            skipped.update(unreadable)
+            skipped.update(skipped_here)
         if self.skip_image_processing:
             _require_readable_in_place([probe for group in groups for probe in group.probes])
         return groups, skipped
