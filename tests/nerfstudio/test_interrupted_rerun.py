@@ -328,6 +328,41 @@ def test_ctrl_c_from_outside_as_a_stage_begins_leaves_either_dataset_whole(
 
 
 @pytest.mark.slow
+def test_two_ctrl_c_close_together_from_outside_print_one_line_and_leave_the_previous_dataset_and_no_staging(
+    tmp_path: Path, previous_dataset: Path, vggt_tiny_dir: Path
+) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(previous_dataset, out)
+    data = write_scene(tmp_path / "photos", count=2, width=64, height=32)[0].parent
+    command = [
+        sys.executable, "-m", "vggt_sparse_ns.scripts.process_data",
+        "--data", str(data), "--output-dir", str(out), "--num-downscales", "1", "--depth", "--colmap",
+        "--checkpoint", str(vggt_tiny_dir), "--device", "cpu",
+    ]  # fmt: skip
+    environment = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(
+        command, cwd=tmp_path, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        printed = ""
+        while "Depth maps..." not in printed and process.poll() is None:
+            printed += process.stdout.readline()
+        assert "Depth maps..." in printed, printed
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.001)  # the second lands while the first is being handled: in the cleanup, or its line
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+        process.wait()
+
+    assert process.returncode == 130, stderr
+    assert stderr.strip().splitlines() == [f"Interrupted (Ctrl+C). {out} was left as it was."]
+    assert snapshot(out) == snapshot(previous_dataset)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out", "photos"], "no staging folder left"
+
+
+@pytest.mark.slow
 def test_what_a_killed_run_leaves_beside_the_output_is_removed_by_the_next_run(
     tmp_path: Path, previous_dataset: Path, vggt_tiny_dir: Path, capsys
 ) -> None:
