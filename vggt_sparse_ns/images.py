@@ -70,12 +70,12 @@ UPRIGHT = {
 }
 """The transposition that shows a stored image upright, per EXIF orientation (1: none)."""
 PIL_16_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
-"""Modes in which PIL holds all 16 bits of a 16-bit file's samples (gray; older Pillow opened 16-bit gray PNGs
-as "I"). In the others it opens such files in (RGB, RGBA, and RGBA for gray+alpha) it keeps each value's high
-byte only."""
-OPENCV_BANDS = {"L": [0], "LA": [0, 3], "RGB": [2, 1, 0], "RGBA": [2, 1, 0, 3]}
-"""Per PIL mode, its bands among the channels OpenCV decodes a 16-bit file into: BGR(A), gray+alpha as BGRA, an
-RGB file's transparent colour (tRNS) as a fourth channel that PIL's RGB leaves out (as it does for 8-bit files)."""
+"""Modes in which PIL holds all 16 bits of a 16-bit file's samples: gray (older Pillow opened 16-bit gray PNGs
+as "I")."""
+OPENCV_BANDS = {"RGB": [2, 1, 0], "RGBA": [2, 1, 0, 3]}
+"""The other modes PIL opens 16-bit files in, keeping each value's high byte only (gray+alpha PNGs as RGBA), and
+their bands among the channels OpenCV decodes all 16 bits into: BGR(A), gray+alpha as BGRA, and an RGB file's
+transparent colour (tRNS) as a fourth channel that PIL's RGB leaves out (as it does for 8-bit files)."""
 
 _opening = threading.Lock()
 _large_decodes = threading.BoundedSemaphore(LARGE_DECODES_AT_ONCE)
@@ -216,17 +216,11 @@ def _16_bit_samples(image: ImageFile.ImageFile) -> tuple[np.ndarray, str]:
     import cv2
 
     values = cv2.imread(os.fspath(image.filename), cv2.IMREAD_UNCHANGED)
-    values = values[..., None] if values is not None and values.ndim == 2 else values
     bands = OPENCV_BANDS[image.mode]
-    if (
-        values is None
-        or values.dtype != np.uint16
-        or values.shape[:2] != image.size[::-1]
-        or values.shape[2] <= max(bands)
-    ):
+    decoded = values is not None and values.dtype == np.uint16 and values.ndim == 3
+    if not decoded or values.shape[:2] != image.size[::-1] or values.shape[2] <= max(bands):
         raise OSError(f"cannot decode its samples of 16 bits as {image.mode}")
-    selected = values[..., bands]
-    return (selected[..., 0] if len(bands) == 1 else selected), image.mode
+    return values[..., bands], image.mode
 
 
 def _read_16_bit(image: ImageFile.ImageFile) -> Image.Image:
