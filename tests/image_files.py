@@ -63,3 +63,9 @@ def write_truncated_jpeg(path: Path) -> Path:
 def write_not_an_image(path: Path) -> Path:
     path.write_text("this is not an image")
     return path
+
+
+def write_not_a_video(path: Path) -> Path:
+    """An MP4 header followed by bytes that are no video (what a broken download leaves)."""
+    path.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 16)
+    return path

@@ -47,20 +47,28 @@ def write_bilevel_png(path: Path, width: int, height: int) -> Path:
     return path
 
 
-def write_png16(path: Path, values: tuple[int, ...], width: int = 64, height: int = 48) -> Path:
-    """A PNG of 16 bits per channel, every pixel ``values`` (R, G, B) or (R, G, B, A), written by OpenCV."""
-    import cv2
+PNG_COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}
+"""PNG colour type per number of samples: gray, gray+alpha, RGB, RGBA."""
 
-    pixels = np.empty((height, width, len(values)), dtype=np.uint16)
-    pixels[:] = values
-    bgr_order = [2, 1, 0, 3][: len(values)]
-    assert cv2.imwrite(str(path), pixels[..., bgr_order])
+
+def write_png16(
+    path: Path, values: tuple[int, ...], width: int = 64, height: int = 48, transparent: tuple[int, ...] = ()
+) -> Path:
+    """A PNG of 16 bits per sample, every pixel ``values``: (gray), (gray, alpha), (R, G, B) or (R, G, B, A),
+    written chunk by chunk here (no decoder of ours involved), with ``transparent`` as its tRNS colour key."""
+    row = b"\x00" + struct.pack(f">{len(values)}H", *values) * width  # filter type 0, then big-endian samples
+    header = struct.pack(">IIBBBBB", width, height, 16, PNG_COLOUR_TYPES[len(values)], 0, 0, 0)
+    key = _chunk(b"tRNS", struct.pack(f">{len(transparent)}H", *transparent)) if transparent else b""
+    data = zlib.compress(row * height)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + key + _chunk(b"IDAT", data) + _chunk(b"IEND", b"")
+    )
     return path
 
 
 def rounded_8_bit(values: tuple[int, ...]) -> np.ndarray:
-    """16-bit values scaled to 8 bits, rounded to nearest (what the README promises)."""
-    return np.floor(np.asarray(values) * 255 / 65535 + 0.5).astype(np.uint8)
+    """16-bit values scaled to 8 bits, rounded to nearest (what the README promises): round(v / 257)."""
+    return np.array([round(value / 257) for value in values], dtype=np.uint8)
 
 
 TRUNCATION_DIFFERS = (448, 60000, 65535)

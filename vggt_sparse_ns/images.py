@@ -12,7 +12,8 @@ resolution. Pixel coordinates are continuous (x, y): the pixel in row i, column 
 Every input image is opened through ``open_image``: files up to MAX_IMAGE_PIXELS are decoded without
 PIL's decompression-bomb warning or error, larger ones are refused naming the file. Files above
 REDUCED_DECODE_PIXELS are decoded at reduced size where only the model's 518 pixels are needed; smaller
-ones exactly as the original. Images with 16 bits per channel are scaled to 8 bits (rounded).
+ones exactly as the original. Images with 16 bits per sample, in whatever mode PIL opens them, are scaled to 8
+bits by one conversion (``_read_16_bit``: each value v becomes round(v / 257)).
 """
 
 from __future__ import annotations
@@ -68,34 +69,64 @@ UPRIGHT = {
     8: Image.Transpose.ROTATE_90,
 }
 """The transposition that shows a stored image upright, per EXIF orientation (1: none)."""
-DEEP_COLOUR_MODES = ("RGB", "RGBA")
-"""Modes PIL reads 16-bit-per-channel files into by keeping each value's high byte."""
+PIL_16_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+"""Modes in which PIL holds all 16 bits of a 16-bit file's samples: gray (older Pillow opened 16-bit gray PNGs
+as "I")."""
+OPENCV_BANDS = {"RGB": [2, 1, 0], "RGBA": [2, 1, 0, 3]}
+"""The other modes PIL opens 16-bit files in, keeping each value's high byte only (gray+alpha PNGs as RGBA), and
+their bands among the channels OpenCV decodes all 16 bits into: BGR(A), gray+alpha as BGRA, and an RGB file's
+transparent colour (tRNS) as a fourth channel that PIL's RGB leaves out (as it does for 8-bit files)."""
 
 _opening = threading.Lock()
 _large_decodes = threading.BoundedSemaphore(LARGE_DECODES_AT_ONCE)
 
 
+ProblemKind = Literal["unreadable", "too large", "too small", "too narrow"]
+PROBLEM_KINDS: tuple[ProblemKind, ...] = ("unreadable", "too large", "too small", "too narrow")
+"""Why an image file makes no input, in the order summaries count them."""
+
+
+@dataclass(frozen=True)
+class ImageProblem:
+    """Why one image file makes no input: its kind, and what is true of the file (without its name)."""
+
+    kind: ProblemKind
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.detail}"
+
+
 class ImageLoadError(ValueError):
-    """An image file could not be read or decoded, or is too large to decode safely."""
+    """An image file could not be read or decoded, or its size makes no input (``problem`` says which)."""
 
-    def __init__(self, message: str, reason: str | None = None) -> None:
+    def __init__(self, message: str, problem: ImageProblem | None = None) -> None:
         super().__init__(message)
-        self.reason = reason or message
-        """Why, without the file's name (the message names it)."""
+        self.problem = problem
+        """Why, when the error is about one file."""
+
+    @classmethod
+    def about(cls, path: str | os.PathLike, problem: ImageProblem) -> ImageLoadError:
+        """The error for the file at ``path``: "Cannot use image PATH: KIND: DETAIL"."""
+        return cls(f"Cannot use image {path}: {problem}", problem)
+
+    @classmethod
+    def unreadable(cls, path: str | os.PathLike, error: BaseException) -> ImageLoadError:
+        """The error for a file that PIL (or OpenCV) could not read: ``error`` says why."""
+        return cls.about(path, ImageProblem("unreadable", str(error)))
 
 
-def size_problem(size: tuple[int, int]) -> str | None:
+def size_problem(size: tuple[int, int]) -> ImageProblem | None:
     """Why an image of ``size`` = (width, height) pixels makes no input, or None when it does: smaller than
     MIN_IMAGE_SIDE, or so narrow that its short side would be less than one patch with the long side at the
     model's TARGET_SIZE (the model needs a row of patches)."""
     short, long = sorted(size)
+    pixels = f"{size[0]}x{size[1]} pixels"
     if short < MIN_IMAGE_SIDE:
-        return f"too small: {size[0]}x{size[1]} pixels, the shorter side must be at least {MIN_IMAGE_SIDE}"
+        return ImageProblem("too small", f"{pixels}, a side needs at least {MIN_IMAGE_SIDE}")
     if short * TARGET_SIZE < PATCH_SIZE * long:
-        return (
-            f"too narrow: {size[0]}x{size[1]} pixels, the shorter side must be at least "
-            f"1/{TARGET_SIZE // PATCH_SIZE} of the longer"
-        )
+        ratio = TARGET_SIZE // PATCH_SIZE
+        return ImageProblem("too narrow", f"{pixels}, the longer side may be at most {ratio} times the shorter")
     return None
 
 
@@ -115,15 +146,13 @@ def open_image(path: str | os.PathLike) -> Iterator[ImageFile.ImageFile]:
             finally:
                 Image.MAX_IMAGE_PIXELS = pil_limit
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise ImageLoadError(f"Cannot read image {path}: {error}", str(error)) from error
+        raise ImageLoadError.unreadable(path, error) from error
     with image:
         width, height = image.size
         if width * height > MAX_IMAGE_PIXELS:
-            reason = (
-                f"too large: {width}x{height} = {width * height:,} pixels, more than the {MAX_IMAGE_PIXELS:,} "
-                "this tool decodes"
-            )
-            raise ImageLoadError(f"Cannot use image {path}: {reason}", reason)
+            limit = f"{MAX_IMAGE_PIXELS / 10**6:.0f} MP"
+            detail = f"{width}x{height} pixels is more than the {limit} this tool decodes"
+            raise ImageLoadError.about(path, ImageProblem("too large", detail))
         yield image
 
 
@@ -151,14 +180,16 @@ def bits_per_channel(image: ImageFile.ImageFile) -> int:
     return 8
 
 
-def _is_deep_colour(image: ImageFile.ImageFile) -> bool:
-    """An RGB or RGBA file of 16 bits per channel (PIL reads it as 8-bit by dropping each value's low byte)."""
-    return image.mode in DEEP_COLOUR_MODES and bits_per_channel(image) == 16
+def _is_16_bit(image: ImageFile.ImageFile) -> bool:
+    """A file of 16 bits per sample, whatever mode PIL opened it in."""
+    opened_as = image.mode in PIL_16_BIT_MODES or image.mode in OPENCV_BANDS
+    return image.mode.startswith("I;16") or (opened_as and bits_per_channel(image) == 16)
 
 
 def pixel_mode(image: ImageFile.ImageFile) -> str:
-    """PIL's mode, with ";16" added for RGB and RGBA files of 16 bits per channel."""
-    return f"{image.mode};16" if _is_deep_colour(image) else image.mode
+    """PIL's mode, with ";16" added for files of 16 bits per sample whose mode does not say so ("RGB;16",
+    "RGBA;16")."""
+    return f"{image.mode};16" if _is_16_bit(image) and not image.mode.startswith("I;16") else image.mode
 
 
 def decoding_slot(image: Image.Image) -> threading.BoundedSemaphore | nullcontext:
@@ -176,27 +207,36 @@ def _to_8_bit(values: np.ndarray, peak: float) -> np.ndarray:
     return result
 
 
-def _read_deep_colour(image: ImageFile.ImageFile) -> Image.Image:
-    """An RGB or RGBA file of 16 bits per channel at 8 bits, rounded (PIL alone would truncate): OpenCV
-    decodes all 16 bits."""
+def _16_bit_samples(image: ImageFile.ImageFile) -> tuple[np.ndarray, str]:
+    """All 16 bits of every sample, [h, w] or [h, w, bands], and the 8-bit mode they make: from PIL where it
+    holds them (PIL_16_BIT_MODES), else decoded by OpenCV (OPENCV_BANDS)."""
+    if image.mode in PIL_16_BIT_MODES:
+        image.load()
+        return np.asarray(image), "L"
     import cv2
 
     values = cv2.imread(os.fspath(image.filename), cv2.IMREAD_UNCHANGED)
-    channels = len(image.mode)
-    if values is None or values.dtype != np.uint16 or values.shape != (image.height, image.width, channels):
-        raise OSError(f"cannot decode its {channels} channels of 16 bits")
-    rgb_order = [2, 1, 0, 3][:channels]  # OpenCV's BGR(A)
-    return Image.fromarray(_to_8_bit(values[..., rgb_order], 65535.0), mode=image.mode)
+    bands = OPENCV_BANDS[image.mode]
+    decoded = values is not None and values.dtype == np.uint16 and values.ndim == 3
+    if not decoded or values.shape[:2] != image.size[::-1] or values.shape[2] <= max(bands):
+        raise OSError(f"cannot decode its samples of 16 bits as {image.mode}")
+    return values[..., bands], image.mode
+
+
+def _read_16_bit(image: ImageFile.ImageFile) -> Image.Image:
+    """A file of 16 bits per sample at 8 bits, each value v rounded to round(v / 257) = round(v * 255 / 65535):
+    the one conversion for every mode PIL opens such files in (PIL alone drops the low byte of colour and
+    gray+alpha, and clips gray when converting it)."""
+    values, mode = _16_bit_samples(image)
+    return Image.fromarray(_to_8_bit(values, 65535.0), mode=mode)
 
 
 def _as_8_bit(image: Image.Image) -> Image.Image:
-    """8-bit gray ("L") or RGB: alpha composited on white; bilevel, palette and 16/32-bit gray or float converted."""
-    if image.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N", "F"):
+    """8-bit gray ("L") or RGB: alpha composited on white; bilevel, palette and 32-bit gray or float converted
+    (16-bit files are 8-bit already: ``_read_16_bit``)."""
+    if image.mode in ("I", "F"):  # 32-bit integer or float images carry no range: infer it from the values
         values = np.asarray(image)
-        if image.mode.startswith("I;16"):
-            peak = 65535.0
-        else:  # 32-bit integer or float images carry no range: infer it from the values
-            peak = 1.0 if image.mode == "F" and values.max() <= 1.0 else (65535.0 if values.max() > 255 else 255.0)
+        peak = 1.0 if image.mode == "F" and values.max() <= 1.0 else (65535.0 if values.max() > 255 else 255.0)
         return Image.fromarray(_to_8_bit(values, peak), mode="L")
     if image.mode in ("1", "L", "RGB"):
         return image if image.mode != "1" else image.convert("L")
@@ -221,14 +261,14 @@ def _upright(image: Image.Image, orientation: int) -> Image.Image:
 
 
 def _decoded(image: ImageFile.ImageFile) -> Image.Image:
-    """The stored pixels, decoded (at the scale a preceding draft chose); deep colour at 8 bits."""
+    """The stored pixels, decoded (at the scale a preceding draft chose); 16-bit files at 8 bits."""
     try:
-        if _is_deep_colour(image):
-            return _read_deep_colour(image)
+        if _is_16_bit(image):
+            return _read_16_bit(image)
         image.load()
         return image
     except (OSError, SyntaxError, ValueError) as error:
-        raise ImageLoadError(f"Cannot read image {image.filename}: {error}", str(error)) from error
+        raise ImageLoadError.unreadable(image.filename, error) from error
 
 
 def decode_rgb(image: ImageFile.ImageFile) -> Image.Image:
@@ -331,7 +371,7 @@ def _preprocess(path: Path, mode: PreprocessMode, target: int, patch: int) -> tu
         original = upright_size(image)
         problem = size_problem(original)
         if problem is not None:
-            raise ImageLoadError(f"Cannot use image {path}: {problem}", problem)
+            raise ImageLoadError.about(path, problem)
         resized = _resized_size(*original, mode, target, patch)
         pixels = np.asarray(decode_resized(image, resized))
     crop_top = (resized[1] - target) // 2 if mode == "crop" and resized[1] > target else 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,13 +21,18 @@ class Interrupted(KeyboardInterrupt):
 
 
 def _raise_interrupted(signal_number: int, frame: object) -> None:
+    if isinstance(sys.exc_info()[1], KeyboardInterrupt):
+        return  # the run is already ending on an interrupt, in a cleanup (__exit__, except, finally): let it finish
     raise Interrupted(signal_number)
 
 
 @contextmanager
 def signals_as_interrupted() -> Iterator[None]:
-    """Within the block (main thread only), SIGINT and SIGTERM raise ``Interrupted``; the previous handlers
-    come back afterwards."""
+    """Within the block (main thread only), SIGINT and SIGTERM raise ``Interrupted``, except while an interrupt
+    is being handled: a signal that arrives during the cleanup after Ctrl+C (an ``__exit__``, ``except`` or
+    ``finally`` block, from its first instruction on) is dropped, so that it cannot cut that cleanup short (a
+    staging folder left behind, say) and the first signal decides how the run ends. The previous handlers come
+    back afterwards."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return

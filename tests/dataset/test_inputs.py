@@ -13,7 +13,10 @@ from vggt_sparse_ns.dataset.inputs import (
     probe_image,
     probe_images,
     require_frames,
+    skip_warning,
+    skipped_count,
 )
+from vggt_sparse_ns.images import ImageProblem
 from vggt_sparse_ns.pipeline.errors import InputError
 
 
@@ -83,7 +86,7 @@ def test_unreadable_files_are_returned_with_reasons_and_readable_ones_keep_their
     readable, skipped = probe_images([first, truncated, text, last])
     assert [probe.path for probe in readable] == [first, last]
     assert set(skipped) == {truncated, text}
-    assert all(reason for reason in skipped.values())
+    assert all(problem.kind == "unreadable" and problem.detail for problem in skipped.values())
 
 
 @pytest.mark.filterwarnings("error")
@@ -101,19 +104,19 @@ def test_images_over_the_pixel_limit_are_skipped_with_the_limit_as_reason(tmp_pa
     bomb = write_bilevel_png(tmp_path / "bomb.png", 20000, 20000)
     readable, skipped = probe_images([write_image(tmp_path / "a.png"), bomb])
     assert [probe.path.name for probe in readable] == ["a.png"]
-    assert skipped == {bomb: "too large: 20000x20000 = 400,000,000 pixels, more than the 268,435,456 this tool decodes"}
+    assert skipped == {bomb: ImageProblem("too large", "20000x20000 pixels is more than the 268 MP this tool decodes")}
 
 
 @pytest.mark.parametrize(
     ("size", "reason"),
     [
-        ((10, 10), "too small: 10x10 pixels, the shorter side must be at least 16"),
-        ((40, 15), "too small: 40x15 pixels, the shorter side must be at least 16"),
-        ((1600, 40), "too narrow: 1600x40 pixels, the shorter side must be at least 1/37 of the longer"),
+        ((10, 10), ImageProblem("too small", "10x10 pixels, a side needs at least 16")),
+        ((40, 15), ImageProblem("too small", "40x15 pixels, a side needs at least 16")),
+        ((1600, 40), ImageProblem("too narrow", "1600x40 pixels, the longer side may be at most 37 times the shorter")),
     ],
 )
 def test_tiny_and_too_narrow_images_are_skipped_with_their_size_as_reason(
-    tmp_path: Path, write_image, size: tuple[int, int], reason: str
+    tmp_path: Path, write_image, size: tuple[int, int], reason: ImageProblem
 ) -> None:
     tiny = write_image(tmp_path / "tiny.png", *size)
     readable, skipped = probe_images([write_image(tmp_path / "a.png"), tiny])
@@ -137,9 +140,32 @@ def test_16_bit_colour_pngs_are_marked_for_rewriting_as_8_bit(tmp_path: Path, va
 
 def test_too_few_readable_images_stop_with_the_count_and_an_example(tmp_path: Path, write_image) -> None:
     readable, _ = probe_images([write_image(tmp_path / "only.png")])
-    with pytest.raises(InputError, match=r"1 readable image.*broken\.png.*at least 2"):
-        require_frames(readable, {tmp_path / "broken.png": "cannot identify"}, 2, tmp_path)
+    broken = {tmp_path / "broken.png": ImageProblem("unreadable", "cannot identify image file")}
+    with pytest.raises(
+        InputError, match=r"1 usable image.*1 unreadable, e\.g\. .*broken\.png: unreadable: .*at least 2"
+    ):
+        require_frames(readable, broken, 2, tmp_path)
     require_frames(readable, {}, 1, tmp_path)
+
+
+def test_each_skipped_file_is_warned_about_with_what_is_true_of_it(tmp_path: Path, write_image) -> None:
+    bomb = write_bilevel_png(tmp_path / "bomb.png", 20000, 20000)
+    tiny = write_image(tmp_path / "tiny.png", 12, 900)
+    _, skipped = probe_images([bomb, tiny])
+    assert [skip_warning(path, problem) for path, problem in skipped.items()] == [
+        f"skipping image {bomb}: too large: 20000x20000 pixels is more than the 268 MP this tool decodes",
+        f"skipping image {tiny}: too small: 12x900 pixels, a side needs at least 16",
+    ]
+
+
+def test_skipped_files_are_counted_by_kind_in_a_fixed_order() -> None:
+    skipped = {
+        Path("a.png"): ImageProblem("too small", "12x900 pixels, a side needs at least 16"),
+        Path("b.jpg"): ImageProblem("unreadable", "image file is truncated"),
+        Path("c.txt.png"): ImageProblem("unreadable", "cannot identify image file"),
+    }
+    assert skipped_count(skipped) == "3 images skipped: 2 unreadable, 1 too small"
+    assert skipped_count({Path("d.png"): skipped[Path("a.png")]}) == "1 image skipped: 1 too small"
 
 
 def test_output_inside_input_is_refused_when_copying(tmp_path: Path) -> None:

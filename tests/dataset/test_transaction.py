@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 import vggt_sparse_ns.dataset.transaction as transaction_module
 from vggt_sparse_ns.dataset.transaction import DatasetTransaction
+from vggt_sparse_ns.interrupts import Interrupted, signals_as_interrupted
 from vggt_sparse_ns.pipeline.errors import InputError
 from vggt_sparse_ns.timing import StageTimer
 
@@ -47,6 +51,7 @@ NEW = {
     "vggt/summary.json": "new summary",
     "transforms.json": "new transforms",
 }
+NEW_ENTRIES = sorted({name.split("/")[0] for name in NEW})
 
 
 @pytest.fixture
@@ -258,3 +263,102 @@ def test_an_output_folder_whose_parent_cannot_be_written_is_one_clear_error(tmp_
     with pytest.raises(InputError, match="Cannot prepare .* beside the output folder"):
         DatasetTransaction(blocked / "out", replaces_images=True).__enter__()
     assert sorted(path.name for path in tmp_path.iterdir()) == ["not_a_folder"]
+
+
+def test_the_next_run_removes_a_new_output_folder_whose_swap_was_killed_at_any_rename(
+    tmp_path: Path, monkeypatch
+) -> None:
+    total = len(NEW_ENTRIES) + 1  # new entries in, the commit point
+    real_rename = os.rename
+    for killed_at in range(1, total + 1):
+        out = tmp_path / f"run{killed_at}" / "out"
+        out.parent.mkdir()
+        calls = []
+
+        def rename(source, target, killed_at=killed_at, calls=calls):
+            calls.append(source)
+            if len(calls) == killed_at:
+                raise Killed
+            real_rename(source, target)
+
+        monkeypatch.setattr(transaction_module.os, "rename", rename)
+        monkeypatch.setattr(DatasetTransaction, "_roll_back", lambda *args, **kwargs: None)
+        monkeypatch.setattr(DatasetTransaction, "_discard_held", lambda *args, **kwargs: None)
+        with pytest.raises(Killed):
+            build_new(out)
+        monkeypatch.undo()
+        assert out.is_dir(), "the killed swap had made the output folder"
+
+        with pytest.raises(RuntimeError), DatasetTransaction(out, replaces_images=True):
+            raise RuntimeError("the next run fails too")
+
+        assert list(out.parent.iterdir()) == [], f"killed at rename {killed_at}: no output folder, nothing beside"
+
+
+KILLED_SWAP = """
+import os, sys, time
+from pathlib import Path
+
+from vggt_sparse_ns.dataset.transaction import DatasetTransaction
+from vggt_sparse_ns.interrupts import Interrupted, signals_as_interrupted
+
+out, marker = Path(sys.argv[1]), Path(sys.argv[2])
+rename = os.rename
+
+def rename_then_wait(source, target):
+    rename(source, target)
+    marker.write_text("the swap has made the output folder and moved an entry into it")
+    time.sleep(60)
+
+os.rename = rename_then_wait
+with DatasetTransaction(out, replaces_images=True) as staging:
+    (staging / "transforms.json").write_text("new transforms")
+    (staging / "images").mkdir()
+"""
+
+
+def test_after_a_sigkill_in_the_swap_into_a_new_folder_a_failing_next_run_leaves_no_output_folder(
+    tmp_path: Path,
+) -> None:
+    out, marker = tmp_path / "out", tmp_path / "marker"
+    environment = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    process = subprocess.Popen([sys.executable, "-c", KILLED_SWAP, str(out), str(marker)], env=environment)
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert marker.exists(), f"the swap did not begin (status {process.poll()})"
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        process.kill()
+        process.wait()
+    assert out.is_dir() and len(list(tmp_path.iterdir())) > 2, "killed mid-swap: the output folder and the siblings"
+
+    with pytest.raises(RuntimeError), DatasetTransaction(out, replaces_images=True):
+        raise RuntimeError("the next run fails")
+
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["marker"], "no output folder, nothing beside it"
+
+
+def test_a_second_signal_as_the_cleanup_of_an_interrupted_build_begins_still_removes_the_staging_folder(
+    previous: Path, monkeypatch
+) -> None:
+    before = snapshot(previous)
+    discard = DatasetTransaction._discard_held
+
+    def second_signal_then_discard(self) -> None:
+        signal.raise_signal(signal.SIGINT)  # a second Ctrl+C before the cleanup holds signals back itself
+        discard(self)
+
+    monkeypatch.setattr(DatasetTransaction, "_discard_held", second_signal_then_discard)
+    with (
+        pytest.raises(Interrupted) as interrupt,
+        signals_as_interrupted(),
+        DatasetTransaction(previous, replaces_images=True) as staging,
+    ):
+        write(staging, NEW)
+        signal.raise_signal(signal.SIGINT)  # the first Ctrl+C, while the dataset is built
+    assert interrupt.value.signal_number == signal.SIGINT
+    assert snapshot(previous) == before
+    assert sorted(path.name for path in previous.parent.iterdir()) == ["out"], "no staging folder left"

@@ -19,6 +19,7 @@ from image_files import write_scene
 
 import vggt_sparse_ns.dataset.images as images_module
 import vggt_sparse_ns.dataset.transaction as transaction_module
+from vggt_sparse_ns.dataset import DatasetTransaction
 from vggt_sparse_ns.export.config import ExportConfig
 from vggt_sparse_ns.nerfstudio import report
 from vggt_sparse_ns.nerfstudio.process_data import ProcessVGGTSparse
@@ -133,6 +134,30 @@ def test_ctrl_c_in_any_stage_of_a_rerun_prints_one_line_exits_130_and_leaves_the
         fail_while_writing_images(monkeypatch, KeyboardInterrupt())
     else:
         fail_as_stage_begins(monkeypatch, stage, KeyboardInterrupt())
+
+    status, _, err = rerun()
+
+    assert status == 130
+    assert err.strip().splitlines() == [f"Interrupted (Ctrl+C). {tmp_path / 'out'} was left as it was."]
+    assert_previous_dataset_untouched(tmp_path / "out", previous_dataset)
+
+
+def test_a_second_ctrl_c_as_the_cleanup_of_an_interrupted_rerun_begins_leaves_the_previous_dataset_and_no_staging(
+    rerun, monkeypatch, previous_dataset: Path, tmp_path: Path
+) -> None:
+    announce, leave = report.StageSpinner.__call__, DatasetTransaction.__exit__
+
+    def ctrl_c_as_depth_maps_begin(self, name: str) -> None:
+        announce(self, name)
+        if name == "depth maps":
+            signal.raise_signal(signal.SIGINT)
+
+    def second_ctrl_c_then_leave(self, *exc_info):
+        signal.raise_signal(signal.SIGINT)  # before the transaction's cleanup holds signals back itself
+        return leave(self, *exc_info)
+
+    monkeypatch.setattr(report.StageSpinner, "__call__", ctrl_c_as_depth_maps_begin)
+    monkeypatch.setattr(DatasetTransaction, "__exit__", second_ctrl_c_then_leave)
 
     status, _, err = rerun()
 
@@ -300,6 +325,41 @@ def test_ctrl_c_from_outside_as_a_stage_begins_leaves_either_dataset_whole(
     else:
         assert snapshot(out) == snapshot(previous_dataset)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["out", "photos"]
+
+
+@pytest.mark.slow
+def test_two_ctrl_c_close_together_from_outside_print_one_line_and_leave_the_previous_dataset_and_no_staging(
+    tmp_path: Path, previous_dataset: Path, vggt_tiny_dir: Path
+) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(previous_dataset, out)
+    data = write_scene(tmp_path / "photos", count=2, width=64, height=32)[0].parent
+    command = [
+        sys.executable, "-m", "vggt_sparse_ns.scripts.process_data",
+        "--data", str(data), "--output-dir", str(out), "--num-downscales", "1", "--depth", "--colmap",
+        "--checkpoint", str(vggt_tiny_dir), "--device", "cpu",
+    ]  # fmt: skip
+    environment = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(
+        command, cwd=tmp_path, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        printed = ""
+        while "Depth maps..." not in printed and process.poll() is None:
+            printed += process.stdout.readline()
+        assert "Depth maps..." in printed, printed
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.001)  # the second lands while the first is being handled: in the cleanup, or its line
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+        process.wait()
+
+    assert process.returncode == 130, stderr
+    assert stderr.strip().splitlines() == [f"Interrupted (Ctrl+C). {out} was left as it was."]
+    assert snapshot(out) == snapshot(previous_dataset)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out", "photos"], "no staging folder left"
 
 
 @pytest.mark.slow

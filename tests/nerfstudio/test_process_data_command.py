@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from image_files import (
     write_16bit_png,
     write_exif_rotated_jpeg,
     write_gray_png,
+    write_not_a_video,
     write_not_an_image,
     write_rgb,
     write_rgba_png,
@@ -23,6 +26,7 @@ from image_files import (
     write_truncated_jpeg,
 )
 from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
+from nerfstudio.process_data import process_data_utils
 from PIL import Image, ImageOps
 
 import vggt_sparse_ns.export
@@ -62,8 +66,8 @@ def test_awkward_images_make_a_dataset_whose_pixels_match_what_vggt_saw(tmp_path
     status, output = run_command(data, out)
 
     assert status == 0, output
-    assert f"skipping unreadable image {broken}" in output
-    assert "4 frames reconstructed" in output and "(1 unreadable images skipped)" in output
+    assert f"Warning: skipping image {broken}: unreadable: " in output
+    assert "4 frames reconstructed" in output and "(1 image skipped: 1 unreadable)" in output
     outputs = parse(out, load_3D_points=True)
     assert len(outputs.image_filenames) == 4
     for index, filename in enumerate(outputs.image_filenames):
@@ -92,8 +96,9 @@ def test_a_tiny_image_is_skipped_with_a_warning_and_a_16000x12000_jpeg_makes_a_f
     status, output = run_command(data, out, export=ExportConfig(depth=True))
 
     assert status == 0, output
-    assert f"{tiny}: too small: 10x10 pixels, the shorter side must be at least 16" in output
-    assert "3 frames reconstructed" in output
+    assert f"Warning: skipping image {tiny}: too small: 10x10 pixels, a side needs at least 16" in output
+    assert "3 frames reconstructed" in output and "(1 image skipped: 1 too small)" in output
+    assert "unreadable" not in output
     frames = json.loads((out / "transforms.json").read_text())["frames"]
     assert [frame["file_path"] for frame in frames] == [
         f"images/frame_0000{i}.{s}" for i, s in ((1, "jpg"), (2, "png"), (3, "png"))
@@ -252,8 +257,8 @@ def test_an_export_failure_after_the_images_were_written_leaves_the_previous_fil
         (lambda folder: folder / "missing", "does not exist"),
         (lambda folder: folder, "No images in"),
         (lambda folder: write_not_an_image(folder / "notes.txt").parent, "No images in"),
-        (lambda folder: write_not_an_image(folder / "fake.png").parent, "0 readable image(s)"),
-        (lambda folder: write_rgb(folder / "only.png").parent, "1 readable image(s)"),
+        (lambda folder: write_not_an_image(folder / "fake.png").parent, "0 usable image(s)"),
+        (lambda folder: write_rgb(folder / "only.png").parent, "1 usable image(s)"),
     ],
     ids=["missing folder", "empty folder", "no images", "only unreadable files", "single image"],
 )
@@ -304,6 +309,72 @@ def test_a_video_without_ffmpeg_is_refused_with_its_name(tmp_path: Path, run_com
     video.write_bytes(b"not decoded: ffmpeg is looked for first")
     status, output = run_command(video, tmp_path / "out")
     assert_failed_cleanly(status, output, "ffmpeg was not found", tmp_path / "out")
+
+
+def write_audio_only(path: Path) -> Path:
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=duration=0.2", str(path)], check=True)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make_video", "reason"),
+    [
+        (lambda folder: write_not_a_video(folder / "broken.mp4"), "Invalid data found when processing input"),
+        (lambda folder: write_audio_only(folder / "sound.mp4"), "it holds no video frame that ffmpeg can decode"),
+    ],
+    ids=["corrupt", "no video stream"],
+)
+def test_a_video_ffmpeg_cannot_read_is_one_line_naming_it_before_anything_is_made(
+    tmp_path: Path, vggt_tiny_dir: Path, capsys, make_video, reason: str
+) -> None:
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("needs ffmpeg")
+    video = make_video(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        ProcessVGGTSparse(
+            data=video,
+            output_dir=tmp_path / "out",
+            reconstruction=ReconstructionConfig(checkpoint=str(vggt_tiny_dir), device="cpu"),
+        ).main()
+    captured = capsys.readouterr()
+
+    assert exit_info.value.code == 1
+    assert captured.err.splitlines() == [f"Error: ffmpeg could not read the video {video}: {reason}"]
+    assert "Error running command" not in captured.out, "not nerfstudio's error box"
+    assert sorted(path.name for path in tmp_path.iterdir()) == [video.name], "no output folder, nothing beside it"
+
+
+def test_a_failed_frame_extraction_ends_with_one_error_line_after_nerfstudios_message(
+    tmp_path: Path, vggt_tiny_dir: Path, capsys, monkeypatch
+) -> None:
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("needs ffmpeg")
+    video = tmp_path / "walk.mp4"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=96x32:rate=10", "-t", "0.5", str(video)],
+        check=True,
+    )
+    run_command = process_data_utils.run_command
+
+    def ffmpeg_fails(command: str, verbose: bool = False):
+        if command.startswith("ffmpeg"):
+            process_data_utils.CONSOLE.print("nerfstudio: Error running command")
+            sys.exit(1)
+        return run_command(command, verbose)
+
+    monkeypatch.setattr(process_data_utils, "run_command", ffmpeg_fails)
+    with pytest.raises(SystemExit) as exit_info:
+        ProcessVGGTSparse(
+            data=video,
+            output_dir=tmp_path / "out",
+            reconstruction=ReconstructionConfig(checkpoint=str(vggt_tiny_dir), device="cpu"),
+        ).main()
+
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"Error: ffmpeg could not extract the frames of {video} (its message is above)."
+    ]
+    assert sorted(path.name for path in tmp_path.iterdir()) == [video.name], "no output folder, nothing beside it"
 
 
 def test_weights_unavailable_offline_fail_with_the_hubs_message(tmp_path: Path, run_command, monkeypatch) -> None:

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from textured_scene import make_scene
+from unusual_images import write_png16
 
-from vggt_sparse_ns.refine.features import extract_features
+from vggt_sparse_ns.refine.features import extract_features, read_grey
 
 
 def test_worker_processes_give_the_same_features_as_one_process(tmp_path: Path, caplog) -> None:
@@ -35,3 +36,9 @@ def test_keypoints_detected_on_a_downscaled_image_are_in_full_resolution_pixels(
     # Same detection image (up to resampling), keypoints twice as far from the origin.
     nearest = np.linalg.norm(found.keypoints[:, None] / 2 - reference.keypoints[None], axis=2).min(1)
     assert np.median(nearest) < 0.5
+
+
+def test_a_16_bit_gray_image_is_read_for_sift_rounded_to_8_bits_as_the_model_sees_it(tmp_path: Path) -> None:
+    grey, size = read_grey(write_png16(tmp_path / "deep.png", (448,)), max_image_size=1600)
+    assert size == (64, 48)
+    assert (grey == 2).all(), "448 / 257 = 1.74 rounds to 2 (PIL's own conversion clips it to 255: a white image)"

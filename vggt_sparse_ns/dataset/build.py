@@ -28,6 +28,7 @@ from vggt_sparse_ns.timing import StageTimer
 
 if TYPE_CHECKING:
     from vggt_sparse_ns.export import ExportSummary
+    from vggt_sparse_ns.images import ImageProblem
     from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
 
 BESIDE_INFERENCE_WORKERS = max(1, (os.cpu_count() or 1) // 4)
@@ -48,16 +49,14 @@ class DatasetReport:
 
 def probe_image_folder(
     folder: Path, output_dir: Path, *, prefix: str, in_place: bool, min_frames: int
-) -> tuple[ImageGroup, dict[Path, str]]:
-    """The readable images of ``folder`` as one group, after refusing unsafe folder layouts, and the unreadable
-    files with their reasons (for the caller to report). In place, the dataset's derived folders (images_N,
-    depth, colmap, vggt) are not read as input."""
+) -> tuple[ImageGroup, dict[Path, ImageProblem]]:
+    """The usable images of ``folder`` as one group, after refusing unsafe folder layouts, and the skipped files
+    with their problems (for the caller to report). In place, the dataset's derived folders (images_N, depth,
+    colmap, vggt) are not read as input."""
     check_locations(folder, output_dir, in_place)
-    readable, unreadable = probe_images(
-        list_image_files(folder, exclude=derived_folders(output_dir) if in_place else [])
-    )
-    require_frames(readable, unreadable, min_frames, folder)
-    return ImageGroup(readable, prefix), unreadable
+    usable, skipped = probe_images(list_image_files(folder, exclude=derived_folders(output_dir) if in_place else []))
+    require_frames(usable, skipped, min_frames, folder)
+    return ImageGroup(usable, prefix), skipped
 
 
 def _reconstruct_writing_images(

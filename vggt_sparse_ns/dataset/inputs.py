@@ -1,22 +1,27 @@
 """Choosing the input images: listing a folder, probing each file, and refusing layouts that cannot work.
 
-Unreadable files, and images too large or too small to use (``vggt_sparse_ns.images``: MAX_IMAGE_PIXELS,
-``size_problem``), are skipped with a reason (the run continues while at least two readable images
-remain), the way COLMAP skips unreadable ones in ``ns-process-data images``. Probing decodes JPEGs at 1/8
+Unreadable files, and images too large, too small or too narrow to use (``vggt_sparse_ns.images``:
+MAX_IMAGE_PIXELS, ``size_problem``), are skipped with their ``ImageProblem`` (the run continues while at least
+two usable images remain), the way COLMAP skips unreadable ones in ``ns-process-data images``; this module words
+the warnings and counts (``skip_warning``, ``skipped_count``). Probing decodes JPEGs at 1/8
 scale, which reads the whole file (so truncation is caught) at a fraction of a full decode's cost.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+import subprocess
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from vggt_sparse_ns.images import (
+    PROBLEM_KINDS,
     ROTATED_ORIENTATIONS,
     ImageLoadError,
+    ImageProblem,
     decoding_slot,
     exif_orientation,
     open_image,
@@ -61,6 +66,20 @@ def is_video(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS
 
 
+def check_video(path: Path) -> None:
+    """Refuse a video ffmpeg cannot read, before anything is made: ffprobe reads its header and decodes its first
+    frame (a fraction of a second), so that a corrupt file, or one without a video stream, is one InputError
+    naming it instead of the error box of nerfstudio's frame extraction."""
+    first_frame = ["-select_streams", "v:0", "-read_intervals", "%+#1", "-show_entries", "frame=width"]
+    command = ["ffprobe", "-v", "error", *first_frame, "-of", "csv=p=0", str(path)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode == 0 and result.stdout.strip():
+        return
+    said = result.stderr.strip().splitlines()
+    reason = said[-1].removeprefix(f"{path}: ") if said else "it holds no video frame that ffmpeg can decode"
+    raise InputError(f"ffmpeg could not read the video {path}: {reason}")
+
+
 def list_image_files(folder: Path, exclude: Iterable[Path] = ()) -> list[Path]:
     """Image files under ``folder`` (recursive, sorted, hidden names skipped), outside the ``exclude`` folders."""
     if not folder.exists():
@@ -84,55 +103,68 @@ def list_image_files(folder: Path, exclude: Iterable[Path] = ()) -> list[Path]:
 
 
 def probe_image(path: Path) -> ImageProbe:
-    """Decode ``path`` (JPEGs at reduced scale) and read its size, mode and EXIF orientation; InputError when
-    it cannot be read or is too large or too small to use."""
+    """Decode ``path`` (JPEGs at reduced scale) and read its size, mode and EXIF orientation; ImageLoadError
+    (with its ``problem``) when it cannot be read or its size makes no input."""
     try:
         with open_image(path) as image, decoding_slot(image):
             width, height = image.size
             problem = size_problem(image.size)
             if problem is not None:
-                raise ImageLoadError(f"{path}: {problem}", problem)
+                raise ImageLoadError.about(path, problem)
             mode = pixel_mode(image)
             orientation = exif_orientation(image)
             image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
             image.load()
-    except ImageLoadError as error:
-        raise InputError(f"{path}: {error.reason}") from error
+    except ImageLoadError:
+        raise
     except (OSError, SyntaxError, ValueError) as error:
-        raise InputError(f"{path}: {error}") from error
+        raise ImageLoadError.unreadable(path, error) from error
     if orientation in ROTATED_ORIENTATIONS:
         width, height = height, width
     return ImageProbe(path, (width, height), mode, orientation)
 
 
-def _probe_or_reason(path: Path) -> ImageProbe | str:
+def _probe_or_problem(path: Path) -> ImageProbe | ImageProblem:
     try:
         return probe_image(path)
-    except InputError as error:
-        cause = error.__cause__
-        return cause.reason if isinstance(cause, ImageLoadError) else str(cause or error)
+    except ImageLoadError as error:
+        return error.problem or ImageProblem("unreadable", str(error))
 
 
-def probe_images(paths: Sequence[Path], workers: int | None = None) -> tuple[list[ImageProbe], dict[Path, str]]:
-    """Probe every file in parallel; returns the readable ones (in order) and the unreadable ones with reasons."""
+def probe_images(
+    paths: Sequence[Path], workers: int | None = None
+) -> tuple[list[ImageProbe], dict[Path, ImageProblem]]:
+    """Probe every file in parallel; returns the usable ones (in order) and the skipped ones with their problem."""
     workers = workers or min(16, (os.cpu_count() or 1) * 2, max(1, len(paths)))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(_probe_or_reason, paths))
-    readable = [result for result in results if isinstance(result, ImageProbe)]
-    skipped = {path: result for path, result in zip(paths, results, strict=True) if isinstance(result, str)}
-    return readable, skipped
+        results = list(pool.map(_probe_or_problem, paths))
+    usable = [result for result in results if isinstance(result, ImageProbe)]
+    skipped = {path: result for path, result in zip(paths, results, strict=True) if isinstance(result, ImageProblem)}
+    return usable, skipped
 
 
-def require_frames(readable: Sequence[ImageProbe], skipped: dict[Path, str], minimum: int, source: Path) -> None:
-    """Stop with one message when fewer than ``minimum`` readable images remain."""
-    if len(readable) >= minimum:
+def skip_warning(path: Path, problem: ImageProblem) -> str:
+    """The warning for one skipped file: "skipping image PATH: too small: 12x900 pixels, a side needs at least 16"."""
+    return f"skipping image {path}: {problem}"
+
+
+def skipped_count(skipped: Mapping[Path, ImageProblem]) -> str:
+    """The skipped files counted by kind: "3 images skipped: 2 unreadable, 1 too small"."""
+    kinds = Counter(problem.kind for problem in skipped.values())
+    counts = ", ".join(f"{kinds[kind]} {kind}" for kind in PROBLEM_KINDS if kinds[kind])
+    return f"{len(skipped)} image{'' if len(skipped) == 1 else 's'} skipped: {counts}"
+
+
+def require_frames(
+    usable: Sequence[ImageProbe], skipped: Mapping[Path, ImageProblem], minimum: int, source: Path
+) -> None:
+    """Stop with one message when fewer than ``minimum`` usable images remain."""
+    if len(usable) >= minimum:
         return
-    unreadable = (
-        f" ({len(skipped)} unreadable, e.g. {next(iter(skipped))}: {next(iter(skipped.values()))})" if skipped else ""
-    )
+    example = next(iter(skipped.items()), None)
+    because = f" ({skipped_count(skipped)}, e.g. {example[0]}: {example[1]})" if example else ""
     raise InputError(
-        f"{source} holds {len(readable)} readable image(s){unreadable}; a dataset needs at least {minimum} views "
-        "of the scene."
+        f"{source} holds {len(usable)} usable image(s){because}; a dataset needs at least {minimum} views of the scene."
     )
 
 

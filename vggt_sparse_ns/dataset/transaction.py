@@ -10,7 +10,9 @@ then the new entries in, then deletes the trash. The swap's last step, renaming 
 that arrives rolls it back (as does any error), so the old dataset stays byte for byte as it was, then it is
 raised. Whatever fails or is interrupted before the commit point leaves the output folder as it was and
 nothing beside it. A run that was killed outright (SIGKILL, power loss) can leave the hidden siblings: the
-next run on the same output folder rolls its swap back (or finishes deleting its trash) and removes them first.
+next run on the same output folder rolls its swap back (or finishes deleting its trash) and removes them first,
+and with them an output folder that the killed swap made (so an output folder that did not exist before a run
+does not exist after it unless that run succeeds).
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from vggt_sparse_ns.timing import StageTimer, stage_of
 
 SWAP_STAGE = "move into place"
 SWAP_MANIFEST = ".vggt-swap.json"
-"""Inside the trash folder: the old and new entry names of the swap, so that a killed swap can be rolled back."""
+"""Inside the trash folder: the old and new entry names of the swap, and whether it made the output folder, so
+that a killed swap can be rolled back."""
 
 
 def _remove(path: Path) -> None:
@@ -105,13 +108,15 @@ class DatasetTransaction:
         if self.trash.exists():
             manifest = self.trash / SWAP_MANIFEST
             names = json.loads(manifest.read_text()) if manifest.exists() else {"old": [], "new": []}
-            self._roll_back(moved_new=names["new"], moved_old=names["old"])
+            self._roll_back(
+                moved_new=names["new"], moved_old=names["old"], made_output_dir=names.get("made_output_dir", False)
+            )
         if self.staging.exists():
             shutil.rmtree(self.staging)
 
-    def _roll_back(self, moved_new: list[str], moved_old: list[str]) -> None:
-        """Put the old entries back where they were (removing a new entry of the same name) and delete the
-        staging and trash folders."""
+    def _roll_back(self, moved_new: list[str], moved_old: list[str], made_output_dir: bool) -> None:
+        """Put the old entries back where they were (removing a new entry of the same name), delete the staging
+        and trash folders, and the output folder when the swap made it (it did not exist before the run)."""
         for name in moved_new:
             if (self.staging / name).exists() or (self.staging / name).is_symlink():
                 continue  # never moved out of the staging folder
@@ -122,6 +127,8 @@ class DatasetTransaction:
                 os.rename(self.trash / name, self.output_dir / name)
         shutil.rmtree(self.trash, ignore_errors=True)
         shutil.rmtree(self.staging, ignore_errors=True)
+        if made_output_dir:
+            _remove_if_empty(self.output_dir)
 
     def _swap(self) -> None:
         with held_signals() as arrived:
@@ -131,9 +138,11 @@ class DatasetTransaction:
             moved_old: list[str] = []
             moved_new: list[str] = []
             try:
-                self.output_dir.mkdir(exist_ok=True)
                 self.trash.mkdir()
-                _write_manifest(self.trash / SWAP_MANIFEST, {"old": old, "new": new})
+                _write_manifest(
+                    self.trash / SWAP_MANIFEST, {"old": old, "new": new, "made_output_dir": made_output_dir}
+                )
+                self.output_dir.mkdir(exist_ok=True)  # after the manifest, which says whether a rollback removes it
                 for name in old:
                     stop_if_signalled(arrived)
                     os.rename(self.output_dir / name, self.trash / name)
@@ -145,9 +154,7 @@ class DatasetTransaction:
                 stop_if_signalled(arrived)
                 os.rename(self.trash, self.committed_trash)
             except BaseException:
-                self._roll_back(moved_new=moved_new, moved_old=moved_old)
-                if made_output_dir:
-                    _remove_if_empty(self.output_dir)
+                self._roll_back(moved_new=moved_new, moved_old=moved_old, made_output_dir=made_output_dir)
                 self._remove_made_folders()
                 raise
             self.committed = True
@@ -171,7 +178,7 @@ def _remove_if_empty(folder: Path) -> None:
         folder.rmdir()
 
 
-def _write_manifest(path: Path, names: dict[str, list[str]]) -> None:
+def _write_manifest(path: Path, names: dict[str, list[str] | bool]) -> None:
     """Whole or not at all: a swap killed while writing it leaves no manifest (and has moved nothing)."""
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(json.dumps(names))

@@ -14,9 +14,10 @@ from nerfstudio.process_data.base_converter_to_nerfstudio_dataset import BaseCon
 
 from vggt_sparse_ns.cli_errors import report_error, reported
 from vggt_sparse_ns.dataset import DatasetReport, DatasetTransaction, ImageGroup, build_dataset, probe_image_folder
-from vggt_sparse_ns.dataset.inputs import ImageProbe, is_video, probe_image
+from vggt_sparse_ns.dataset.inputs import ImageProbe, check_video, is_video, probe_image
 from vggt_sparse_ns.distributed.launch import GpuChoice
 from vggt_sparse_ns.export.config import ExportConfig
+from vggt_sparse_ns.images import ImageProblem
 from vggt_sparse_ns.nerfstudio import report
 from vggt_sparse_ns.output_layout import IMAGES_DIR, present_downscales
 from vggt_sparse_ns.pipeline.config import MIN_FRAMES, ReconstructionConfig
@@ -98,23 +99,27 @@ class ProcessVGGTSparse(BaseConverterToNerfstudioDataset):
 
     def _process(
         self, transaction: DatasetTransaction, timer: StageTimer, across_processes: bool
-    ) -> tuple[DatasetReport, dict[Path, str]]:
+    ) -> tuple[DatasetReport, dict[Path, ImageProblem]]:
         kinds = {is_video(source) for source, _ in self._sources()}
         if len(kinds) > 1:
             raise InputError(
                 f"--data {self.data} and --eval-data {self.eval_data} must both be image folders or both videos."
             )
         video = is_video(self.data)
-        if video and shutil.which("ffmpeg") is None:
+        if video and (shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None):
             raise InputError(
-                "ffmpeg was not found: nerfstudio uses it to extract and downscale a video's frames. Install it "
-                "(apt install ffmpeg, brew install ffmpeg or conda install ffmpeg), or extract the frames "
-                "into a folder and pass that folder as --data."
+                "ffmpeg was not found: nerfstudio uses it (and its ffprobe) to extract and downscale a video's "
+                "frames. Install it (apt install ffmpeg, brew install ffmpeg or conda install ffmpeg), or extract "
+                "the frames into a folder and pass that folder as --data."
             )
         if video and self.skip_image_processing:
             raise InputError("--skip-image-processing applies to image folders; a video's frames must be extracted.")
-        skipped: dict[Path, str] = {}
-        if not video:
+        skipped: dict[Path, ImageProblem] = {}
+        if video:
+            with timer.stage("probe video"):
+                for source, _ in self._sources():
+                    check_video(source)
+        else:
             with timer.stage("probe images"):
                 groups, skipped = self._probe_folders()
             report.warn_skipped(skipped)
@@ -143,10 +148,10 @@ class ProcessVGGTSparse(BaseConverterToNerfstudioDataset):
             return [(self.data, "frame_")]
         return [(self.data, "frame_train_"), (self.eval_data, "frame_eval_")]
 
-    def _probe_folders(self) -> tuple[list[ImageGroup], dict[Path, str]]:
+    def _probe_folders(self) -> tuple[list[ImageGroup], dict[Path, ImageProblem]]:
         groups, skipped = [], {}
         for folder, prefix in self._sources():
-            group, unreadable = probe_image_folder(
+            group, skipped_here = probe_image_folder(
                 folder,
                 self.output_dir,
                 prefix=prefix,
@@ -154,7 +159,7 @@ class ProcessVGGTSparse(BaseConverterToNerfstudioDataset):
                 min_frames=1 if prefix == "frame_eval_" else MIN_FRAMES,
             )
             groups.append(group)
-            skipped.update(unreadable)
+            skipped.update(skipped_here)
         if self.skip_image_processing:
             _require_readable_in_place([probe for group in groups for probe in group.probes])
         return groups, skipped
@@ -166,15 +171,18 @@ class ProcessVGGTSparse(BaseConverterToNerfstudioDataset):
         image_dir = dataset_dir / IMAGES_DIR
         groups = []
         for index, (video, prefix) in enumerate(self._sources()):
-            process_data_utils.convert_video_to_images(
-                video,
-                image_dir=image_dir,
-                num_frames_target=self.num_frames_target,
-                num_downscales=self.num_downscales,
-                verbose=self.verbose,
-                image_prefix=prefix,
-                keep_image_dir=index > 0,
-            )
+            try:
+                process_data_utils.convert_video_to_images(
+                    video,
+                    image_dir=image_dir,
+                    num_frames_target=self.num_frames_target,
+                    num_downscales=self.num_downscales,
+                    verbose=self.verbose,
+                    image_prefix=prefix,
+                    keep_image_dir=index > 0,
+                )
+            except SystemExit:  # nerfstudio's extraction failed after printing ffmpeg's own message
+                raise InputError(f"ffmpeg could not extract the frames of {video} (its message is above).") from None
             frames = sorted(image_dir.glob(f"{prefix}[0-9]*.png"))
             groups.append(ImageGroup([probe_image(frame) for frame in frames], prefix))
         total = sum(len(group.probes) for group in groups)

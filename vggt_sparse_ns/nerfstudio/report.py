@@ -7,16 +7,20 @@ Failures are reported by cli_errors.py.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nerfstudio.utils.rich_utils import CONSOLE
+from rich.markup import escape
 
+from vggt_sparse_ns.dataset.inputs import skip_warning, skipped_count
 from vggt_sparse_ns.interrupts import held_signals
 from vggt_sparse_ns.timing import StageTimer
 
 if TYPE_CHECKING:
     from vggt_sparse_ns.dataset import DatasetReport
+    from vggt_sparse_ns.images import ImageProblem
 
 EXTRACT_FRAMES_STAGE = "extract frames"
 STAGES_WITH_OWN_STATUS = (EXTRACT_FRAMES_STAGE,)
@@ -140,14 +144,16 @@ def next_step(output_dir: Path, cuda_available: bool) -> str:
     )
 
 
-def print_summary(output_dir: Path, result: DatasetReport, skipped: dict[Path, str], timer: StageTimer) -> None:
+def print_summary(
+    output_dir: Path, result: DatasetReport, skipped: Mapping[Path, ImageProblem], timer: StageTimer
+) -> None:
     """nerfstudio's closing lines, then frames, attention, time per stage, peak memory, what was written and
     what to run next."""
     import torch
 
     log("[bold green]:tada: :tada: :tada: All DONE :tada: :tada: :tada:")
     frames = f"{result.num_frames} frames reconstructed into {output_dir}"
-    log(frames + (f" ({len(skipped)} unreadable images skipped)" if skipped else ""))
+    log(frames + (f" ({skipped_count(skipped)})" if skipped else ""))
     log(format_attention(result.attention, result.graph_edges))
     stages = ", ".join(
         [f"{name} {seconds:.1f} s" for name, seconds in timer.seconds().items()]
@@ -165,6 +171,7 @@ def print_summary(output_dir: Path, result: DatasetReport, skipped: dict[Path, s
     log(next_step(output_dir, torch.cuda.is_available()))
 
 
-def warn_skipped(skipped: dict[Path, str]) -> None:
-    for path, reason in skipped.items():
-        CONSOLE.print(f"[bold yellow]Warning: skipping unreadable image {path}: {reason}", soft_wrap=True)
+def warn_skipped(skipped: Mapping[Path, ImageProblem]) -> None:
+    """One warning line per skipped file, saying why (``dataset.inputs.skip_warning``)."""
+    for path, problem in skipped.items():
+        CONSOLE.print(f"[bold yellow]Warning:[/bold yellow] {escape(skip_warning(path, problem))}", soft_wrap=True)

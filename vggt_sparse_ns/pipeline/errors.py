@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 class InputError(ValueError):
-    """The input images cannot make a dataset (missing folder, too few readable images, bad paths)."""
+    """The input images cannot make a dataset (missing folder, too few usable images, bad paths)."""
 
 
 class ReconstructionOutOfMemoryError(RuntimeError):

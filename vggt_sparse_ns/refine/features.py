@@ -1,6 +1,7 @@
 """SIFT keypoints and descriptors of the original image files (pycolmap's SIFT: no weights to download).
 
-Images are read upright (EXIF orientation applied, as in images/), converted to grey and downscaled so
+Images are decoded as the model sees them (``images.decode_rgb``: upright, 16-bit files rounded to 8 bits,
+transparency on white, files up to ``images.MAX_IMAGE_PIXELS``), converted to grey and downscaled so
 that their longest side is at most ``max_image_size``; keypoints are returned in continuous pixels of the
 full-resolution image (docs/conventions.md), whatever resolution they were detected at.
 """
@@ -18,7 +19,9 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
+
+from vggt_sparse_ns.images import decode_rgb, decoding_slot, open_image
 
 
 @dataclass(frozen=True)
@@ -38,10 +41,10 @@ class Features:
 
 def read_grey(path: Path, max_image_size: int) -> tuple[np.ndarray, tuple[int, int]]:
     """The image as uint8 grey [h, w], downscaled so that max(w, h) <= max_image_size, and its full size."""
-    with Image.open(path) as image:
-        upright = ImageOps.exif_transpose(image)
-        size = upright.size
-        grey = upright.convert("L")
+    with open_image(path) as image, decoding_slot(image):
+        upright = decode_rgb(image)
+    size = upright.size
+    grey = upright.convert("L")
     scale = max_image_size / max(size)
     if scale < 1.0:
         grey = grey.resize((max(1, round(size[0] * scale)), max(1, round(size[1] * scale))), Image.Resampling.BILINEAR)
