@@ -8,7 +8,7 @@ from textured_scene import look_at
 
 from vggt_sparse_ns.camera_models import colmap_params, distort, from_colmap_params
 from vggt_sparse_ns.refine.cameras import CameraSet, project_points, undistort
-from vggt_sparse_ns.refine.triangulation import SparseModel, adjustment_subset, refine_points, triangulate
+from vggt_sparse_ns.refine.triangulation import SparseModel, refine_points, triangulate
 
 
 def _cameras(distortion: np.ndarray | None = None) -> CameraSet:
@@ -78,16 +78,6 @@ def test_gauss_newton_moves_perturbed_points_back_onto_their_rays() -> None:
     assert start.errors(cameras).mean() > 3
     refined = refine_points(cameras, start, steps=6)
     np.testing.assert_allclose(refined.xyz, points, atol=1e-4)
-
-
-def test_bundle_adjustment_takes_each_frames_longest_tracks_up_to_the_limit() -> None:
-    # Frame 0 sees points 0-5; points 0 and 1 are also seen by frames 1 and 2 (longest tracks).
-    point = np.array([0, 0, 0, 1, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5])
-    frame = np.array([0, 1, 2, 0, 1, 2, 0, 1, 0, 1, 0, 1, 0, 1])
-    model = SparseModel(np.zeros((6, 3)), point, frame, np.arange(14), np.zeros((14, 2)))
-    subset = adjustment_subset(model, per_frame=2)
-    assert len(subset) == 2 and np.bincount(subset.point).tolist() == [3, 3]
-    assert np.bincount(subset.frame).tolist() == [2, 2, 2]
 
 
 def test_an_observation_that_cannot_be_undistorted_is_ignored_not_fatal() -> None:

@@ -170,18 +170,3 @@ def _worst_of_each_point(point: np.ndarray, errors: np.ndarray) -> np.ndarray:
     worst = np.zeros(len(point), dtype=bool)
     worst[order[first]] = True
     return worst
-
-
-def adjustment_subset(model: SparseModel, per_frame: int, seed: int = 0) -> SparseModel:
-    """The points bundle adjustment needs: in each frame, the ``per_frame`` points with the longest tracks
-    (ties broken at random), so the problem grows with frames, not with features. Returns the model restricted
-    to the points chosen by at least one frame."""
-    views = np.bincount(model.point, minlength=len(model.xyz))
-    tiebreak = np.random.default_rng(seed).random(len(model.xyz))
-    order = np.lexsort((tiebreak[model.point], -views[model.point], model.frame))
-    start_of_frame = np.searchsorted(model.frame[order], model.frame[order], side="left")
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order)) - start_of_frame
-    chosen = np.zeros(len(model.xyz), dtype=bool)
-    chosen[model.point[rank < per_frame]] = True
-    return model.select(chosen[model.point])
