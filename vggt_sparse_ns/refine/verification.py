@@ -3,12 +3,12 @@ frames from the verified matches."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from vggt_sparse_ns.cpus import usable_cpus
 from vggt_sparse_ns.refine.features import Features
 
 VERIFY_SAMPLE = 1024
@@ -59,7 +59,7 @@ def verify_pairs(
         inliers = candidate[sampson_distances(found["F"], points_a, points_b) <= max_error]
         return inliers if len(inliers) >= min_inliers else empty
 
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+    with ThreadPoolExecutor(max_workers=workers or usable_cpus()) as pool:
         return list(pool.map(verify, range(len(pairs))))
 
 
