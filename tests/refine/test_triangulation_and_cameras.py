@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from textured_scene import look_at
 
 from vggt_sparse_ns.camera_models import colmap_params, distort, from_colmap_params
 from vggt_sparse_ns.refine.cameras import CameraSet, project_points, undistort
-from vggt_sparse_ns.refine.triangulation import SparseModel, refine_points, triangulate
+from vggt_sparse_ns.refine.triangulation import SparseModel, linear_triangulation, refine_points, triangulate
 
 
 def _cameras(distortion: np.ndarray | None = None) -> CameraSet:
@@ -88,3 +90,31 @@ def test_an_observation_that_cannot_be_undistorted_is_ignored_not_fatal() -> Non
     model = triangulate(cameras, track, frame, keypoint, pixel, max_error=1.0, min_angle=1.0)
     assert len(model) == 2 and len(model.frame) == 7
     np.testing.assert_allclose(model.xyz, points, atol=1e-6)
+
+
+def test_refitting_only_the_points_that_lost_an_observation_gives_the_model_of_refitting_all() -> None:
+    cameras = _cameras()
+    rng = np.random.default_rng(5)
+    points = rng.uniform([-1, -1, 4], [2, 1, 6], (40, 3))
+    track, frame, keypoint, pixel = _observe(cameras, points)
+    pixel += rng.normal(0, 0.3, pixel.shape)
+    pixel[rng.choice(len(pixel), 25, replace=False)] += rng.uniform(-60, 60, (25, 2))  # wrong matches
+    model = triangulate(cameras, track, frame, keypoint, pixel, max_error=2.0, min_angle=1.0)
+    # The same rounds, every point fitted again in each.
+    reference = SparseModel(np.zeros((0, 3)), track, frame, keypoint, pixel)
+    for _ in range(4):
+        xyz = linear_triangulation(cameras, reference.point, reference.frame, reference.pixel)
+        reference = refine_points(cameras, SparseModel(xyz, *dataclasses.astuple(reference)[1:]))
+        errors = reference.errors(cameras)
+        order = np.lexsort((-errors, reference.point))
+        worst = np.zeros(len(errors), bool)
+        worst[order[np.r_[True, reference.point[order][1:] != reference.point[order][:-1]]]] = True
+        if not (worst & (errors > 2.0)).any():
+            break
+        reference = reference.select(~(worst & (errors > 2.0)))
+    reference = reference.select(
+        np.isfinite(reference.xyz).all(1)[reference.point] & (reference.errors(cameras) <= 2.0)
+    )
+    assert 0 < len(model) < 40 + 1 and len(model.point) < len(track)
+    for name in ("xyz", "point", "frame", "keypoint", "pixel"):
+        np.testing.assert_array_equal(getattr(model, name), getattr(reference, name))

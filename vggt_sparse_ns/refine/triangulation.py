@@ -40,15 +40,16 @@ class SparseModel:
 
     def select(self, keep_observation: np.ndarray, min_views: int = 2) -> SparseModel:
         """The model with only the kept observations and the points that still have ``min_views`` of them."""
-        point = self.point[keep_observation]
-        views = np.bincount(point, minlength=len(self.xyz))
-        kept_points = views >= min_views
-        keep = keep_observation.copy()
-        keep[keep_observation] = kept_points[point]
+        kept_points = self.points_kept(keep_observation, min_views)
+        keep = keep_observation & kept_points[self.point]
         renumber = np.cumsum(kept_points) - 1
         return SparseModel(
             self.xyz[kept_points], renumber[self.point[keep]], self.frame[keep], self.keypoint[keep], self.pixel[keep]
         )
+
+    def points_kept(self, keep_observation: np.ndarray, min_views: int = 2) -> np.ndarray:
+        """[N] which points ``select(keep_observation, min_views)`` keeps (in order: they become 0, 1, ...)."""
+        return np.bincount(self.point[keep_observation], minlength=len(self.xyz)) >= min_views
 
 
 def linear_triangulation(cameras: CameraSet, track: np.ndarray, frame: np.ndarray, pixel: np.ndarray) -> np.ndarray:
@@ -135,31 +136,52 @@ def triangulate(
     refitted (a few rounds); then observations still too far, points with fewer than two observations and
     points seen under an angle below ``min_angle`` degrees are left out."""
     model = SparseModel(np.zeros((0, 3)), track, frame, keypoint, pixel)
+    refit = None  # every point
     for _ in range(REFIT_ROUNDS):
         if len(model.point) == 0:
             break
-        model = refine_points(
-            cameras,
-            SparseModel(
-                linear_triangulation(cameras, model.point, model.frame, model.pixel),
-                model.point,
-                model.frame,
-                model.keypoint,
-                model.pixel,
-            ),
-        )
+        model = _fit_points(cameras, model, refit)
         errors = model.errors(cameras)
         worst = _worst_of_each_point(model.point, errors)
         misfit = worst & (errors > max_error)
         if not misfit.any():
             break
         # Only each point's worst observation goes: a wrong match pulls the point away from its good views.
+        # Only the points that lost one are fitted again (the others' fit would come out bit for bit the same).
+        lost = np.zeros(len(model.xyz), dtype=bool)
+        lost[model.point[misfit]] = True
+        refit = lost[model.points_kept(~misfit)]
         model = model.select(~misfit)
     if len(model.point) == 0:
         return SparseModel(np.zeros((0, 3)), *(np.zeros(0, dtype=np.int64),) * 3, np.zeros((0, 2)))
     finite = np.isfinite(model.xyz).all(1)
     model = model.select(finite[model.point] & (model.errors(cameras) <= max_error))
     return model.select(triangulation_angles(cameras, model)[model.point] >= min_angle)
+
+
+def _fit_points(cameras: CameraSet, model: SparseModel, refit: np.ndarray | None) -> SparseModel:
+    """The model with the points flagged in ``refit`` (all when None) triangulated from their observations
+    (linear, then Gauss-Newton); each point's fit uses its own observations alone."""
+    if refit is None:
+        linear = SparseModel(
+            linear_triangulation(cameras, model.point, model.frame, model.pixel),
+            model.point,
+            model.frame,
+            model.keypoint,
+            model.pixel,
+        )
+        return refine_points(cameras, linear)
+    if not refit.any():
+        return model
+    observed = refit[model.point]
+    point = (np.cumsum(refit) - 1)[model.point[observed]]
+    frame, pixel = model.frame[observed], model.pixel[observed]
+    linear = SparseModel(
+        linear_triangulation(cameras, point, frame, pixel), point, frame, model.keypoint[observed], pixel
+    )
+    xyz = model.xyz.copy()
+    xyz[refit] = refine_points(cameras, linear).xyz
+    return SparseModel(xyz, model.point, model.frame, model.keypoint, model.pixel)
 
 
 def _worst_of_each_point(point: np.ndarray, errors: np.ndarray) -> np.ndarray:
