@@ -185,10 +185,15 @@ def _fit_points(cameras: CameraSet, model: SparseModel, refit: np.ndarray | None
 
 
 def _worst_of_each_point(point: np.ndarray, errors: np.ndarray) -> np.ndarray:
-    """[M] whether each observation is its point's largest error (the first one on ties)."""
-    order = np.lexsort((-errors, point))
-    first = np.ones(len(order), dtype=bool)
-    first[1:] = point[order][1:] != point[order][:-1]
+    """[M] whether each observation is its point's largest error (the first one on ties); ``point`` sorted, as a
+    SparseModel's is (a maximum per run of equal points: linear time, where sorting by error was not)."""
     worst = np.zeros(len(point), dtype=bool)
-    worst[order[first]] = True
+    if len(point) == 0:
+        return worst
+    starts = np.flatnonzero(np.r_[True, point[1:] != point[:-1]])
+    largest = np.maximum.reduceat(errors, starts)
+    run = np.cumsum(np.r_[True, point[1:] != point[:-1]]) - 1
+    candidates = np.flatnonzero(errors == largest[run])
+    first = np.r_[True, run[candidates][1:] != run[candidates][:-1]]
+    worst[candidates[first]] = True
     return worst
