@@ -9,6 +9,7 @@ import pytest
 from textured_scene import look_at
 
 from vggt_sparse_ns.camera_models import colmap_params, distort, from_colmap_params
+from vggt_sparse_ns.refine import triangulation
 from vggt_sparse_ns.refine.cameras import CameraSet, project_points, undistort
 from vggt_sparse_ns.refine.triangulation import SparseModel, linear_triangulation, refine_points, triangulate
 
@@ -118,3 +119,29 @@ def test_refitting_only_the_points_that_lost_an_observation_gives_the_model_of_r
     assert 0 < len(model) < 40 + 1 and len(model.point) < len(track)
     for name in ("xyz", "point", "frame", "keypoint", "pixel"):
         np.testing.assert_array_equal(getattr(model, name), getattr(reference, name))
+
+
+def test_worker_processes_triangulate_runs_of_whole_tracks_to_the_one_process_result(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cameras = _cameras()
+    rng = np.random.default_rng(6)
+    points = rng.uniform([-1, -1, 4], [2, 1, 6], (300, 3))
+    track, frame, keypoint, pixel = _observe(cameras, points)
+    pixel += rng.normal(0, 0.3, pixel.shape)
+    pixel[rng.choice(len(pixel), 100, replace=False)] += rng.uniform(-60, 60, (100, 2))
+    alone = triangulate(cameras, track, frame, keypoint, pixel, max_error=2.0, min_angle=1.0, workers=1)
+    monkeypatch.setattr(triangulation, "RUN_OBSERVATIONS", 400)
+    assert len(triangulation._track_runs(track, 2)) == 3
+    shared = triangulate(cameras, track, frame, keypoint, pixel, max_error=2.0, min_angle=1.0, workers=2)
+    for name in ("xyz", "point", "frame", "keypoint", "pixel"):
+        np.testing.assert_array_equal(getattr(shared, name), getattr(alone, name))
+
+
+def test_runs_end_between_tracks_and_unsorted_tracks_stay_one_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(triangulation, "RUN_OBSERVATIONS", 3)
+    track = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2, 3, 3, 4])
+    bounds = triangulation._track_runs(track, 3)
+    assert bounds[0] == 0 and bounds[-1] == len(track) and len(bounds) == 4
+    assert all(track[b - 1] != track[b] for b in bounds[1:-1])
+    assert triangulation._track_runs(track[::-1].copy(), 3).tolist() == [0, len(track)]
