@@ -89,16 +89,7 @@ def bundle_adjust(
         reconstruction.add_image_with_trivial_frame(
             image, pycolmap.Rigid3d(pycolmap.Rotation3d(pose[:, :3]), pose[:, 3])
         )
-    point_ids = np.zeros(len(model.xyz), dtype=np.int64)
-    bounds = np.searchsorted(model.point, np.arange(len(model.xyz) + 1))
-    for index in range(len(model.xyz)):
-        members = [m for m in range(bounds[index], bounds[index + 1]) if used[m]]
-        if len(members) < 2:
-            continue
-        track = pycolmap.Track()
-        for m in members:
-            track.add_element(int(model.frame[m]) + 1, int(rank[m]))
-        point_ids[index] = reconstruction.add_point3D(model.xyz[index], track)
+    point_ids = _add_points(reconstruction, model, used, rank)
 
     options = pycolmap.BundleAdjustmentOptions()
     options.print_summary = False
@@ -134,6 +125,28 @@ def bundle_adjust(
     kept = point_ids[model.point] > 0
     adjusted = SparseModel(xyz, model.point, model.frame, model.keypoint, model.pixel).select(used & kept)
     return CameraSet(T_camera_world, intrinsics, distortion), adjusted
+
+
+def _add_points(reconstruction, model: SparseModel, used: np.ndarray, rank: np.ndarray) -> np.ndarray:
+    """Add each point with two or more ``used`` observations (track element: image frame + 1, point2D
+    ``rank``); returns [N] their point3D ids (0: not added). Plain Python lists in the loop: numpy scalars cost
+    about 4x as much per observation (2.5 against 0.6 us measured)."""
+    import pycolmap
+
+    point_ids = np.zeros(len(model.xyz), dtype=np.int64)
+    views = np.bincount(model.point[used], minlength=len(model.xyz))
+    ends = np.cumsum(views).tolist()
+    image_ids = (model.frame[used] + 1).tolist()
+    point2D_ids = rank[used].tolist()
+    start = 0
+    for index, end in enumerate(ends):
+        if end - start >= 2:
+            track = pycolmap.Track()
+            for element in range(start, end):
+                track.add_element(image_ids[element], point2D_ids[element])
+            point_ids[index] = reconstruction.add_point3D(model.xyz[index], track)
+        start = end
+    return point_ids
 
 
 def _camera_ids(frames: np.ndarray, sizes: Sequence[tuple[int, int]], shared: bool) -> dict[int, int]:
