@@ -9,6 +9,10 @@ cameras and every stage does its full work. Depth is not given (refine() must no
 
     python -m benchmarks.refine_stages --frames 100 --width 960 --height 540 --work-dir /tmp/refine-stages
 
+GPU machine (matching there; the row goes to docs/benchmarks/refine_stages.json):
+
+    python -m benchmarks.refine_stages --frames 1000 --device cuda --work-dir /tmp/refine-stages
+
 ``--profile PATH`` also writes cProfile's statistics of refine() in this process (SIFT runs in workers) to PATH
 and prints its 25 most expensive functions.
 """
@@ -33,6 +37,7 @@ from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
 from vggt_sparse_ns.refine import RefineConfig, refine
 from vggt_sparse_ns.refine.config import CameraModelName, RefineDevice
 
+RESULTS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "refine_stages.json"
 MODEL_DOWNSCALE = 8
 """The stand-in model input is the image shrunk this many times (only its size matters: depth is empty)."""
 
@@ -67,8 +72,9 @@ class RefineStagesBenchmark:
     """Seed of the perturbation."""
     profile: Path | None = None
     """Write cProfile's statistics of refine() here (pstats format) and print the top of them."""
-    output: Path | None = None
-    """JSON list of result rows to add this run's row to (a row with the same settings is replaced)."""
+    output: Path | None = RESULTS
+    """JSON list of result rows to add this run's row to (a row with the same settings is replaced); None:
+    print only."""
 
 
 def known_cameras(frames: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
