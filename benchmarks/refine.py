@@ -87,9 +87,12 @@ def scene_texture() -> np.ndarray:
     return np.concatenate([np.concatenate(tiles[r * columns : (r + 1) * columns], axis=1) for r in range(rows)])
 
 
-def view_homography(index: int, frames: int, size: tuple[int, int], texture_size: tuple[int, int]) -> np.ndarray:
-    """3x3 map from image pixels to texture pixels of frame ``index``: a camera circling over the plane
-    (two turns over the whole run), yawing and tilting a little, focal length 0.8 x image width."""
+def view_camera(
+    index: int, frames: int, size: tuple[int, int], texture_size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(3x3 intrinsic, 3x4 OpenCV camera-from-plane pose) of frame ``index``: a camera circling over the plane
+    (two turns over the whole run), yawing and tilting a little, focal length 0.8 x image width. Plane
+    coordinates are texture pixels (X, Y) with the plane at Z = 0; the camera looks along +Z."""
     width, height = size
     texture_width, texture_height = texture_size
     angle = 4 * np.pi * index / max(frames, 1)
@@ -104,9 +107,14 @@ def view_homography(index: int, frames: int, size: tuple[int, int], texture_size
     rotation = _rotation_z(yaw) @ _rotation_x(tilt)
     focal = 0.8 * width
     intrinsic = np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]])
-    # Plane points (X, Y, 0) in texture pixels; camera at (centre, -distance) looking along +Z.
     translation = -rotation @ np.array([centre[0], centre[1], -distance])
-    texture_to_image = intrinsic @ np.column_stack([rotation[:, 0], rotation[:, 1], translation])
+    return intrinsic, np.column_stack([rotation, translation])
+
+
+def view_homography(index: int, frames: int, size: tuple[int, int], texture_size: tuple[int, int]) -> np.ndarray:
+    """3x3 map from image pixels to texture pixels of frame ``index`` (the plane seen through ``view_camera``)."""
+    intrinsic, pose = view_camera(index, frames, size, texture_size)
+    texture_to_image = intrinsic @ pose[:, [0, 1, 3]]
     image_to_texture = np.linalg.inv(texture_to_image)
     return image_to_texture / image_to_texture[2, 2]
 

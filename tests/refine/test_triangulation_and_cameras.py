@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from textured_scene import look_at
 
 from vggt_sparse_ns.camera_models import colmap_params, distort, from_colmap_params
+from vggt_sparse_ns.refine import triangulation
 from vggt_sparse_ns.refine.cameras import CameraSet, project_points, undistort
-from vggt_sparse_ns.refine.triangulation import SparseModel, adjustment_subset, refine_points, triangulate
+from vggt_sparse_ns.refine.triangulation import SparseModel, linear_triangulation, refine_points, triangulate
 
 
 def _cameras(distortion: np.ndarray | None = None) -> CameraSet:
@@ -80,16 +83,6 @@ def test_gauss_newton_moves_perturbed_points_back_onto_their_rays() -> None:
     np.testing.assert_allclose(refined.xyz, points, atol=1e-4)
 
 
-def test_bundle_adjustment_takes_each_frames_longest_tracks_up_to_the_limit() -> None:
-    # Frame 0 sees points 0-5; points 0 and 1 are also seen by frames 1 and 2 (longest tracks).
-    point = np.array([0, 0, 0, 1, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5])
-    frame = np.array([0, 1, 2, 0, 1, 2, 0, 1, 0, 1, 0, 1, 0, 1])
-    model = SparseModel(np.zeros((6, 3)), point, frame, np.arange(14), np.zeros((14, 2)))
-    subset = adjustment_subset(model, per_frame=2)
-    assert len(subset) == 2 and np.bincount(subset.point).tolist() == [3, 3]
-    assert np.bincount(subset.frame).tolist() == [2, 2, 2]
-
-
 def test_an_observation_that_cannot_be_undistorted_is_ignored_not_fatal() -> None:
     cameras = _cameras()
     points = np.array([[0.5, 0.2, 5.0], [0.0, -0.3, 4.5]])
@@ -98,3 +91,57 @@ def test_an_observation_that_cannot_be_undistorted_is_ignored_not_fatal() -> Non
     model = triangulate(cameras, track, frame, keypoint, pixel, max_error=1.0, min_angle=1.0)
     assert len(model) == 2 and len(model.frame) == 7
     np.testing.assert_allclose(model.xyz, points, atol=1e-6)
+
+
+def test_refitting_only_the_points_that_lost_an_observation_gives_the_model_of_refitting_all() -> None:
+    cameras = _cameras()
+    rng = np.random.default_rng(5)
+    points = rng.uniform([-1, -1, 4], [2, 1, 6], (40, 3))
+    track, frame, keypoint, pixel = _observe(cameras, points)
+    pixel += rng.normal(0, 0.3, pixel.shape)
+    pixel[rng.choice(len(pixel), 25, replace=False)] += rng.uniform(-60, 60, (25, 2))  # wrong matches
+    model = triangulate(cameras, track, frame, keypoint, pixel, max_error=2.0, min_angle=1.0)
+    # The same rounds, every point fitted again in each.
+    reference = SparseModel(np.zeros((0, 3)), track, frame, keypoint, pixel)
+    for _ in range(4):
+        xyz = linear_triangulation(cameras, reference.point, reference.frame, reference.pixel)
+        reference = refine_points(cameras, SparseModel(xyz, *dataclasses.astuple(reference)[1:]))
+        errors = reference.errors(cameras)
+        order = np.lexsort((-errors, reference.point))
+        worst = np.zeros(len(errors), bool)
+        worst[order[np.r_[True, reference.point[order][1:] != reference.point[order][:-1]]]] = True
+        if not (worst & (errors > 2.0)).any():
+            break
+        reference = reference.select(~(worst & (errors > 2.0)))
+    reference = reference.select(
+        np.isfinite(reference.xyz).all(1)[reference.point] & (reference.errors(cameras) <= 2.0)
+    )
+    assert 0 < len(model) < 40 + 1 and len(model.point) < len(track)
+    for name in ("xyz", "point", "frame", "keypoint", "pixel"):
+        np.testing.assert_array_equal(getattr(model, name), getattr(reference, name))
+
+
+def test_worker_processes_triangulate_runs_of_whole_tracks_to_the_one_process_result(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cameras = _cameras()
+    rng = np.random.default_rng(6)
+    points = rng.uniform([-1, -1, 4], [2, 1, 6], (300, 3))
+    track, frame, keypoint, pixel = _observe(cameras, points)
+    pixel += rng.normal(0, 0.3, pixel.shape)
+    pixel[rng.choice(len(pixel), 100, replace=False)] += rng.uniform(-60, 60, (100, 2))
+    alone = triangulate(cameras, track, frame, keypoint, pixel, max_error=2.0, min_angle=1.0, workers=1)
+    monkeypatch.setattr(triangulation, "RUN_OBSERVATIONS", 400)
+    assert len(triangulation._track_runs(track, 2)) == 3
+    shared = triangulate(cameras, track, frame, keypoint, pixel, max_error=2.0, min_angle=1.0, workers=2)
+    for name in ("xyz", "point", "frame", "keypoint", "pixel"):
+        np.testing.assert_array_equal(getattr(shared, name), getattr(alone, name))
+
+
+def test_runs_end_between_tracks_and_unsorted_tracks_stay_one_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(triangulation, "RUN_OBSERVATIONS", 3)
+    track = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2, 3, 3, 4])
+    bounds = triangulation._track_runs(track, 3)
+    assert bounds[0] == 0 and bounds[-1] == len(track) and len(bounds) == 4
+    assert all(track[b - 1] != track[b] for b in bounds[1:-1])
+    assert triangulation._track_runs(track[::-1].copy(), 3).tolist() == [0, len(track)]

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vggt_sparse_ns.camera_models import colmap_params, from_colmap_params
+from vggt_sparse_ns.cpus import usable_cpus
 from vggt_sparse_ns.refine.cameras import CameraSet
 from vggt_sparse_ns.refine.config import CameraModelName
 from vggt_sparse_ns.refine.triangulation import SparseModel
@@ -120,16 +121,7 @@ def bundle_adjust(
         reconstruction.add_image_with_trivial_frame(
             image, pycolmap.Rigid3d(pycolmap.Rotation3d(pose[:, :3]), pose[:, 3])
         )
-    point_ids = np.zeros(len(model.xyz), dtype=np.int64)
-    bounds = np.searchsorted(model.point, np.arange(len(model.xyz) + 1))
-    for index in range(len(model.xyz)):
-        members = [m for m in range(bounds[index], bounds[index + 1]) if used[m]]
-        if len(members) < 2:
-            continue
-        track = pycolmap.Track()
-        for m in members:
-            track.add_element(int(model.frame[m]) + 1, int(rank[m]))
-        point_ids[index] = reconstruction.add_point3D(model.xyz[index], track)
+    point_ids = _add_points(reconstruction, model, used, rank)
 
     options = pycolmap.BundleAdjustmentOptions()
     options.print_summary = False
@@ -140,6 +132,7 @@ def bundle_adjust(
     options.ceres.loss_function_scale = loss_scale
     options.ceres.solver_options.max_num_iterations = MAX_ITERATIONS
     options.ceres.solver_options.function_tolerance = FUNCTION_TOLERANCE
+    options.ceres.solver_options.num_threads = usable_cpus()  # -1 would take the host's count, not ours
     config = pycolmap.BundleAdjustmentConfig()
     for frame in frames:
         config.add_image(int(frame) + 1)
@@ -190,6 +183,28 @@ def _add_pose_priors(problem: object, reconstruction: object, prior: PosePrior, 
         # A trivial rig: the frame's pose is its one image's, a view on the block the problem already holds.
         problem.add_residual_block(costs[-2], costs[-1], [reconstruction.frame(frame + 1).rig_from_world.params])
     return costs
+
+
+def _add_points(reconstruction, model: SparseModel, used: np.ndarray, rank: np.ndarray) -> np.ndarray:
+    """Add each point with two or more ``used`` observations (track element: image frame + 1, point2D
+    ``rank``); returns [N] their point3D ids (0: not added). Plain Python lists in the loop: numpy scalars cost
+    about 4x as much per observation (2.5 against 0.6 us measured)."""
+    import pycolmap
+
+    point_ids = np.zeros(len(model.xyz), dtype=np.int64)
+    views = np.bincount(model.point[used], minlength=len(model.xyz))
+    ends = np.cumsum(views).tolist()
+    image_ids = (model.frame[used] + 1).tolist()
+    point2D_ids = rank[used].tolist()
+    start = 0
+    for index, end in enumerate(ends):
+        if end - start >= 2:
+            track = pycolmap.Track()
+            for element in range(start, end):
+                track.add_element(image_ids[element], point2D_ids[element])
+            point_ids[index] = reconstruction.add_point3D(model.xyz[index], track)
+        start = end
+    return point_ids
 
 
 def _camera_ids(frames: np.ndarray, sizes: Sequence[tuple[int, int]], shared: bool) -> dict[int, int]:

