@@ -11,12 +11,14 @@ import numpy as np
 import pytest
 from PIL import Image
 from textured_scene import (
+    AERIAL_SIZE,
     BOX_RING_SIZE,
     CORRIDOR_SIZE,
     SCENE_SIZE,
     TexturedScene,
     at_model_resolution,
     centre_errors,
+    make_aerial_scene,
     make_box_ring_scene,
     make_corridor_scene,
     make_scene,
@@ -294,3 +296,30 @@ def test_cameras_predicted_several_degrees_off_still_follow_their_matches(tmp_pa
         before = np.median(errors(predicted.T_camera_world, scene.truth.T_camera_world)[1:])
         after = np.median(errors(refined.T_camera_world, scene.truth.T_camera_world)[1:])
         assert after < before / 5, (errors.__name__, before, after)
+
+
+@pytest.mark.parametrize("seed", [1, 3])
+def test_a_flat_ground_seen_face_on_keeps_the_predicted_focal_length_instead_of_trading_it_for_distance(
+    tmp_path: Path, seed: int
+) -> None:
+    # A drone's grid over flat ground: the images fix only focal length / height, so without a prior on the focal
+    # length the adjustment put the ground 5x too far with a focal length 5x too long, and VGGT's depth then
+    # rejected the result (every camera kept: rotations and positions 1x). Held to the prediction, the focal
+    # length stays as good as predicted and the poses improve; positions only as far as the predicted focal
+    # length's error allows (measured 4-24x), rotations at least 5-fold.
+    scene = make_aerial_scene(tmp_path, rows=3, columns=3)
+    predicted = perturb(scene.truth, seed=seed, scene_size=AERIAL_SIZE)
+    refined = refine(predicted)
+    assert "fallback" not in refined.refinement
+    assert refined.refinement["kept_frames"] == []
+
+    def median_error(errors, cameras: Reconstruction) -> float:
+        return float(np.median(errors(cameras.T_camera_world, scene.truth.T_camera_world)[1:]))
+
+    assert median_error(rotation_errors_deg, refined) < median_error(rotation_errors_deg, predicted) / 5
+    assert median_error(centre_errors, refined) < median_error(centre_errors, predicted) / 2
+
+    def focal_error(cameras: Reconstruction) -> float:
+        return float(np.median(np.abs(cameras.intrinsics[:, 0, 0] / scene.truth.intrinsics[:, 0, 0] - 1)))
+
+    assert focal_error(refined) < focal_error(predicted)
