@@ -174,10 +174,12 @@ AERIAL_SIZE = 6.0
 """Flying height of the aerial grid, the unit of its position perturbation."""
 
 
-def make_aerial_scene(folder: Path, *, rows: int = 3, columns: int = 4, focal: float = 250.0) -> TexturedScene:
+def make_aerial_scene(
+    folder: Path, *, rows: int = 3, columns: int = 4, focal: float = 250.0, blank_frame: int | None = None
+) -> TexturedScene:
     """A drone's grid over flat ground papered with photographs: every camera at the same height looking straight
     down (3 degrees off), neighbours overlapping by about two thirds. One plane seen face-on: its images do not
-    determine the focal length (focal length and distance trade)."""
+    determine the focal length (focal length and distance trade). ``blank_frame`` shows a uniform grey image (water)."""
     x, _, z = np.eye(3)
     textures = [
         photographs.astronaut(),
@@ -198,7 +200,7 @@ def make_aerial_scene(folder: Path, *, rows: int = 3, columns: int = 4, focal: f
         for column in range(columns)
     ]
     poses = [look_at(eye, eye + np.array([0.05, AERIAL_SIZE, 0.3])) for eye in eyes]
-    return render_scene(folder, ground, poses, size=(320, 240), focal=focal)
+    return render_scene(folder, ground, poses, size=(320, 240), focal=focal, blank_frame=blank_frame)
 
 
 def render_scene(
