@@ -170,6 +170,39 @@ def make_corridor_scene(folder: Path, *, frames: int = 10, focal: float = 240.0)
     return render_scene(folder, planes, poses, size=(320, 240), focal=focal)
 
 
+AERIAL_SIZE = 6.0
+"""Flying height of the aerial grid, the unit of its position perturbation."""
+
+
+def make_aerial_scene(
+    folder: Path, *, rows: int = 3, columns: int = 4, focal: float = 250.0, blank_frame: int | None = None
+) -> TexturedScene:
+    """A drone's grid over flat ground papered with photographs: every camera at the same height looking straight
+    down (3 degrees off), neighbours overlapping by about two thirds. One plane seen face-on: its images do not
+    determine the focal length (focal length and distance trade). ``blank_frame`` shows a uniform grey image (water)."""
+    x, _, z = np.eye(3)
+    textures = [
+        photographs.astronaut(),
+        photographs.coffee(),
+        photographs.chelsea(),
+        photographs.rocket(),
+        np.repeat(photographs.camera()[..., None], 3, 2),
+        photographs.immunohistochemistry(),
+    ]
+    ground = [
+        Plane(np.array([-6.0 + 4.0 * i, 0.0, -6.0 + 4.0 * j]), x, z, (4.0, 4.0), textures[(3 * i + j) % 6])
+        for i in range(3)
+        for j in range(3)
+    ]
+    eyes = [
+        np.array([1.6 * (column - (columns - 1) / 2), -AERIAL_SIZE, 1.6 * (row - (rows - 1) / 2)])
+        for row in range(rows)
+        for column in range(columns)
+    ]
+    poses = [look_at(eye, eye + np.array([0.05, AERIAL_SIZE, 0.3])) for eye in eyes]
+    return render_scene(folder, ground, poses, size=(320, 240), focal=focal, blank_frame=blank_frame)
+
+
 def render_scene(
     folder: Path,
     planes: list[Plane],

@@ -4,6 +4,7 @@ predicted poses as a prior where the images leave a pose undetermined."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -52,9 +53,15 @@ class PosePrior:
     frames: np.ndarray
     """Frames whose prediction is trusted as a prior (others adjust freely)."""
     rotation_sigma: float
-    """Radians."""
+    """Radians; 0 (or a position_sigma of 0) leaves poses free."""
     position_sigma: float
     """World units."""
+    focal_sigma: float = 0.0
+    """Relative (0.1: 10 %); 0 leaves focal lengths free. Each refined focal length is held to the mean of its
+    frames' predicted ones under the same Cauchy loss. Images of one plane seen face-on (an aerial grid) do not
+    determine a focal length: scaling it and the plane's distance together changes no pixel, and the adjustment
+    trades one for the other (measured: 12 nadir views of a textured ground, the plane put 5x too far), which
+    the prediction then resolves."""
 
 
 class RefinementRejected(RuntimeError):
@@ -137,14 +144,17 @@ def bundle_adjust(
     for frame in frames:
         config.add_image(int(frame) + 1)
     config.set_constant_rig_from_world_pose(int(anchor) + 1)
-    prior_frames = [] if prior is None else [int(f) for f in frames if f != anchor and f in prior.frames]
+    poses_held = prior is not None and prior.rotation_sigma > 0 and prior.position_sigma > 0
+    prior_frames = [int(f) for f in frames if f != anchor and f in prior.frames] if poses_held else []
     if not prior_frames:
         # With the anchor constant, COLMAP's two-camera gauge also fixes one translation coordinate of a second
         # frame: the scale. It is not VGGT's yet; the caller restores that.
         config.fix_gauge(pycolmap.BundleAdjustmentGauge.TWO_CAMS_FROM_WORLD)
     adjuster = pycolmap.create_default_ceres_bundle_adjuster(options, config, reconstruction)
     # The costs must outlive the solve: the problem holds only pointers to them.
-    prior_costs = [] if prior is None else _add_pose_priors(adjuster.problem, reconstruction, prior, prior_frames)
+    prior_costs = _add_pose_priors(adjuster.problem, reconstruction, prior, prior_frames) if prior_frames else []
+    if prior is not None and options.refine_focal_length and prior.focal_sigma > 0:
+        prior_costs += _add_focal_priors(adjuster.problem, reconstruction, prior, camera_of_frame)
     summary = adjuster.solve()
     del adjuster, prior_costs
     logger.debug("%s", summary.brief_report())
@@ -205,6 +215,55 @@ def _add_points(reconstruction, model: SparseModel, used: np.ndarray, rank: np.n
             point_ids[index] = reconstruction.add_point3D(model.xyz[index], track)
         start = end
     return point_ids
+
+
+@functools.cache
+def _focal_prior_class() -> type:
+    """The focal prior's cost function (a pyceres cost written in Python: a handful of residuals per solve),
+    defined on first use so that importing this module does not load pyceres."""
+    import pyceres
+
+    class FocalPrior(pyceres.CostFunction):
+        """Residuals (f_i - predicted_i) / (sigma * predicted_i) on a camera's parameter block's focal entries."""
+
+        def __init__(self, size: int, indices: list[int], predicted: np.ndarray, sigma: float) -> None:
+            super().__init__()
+            self.set_num_residuals(len(indices))
+            self.set_parameter_block_sizes([size])
+            self.indices, self.predicted, self.unit = indices, predicted, sigma * predicted
+
+        def Evaluate(self, parameters, residuals, jacobians) -> bool:  # noqa: N802 (pyceres' name)
+            residuals[:] = (parameters[0][self.indices] - self.predicted) / self.unit
+            if jacobians is not None and jacobians[0] is not None:
+                jacobian = np.zeros((len(self.indices), len(parameters[0])))
+                jacobian[np.arange(len(self.indices)), self.indices] = 1 / self.unit
+                jacobians[0][:] = jacobian.ravel()
+            return True
+
+    return FocalPrior
+
+
+def _add_focal_priors(
+    problem: object, reconstruction: object, prior: PosePrior, camera_of_frame: dict[int, int]
+) -> list[object]:
+    """One cost per refined camera holding its focal lengths to the mean of its frames' predicted ones, in units of
+    ``prior.focal_sigma`` of that focal length, under a Cauchy loss; returns the costs and losses to keep alive."""
+    import pyceres
+
+    costs = []
+    for camera_id in sorted(set(camera_of_frame.values())):
+        members = [f for f, c in camera_of_frame.items() if c == camera_id]
+        camera = reconstruction.camera(camera_id)
+        params = camera.params
+        if not problem.has_parameter_block(params) or problem.is_parameter_block_constant(params):
+            continue
+        indices = list(camera.focal_length_idxs())
+        focal = prior.cameras.intrinsics[members][:, [0, 1], [0, 1]].mean(0)  # (fx, fy)
+        predicted = focal if len(indices) == 2 else focal.mean(keepdims=True)
+        costs.append(_focal_prior_class()(len(params), indices, predicted, prior.focal_sigma))
+        costs.append(pyceres.CauchyLoss(PRIOR_LOSS_SCALE))
+        problem.add_residual_block(costs[-2], costs[-1], [params])
+    return costs
 
 
 def _camera_ids(frames: np.ndarray, sizes: Sequence[tuple[int, int]], shared: bool) -> dict[int, int]:

@@ -60,10 +60,15 @@ class RefineConfig:
     """How far (one standard deviation, degrees) the adjustment expects a predicted camera's rotation to be off. Each
     adjusted camera is held to its prediction this loosely: where the matches determine a pose they outweigh it;
     where they do not (views linked only by two-view tracks, e.g. a ring around an object), the prediction holds
-    instead of drifting. 0 turns the prior off."""
+    instead of drifting. 0 turns the pose prior off."""
     refine_prior_position: float = 0.1
     """How far (one standard deviation) a predicted camera position is expected to be off, as a fraction of the
-    scene's median depth; the position part of the same prior. 0 turns the prior off."""
+    scene's median depth; the position part of the same prior. 0 turns the pose prior off."""
+    refine_prior_focal: float = 0.1
+    """How far (one standard deviation, as a fraction) a predicted focal length is expected to be off; refined
+    focal lengths are held to the prediction this loosely, so a scene that does not determine them (one plane seen
+    face-on, e.g. an aerial grid) keeps the predicted ones instead of trading focal length for distance. 0 leaves
+    them free."""
     refine_device: RefineDevice = "auto"
     """Where descriptors are matched: auto picks cuda when present, else cpu."""
 
@@ -81,6 +86,7 @@ class RefineConfig:
             "--refine-min-triangulation-angle": 0.0 <= self.refine_min_triangulation_angle < 90.0,
             "--refine-prior-rotation-degrees": 0.0 <= self.refine_prior_rotation_degrees <= 180.0,
             "--refine-prior-position": self.refine_prior_position >= 0.0,
+            "--refine-prior-focal": self.refine_prior_focal >= 0.0,
         }
         for flag, valid in checks.items():
             if not valid:

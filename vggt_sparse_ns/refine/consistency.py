@@ -23,7 +23,8 @@ depth shares its cameras' scale, so most frames need none; a shift that explains
 MIN_SCALE_SAMPLES = 100
 """Fewest observations with a predicted depth for the scale to be measured on depth."""
 DEPTH_AGREEMENT = 0.1
-"""Largest median absolute deviation of log(predicted depth / triangulated depth) for depth to set the scale."""
+"""Largest median absolute deviation of log(predicted depth / triangulated depth), over all observations and
+between frames, for depth to set the scale."""
 MAX_SCALE_DISAGREEMENT = 2.0
 """Largest factor between the scale measured on depth and the one fitted to the camera centres. VGGT's depth and
 cameras share one scale, and the centres are off by a few % of the scene, so the two agree far better in a
@@ -91,15 +92,26 @@ def back_to_prediction(
 def _depth_scale(
     reconstruction: Reconstruction, refined: CameraSet, model: SparseModel, frames: np.ndarray
 ) -> float | None:
-    """The median of predicted over triangulated depth where they agree up to one factor, else None."""
-    _, predicted_depth, z = _depth_pairs(reconstruction, refined, model, frames)
-    ratios = predicted_depth / z
-    if len(ratios) < MIN_SCALE_SAMPLES:
+    """The median of predicted over triangulated depth where they agree up to one factor, else None.
+
+    One factor for the whole scene: the log-ratios' median absolute deviation is under ``DEPTH_AGREEMENT`` both
+    over all observations and between the frames' own medians (frames with ``MIN_DEPTH_SAMPLES`` or more). Pooled
+    alone, depth maps each off by its own factor can look like one: measured, eight frames whose depth ratios
+    ranged 0.51-1.57 pooled to a deviation of 0.089 and a scale 9 % off."""
+    frame, predicted_depth, z = _depth_pairs(reconstruction, refined, model, frames)
+    if len(z) < MIN_SCALE_SAMPLES:
         return None
-    logs = np.log(ratios)
-    if np.median(np.abs(logs - np.median(logs))) >= DEPTH_AGREEMENT:
-        return None
+    logs = np.log(predicted_depth / z)
+    frames_seen, counts = np.unique(frame, return_counts=True)
+    per_frame = np.array([np.median(logs[frame == f]) for f in frames_seen[counts >= MIN_DEPTH_SAMPLES]])
+    for values in (logs, per_frame):
+        if len(values) and _median_deviation(values) >= DEPTH_AGREEMENT:
+            return None
     return float(np.exp(np.median(logs)))
+
+
+def _median_deviation(values: np.ndarray) -> float:
+    return float(np.median(np.abs(values - np.median(values))))
 
 
 def transform_world(

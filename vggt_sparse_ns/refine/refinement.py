@@ -292,8 +292,11 @@ def _pose_prior(
     predicted: CameraSet, initial: SparseModel, frames: np.ndarray, config: RefineConfig
 ) -> PosePrior | None:
     """The predictions of the frames that fit their first triangulation, as a prior; positions in units of the
-    median depth of the points in the predicted cameras (VGGT's world has no unit of its own)."""
-    if config.refine_prior_rotation_degrees == 0 or config.refine_prior_position == 0:
+    median depth of the points in the predicted cameras (VGGT's world has no unit of its own). None when every
+    part of it is off."""
+    if (
+        config.refine_prior_rotation_degrees == 0 or config.refine_prior_position == 0
+    ) and not config.refine_prior_focal:
         return None
     _, depth = project_points(predicted, initial.frame, initial.xyz[initial.point])
     scene_depth = float(np.median(depth[depth > 0])) if np.any(depth > 0) else 1.0
@@ -302,6 +305,7 @@ def _pose_prior(
         frames,
         rotation_sigma=float(np.deg2rad(config.refine_prior_rotation_degrees)),
         position_sigma=config.refine_prior_position * scene_depth,
+        focal_sigma=config.refine_prior_focal,
     )
 
 
