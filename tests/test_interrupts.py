@@ -1,12 +1,14 @@
-"""Ctrl+C and SIGTERM as one exception; a second signal never cuts the cleanup after the first one short."""
+"""Ctrl+C and SIGTERM as one exception; a second signal never cuts the cleanup after the first one short; a signal
+whose exception was discarded on its way (by C code) can still be acted on."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 
 import pytest
 
-from vggt_sparse_ns.interrupts import Interrupted, signals_as_interrupted
+from vggt_sparse_ns.interrupts import Interrupted, raise_if_signalled, signals_as_interrupted
 
 
 def test_sigint_and_sigterm_raise_interrupted_with_their_number() -> None:
@@ -34,3 +36,31 @@ def test_a_signal_during_the_cleanup_after_an_ordinary_error_still_interrupts() 
             raise RuntimeError("a stage failed")
         finally:
             signal.raise_signal(signal.SIGINT)
+
+
+def discard_the_interrupt_of(signal_number: int) -> None:
+    """Deliver ``signal_number`` and drop the ``Interrupted`` it raises, as C code that runs Python can."""
+    with contextlib.suppress(KeyboardInterrupt):
+        signal.raise_signal(signal_number)
+
+
+def test_a_signal_whose_interrupt_was_discarded_is_raised_again_where_asked() -> None:
+    with pytest.raises(Interrupted) as interrupt, signals_as_interrupted():
+        discard_the_interrupt_of(signal.SIGTERM)
+        discard_the_interrupt_of(signal.SIGINT)
+        raise_if_signalled()
+    assert interrupt.value.signal_number == signal.SIGTERM, "the first signal decides how the run ends"
+
+
+def test_without_a_signal_nothing_is_raised_again() -> None:
+    with signals_as_interrupted():
+        raise_if_signalled()
+
+
+def test_the_signals_that_came_are_forgotten_when_the_outermost_block_ends() -> None:
+    with signals_as_interrupted():
+        with signals_as_interrupted():
+            discard_the_interrupt_of(signal.SIGTERM)
+        with pytest.raises(Interrupted):  # the inner block's end keeps it for the outer one
+            raise_if_signalled()
+    raise_if_signalled()

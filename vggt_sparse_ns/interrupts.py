@@ -1,4 +1,9 @@
-"""Ctrl+C and SIGTERM as one exception, and holding them back while a step must not be cut in two."""
+"""Ctrl+C and SIGTERM as one exception, and holding them back while a step must not be cut in two.
+
+C code that runs Python can discard the ``Interrupted`` a signal raised there: measured with Triton's extension
+module, whose initialisation (at the first ``import triton``) ran our handler and dropped its exception, so the
+process ran on as if never signalled. The signal is therefore also recorded, for ``raise_if_signalled``.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_raised_for: list[int] = []
+"""The signals ``_raise_interrupted`` raised ``Interrupted`` for, since the outermost ``signals_as_interrupted``
+began (whether or not the exception reached the code it was meant to stop)."""
 
 
 class Interrupted(KeyboardInterrupt):
@@ -23,7 +31,17 @@ class Interrupted(KeyboardInterrupt):
 def _raise_interrupted(signal_number: int, frame: object) -> None:
     if isinstance(sys.exc_info()[1], KeyboardInterrupt):
         return  # the run is already ending on an interrupt, in a cleanup (__exit__, except, finally): let it finish
+    _raised_for.append(signal_number)
     raise Interrupted(signal_number)
+
+
+def raise_if_signalled() -> None:
+    """Raise ``Interrupted`` again for the first signal of this ``signals_as_interrupted`` block, if one came.
+    For code about to report a failure that the signal explains (a collective that failed because the processes
+    are being stopped): should the first ``Interrupted`` have been discarded by C code, the run still ends as
+    interrupted rather than with a message of its own."""
+    if _raised_for:
+        raise Interrupted(_raised_for[0])
 
 
 @contextmanager
@@ -32,7 +50,7 @@ def signals_as_interrupted() -> Iterator[None]:
     is being handled: a signal that arrives during the cleanup after Ctrl+C (an ``__exit__``, ``except`` or
     ``finally`` block, from its first instruction on) is dropped, so that it cannot cut that cleanup short (a
     staging folder left behind, say) and the first signal decides how the run ends. The previous handlers come
-    back afterwards."""
+    back afterwards; the outermost block forgets the signals that came (``raise_if_signalled``) as it ends."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -42,6 +60,8 @@ def signals_as_interrupted() -> Iterator[None]:
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+        if previous[signal.SIGTERM] is not _raise_interrupted:
+            _raised_for.clear()
 
 
 @contextmanager

@@ -24,7 +24,7 @@ from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event as EventType
 from typing import Literal, NoReturn
 
-from vggt_sparse_ns.interrupts import HELD_SIGNALS, held_signals, signals_as_interrupted
+from vggt_sparse_ns.interrupts import HELD_SIGNALS, held_signals, raise_if_signalled, signals_as_interrupted
 from vggt_sparse_ns.pipeline.errors import InputError
 
 GpuChoice = Literal["all"] | int
@@ -97,6 +97,7 @@ def _rank_main(main: Callable[[], None], device: str, fail: Callable[[BaseExcept
         except Exception as error:
             # Rank 0 reports at once; an error that every process meets (settings, the model) is then shown once,
             # as this process is stopped meanwhile. A follower's own error is shown after the wait.
+            raise_if_signalled()
             time.sleep(PEER_FAILURE_GRACE_SECONDS)
             fail(error)
 
