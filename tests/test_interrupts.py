@@ -8,7 +8,12 @@ import signal
 
 import pytest
 
-from vggt_sparse_ns.interrupts import Interrupted, raise_if_signalled, signals_as_interrupted
+from vggt_sparse_ns.interrupts import (
+    Interrupted,
+    raise_if_signalled,
+    reported_elsewhere_when,
+    signals_as_interrupted,
+)
 
 
 def test_sigint_and_sigterm_raise_interrupted_with_their_number() -> None:
@@ -64,3 +69,19 @@ def test_the_signals_that_came_are_forgotten_when_the_outermost_block_ends() -> 
         with pytest.raises(Interrupted):  # the inner block's end keeps it for the outer one
             raise_if_signalled()
     raise_if_signalled()
+
+
+def test_an_interrupt_is_reported_elsewhere_when_the_innermost_question_says_so_as_it_is_raised() -> None:
+    another_process_failed = []
+    with reported_elsewhere_when(lambda: bool(another_process_failed)), signals_as_interrupted():
+        with pytest.raises(Interrupted) as before_the_failure:
+            signal.raise_signal(signal.SIGTERM)
+        another_process_failed.append(True)
+        with pytest.raises(Interrupted) as after_the_failure:
+            signal.raise_signal(signal.SIGTERM)
+        with reported_elsewhere_when(lambda: False), pytest.raises(Interrupted) as asked_again_inside:
+            signal.raise_signal(signal.SIGTERM)
+    assert not before_the_failure.value.reported_elsewhere
+    assert after_the_failure.value.reported_elsewhere
+    assert not asked_again_inside.value.reported_elsewhere
+    assert not Interrupted(signal.SIGTERM).reported_elsewhere  # outside any block

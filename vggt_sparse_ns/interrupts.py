@@ -10,22 +10,26 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _raised_for: list[int] = []
 """The signals ``_raise_interrupted`` raised ``Interrupted`` for, since the outermost ``signals_as_interrupted``
 began (whether or not the exception reached the code it was meant to stop)."""
+_reported_elsewhere: list[Callable[[], bool]] = []
+"""The innermost ``reported_elsewhere_when`` block's question."""
 
 
 class Interrupted(KeyboardInterrupt):
     """The run was stopped by a signal (Ctrl+C: SIGINT, or SIGTERM). A KeyboardInterrupt, so that whatever
-    cleans up after Ctrl+C also cleans up after SIGTERM."""
+    cleans up after Ctrl+C also cleans up after SIGTERM. ``reported_elsewhere``: the signal stops this process
+    because another one failed and said why (see ``reported_elsewhere_when``), so this one adds no line."""
 
     def __init__(self, signal_number: int) -> None:
         super().__init__(signal.Signals(signal_number).name)
         self.signal_number = signal_number
+        self.reported_elsewhere = _reported_elsewhere[-1]() if _reported_elsewhere else False
 
 
 def _raise_interrupted(signal_number: int, frame: object) -> None:
@@ -62,6 +66,18 @@ def signals_as_interrupted() -> Iterator[None]:
             signal.signal(number, handler)
         if previous[signal.SIGTERM] is not _raise_interrupted:
             _raised_for.clear()
+
+
+@contextmanager
+def reported_elsewhere_when(already_reported: Callable[[], bool]) -> Iterator[None]:
+    """Within the block, an ``Interrupted`` is ``reported_elsewhere`` when ``already_reported()`` says so as it
+    is raised: a process of a group, stopped because another process failed with its own message (the launcher
+    answers), ends without a line of its own, so that the user sees that one message."""
+    _reported_elsewhere.append(already_reported)
+    try:
+        yield
+    finally:
+        _reported_elsewhere.pop()
 
 
 @contextmanager
