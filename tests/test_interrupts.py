@@ -57,6 +57,31 @@ def test_a_signal_whose_interrupt_was_discarded_is_raised_again_where_asked() ->
     assert interrupt.value.signal_number == signal.SIGTERM, "the first signal decides how the run ends"
 
 
+def test_an_error_that_follows_a_signal_within_the_block_ends_it_as_interrupted() -> None:
+    with pytest.raises(Interrupted) as interrupt, signals_as_interrupted():
+        discard_the_interrupt_of(signal.SIGTERM)
+        raise RuntimeError("communication between the processes failed")
+    assert interrupt.value.signal_number == signal.SIGTERM
+    assert isinstance(interrupt.value.__context__, RuntimeError)
+
+
+class SignalledWhileNamed:
+    """A class attribute whose ``__set_name__`` receives SIGTERM (Python 3.11 wraps what it raises in a
+    RuntimeError: a class defined as the signal came, as in Triton's Gluon modules at import)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        signal.raise_signal(signal.SIGTERM)
+
+
+def test_a_signal_during_a_class_definition_is_interrupted_not_the_error_python_wraps_it_in() -> None:
+    with pytest.raises(Interrupted) as interrupt, signals_as_interrupted():
+
+        class Layout:
+            field = SignalledWhileNamed()
+
+    assert interrupt.value.signal_number == signal.SIGTERM
+
+
 def test_without_a_signal_nothing_is_raised_again() -> None:
     with signals_as_interrupted():
         raise_if_signalled()

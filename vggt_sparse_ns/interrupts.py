@@ -1,8 +1,10 @@
 """Ctrl+C and SIGTERM as one exception, and holding them back while a step must not be cut in two.
 
-C code that runs Python can discard the ``Interrupted`` a signal raised there: measured with Triton's extension
-module, whose initialisation (at the first ``import triton``) ran our handler and dropped its exception, so the
-process ran on as if never signalled. The signal is therefore also recorded, for ``raise_if_signalled``.
+C code that runs Python can lose the ``Interrupted`` a signal raised there. Both were measured as Triton was
+imported: its extension module's initialisation ran our handler and dropped the exception (the process ran on as
+if never signalled), and Python 3.11 turned it into ``RuntimeError("Error calling __set_name__ ...")`` as it
+was raised during a class definition. The signal is therefore also recorded: an error that follows it within the
+block ends the block as ``Interrupted``, and ``raise_if_signalled`` lets code act on it before it fails.
 """
 
 from __future__ import annotations
@@ -53,14 +55,19 @@ def signals_as_interrupted() -> Iterator[None]:
     """Within the block (main thread only), SIGINT and SIGTERM raise ``Interrupted``, except while an interrupt
     is being handled: a signal that arrives during the cleanup after Ctrl+C (an ``__exit__``, ``except`` or
     ``finally`` block, from its first instruction on) is dropped, so that it cannot cut that cleanup short (a
-    staging folder left behind, say) and the first signal decides how the run ends. The previous handlers come
-    back afterwards; the outermost block forgets the signals that came (``raise_if_signalled``) as it ends."""
+    staging folder left behind, say) and the first signal decides how the run ends: an error that leaves the
+    block after a signal came (its ``Interrupted`` turned into that error by C code, or a failure it caused) is
+    raised as that ``Interrupted``. The previous handlers come back afterwards; the outermost block forgets the
+    signals that came (``raise_if_signalled``) as it ends."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = {number: signal.signal(number, _raise_interrupted) for number in HELD_SIGNALS}
     try:
         yield
+    except Exception:
+        raise_if_signalled()
+        raise
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
