@@ -7,7 +7,7 @@ import signal
 import pytest
 
 from vggt_sparse_ns.cli_errors import reported
-from vggt_sparse_ns.interrupts import Interrupted
+from vggt_sparse_ns.interrupts import Interrupted, reported_elsewhere_when
 from vggt_sparse_ns.pipeline.errors import InputError
 
 
@@ -45,6 +45,14 @@ def test_ctrl_c_is_one_line_and_status_130(capsys) -> None:
 def test_sigterm_is_one_line_and_status_143(capsys) -> None:
     status, err = run(Interrupted(signal.SIGTERM), capsys)
     assert status == 143 and err == "Interrupted (SIGTERM).\n"
+
+
+def test_sigterm_that_stops_a_process_after_another_one_reported_its_failure_is_no_line_with_status_143(
+    capsys,
+) -> None:
+    with pytest.raises(SystemExit) as exit_info, reported_elsewhere_when(lambda: True), reported():
+        signal.raise_signal(signal.SIGTERM)
+    assert exit_info.value.code == 143 and capsys.readouterr().err == ""
 
 
 def test_sigterm_raises_interrupted_inside_and_the_handlers_come_back_after() -> None:

@@ -74,7 +74,8 @@ def report_error(error: BaseException, *, verbose: bool = False) -> NoReturn:
 def reported(*, verbose: bool = False, after_interrupt: Callable[[], str] = lambda: "") -> Iterator[None]:
     """Run a command's work: SIGTERM is raised like Ctrl+C (``Interrupted``), and whatever stops the work ends
     the process with one message and the status above (with ``verbose``, user errors show their traceback
-    too). ``after_interrupt()`` completes the line printed on an interrupt (what the output folder holds). A
+    too). ``after_interrupt()`` completes the line printed on an interrupt (what the output folder holds), which
+    an interrupt ``reported_elsewhere`` (another process of the run failed and said why) goes without. A
     second signal while the work is already ending (its cleanup, the line, an exit passing through an enclosing
     ``reported``) changes nothing: one line, the first signal's status."""
     try:
@@ -84,9 +85,10 @@ def reported(*, verbose: bool = False, after_interrupt: Callable[[], str] = lamb
         if isinstance(interrupt.__context__, SystemExit):  # a second signal as the work was already ending
             raise interrupt.__context__ from None
         number = getattr(interrupt, "signal_number", signal.SIGINT)
-        with held_signals() as arrived:  # a second Ctrl+C (or SIGTERM) changes neither the line nor the status
-            print_interrupted(number, after_interrupt())
-            arrived.clear()
+        if not getattr(interrupt, "reported_elsewhere", False):
+            with held_signals() as arrived:  # a second Ctrl+C (or SIGTERM) changes neither the line nor the status
+                print_interrupted(number, after_interrupt())
+                arrived.clear()
         raise SystemExit(interrupted_status(number)) from None
     except Exception as error:
         report_error(error, verbose=verbose)

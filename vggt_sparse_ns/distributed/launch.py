@@ -24,7 +24,13 @@ from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event as EventType
 from typing import Literal, NoReturn
 
-from vggt_sparse_ns.interrupts import HELD_SIGNALS, held_signals, signals_as_interrupted
+from vggt_sparse_ns.interrupts import (
+    HELD_SIGNALS,
+    held_signals,
+    raise_if_signalled,
+    reported_elsewhere_when,
+    signals_as_interrupted,
+)
 from vggt_sparse_ns.pipeline.errors import InputError
 
 GpuChoice = Literal["all"] | int
@@ -97,6 +103,7 @@ def _rank_main(main: Callable[[], None], device: str, fail: Callable[[BaseExcept
         except Exception as error:
             # Rank 0 reports at once; an error that every process meets (settings, the model) is then shown once,
             # as this process is stopped meanwhile. A follower's own error is shown after the wait.
+            raise_if_signalled()
             time.sleep(PEER_FAILURE_GRACE_SECONDS)
             fail(error)
 
@@ -122,13 +129,17 @@ def process_group(device: str) -> Iterator[int]:
     dist.destroy_process_group()
 
 
-def as_process(target: Callable[[], None], ready: EventType | None = None) -> None:
+def as_process(
+    target: Callable[[], None], ready: EventType | None = None, failure_reported: EventType | None = None
+) -> None:
     """Run ``target`` as one process of a group: when it fails, print what it did not (the traceback of an
     unexpected error) and exit at once with its status, leaving the process group as it is (the others may be
     waiting inside a collective; they are stopped by the launcher or torchrun). Ctrl+C and SIGTERM raise
-    ``Interrupted`` from here on; ``ready`` is set then (spawn passes signals on only from then)."""
+    ``Interrupted`` from here on; ``ready`` is set then (spawn passes signals on only from then). A signal that
+    comes once ``failure_reported`` is set (spawn: another process failed with its message) adds no line."""
+    already_reported = failure_reported.is_set if failure_reported is not None else lambda: False
     try:
-        with signals_as_interrupted():
+        with signals_as_interrupted(), reported_elsewhere_when(already_reported):
             signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_SIGNALS)  # blocked where spawn started this process
             if ready is not None:
                 ready.set()
@@ -143,7 +154,7 @@ def as_process(target: Callable[[], None], ready: EventType | None = None) -> No
     except KeyboardInterrupt as interrupt:  # before the command reported it (or after): rank 0 says so, once
         number = getattr(interrupt, "signal_number", signal.SIGINT)
         status = 128 + number
-        if os.environ.get("RANK", "0") == "0":
+        if os.environ.get("RANK", "0") == "0" and not getattr(interrupt, "reported_elsewhere", False):
             from vggt_sparse_ns.cli_errors import print_interrupted
 
             with held_signals() as arrived:
@@ -160,17 +171,23 @@ def as_process(target: Callable[[], None], ready: EventType | None = None) -> No
 def spawn(target: Callable[[], None], processes: int, timeout: float | None = None) -> int:
     """Run ``target`` in ``processes`` new processes on this host, joined as ranks 0..processes-1 (the
     environment torchrun would set); returns 0, or the status of the first process that failed (the others are
-    then stopped), or ``TIMED_OUT_STATUS`` after ``timeout`` seconds (all stopped). On Ctrl+C (the terminal
-    sends it to every process; ``kill -INT`` to this one only), or SIGTERM raised as ``Interrupted``, the
-    processes still running (a moment later for SIGINT; each once it raises signals as ``Interrupted``, see
+    then stopped: silently where it failed with its message, which is then the one shown), or
+    ``TIMED_OUT_STATUS`` after ``timeout`` seconds (all stopped). On Ctrl+C (the terminal sends it to every
+    process; ``kill -INT`` to this one only), or SIGTERM raised as ``Interrupted``, the processes still running
+    (a moment later for SIGINT; each once it raises signals as ``Interrupted``, see
     ``_started_ignoring_signals``) are sent the same signal, a second is dropped, and rank 0 is given
     ``LEADER_CLEANUP_SECONDS`` to leave the output folder as it was; the status is then rank 0's (it reports how
     the run ended), or 128 + the signal where rank 0 did not end in time."""
     context = multiprocessing.get_context("spawn")
     port = _free_port()
     ready = [context.Event() for _ in range(processes)]
+    failure_reported = context.Event()
     ranks = [
-        context.Process(target=_spawned_rank, args=(target, rank, processes, port, ready[rank]), name=f"rank {rank}")
+        context.Process(
+            target=_spawned_rank,
+            args=(target, rank, processes, port, ready[rank], failure_reported),
+            name=f"rank {rank}",
+        )
         for rank in range(processes)
     ]
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -189,7 +206,10 @@ def spawn(target: Callable[[], None], processes: int, timeout: float | None = No
             for process in [process for process in running if process.sentinel in ended]:
                 process.join()
                 running.remove(process)
-                status = status or _exit_status(process.exitcode)
+                if not status:
+                    status = _exit_status(process.exitcode)
+                    if 0 < status < 128:  # it failed with its message (not killed, not interrupted)
+                        failure_reported.set()
     except KeyboardInterrupt as interrupt:
         number = getattr(interrupt, "signal_number", signal.SIGINT)
         with held_signals() as arrived:  # the processes are sent this one; a second changes nothing here
@@ -245,7 +265,9 @@ def _exit_status(exitcode: int | None) -> int:
     return 128 - exitcode
 
 
-def _spawned_rank(target: Callable[[], None], rank: int, processes: int, port: int, ready: EventType) -> None:
+def _spawned_rank(
+    target: Callable[[], None], rank: int, processes: int, port: int, ready: EventType, failure_reported: EventType
+) -> None:
     os.environ.update(
         RANK=str(rank),
         LOCAL_RANK=str(rank),
@@ -254,7 +276,7 @@ def _spawned_rank(target: Callable[[], None], rank: int, processes: int, port: i
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
     )
-    as_process(target, ready)
+    as_process(target, ready, failure_reported)
 
 
 def _free_port() -> int:

@@ -16,10 +16,12 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from vggt_sparse_ns.interrupts import raise_if_signalled
+
 PEER_FAILURE_GRACE_SECONDS = 5.0
 """A process whose collective fails waits this long before raising: the failure is nearly always another
-process that stopped with its own message, and the launcher (``--gpus``) or torchrun stops the rest meanwhile,
-so that one message is shown, not one per process."""
+process that stopped with its own message, and the launcher (``--gpus``) or torchrun stops the rest meanwhile
+(with SIGTERM: ``Interrupted``, silent on ranks > 0), so that one message is shown, not one per process."""
 
 
 class PeerFailure(RuntimeError):
@@ -37,10 +39,12 @@ def split_evenly(total: int, parts: int) -> list[slice]:
 
 @contextmanager
 def collective() -> Iterator[None]:
-    """Run collectives; a failure becomes PeerFailure after ``PEER_FAILURE_GRACE_SECONDS``."""
+    """Run collectives; a failure becomes PeerFailure after ``PEER_FAILURE_GRACE_SECONDS``, or ``Interrupted`` at
+    once where this process was already told to stop (its first ``Interrupted`` lost in C code, see interrupts)."""
     try:
         yield
     except (RuntimeError, dist.DistError) as error:
+        raise_if_signalled()
         time.sleep(PEER_FAILURE_GRACE_SECONDS)
         raise PeerFailure(f"communication between the processes failed: {error}") from error
 
