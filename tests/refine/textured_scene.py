@@ -138,6 +138,19 @@ def make_box_ring_scene(folder: Path, *, frames: int = 8, focal: float = 300.0) 
     return render_scene(folder, planes, poses, size=(320, 240), focal=focal)
 
 
+def _wall_photographs() -> list[np.ndarray]:
+    """Six RGB sample photographs for papering a scene's planes."""
+    gray = np.repeat(photographs.camera()[..., None], 3, 2)
+    return [
+        photographs.astronaut(),
+        photographs.coffee(),
+        photographs.chelsea(),
+        photographs.rocket(),
+        gray,
+        photographs.immunohistochemistry(),
+    ]
+
+
 CORRIDOR_SIZE = 2.0
 """Width of the corridor, the unit of its position perturbation."""
 
@@ -146,14 +159,7 @@ def make_corridor_scene(folder: Path, *, frames: int = 10, focal: float = 240.0)
     """A camera walking down a 2 x 2 corridor papered with photographs, looking ahead: small baselines along the
     optical axis, as in a video."""
     x, y, z = np.eye(3)
-    textures = [
-        photographs.astronaut(),
-        photographs.coffee(),
-        photographs.chelsea(),
-        photographs.rocket(),
-        np.repeat(photographs.camera()[..., None], 3, 2),
-        photographs.immunohistochemistry(),
-    ]
+    textures = _wall_photographs()
     planes = []
     for section in range(4):
         start = 3.0 * section
@@ -181,14 +187,7 @@ def make_aerial_scene(
     down (3 degrees off), neighbours overlapping by about two thirds. One plane seen face-on: its images do not
     determine the focal length (focal length and distance trade). ``blank_frame`` shows a uniform grey image (water)."""
     x, _, z = np.eye(3)
-    textures = [
-        photographs.astronaut(),
-        photographs.coffee(),
-        photographs.chelsea(),
-        photographs.rocket(),
-        np.repeat(photographs.camera()[..., None], 3, 2),
-        photographs.immunohistochemistry(),
-    ]
+    textures = _wall_photographs()
     ground = [
         Plane(np.array([-6.0 + 4.0 * i, 0.0, -6.0 + 4.0 * j]), x, z, (4.0, 4.0), textures[(3 * i + j) % 6])
         for i in range(3)
