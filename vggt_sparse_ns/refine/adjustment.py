@@ -145,7 +145,7 @@ def bundle_adjust(
         config.add_image(int(frame) + 1)
     config.set_constant_rig_from_world_pose(int(anchor) + 1)
     poses_held = prior is not None and prior.rotation_sigma > 0 and prior.position_sigma > 0
-    prior_frames = [int(f) for f in frames if f != anchor and f in prior.frames] if poses_held else []
+    prior_frames = frames[np.isin(frames, prior.frames) & (frames != anchor)].tolist() if poses_held else []
     if not prior_frames:
         # With the anchor constant, COLMAP's two-camera gauge also fixes one translation coordinate of a second
         # frame: the scale. It is not VGGT's yet; the caller restores that.
@@ -179,7 +179,6 @@ def bundle_adjust(
 def _add_pose_priors(problem: object, reconstruction: object, prior: PosePrior, frames: list[int]) -> list[object]:
     """One 6-DoF prior cost per frame on its pose's parameter block (pycolmap's own, reached through pyceres),
     under a Cauchy loss; returns the costs and losses, which the caller keeps alive until the problem is solved."""
-    import pyceres
     import pycolmap
     from pycolmap import cost_functions
 
@@ -188,11 +187,20 @@ def _add_pose_priors(problem: object, reconstruction: object, prior: PosePrior, 
     for frame in frames:
         pose = prior.cameras.T_camera_world[frame]
         predicted = pycolmap.Rigid3d(pycolmap.Rotation3d(pose[:, :3]), pose[:, 3])
-        costs.append(cost_functions.AbsolutePosePriorCost(covariance, predicted))
-        costs.append(pyceres.CauchyLoss(PRIOR_LOSS_SCALE))
         # A trivial rig: the frame's pose is its one image's, a view on the block the problem already holds.
-        problem.add_residual_block(costs[-2], costs[-1], [reconstruction.frame(frame + 1).rig_from_world.params])
+        parameters = reconstruction.frame(frame + 1).rig_from_world.params
+        costs += _add_robust(problem, cost_functions.AbsolutePosePriorCost(covariance, predicted), parameters)
     return costs
+
+
+def _add_robust(problem: object, cost: object, parameters: np.ndarray) -> list[object]:
+    """Add ``cost`` on one parameter block under the priors' Cauchy loss; returns the cost and the loss, which
+    must outlive the solve (the problem holds only pointers to them)."""
+    import pyceres
+
+    loss = pyceres.CauchyLoss(PRIOR_LOSS_SCALE)
+    problem.add_residual_block(cost, loss, [parameters])
+    return [cost, loss]
 
 
 def _add_points(reconstruction, model: SparseModel, used: np.ndarray, rank: np.ndarray) -> np.ndarray:
@@ -248,8 +256,6 @@ def _add_focal_priors(
 ) -> list[object]:
     """One cost per refined camera holding its focal lengths to the mean of its frames' predicted ones, in units of
     ``prior.focal_sigma`` of that focal length, under a Cauchy loss; returns the costs and losses to keep alive."""
-    import pyceres
-
     costs = []
     for camera_id in sorted(set(camera_of_frame.values())):
         members = [f for f, c in camera_of_frame.items() if c == camera_id]
@@ -260,9 +266,7 @@ def _add_focal_priors(
         indices = list(camera.focal_length_idxs())
         focal = prior.cameras.intrinsics[members][:, [0, 1], [0, 1]].mean(0)  # (fx, fy)
         predicted = focal if len(indices) == 2 else focal.mean(keepdims=True)
-        costs.append(_focal_prior_class()(len(params), indices, predicted, prior.focal_sigma))
-        costs.append(pyceres.CauchyLoss(PRIOR_LOSS_SCALE))
-        problem.add_residual_block(costs[-2], costs[-1], [params])
+        costs += _add_robust(problem, _focal_prior_class()(len(params), indices, predicted, prior.focal_sigma), params)
     return costs
 
 
