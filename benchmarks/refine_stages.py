@@ -32,6 +32,7 @@ import numpy as np
 
 from benchmarks.process_data import merge_row, rounded
 from benchmarks.refine import generate_views, scene_texture, view_camera
+from vggt_sparse_ns.evaluate.metrics import camera_centres
 from vggt_sparse_ns.images import ImageTransform
 from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
 from vggt_sparse_ns.refine import RefineConfig, refine
@@ -116,7 +117,7 @@ def _rodrigues(axis_angle: np.ndarray) -> np.ndarray:
 
 def nearest_camera_edges(T_camera_world: np.ndarray, neighbors: int) -> np.ndarray:
     """[E, 2] pairs (i < j): each frame with its ``neighbors`` nearest camera centres."""
-    centres = -np.einsum("sji,sj->si", T_camera_world[:, :, :3], T_camera_world[:, :, 3])
+    centres = camera_centres(T_camera_world)
     distances = np.linalg.norm(centres[:, None] - centres[None], axis=2)
     np.fill_diagonal(distances, np.inf)
     k = min(neighbors, len(centres) - 1)
@@ -153,11 +154,8 @@ def _median_errors(T_camera_world: np.ndarray, truth: np.ndarray) -> tuple[float
     """(median rotation error in degrees, median centre error in units) over frames 1..S-1."""
     relative = np.einsum("sij,skj->sik", T_camera_world[1:, :, :3].astype(np.float64), truth[1:, :, :3])
     angles = np.rad2deg(np.arccos(np.clip((np.trace(relative, axis1=1, axis2=2) - 1) / 2, -1, 1)))
-
-    def centres(T: np.ndarray) -> np.ndarray:
-        return -np.einsum("sji,sj->si", T[1:, :, :3].astype(np.float64), T[1:, :, 3])
-
-    return float(np.median(angles)), float(np.median(np.linalg.norm(centres(T_camera_world) - centres(truth), axis=1)))
+    offsets = camera_centres(T_camera_world[1:].astype(np.float64)) - camera_centres(truth[1:])
+    return float(np.median(angles)), float(np.median(np.linalg.norm(offsets, axis=1)))
 
 
 def main(settings: RefineStagesBenchmark) -> dict[str, Any]:
