@@ -281,14 +281,9 @@ def test_a_real_signal_late_in_a_rerun_leaves_the_previous_dataset(
     assert sorted(path.name for path in tmp_path.iterdir()) == ["marker", "out", "photos"]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("stage_line", ["Load images...", "Point cloud...", "Move into place..."])
-def test_ctrl_c_from_outside_as_a_stage_begins_leaves_either_dataset_whole(
-    stage_line: str, tmp_path: Path, previous_dataset: Path, vggt_tiny_dir: Path
-) -> None:
-    """The signal lands wherever the run is when the stage's line is read (no hook in the run): before the
-    swap's commit the previous dataset stays, after it the new one is complete; never a mix."""
-    out = tmp_path / "out"
+def _rerun_in_a_subprocess(tmp_path: Path, previous_dataset: Path, vggt_tiny_dir: Path, out: Path) -> subprocess.Popen:
+    """The command (two photos, depth maps, COLMAP model) started over a copy of the previous dataset at ``out``,
+    its output read as text."""
     shutil.copytree(previous_dataset, out)
     data = write_scene(tmp_path / "photos", count=2, width=64, height=32)[0].parent
     command = [
@@ -297,14 +292,30 @@ def test_ctrl_c_from_outside_as_a_stage_begins_leaves_either_dataset_whole(
         "--checkpoint", str(vggt_tiny_dir), "--device", "cpu",
     ]  # fmt: skip
     environment = {**os.environ, "PYTHONPATH": str(REPO)}
-    process = subprocess.Popen(
+    return subprocess.Popen(
         command, cwd=tmp_path, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
+
+
+def _read_until(process: subprocess.Popen, line: str) -> None:
+    """Read the process's output until ``line`` has been printed (it must be, before the process ends)."""
+    printed = ""
+    while line not in printed and process.poll() is None:
+        printed += process.stdout.readline()
+    assert line in printed, printed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage_line", ["Load images...", "Point cloud...", "Move into place..."])
+def test_ctrl_c_from_outside_as_a_stage_begins_leaves_either_dataset_whole(
+    stage_line: str, tmp_path: Path, previous_dataset: Path, vggt_tiny_dir: Path
+) -> None:
+    """The signal lands wherever the run is when the stage's line is read (no hook in the run): before the
+    swap's commit the previous dataset stays, after it the new one is complete; never a mix."""
+    out = tmp_path / "out"
+    process = _rerun_in_a_subprocess(tmp_path, previous_dataset, vggt_tiny_dir, out)
     try:
-        printed = ""
-        while stage_line not in printed and process.poll() is None:
-            printed += process.stdout.readline()
-        assert stage_line in printed, printed
+        _read_until(process, stage_line)
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=120)
     finally:
@@ -332,22 +343,9 @@ def test_two_ctrl_c_close_together_from_outside_print_one_line_and_leave_the_pre
     tmp_path: Path, previous_dataset: Path, vggt_tiny_dir: Path
 ) -> None:
     out = tmp_path / "out"
-    shutil.copytree(previous_dataset, out)
-    data = write_scene(tmp_path / "photos", count=2, width=64, height=32)[0].parent
-    command = [
-        sys.executable, "-m", "vggt_sparse_ns.scripts.process_data",
-        "--data", str(data), "--output-dir", str(out), "--num-downscales", "1", "--depth", "--colmap",
-        "--checkpoint", str(vggt_tiny_dir), "--device", "cpu",
-    ]  # fmt: skip
-    environment = {**os.environ, "PYTHONPATH": str(REPO)}
-    process = subprocess.Popen(
-        command, cwd=tmp_path, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    process = _rerun_in_a_subprocess(tmp_path, previous_dataset, vggt_tiny_dir, out)
     try:
-        printed = ""
-        while "Depth maps..." not in printed and process.poll() is None:
-            printed += process.stdout.readline()
-        assert "Depth maps..." in printed, printed
+        _read_until(process, "Depth maps...")
         process.send_signal(signal.SIGINT)
         time.sleep(0.001)  # the second lands while the first is being handled: in the cleanup, or its line
         process.send_signal(signal.SIGINT)
