@@ -126,28 +126,37 @@ def renames_in_a_swap(previous: Path, monkeypatch) -> int:
     return len(count)
 
 
+REAL_RENAME = os.rename
+
+
+def rename_failing_at(call: int, error: BaseException):
+    """An os.rename that raises ``error`` at its ``call``-th call (from 1) and renames at every other."""
+    calls = []
+
+    def rename(source, target):
+        calls.append(source)
+        if len(calls) == call:
+            raise error
+        REAL_RENAME(source, target)
+
+    return rename
+
+
 def test_an_error_at_any_rename_of_the_swap_rolls_it_back(tmp_path: Path, monkeypatch) -> None:
     reference = tmp_path / "reference" / "out"
     write(reference, OLD)
     total = renames_in_a_swap(reference, monkeypatch)
     assert total == 7 + 4 + 1  # old entries out, new ones in, the commit point
-    real_rename = os.rename
     for failing in range(1, total + 1):
         out = tmp_path / f"run{failing}" / "out"
         write(out, OLD)
         before = snapshot(out)
-        calls = []
-
-        def rename(source, target, failing=failing, calls=calls):
-            calls.append(source)
-            if len(calls) == failing:
-                raise OSError(f"rename {failing} failed")
-            real_rename(source, target)
-
-        monkeypatch.setattr(transaction_module.os, "rename", rename)
+        monkeypatch.setattr(
+            transaction_module.os, "rename", rename_failing_at(failing, OSError(f"rename {failing} failed"))
+        )
         with pytest.raises(OSError, match=f"rename {failing} failed"):
             build_new(out)
-        monkeypatch.setattr(transaction_module.os, "rename", real_rename)
+        monkeypatch.setattr(transaction_module.os, "rename", REAL_RENAME)
         assert snapshot(out) == before, f"rename {failing}"
         assert sorted(path.name for path in out.parent.iterdir()) == ["out"], f"rename {failing}"
 
@@ -188,23 +197,16 @@ def test_the_next_run_undoes_a_swap_that_was_killed_at_any_rename(tmp_path: Path
     reference = tmp_path / "reference" / "out"
     write(reference, OLD)
     total = renames_in_a_swap(reference, monkeypatch)
-    real_rename, real_roll_back = os.rename, DatasetTransaction._roll_back
+    real_roll_back = DatasetTransaction._roll_back
     for killed_at in range(1, total + 2):
         out = tmp_path / f"run{killed_at}" / "out"
         write(out, OLD)
         before = snapshot(out)
-        calls = []
-
-        def rename(source, target, killed_at=killed_at, calls=calls):
-            calls.append(source)
-            if len(calls) == killed_at:
-                raise Killed
-            real_rename(source, target)
 
         def after_commit(*args, **kwargs):
             raise Killed  # killed after the commit point, while deleting the trash
 
-        monkeypatch.setattr(transaction_module.os, "rename", rename)
+        monkeypatch.setattr(transaction_module.os, "rename", rename_failing_at(killed_at, Killed()))
         monkeypatch.setattr(DatasetTransaction, "_roll_back", lambda *args, **kwargs: None)
         monkeypatch.setattr(DatasetTransaction, "_discard_held", lambda *args, **kwargs: None)
         if killed_at == total + 1:
@@ -269,19 +271,10 @@ def test_the_next_run_removes_a_new_output_folder_whose_swap_was_killed_at_any_r
     tmp_path: Path, monkeypatch
 ) -> None:
     total = len(NEW_ENTRIES) + 1  # new entries in, the commit point
-    real_rename = os.rename
     for killed_at in range(1, total + 1):
         out = tmp_path / f"run{killed_at}" / "out"
         out.parent.mkdir()
-        calls = []
-
-        def rename(source, target, killed_at=killed_at, calls=calls):
-            calls.append(source)
-            if len(calls) == killed_at:
-                raise Killed
-            real_rename(source, target)
-
-        monkeypatch.setattr(transaction_module.os, "rename", rename)
+        monkeypatch.setattr(transaction_module.os, "rename", rename_failing_at(killed_at, Killed()))
         monkeypatch.setattr(DatasetTransaction, "_roll_back", lambda *args, **kwargs: None)
         monkeypatch.setattr(DatasetTransaction, "_discard_held", lambda *args, **kwargs: None)
         with pytest.raises(Killed):
