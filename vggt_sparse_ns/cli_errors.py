@@ -56,9 +56,14 @@ def print_interrupted(signal_number: int, detail: str = "") -> None:
     STDERR.print(f"[bold yellow]Interrupted ({name}).[/bold yellow] {escape(detail)}".rstrip())
 
 
+def print_error(message: str, detail: str = "") -> None:
+    """The one line ``Error: message detail`` on stderr (``detail``: what the output holds, say)."""
+    STDERR.print(f"[bold red]Error:[/bold red] {escape(message)} {escape(detail)}".rstrip())
+
+
 def fail(message: str) -> NoReturn:
     """Print ``Error: message`` on stderr and exit with status 1."""
-    STDERR.print(f"[bold red]Error:[/bold red] {escape(message)}")
+    print_error(message)
     raise SystemExit(INPUT_ERROR_STATUS)
 
 

@@ -79,7 +79,9 @@ def signals_as_interrupted() -> Iterator[None]:
 def reported_elsewhere_when(already_reported: Callable[[], bool]) -> Iterator[None]:
     """Within the block, an ``Interrupted`` is ``reported_elsewhere`` when ``already_reported()`` says so as it
     is raised: a process of a group, stopped because another process failed with its own message (the launcher
-    answers), ends without a line of its own, so that the user sees that one message."""
+    answers), ends without a line of its own, so that the user sees that one message. ``already_reported`` runs
+    inside the signal handler and must take no lock: a second signal while the first's handler held one would
+    run the handler again, which would wait for that lock forever."""
     _reported_elsewhere.append(already_reported)
     try:
         yield

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import vggt_sparse_ns.dataset.transaction as transaction_module
-from vggt_sparse_ns.dataset.transaction import DatasetTransaction
+from vggt_sparse_ns.dataset.transaction import DatasetTransaction, Recovery
 from vggt_sparse_ns.interrupts import Interrupted, signals_as_interrupted
 from vggt_sparse_ns.pipeline.errors import InputError
 from vggt_sparse_ns.timing import StageTimer
@@ -193,7 +193,9 @@ class Killed(BaseException):
     """Stands for SIGKILL: the process stops where it is, no rollback runs."""
 
 
-def test_the_next_run_undoes_a_swap_that_was_killed_at_any_rename(tmp_path: Path, monkeypatch) -> None:
+def test_the_next_run_undoes_a_swap_that_was_killed_at_any_rename_and_says_whether_the_new_dataset_is_in_place(
+    tmp_path: Path, monkeypatch
+) -> None:
     reference = tmp_path / "reference" / "out"
     write(reference, OLD)
     total = renames_in_a_swap(reference, monkeypatch)
@@ -217,12 +219,26 @@ def test_the_next_run_undoes_a_swap_that_was_killed_at_any_rename(tmp_path: Path
         assert len(list(out.parent.iterdir())) > 1, "the killed run left its folders beside the output"
         assert DatasetTransaction._roll_back is real_roll_back
 
-        DatasetTransaction(out, replaces_images=True).recover()
+        found = DatasetTransaction(out, replaces_images=True).recover()
 
         committed = killed_at > total
         expected = snapshot(reference) if committed else before
         assert snapshot(out) == expected, f"killed at rename {killed_at}"
         assert sorted(path.name for path in out.parent.iterdir()) == ["out"], f"killed at rename {killed_at}"
+        assert found is (Recovery.COMPLETED if committed else Recovery.ROLLED_BACK), f"killed at rename {killed_at}"
+
+
+def test_recovery_says_whether_it_found_a_staging_folder_to_remove_or_nothing(previous: Path) -> None:
+    """A run killed while it built its dataset leaves the previous one; a run killed before or after leaves nothing."""
+    transaction = DatasetTransaction(previous, replaces_images=True)
+    assert transaction.recover() is Recovery.NOTHING_LEFT
+    transaction.staging.mkdir()
+    write(transaction.staging, NEW)
+    before = snapshot(previous)
+
+    assert transaction.recover() is Recovery.ROLLED_BACK
+    assert snapshot(previous) == before
+    assert sorted(path.name for path in previous.parent.iterdir()) == ["out"]
 
 
 def test_ctrl_c_just_before_the_swap_begins_leaves_the_previous_dataset_and_no_staging_folder(previous: Path) -> None:
@@ -292,7 +308,7 @@ KILLED_SWAP = """
 import os, sys, time
 from pathlib import Path
 
-from vggt_sparse_ns.dataset.transaction import DatasetTransaction
+from vggt_sparse_ns.dataset.transaction import DatasetTransaction, Recovery
 from vggt_sparse_ns.interrupts import Interrupted, signals_as_interrupted
 
 out, marker = Path(sys.argv[1]), Path(sys.argv[2])

@@ -15,11 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from process_tree import ended_within, spawned_ranks
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 CONSOLE_SCRIPT = Path(sys.executable).with_name("ns-process-data-vggt")
 EXACT = 1e-5
 RUN_TIMEOUT = 300
+ENDS_WITHIN_SECONDS = 30
+"""How soon a run on two processes has ended once one is killed (or Ctrl+C comes), cleanup included."""
 
 
 @pytest.fixture(scope="module")
@@ -149,8 +152,43 @@ def test_a_signal_during_a_run_on_two_processes_ends_it_with_one_line_and_leaves
         os.killpg(command.pid, number)  # what Ctrl+C in a terminal does: every process of the job gets it
     else:
         command.send_signal(number)  # the launcher only: it passes the signal on
-    messages, _ = command.communicate(timeout=RUN_TIMEOUT)
+    messages, _ = ended_within(command, ENDS_WITHIN_SECONDS)
     assert command.returncode == status, messages
     assert messages.count(line) == 1 and "Traceback" not in messages, messages
+    assert snapshot(output) == before
+    assert [path.name for path in tmp_path.iterdir()] == ["dataset"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("killed_rank", [0, 1], ids=["rank_0", "rank_1"])
+def test_a_process_killed_during_a_run_on_two_processes_ends_it_with_one_error_and_leaves_the_previous_dataset(
+    killed_rank, images, one_process_dataset, vggt_tiny_dir, tmp_path
+):
+    """As the out-of-memory killer would: the process cannot clean up or say why, so the launcher does both."""
+    output = tmp_path / "dataset"
+    shutil.copytree(one_process_dataset, output)
+    before = snapshot(output)
+    arguments = ["--data", str(images), "--output-dir", str(output), "--device", "cpu", "--gpus", "2"]
+    command = subprocess.Popen(
+        [str(CONSOLE_SCRIPT), *arguments, "--checkpoint", str(vggt_tiny_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPOSITORY)},
+        start_new_session=True,
+    )
+    staging = tmp_path / ".dataset.vggt-staging"
+    ranks: list[int] = []
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while not staging.exists() and command.poll() is None and time.monotonic() < deadline:
+        ranks = ranks if len(ranks) == 2 else spawned_ranks(command.pid)
+        time.sleep(0.01)
+    assert staging.exists() and len(ranks) == 2, "rank 0 never began its dataset"
+    os.kill(ranks[killed_rank], signal.SIGKILL)
+    messages, _ = ended_within(command, ENDS_WITHIN_SECONDS)
+    lines = " ".join(messages.split())  # the console wraps long lines
+    assert command.returncode == 128 + signal.SIGKILL, messages
+    assert lines.count("Error:") == 1 and f"rank {killed_rank} ended abruptly (SIGKILL" in lines, messages
+    assert "Interrupted" not in messages and "Traceback" not in messages, messages
     assert snapshot(output) == before
     assert [path.name for path in tmp_path.iterdir()] == ["dataset"]

@@ -13,6 +13,7 @@ _EXPORTS = {
     "DatasetReport": "vggt_sparse_ns.dataset.build",
     "DatasetTransaction": "vggt_sparse_ns.dataset.transaction",
     "ImageGroup": "vggt_sparse_ns.dataset.images",
+    "Recovery": "vggt_sparse_ns.dataset.transaction",
     "build_dataset": "vggt_sparse_ns.dataset.build",
     "probe_image_folder": "vggt_sparse_ns.dataset.build",
 }

@@ -18,6 +18,7 @@ does not exist after it unless that run succeeds).
 from __future__ import annotations
 
 import contextlib
+import enum
 import json
 import os
 import shutil
@@ -33,6 +34,17 @@ SWAP_STAGE = "move into place"
 SWAP_MANIFEST = ".vggt-swap.json"
 """Inside the trash folder: the old and new entry names of the swap, and whether it made the output folder, so
 that a killed swap can be rolled back."""
+
+
+class Recovery(enum.Enum):
+    """What ``DatasetTransaction.recover`` found beside the output folder of a run that was killed."""
+
+    NOTHING_LEFT = "nothing"
+    """The run had not begun its dataset, or had finished it: nothing to undo."""
+    ROLLED_BACK = "rolled back"
+    """A staging folder, or a swap before its commit point: removed, rolled back; the previous dataset is there."""
+    COMPLETED = "completed"
+    """A swap past its commit point: its trash deleted; the new dataset is there, complete."""
 
 
 def _remove(path: Path) -> None:
@@ -100,11 +112,17 @@ class DatasetTransaction:
             self._discard_held()
             raise
 
-    def recover(self) -> None:
+    def recover(self) -> Recovery:
         """Undo what a killed run left beside the output folder: roll back an uncommitted swap, finish
-        deleting a committed swap's trash, remove a staging folder."""
+        deleting a committed swap's trash, remove a staging folder. Returns what it found, which says what the
+        output folder holds (a committed swap removes its staging folder before its trash, so a staging folder
+        without a committed trash is an unfinished run's)."""
+        found = Recovery.NOTHING_LEFT
         if self.committed_trash.exists():
             shutil.rmtree(self.committed_trash)
+            found = Recovery.COMPLETED
+        elif self.trash.exists() or self.staging.exists():
+            found = Recovery.ROLLED_BACK
         if self.trash.exists():
             manifest = self.trash / SWAP_MANIFEST
             names = json.loads(manifest.read_text()) if manifest.exists() else {"old": [], "new": []}
@@ -113,6 +131,7 @@ class DatasetTransaction:
             )
         if self.staging.exists():
             shutil.rmtree(self.staging)
+        return found
 
     def _roll_back(self, moved_new: list[str], moved_old: list[str], made_output_dir: bool) -> None:
         """Put the old entries back where they were (removing a new entry of the same name), delete the staging
@@ -158,8 +177,8 @@ class DatasetTransaction:
                 self._remove_made_folders()
                 raise
             self.committed = True
+            self.staging.rmdir()  # before the trash: a staging folder beside the output means "not committed"
             shutil.rmtree(self.committed_trash)
-            self.staging.rmdir()
 
     def _discard_held(self) -> None:
         """Remove the staging folder (and the parents this run made), Ctrl+C and SIGTERM held back meanwhile."""

@@ -13,7 +13,14 @@ import tyro
 from nerfstudio.process_data.base_converter_to_nerfstudio_dataset import BaseConverterToNerfstudioDataset
 
 from vggt_sparse_ns.cli_errors import report_error, reported
-from vggt_sparse_ns.dataset import DatasetReport, DatasetTransaction, ImageGroup, build_dataset, probe_image_folder
+from vggt_sparse_ns.dataset import (
+    DatasetReport,
+    DatasetTransaction,
+    ImageGroup,
+    Recovery,
+    build_dataset,
+    probe_image_folder,
+)
 from vggt_sparse_ns.dataset.inputs import ImageProbe, check_video, is_video, probe_image
 from vggt_sparse_ns.distributed.launch import GpuChoice
 from vggt_sparse_ns.export.config import ExportConfig
@@ -75,7 +82,8 @@ class ProcessVGGTSparse(BaseConverterToNerfstudioDataset):
             processes = requested_processes(self.gpus, self.reconstruction.device)
         if processes > 1 or torchrun_processes() > 1:
             fail = partial(report_error, verbose=self.verbose)
-            run_command(partial(self._run, timer, across_processes=True), processes, self.reconstruction.device, fail)
+            main = partial(self._run, timer, across_processes=True)
+            run_command(main, processes, self.reconstruction.device, fail, recover_output=self._recover_output)
         else:
             self._run(timer)
 
@@ -85,9 +93,7 @@ class ProcessVGGTSparse(BaseConverterToNerfstudioDataset):
         transaction = DatasetTransaction(self.output_dir, replaces_images=not self.skip_image_processing, timer=timer)
 
         def after_interrupt() -> str:
-            if transaction.committed:
-                return f"The new dataset in {self.output_dir} is complete."
-            return f"{self.output_dir} was left as it was."
+            return _holds(self.output_dir, Recovery.COMPLETED if transaction.committed else Recovery.ROLLED_BACK)
 
         with reported(verbose=self.verbose, after_interrupt=after_interrupt):
             with report.StageSpinner() as spinner:
@@ -96,6 +102,13 @@ class ProcessVGGTSparse(BaseConverterToNerfstudioDataset):
             report.print_summary(self.output_dir, result, skipped, timer)
             if self.view:
                 self._serve()
+
+    def _recover_output(self) -> str:
+        """Run by the launcher when rank 0, which owns the run's dataset transaction, was killed before it could
+        end it: what it left beside the output folder is undone (as the next run would); returns what the output
+        folder holds."""
+        transaction = DatasetTransaction(self.output_dir, replaces_images=not self.skip_image_processing)
+        return _holds(self.output_dir, transaction.recover())
 
     def _process(
         self, transaction: DatasetTransaction, timer: StageTimer, across_processes: bool
@@ -194,6 +207,15 @@ class ProcessVGGTSparse(BaseConverterToNerfstudioDataset):
         from vggt_sparse_ns.viewer import ViewerConfig, serve_reconstruction
 
         serve_reconstruction(self.output_dir, ViewerConfig(), block=True)
+
+
+def _holds(output_dir: Path, found: Recovery) -> str:
+    """What ``output_dir`` holds after a run that did not finish, for its one line."""
+    if found is Recovery.COMPLETED:
+        return f"The new dataset in {output_dir} is complete."
+    if found is Recovery.ROLLED_BACK:
+        return f"{output_dir} was left as it was."
+    return f"Nothing unfinished was left in or beside {output_dir}."
 
 
 def _require_readable_in_place(probes: list[ImageProbe]) -> None:
