@@ -18,13 +18,13 @@ import time
 from functools import partial
 from pathlib import Path
 
-from vggt_sparse_ns.distributed.launch import spawn
+from vggt_sparse_ns.distributed.launch import LEADER_CLEANUP_SECONDS, spawn
 from vggt_sparse_ns.interrupts import HELD_SIGNALS, signals_as_interrupted
 
 PASSED_ON_WITHIN_SECONDS = 1.0
 """Longer than the launcher takes to pass SIGTERM on."""
-LEADER_CLEANUP_SECONDS = 2.0
-"""How long the launcher waits for rank 0 here (the command's wait is longer)."""
+LEADER_NEVER_ANSWERS_CLEANUP_SECONDS = 2.0
+"""How long the launcher waits for a rank 0 that never answers (the command's wait is longer)."""
 NEVER_ANSWERS = {"follower-never-answers": 1, "leader-never-answers": 0}
 """The rank that never answers a signal, by MOMENT."""
 
@@ -61,7 +61,7 @@ def wait_to_be_interrupted(marker: Path, *probes: object, never_answers: int | N
 
 def remove_output(marker: Path) -> str:
     """What the launcher runs when it had to kill rank 0: undo rank 0's output, say what is left."""
-    Path(f"{marker}.output").unlink()
+    Path(f"{marker}.output").unlink(missing_ok=True)
     return "rank 0's output was removed."
 
 
@@ -70,14 +70,10 @@ def main(moment: str, marker: Path) -> int:
     never_answers = NEVER_ANSWERS.get(moment)
     target = partial(wait_to_be_interrupted, marker, *probes, never_answers=never_answers)
     processes = 1 if never_answers is None else 2
+    leader_cleanup = LEADER_NEVER_ANSWERS_CLEANUP_SECONDS if never_answers == 0 else LEADER_CLEANUP_SECONDS
+    recover_output = partial(remove_output, marker)
     with signals_as_interrupted():  # as run_command runs spawn
-        return spawn(
-            target,
-            processes,
-            timeout=180,
-            recover_output=partial(remove_output, marker),
-            leader_cleanup_seconds=LEADER_CLEANUP_SECONDS,
-        )
+        return spawn(target, processes, 180, recover_output=recover_output, leader_cleanup_seconds=leader_cleanup)
 
 
 if __name__ == "__main__":
