@@ -23,15 +23,15 @@ def ended_within(process: subprocess.Popen, seconds: float) -> tuple[str, str]:
 
 def spawned_ranks(launcher_pid: int) -> list[int]:
     """The process ids of the ranks the launcher started, in rank order (it starts them in that order; its
-    multiprocessing resource tracker is not one). Linux only."""
-    children = Path(f"/proc/{launcher_pid}/task/{launcher_pid}/children").read_text().split()
+    multiprocessing resource tracker is not one). Linux only: read from /proc."""
     ranks = []
-    for pid in map(int, children):
+    for status_file in Path("/proc").glob("[0-9]*/stat"):
         try:
-            command_line = Path(f"/proc/{pid}/cmdline").read_bytes()
-            start_ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
-        except (FileNotFoundError, ProcessLookupError):
+            fields = status_file.read_text().rsplit(")", 1)[1].split()  # after "pid (name)"
+            command_line = status_file.with_name("cmdline").read_bytes()
+        except OSError:
             continue  # ended meanwhile
-        if b"spawn_main" in command_line:
-            ranks.append((start_ticks, pid))
+        parent, start_ticks = int(fields[1]), int(fields[19])
+        if parent == launcher_pid and b"spawn_main" in command_line:
+            ranks.append((start_ticks, int(status_file.parent.name)))
     return [pid for _, pid in sorted(ranks)]
