@@ -316,6 +316,22 @@ def test_a_camera_turning_outward_in_a_room_gets_poses_from_its_tracks_not_a_loc
     assert after < before / 5, (before, after)
 
 
+def test_frames_whose_tracks_cannot_triangulate_from_their_predicted_cameras_are_placed_through_a_neighbour(
+    tmp_path: Path,
+) -> None:
+    # Twelve views turning outward, 0.26 apart: predicted positions off by 0.25-0.39 leave frames 5 and 6 (seed 2)
+    # with no track that triangulates from their predicted cameras (every track has two views), so absolute pose
+    # had no points and both were kept 2.7-2.8 degrees off. Placed by their relative pose to a neighbour (measured:
+    # 0.59 and 0.63 degrees after the adjustment), they join the rest.
+    scene = make_outward_ring_scene(tmp_path, frames=12)
+    predicted = perturb(scene.truth, seed=2, scene_size=OUTWARD_RING_SIZE)
+    refined = refine(predicted)
+    assert refined.refinement["kept_frames"] == []
+    before = rotation_errors_deg(predicted.T_camera_world, scene.truth.T_camera_world)[[5, 6]]
+    after = rotation_errors_deg(refined.T_camera_world, scene.truth.T_camera_world)[[5, 6]]
+    assert np.all(after < before / 3), (before, after)
+
+
 @pytest.mark.parametrize("seed", [1, 2])
 def test_cameras_predicted_several_degrees_off_still_follow_their_matches(tmp_path: Path, seed: int) -> None:
     # The prior on the predicted poses must not hold back what the matches determine: walking down a corridor

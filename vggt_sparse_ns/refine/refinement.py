@@ -285,6 +285,7 @@ def _adjust(
         (track, frame, keypoint, pixel),
         sorted(set(range(count)) - set(frames.tolist())),
         sizes,
+        predicted=predicted,
         min_inliers=config.refine_min_observations,
         max_error=config.refine_max_reprojection_error,
     )
