@@ -14,6 +14,7 @@ from textured_scene import (
     AERIAL_SIZE,
     BOX_RING_SIZE,
     CORRIDOR_SIZE,
+    OUTWARD_RING_SIZE,
     SCENE_SIZE,
     TexturedScene,
     at_model_resolution,
@@ -21,6 +22,7 @@ from textured_scene import (
     make_aerial_scene,
     make_box_ring_scene,
     make_corridor_scene,
+    make_outward_ring_scene,
     make_scene,
     perturb,
     random_rotation,
@@ -268,20 +270,66 @@ def test_two_frames_looking_at_one_subject_get_better_poses_not_a_focal_length_t
     assert focal_error.max() <= np.abs(predicted.intrinsics[:, 0, 0] / scene.truth.intrinsics[:, 0, 0] - 1).max()
 
 
+def _median_errors(predicted: Reconstruction, refined: Reconstruction, truth: Reconstruction) -> dict:
+    """(before, after) median rotation (degrees) and camera-position errors over frames 1..n (0 is the world)."""
+    return {
+        errors.__name__: (
+            float(np.median(errors(predicted.T_camera_world, truth.T_camera_world)[1:])),
+            float(np.median(errors(refined.T_camera_world, truth.T_camera_world)[1:])),
+        )
+        for errors in (rotation_errors_deg, centre_errors)
+    }
+
+
 @pytest.mark.parametrize("seed", [1, 2])
 def test_views_linked_only_by_two_view_tracks_get_better_poses_instead_of_drifting(tmp_path: Path, seed: int) -> None:
-    # Eight views around a box: each neighbouring pair shares one face and nearly every track has two views, so
-    # the images leave directions undetermined. Without the predicted poses as a prior the adjustment drifted
-    # along them to a lower reprojection error: rotations 2.2-2.6 -> 8-10 degrees off, positions worse too. The
-    # images still say little here: clearly better is what is asked (measured 2-2.5x), not 5-fold.
+    # Eight views around a box: SIFT matches few points across the 45 degrees between neighbours (2-44 correct per
+    # pair, 14 of 28 pairs verified), so nearly every track has two views and the images leave a direction all but
+    # undetermined. Without the predicted poses as a prior the adjustment drifted along it to a lower reprojection
+    # error: rotations 2.2-2.6 -> 8-10 degrees off. With it, two passes stopped in a local minimum (2.0-2.5x);
+    # passes repeated until the cameras settle reach 4-4.8x (positions 8.6-10x). Asked: 3-fold, not the issue's 5.
     scene = make_box_ring_scene(tmp_path)
     predicted = perturb(scene.truth, seed=seed, scene_size=BOX_RING_SIZE)
     refined = refine(predicted)
     assert "fallback" not in refined.refinement
-    for errors in (rotation_errors_deg, centre_errors):
-        before = np.median(errors(predicted.T_camera_world, scene.truth.T_camera_world)[1:])
-        after = np.median(errors(refined.T_camera_world, scene.truth.T_camera_world)[1:])
-        assert after < 0.75 * before, (errors.__name__, before, after)
+    for name, (before, after) in _median_errors(predicted, refined, scene.truth).items():
+        assert after < before / 3, (name, before, after)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_camera_turning_outward_in_a_room_gets_poses_from_its_tracks_not_a_local_minimum(
+    tmp_path: Path, seed: int
+) -> None:
+    # Sixteen views panning around a room (3-view tracks between every other view). Seed 1's second adjustment
+    # stopped in a local minimum that 1,067 of the tracks do not fit: rotations 1.9 -> 1.6 degrees (1.2x), positions
+    # 3.8x. Adjusting again from the tracks it re-triangulates until the cameras settle: 4.5x and 13x. Rotations
+    # reach 4.2-11x over seeds 1-3: started from the exact cameras without the pose prior, the adjustment settles
+    # 1 degree off them at a lower cost than theirs (the tracks' own error, not the prior's pull).
+    scene = make_outward_ring_scene(tmp_path)
+    predicted = perturb(scene.truth, seed=seed, scene_size=OUTWARD_RING_SIZE)
+    refined = refine(predicted)
+    assert refined.refinement["kept_frames"] == []
+    errors = _median_errors(predicted, refined, scene.truth)
+    before, after = errors["rotation_errors_deg"]
+    assert after < before / 3, (before, after)
+    before, after = errors["centre_errors"]
+    assert after < before / 5, (before, after)
+
+
+def test_frames_whose_tracks_cannot_triangulate_from_their_predicted_cameras_are_placed_through_a_neighbour(
+    tmp_path: Path,
+) -> None:
+    # Twelve views turning outward, 0.26 apart: predicted positions off by 0.25-0.39 leave frames 5 and 6 (seed 2)
+    # with no track that triangulates from their predicted cameras (every track has two views), so absolute pose
+    # had no points and both were kept 2.7-2.8 degrees off. Placed by their relative pose to a neighbour (measured:
+    # 0.59 and 0.63 degrees after the adjustment), they join the rest.
+    scene = make_outward_ring_scene(tmp_path, frames=12)
+    predicted = perturb(scene.truth, seed=2, scene_size=OUTWARD_RING_SIZE)
+    refined = refine(predicted)
+    assert refined.refinement["kept_frames"] == []
+    before = rotation_errors_deg(predicted.T_camera_world, scene.truth.T_camera_world)[[5, 6]]
+    after = rotation_errors_deg(refined.T_camera_world, scene.truth.T_camera_world)[[5, 6]]
+    assert np.all(after < before / 3), (before, after)
 
 
 @pytest.mark.parametrize("seed", [1, 2])

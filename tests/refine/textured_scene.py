@@ -176,6 +176,31 @@ def make_corridor_scene(folder: Path, *, frames: int = 10, focal: float = 240.0)
     return render_scene(folder, planes, poses, size=(320, 240), focal=focal)
 
 
+OUTWARD_RING_SIZE = 8.0
+"""Width of the outward ring's room, the unit of its position perturbation."""
+
+
+def make_outward_ring_scene(
+    folder: Path, *, frames: int = 16, radius: float = 0.5, focal: float = 260.0
+) -> TexturedScene:
+    """A camera near the centre of an 8 x 8 room papered with photographs, turning outward on a circle of ``radius``
+    (a panning capture: rotation-dominant, each view sharing about two thirds of its neighbour's and a third of the
+    next one's)."""
+    x, y, z = np.eye(3)
+    textures = _wall_photographs()
+    half = OUTWARD_RING_SIZE / 2
+    planes = [
+        Plane(np.array([-half, -1.5, half]), x, y, (OUTWARD_RING_SIZE, 3.0), textures[0]),
+        Plane(np.array([half, -1.5, half]), -z, y, (OUTWARD_RING_SIZE, 3.0), textures[1]),
+        Plane(np.array([half, -1.5, -half]), -x, y, (OUTWARD_RING_SIZE, 3.0), textures[2]),
+        Plane(np.array([-half, -1.5, -half]), z, y, (OUTWARD_RING_SIZE, 3.0), textures[3]),
+        Plane(np.array([-half, 1.5, -half]), x, z, (OUTWARD_RING_SIZE, OUTWARD_RING_SIZE), textures[5]),  # floor
+    ]
+    directions = [np.array([np.sin(a), 0.0, np.cos(a)]) for a in 2 * np.pi * np.arange(frames) / frames]
+    poses = [look_at(radius * d, radius * d + d + np.array([0.0, 0.2, 0.0])) for d in directions]
+    return render_scene(folder, planes, poses, size=(320, 240), focal=focal)
+
+
 AERIAL_SIZE = 6.0
 """Flying height of the aerial grid, the unit of its position perturbation."""
 
