@@ -26,6 +26,20 @@ def test_worker_processes_give_the_same_features_as_one_process(tmp_path: Path, 
         np.testing.assert_allclose(np.linalg.norm(a.descriptors, axis=1), 1.0, rtol=1e-5)
 
 
+def test_affine_shape_features_are_computed_in_the_worker_processes_too(tmp_path: Path, caplog) -> None:
+    paths = make_scene(tmp_path, frames=2).truth.image_paths
+    disks = extract_features(paths, max_image_size=1600, max_features=500, workers=1)
+    alone = extract_features(paths, max_image_size=1600, max_features=500, affine_shape=True, workers=1)
+    with caplog.at_level(logging.WARNING):
+        spread = extract_features(paths, max_image_size=1600, max_features=500, affine_shape=True, workers=2)
+    assert not caplog.records, "the worker processes ran (no fallback to this process)"
+    for a, b, disk in zip(alone, spread, disks, strict=True):
+        np.testing.assert_array_equal(a.keypoints, b.keypoints)
+        np.testing.assert_array_equal(a.descriptors, b.descriptors)
+        assert len(a) > 100
+        assert len(a) != len(disk) or not np.array_equal(a.descriptors, disk.descriptors)
+
+
 def test_keypoints_detected_on_a_downscaled_image_are_in_full_resolution_pixels(tmp_path: Path) -> None:
     small = make_scene(tmp_path / "small", frames=1).truth.image_paths[0]
     large = tmp_path / "large.png"

@@ -26,6 +26,13 @@ class RefineConfig:
     keypoints are then expressed in full-resolution pixels)."""
     refine_max_features: int = 4096
     """Most SIFT features per image (the largest-scale ones are kept)."""
+    refine_affine_features: bool = False
+    """Describe each SIFT keypoint by its affine-adapted (elliptical) region (COLMAP's estimate_affine_shape), so that
+    surfaces seen from directions far apart still match: on 8 generated views 45 degrees apart around a box, correct
+    matches per neighbouring pair rose from 2-21 to 23-96 and rotations improved 6-10x instead of 3.7-4.8x. Off by
+    default: SIFT takes about 1.4x as long at 1920x1080 and 1.5x at 640x360, always on the CPU (COLMAP has no GPU
+    version), and its keypoints are less precise, which made scenes that already match well (a corridor, an aerial
+    grid, views turning outward) no better or worse."""
     refine_camera_model: CameraModelName = "PINHOLE"
     """Camera model refined: PINHOLE (fx, fy), SIMPLE_RADIAL (one focal and one radial distortion term) or
     OPENCV (fx, fy, k1, k2, p1, p2). The principal point stays at the prediction."""

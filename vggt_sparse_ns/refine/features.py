@@ -57,13 +57,14 @@ default), larger ones are not: measured on 1920x1080 views at 1600 px, upsamplin
 (4.4 against 1.0 s per image on this machine) for features too fine to matter at that size."""
 
 
-def _sift_options(max_features: int, upsample: bool):
+def _sift_options(max_features: int, upsample: bool, affine_shape: bool):
     import pycolmap
 
     options = pycolmap.FeatureExtractionOptions()
     options.max_image_size = 1 << 30  # the caller downscales
     options.sift.max_num_features = max_features
     options.sift.first_octave = -1 if upsample else 0
+    options.sift.estimate_affine_shape = affine_shape  # COLMAP then uses its covariant SIFT, on the CPU only
     return options
 
 
@@ -71,16 +72,18 @@ logger = logging.getLogger(__name__)
 
 IMAGES_PER_WORKER = 8
 """Worker processes start only when each gets at least this many images (starting one costs about a second)."""
-_extractors: dict[tuple[int, bool], object] = {}
-"""This process's SIFT extractors by (max features, upsample)."""
+_extractors: dict[tuple[int, bool, bool], object] = {}
+"""This process's SIFT extractors by (max features, upsample, affine shape)."""
 
 
-def _extract(path: Path, max_image_size: int, max_features: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+def _extract(
+    path: Path, max_image_size: int, max_features: int, affine_shape: bool
+) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
     """Keypoints [N, 2] in full-resolution pixels, uint8 descriptors [N, 128] and the image size of one image."""
     import pycolmap
 
     grey, size = read_grey(path, max_image_size)
-    key = (max_features, max(grey.shape) < UPSAMPLE_BELOW)
+    key = (max_features, max(grey.shape) < UPSAMPLE_BELOW, affine_shape)
     if key not in _extractors:  # on the GPU where pycolmap was built with CUDA
         _extractors[key] = pycolmap.FeatureExtractor.create(_sift_options(*key), pycolmap.Device.auto)
     keypoints, descriptors = _extractors[key].extract_from_uint8_array(grey)
@@ -89,16 +92,25 @@ def _extract(path: Path, max_image_size: int, max_features: int) -> tuple[np.nda
 
 
 def extract_features(
-    image_paths: Sequence[Path], *, max_image_size: int, max_features: int, workers: int | None = None
+    image_paths: Sequence[Path],
+    *,
+    max_image_size: int,
+    max_features: int,
+    affine_shape: bool = False,
+    workers: int | None = None,
 ) -> list[Features]:
     """SIFT features of each image, in input order.
+
+    ``affine_shape`` describes each keypoint's affine-adapted elliptical region instead of a disk (COLMAP's
+    ``estimate_affine_shape``): descriptors that survive the foreshortening between views far apart (see
+    ``RefineConfig.refine_affine_features`` for what it gains and costs).
 
     pycolmap's extractor holds the GIL (measured: a Python thread beside it ran at 1 % of its idle speed), so
     images are spread over worker processes (spawned: the parent may hold a CUDA context), one per usable CPU (``usable_cpus``), when
     there are at least ``IMAGES_PER_WORKER`` images per worker; ``workers`` overrides the count.
     """
     workers = workers or max(1, min(usable_cpus(), len(image_paths) // IMAGES_PER_WORKER))
-    settings = {"max_image_size": max_image_size, "max_features": max_features}
+    settings = {"max_image_size": max_image_size, "max_features": max_features, "affine_shape": affine_shape}
     results = None
     if workers > 1:
         try:

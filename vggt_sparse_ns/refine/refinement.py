@@ -114,6 +114,7 @@ def _refine(reconstruction: Reconstruction, config: RefineConfig) -> Reconstruct
             reconstruction.image_paths,
             max_image_size=config.refine_max_image_size,
             max_features=config.refine_max_features,
+            affine_shape=config.refine_affine_features,
         )
     with timer.stage("pairs"):
         pairs = select_pairs(
