@@ -287,7 +287,8 @@ def test_views_linked_only_by_two_view_tracks_get_better_poses_instead_of_drifti
     # pair, 14 of 28 pairs verified), so nearly every track has two views and the images leave a direction all but
     # undetermined. Without the predicted poses as a prior the adjustment drifted along it to a lower reprojection
     # error: rotations 2.2-2.6 -> 8-10 degrees off. With it, two passes stopped in a local minimum (2.0-2.5x);
-    # passes repeated until the cameras settle reach 4-4.8x (positions 8.6-10x). Asked: 3-fold, not the 5.
+    # passes repeated until the cameras settle reach 4-4.8x (positions 8.6-10x). Asked: 3-fold; the 5 needs
+    # --refine-affine-features (next test).
     scene = make_box_ring_scene(tmp_path)
     predicted = perturb(scene.truth, seed=seed, scene_size=BOX_RING_SIZE)
     refined = refine(predicted)
