@@ -25,6 +25,7 @@ from textured_scene import (
     make_outward_ring_scene,
     make_scene,
     perturb,
+    perturb_depth,
     random_rotation,
     rotation_errors_deg,
 )
@@ -393,3 +394,33 @@ def test_a_flat_ground_seen_face_on_keeps_the_predicted_focal_length_instead_of_
         return float(np.median(np.abs(cameras.intrinsics[:, 0, 0] / scene.truth.intrinsics[:, 0, 0] - 1)))
 
     assert focal_error(refined) < focal_error(predicted)
+
+
+@pytest.fixture(scope="module")
+def outward_ring_12(tmp_path_factory: pytest.TempPathFactory) -> TexturedScene:
+    return make_outward_ring_scene(tmp_path_factory.mktemp("outward_ring_12"), frames=12)
+
+
+def test_views_turning_outward_take_the_distances_between_them_from_the_predicted_depth(outward_ring_12) -> None:
+    # Twelve views panning around a room, every track seen by two of them: the images leave the step lengths between
+    # neighbours open, and without the depth prior the positions improve only 2.2x (rotations 3.8x). With depth
+    # rendered from the truth held at 5 %: measured 110x and 32x.
+    predicted = perturb(outward_ring_12.truth, seed=1, scene_size=OUTWARD_RING_SIZE)
+    refined = refine(predicted)
+    for name, (before, after) in _median_errors(predicted, refined, outward_ring_12.truth).items():
+        assert after * 10 <= before, (name, before, after)
+    assert refined.refinement["depth_prior"] is True
+
+
+def test_depth_maps_each_off_by_their_own_scale_and_shift_are_not_used_and_change_nothing(outward_ring_12) -> None:
+    # Each frame's depth scaled by 0.7-1.4 and shifted by up to 30 %: the passes with the prior raise the mean
+    # reprojection error (measured 0.085 -> 0.995 px) and keep fewer observations (4,852 -> 3,640): discarded.
+    predicted = perturb(outward_ring_12.truth, seed=1, scene_size=OUTWARD_RING_SIZE)
+    wrong_depth = perturb_depth(predicted, seed=1)
+    refined = refine(wrong_depth)
+    without = refine(wrong_depth, RefineConfig(refine_prior_depth=0.0))
+    assert refined.refinement["depth_prior"] is False
+    assert without.refinement["depth_prior"] is False
+    with_errors = _median_errors(wrong_depth, refined, outward_ring_12.truth)
+    for name, (_, after) in _median_errors(wrong_depth, without, outward_ring_12.truth).items():
+        assert with_errors[name][1] <= after * 1.01, (name, with_errors[name][1], after)

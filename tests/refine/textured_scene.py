@@ -333,3 +333,18 @@ def at_model_resolution(reconstruction: Reconstruction, transform: ImageTransfor
             "colors": np.full((frames, height, width, 3), 128, np.uint8),
         }
     )
+
+
+def perturb_depth(reconstruction: Reconstruction, seed: int = 1) -> Reconstruction:
+    """Depth maps each off in their own way, as a depth network's can be: every frame's depth scaled by 0.7-1.4 and
+    shifted by up to 30 % of its median (kept positive where it was)."""
+    rng = np.random.default_rng(seed)
+    depth = reconstruction.depth.astype(np.float64)
+    perturbed = np.zeros_like(depth)
+    for frame, frame_depth in enumerate(depth):
+        valid = frame_depth > 0
+        if not np.any(valid):
+            continue
+        shifted = rng.uniform(0.7, 1.4) * frame_depth + rng.uniform(-0.3, 0.3) * np.median(frame_depth[valid])
+        perturbed[frame] = np.where(valid, np.maximum(shifted, 0.01 * frame_depth), 0.0)
+    return Reconstruction(**{**reconstruction.__dict__, "depth": perturbed.astype(np.float32)})

@@ -15,6 +15,7 @@ from vggt_sparse_ns.camera_models import colmap_params, from_colmap_params
 from vggt_sparse_ns.cpus import usable_cpus
 from vggt_sparse_ns.refine.cameras import CameraSet
 from vggt_sparse_ns.refine.config import CameraModelName
+from vggt_sparse_ns.refine.depth_prior import DepthPrior, depth_cost_class
 from vggt_sparse_ns.refine.triangulation import SparseModel
 
 MAX_ITERATIONS = 200
@@ -83,6 +84,7 @@ def bundle_adjust(
     shared_intrinsics: bool,
     loss_scale: float,
     prior: PosePrior | None = None,
+    depth_prior: DepthPrior | None = None,
 ) -> tuple[CameraSet, SparseModel]:
     """Adjust the cameras of ``frames`` (observations of other frames are ignored) and the points.
 
@@ -90,7 +92,8 @@ def bundle_adjust(
     two-camera gauge fixes a scale of its own, which the caller replaces by VGGT's. Focal lengths (shared per
     image size or per frame; from ``MIN_FRAMES_FOR_FOCAL`` frames on) and the model's distortion are refined,
     principal points kept. Cauchy loss with ``loss_scale`` pixels. With a ``prior``, the prior frames' predicted
-    poses also fix the scale. Returns the cameras (other frames unchanged) and the model with its adjusted points.
+    poses also fix the scale; with a ``depth_prior``, each point's depth in each of its frames is held to the
+    predicted one (which fixes the scale as well). Returns the cameras (other frames unchanged) and the model with its adjusted points.
     """
     import pycolmap
 
@@ -146,7 +149,7 @@ def bundle_adjust(
     config.set_constant_rig_from_world_pose(int(anchor) + 1)
     poses_held = prior is not None and prior.rotation_sigma > 0 and prior.position_sigma > 0
     prior_frames = frames[np.isin(frames, prior.frames) & (frames != anchor)].tolist() if poses_held else []
-    if not prior_frames:
+    if not prior_frames and depth_prior is None:
         # With the anchor constant, COLMAP's two-camera gauge also fixes one translation coordinate of a second
         # frame: the scale. It is not VGGT's yet; the caller restores that.
         config.fix_gauge(pycolmap.BundleAdjustmentGauge.TWO_CAMS_FROM_WORLD)
@@ -155,6 +158,8 @@ def bundle_adjust(
     prior_costs = _add_pose_priors(adjuster.problem, reconstruction, prior, prior_frames) if prior_frames else []
     if prior is not None and options.refine_focal_length and prior.focal_sigma > 0:
         prior_costs += _add_focal_priors(adjuster.problem, reconstruction, prior, camera_of_frame)
+    if depth_prior is not None:
+        prior_costs += _add_depth_priors(adjuster.problem, reconstruction, depth_prior, model, used, point_ids)
     summary = adjuster.solve()
     del adjuster, prior_costs
     logger.debug("%s", summary.brief_report())
@@ -193,14 +198,40 @@ def _add_pose_priors(problem: object, reconstruction: object, prior: PosePrior, 
     return costs
 
 
-def _add_robust(problem: object, cost: object, parameters: np.ndarray) -> list[object]:
-    """Add ``cost`` on one parameter block under the priors' Cauchy loss; returns the cost and the loss, which
+def _add_robust(problem: object, cost: object, *parameters: np.ndarray) -> list[object]:
+    """Add ``cost`` on its parameter blocks under the priors' Cauchy loss; returns the cost and the loss, which
     must outlive the solve (the problem holds only pointers to them)."""
     import pyceres
 
     loss = pyceres.CauchyLoss(PRIOR_LOSS_SCALE)
-    problem.add_residual_block(cost, loss, [parameters])
+    problem.add_residual_block(cost, loss, list(parameters))
     return [cost, loss]
+
+
+def _add_depth_priors(
+    problem: object,
+    reconstruction: object,
+    prior: DepthPrior,
+    model: SparseModel,
+    used: np.ndarray,
+    point_ids: np.ndarray,
+) -> list[object]:
+    """One depth cost per adjusted observation with a usable predicted depth, on its point's and its frame's
+    parameter blocks, under the priors' Cauchy loss; returns the costs and losses to keep alive."""
+    observed = np.flatnonzero(used & (point_ids[model.point] > 0))
+    targets, usable = prior.targets(model.frame[observed], model.pixel[observed])
+    cost_class = depth_cost_class()
+    costs = []
+    for index, target in zip(observed[usable].tolist(), targets[usable].tolist(), strict=True):
+        point = reconstruction.point3D(int(point_ids[model.point[index]])).xyz
+        pose = reconstruction.frame(int(model.frame[index]) + 1).rig_from_world.params
+        if not problem.has_parameter_block(pose):
+            # pycolmap leaves a constant pose (the anchor's) out of the problem; added free, its quaternion would
+            # leave the unit sphere.
+            problem.add_parameter_block(pose, 7)
+            problem.set_parameter_block_constant(pose)
+        costs += _add_robust(problem, cost_class(target, prior.width), point, pose)
+    return costs
 
 
 def _add_points(reconstruction, model: SparseModel, used: np.ndarray, rank: np.ndarray) -> np.ndarray:

@@ -83,13 +83,13 @@ def back_to_prediction(
     after = (refined.centres[frames] - origin_after) @ rotation.T
     spread = float(np.sum(after * after))
     centre_scale = float(np.sum(after * before) / spread) if spread > 0 else 1.0
-    scale, source = _depth_scale(reconstruction, refined, model, frames), "depth"
+    scale, source = agreeing_depth_scale(reconstruction, refined, model, frames), "depth"
     if scale is None:
         scale, source = centre_scale, "camera centres"
     return Similarity(rotation, origin_before - scale * rotation @ origin_after, scale, source, centre_scale)
 
 
-def _depth_scale(
+def agreeing_depth_scale(
     reconstruction: Reconstruction, refined: CameraSet, model: SparseModel, frames: np.ndarray
 ) -> float | None:
     """The median of predicted over triangulated depth where they agree up to one factor, else None.

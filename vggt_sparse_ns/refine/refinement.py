@@ -22,6 +22,7 @@ from vggt_sparse_ns.refine.consistency import (
     to_model_pixels,
     transform_world,
 )
+from vggt_sparse_ns.refine.depth_prior import depth_agrees, depth_prior
 from vggt_sparse_ns.refine.features import extract_features
 from vggt_sparse_ns.refine.matching import match_pairs
 from vggt_sparse_ns.refine.pairs import select_pairs
@@ -44,6 +45,12 @@ under a robust loss can stop in a local minimum that fresh points (and the track
 measured on 16 views turning outward in a room, seed 1, the second pass kept 7,452 of the 8,519 observations the
 truth explains, rotations 1.59 degrees off (1.2x better than predicted); three more passes brought back 8,517
 of them at 0.43 degrees (4.5x). COLMAP's global bundle adjustment repeats in the same way."""
+DEPTH_ERROR_RISE = 1.1
+"""Passes with the depth prior are kept only if their mean reprojection error is at most this factor above the
+passes' without it: the prior is meant to fix what the images leave open, which moves no pixel. Depth that
+disagrees with the images pulls points off their rays instead (measured, 12 views turning outward: depth rendered
+from the truth 0.084-0.085 -> 0.084 px; each frame's depth scaled by 0.7-1.4 and shifted by up to 30 %: 0.085 ->
+0.25-1.0 px; depth with smooth 5 % noise: 0.085 -> 0.114 px, rotations worse on one seed of three, so not kept)."""
 SETTLED_PIXELS = 0.1
 """The passes stop once a pass moves no observation's projection by more than this many pixels."""
 
@@ -97,7 +104,6 @@ def refine(reconstruction: Reconstruction, config: RefineConfig | None = None) -
 def _refine(reconstruction: Reconstruction, config: RefineConfig) -> Reconstruction:
     timer = StageTimer()
     count = reconstruction.num_frames
-    sizes = [t.original_size for t in reconstruction.transforms]
     predicted = CameraSet(
         reconstruction.T_camera_world.astype(np.float64),
         np.stack(
@@ -151,7 +157,10 @@ def _refine(reconstruction: Reconstruction, config: RefineConfig) -> Reconstruct
     }
     try:
         with timer.stage("bundle adjustment"):
-            cameras, model, frames, anchor = _adjust(predicted, initial, track, frame, keypoint, pixel, sizes, config)
+            cameras, model, frames, anchor, depth_held = _adjust(
+                reconstruction, predicted, initial, (track, frame, keypoint, pixel), config
+            )
+            summary["depth_prior"] = depth_held
         with timer.stage("scale"):
             similarity = back_to_prediction(reconstruction, predicted, cameras, model, frames, anchor)
             summary["scale_source"] = similarity.scale_source
@@ -226,18 +235,19 @@ def _camera_model(config: RefineConfig, summary: dict, distortion: np.ndarray | 
 
 
 def _adjust(
+    reconstruction: Reconstruction,
     predicted: CameraSet,
     initial: SparseModel,
-    track: np.ndarray,
-    frame: np.ndarray,
-    keypoint: np.ndarray,
-    pixel: np.ndarray,
-    sizes: list[tuple[int, int]],
+    observations: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     config: RefineConfig,
-) -> tuple[CameraSet, SparseModel, np.ndarray, int]:
+) -> tuple[CameraSet, SparseModel, np.ndarray, int, bool]:
     """Two adjustment passes on each frame's best points, every track re-triangulated after each, frames left
-    out at first registered by absolute pose in between; returns the cameras, all points triangulated with the
-    final cameras, the adjusted frames and the anchor frame."""
+    out at first registered by absolute pose in between, then more passes until the cameras settle; then the
+    same passes again with the predicted depth as a prior, kept where they fit the images as well and leave
+    points that agree with that depth (``_depth_kept``). Returns the cameras, all points triangulated with the
+    final cameras, the adjusted frames, the anchor frame and whether the depth prior was kept."""
+    track, frame, keypoint, pixel = observations
+    sizes = [t.original_size for t in reconstruction.transforms]
     count = len(predicted.T_camera_world)
     frames = _enough(initial, count, config.refine_min_observations)
     if len(frames) < 2:
@@ -293,20 +303,57 @@ def _adjust(
     if joined:
         frames = np.union1d(frames, joined).astype(np.int64)
         model = triangulate_frames(cameras, frames)
-    cameras, model, frames = adjust_and_retriangulate(cameras, model, frames, 1.0)
-    for _ in range(MAX_REFINEMENTS):
+
+    def settle(cameras: CameraSet, model: SparseModel, frames: np.ndarray) -> tuple[CameraSet, SparseModel, np.ndarray]:
+        for _ in range(MAX_REFINEMENTS):
+            try:
+                refined = adjust_and_retriangulate(cameras, model, frames, 1.0)
+            except RefinementRejected:
+                break  # this pass lost frames: the previous one stands
+            if len(refined[1].point) < len(model.point):
+                break  # fewer observations fit it: a worse account of the images than the previous pass
+            settled = _largest_shift(cameras, refined[0], refined[1]) <= SETTLED_PIXELS
+            cameras, model, frames = refined
+            if settled:
+                break
+        return cameras, model, frames
+
+    cameras, model, frames = settle(*adjust_and_retriangulate(cameras, model, frames, 1.0))
+    # Then the same passes with the predicted depth held, kept only where the points they leave agree with it.
+    settings["depth_prior"] = depth_prior(reconstruction, config.refine_prior_depth)
+    held = False
+    if settings["depth_prior"] is not None:
         try:
-            refined = adjust_and_retriangulate(cameras, model, frames, 1.0)
+            trial = settle(*adjust_and_retriangulate(cameras, model, frames, 1.0))
         except RefinementRejected:
-            break  # this pass lost frames: the previous one stands
-        if len(refined[1].point) < len(model.point):
-            break  # fewer observations fit it: a worse account of the images than the previous pass
-        settled = _largest_shift(cameras, refined[0], refined[1]) <= SETTLED_PIXELS
-        cameras, model, frames = refined
-        if settled:
-            break
+            trial = None
+        if trial is not None and _depth_kept(reconstruction, (cameras, model, frames), trial):
+            (cameras, model, frames), held = trial, True
     model = model.select(np.isin(model.frame, frames))
-    return cameras, model, frames, anchor
+    return cameras, model, frames, anchor, held
+
+
+def _depth_kept(
+    reconstruction: Reconstruction,
+    without: tuple[CameraSet, SparseModel, np.ndarray],
+    trial: tuple[CameraSet, SparseModel, np.ndarray],
+) -> bool:
+    """Whether the passes with the depth prior (``trial``) stand: as many observations fit, the mean reprojection
+    error rose by at most ``DEPTH_ERROR_RISE`` (what the images leave open moves no pixel), and the predicted depth
+    agrees with the points they leave."""
+    error, trial_error = without[1].errors(without[0]).mean(), trial[1].errors(trial[0]).mean()
+    logger.debug(
+        "depth prior: %d -> %d observations, mean error %.3f -> %.3f px",
+        len(without[1].point),
+        len(trial[1].point),
+        error,
+        trial_error,
+    )
+    return (
+        len(trial[1].point) >= len(without[1].point)
+        and trial_error <= DEPTH_ERROR_RISE * error
+        and depth_agrees(reconstruction, *trial)
+    )
 
 
 def _largest_shift(before: CameraSet, after: CameraSet, model: SparseModel) -> float:
