@@ -82,7 +82,7 @@ class RefineConfig:
     that frame's predicted depth at the keypoint this loosely (under a Cauchy loss), which gives views linked only
     by two-view tracks (a panning camera) the distances between them that their images leave open: 12 views turning
     outward with depth rendered from the truth, positions 2.2x -> 54-110x better than predicted. The result is kept
-    only where it fits the images as well (mean reprojection error at most 10 % higher, as many observations) and
+    only where it fits the images as well (mean reprojection error at most 2 % higher, as many observations) and
     the points agree with the depth; depth maps each off by their own factor or shift fail that and change
     nothing. Absent depth is not used. 0 turns it off."""
     refine_device: RefineDevice = "auto"
