@@ -174,4 +174,5 @@ class Block(nn.Module):
                 full = [x.new_empty(batch, heads, length, head_dim, dtype=t.dtype) for t in parts]
             for whole, part in zip(full, parts, strict=True):
                 whole[:, :, chunk] = part
+            del parts, part  # not alive while the next chunk's q, k, v are computed
         return (full[0] if keep_queries else None), full[-2], full[-1]
