@@ -186,6 +186,7 @@ class Aggregator(nn.Module):
         chunks = [slice(start, start + frames_chunk) for start in range(0, batch * frames, frames_chunk)]
         kept = TapStore(device, taps_on_host)
         by_query_chunks = query_chunks and plan.attends_query_chunks
+        keys_and_values: list[Tensor] = []  # by query chunks, every global layer's k and v, in the same memory
         for index, (frame_block, global_block) in enumerate(zip(self.frame_blocks, self.global_blocks, strict=True)):
             with stage("frame_blocks"):
                 for chunk in chunks:
@@ -203,6 +204,7 @@ class Aggregator(nn.Module):
                     attend_query_chunk=partial(_attend_query_frames, plan, index, tokens_per_frame)
                     if by_query_chunks
                     else None,
+                    heads_buffers=keys_and_values,
                 ).view(batch * frames, tokens_per_frame, dim)
         return AggregatorOutput(kept.finish(), {**plan.summary(), "query_chunks": by_query_chunks})
 
