@@ -95,14 +95,15 @@ def test_a_host_tap_store_keeps_page_locked_copies_of_every_chunk():
     assert torch.equal(kept, values.cpu())
 
 
-def test_query_chunks_take_all_queries_and_outputs_out_of_the_attention_peak_and_add_one_chunks_heads():
+def test_query_chunks_take_all_queries_and_outputs_out_of_the_attention_peak_and_add_one_chunks_mlp():
     config = VGGTConfig()
     whole = estimate_peak_bytes(config, 1000, 392, 518, weights_bytes=0)
     chunked = estimate_peak_bytes(config, 1000, 392, 518, weights_bytes=0, query_chunks=True)
     tokens = 1000 * (28 * 37 + 5)
     chunk_tokens = 16 * (28 * 37 + 5)
-    # q and the output of all tokens in bf16, less one chunk's q, k, v (computed again) and output
-    saved = (2 * tokens - 4 * chunk_tokens) * config.embed_dim * 2
+    # q and the output of all tokens in bf16, less one chunk's MLP: its input and norm in fp32, the hidden
+    # layer's output and its GELU in bf16 (4,096 channels each)
+    saved = 2 * tokens * config.embed_dim * 2 - chunk_tokens * (2 * config.embed_dim * 4 + 2 * 4096 * 2)
     assert whole.taps_on_host - chunked.taps_on_host == saved  # the attention peak is the larger one here
     # By query chunks, k and v still exist while the last round's taps are read: on the device, every tap counts.
     all_taps = 1000 * (28 * 37) * sum(config.dpt_out_channels) * 4 + 1000 * 2 * config.embed_dim * 4

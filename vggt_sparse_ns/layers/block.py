@@ -122,6 +122,7 @@ class Block(nn.Module):
         read_chunk: ChunkReader | None = None,
         norm_implementation: NormImplementation = "auto",
         attend_query_chunk: QueryChunkAttendFn | None = None,
+        heads_buffers: list[Tensor] | None = None,
     ) -> Tensor:
         """x [B, L, dim]. With ``token_chunk``, the per-token work (norms, projections, MLP) runs
         on chunks of the sequence so that only q, k, v exist for all L tokens at once; x is then
@@ -130,7 +131,10 @@ class Block(nn.Module):
         chunk's q is computed again from its tokens, just before its attention. ``read_chunk`` is given each
         chunk's tokens before and after the block as soon as the chunk is done, so that a reader of both (the
         heads' taps) needs no copy of the whole input. ``norm_implementation`` chooses how the norms run
-        (``PRE_NORM``, ``QK_NORM_ROPE``)."""
+        (``PRE_NORM``, ``QK_NORM_ROPE``). ``heads_buffers`` (with ``attend_query_chunk``): a list, empty at first,
+        that keeps the tensors of the whole sequence's k and v for the next block given the same list, so that
+        blocks run one after the other reuse them instead of allocating them again (the caching allocator could
+        otherwise have split the freed ones for smaller tensors and need new device memory for the next)."""
         norms = norm_implementation
         if token_chunk is None or token_chunk >= x.shape[1]:
             out = add_residual(x, self.attn(pre_norm(self.norm1, x, norms), rope, attend, norms), self.ls1)
@@ -142,7 +146,10 @@ class Block(nn.Module):
         if attend_query_chunk is None:  # q, k, v are freed as soon as the attention is done
             out, k, v = attend(*self._chunked_heads(x, rope, chunks, norms, keep_queries=True)), None, None
         else:  # k and v stay for every chunk's queries
-            out, (_, k, v) = None, self._chunked_heads(x, rope, chunks, norms, keep_queries=False)
+            out, (_, k, v) = (
+                None,
+                self._chunked_heads(x, rope, chunks, norms, keep_queries=False, buffers=heads_buffers),
+            )
         for chunk in chunks:
             piece = x[:, chunk]
             if out is not None:
@@ -160,10 +167,17 @@ class Block(nn.Module):
         return x
 
     def _chunked_heads(
-        self, x: Tensor, rope: RopeTable | None, chunks: list[slice], norms: NormImplementation, keep_queries: bool
+        self,
+        x: Tensor,
+        rope: RopeTable | None,
+        chunks: list[slice],
+        norms: NormImplementation,
+        keep_queries: bool,
+        buffers: list[Tensor] | None = None,
     ) -> tuple[Tensor | None, Tensor, Tensor]:
         """q (None unless ``keep_queries``), k, v for the whole sequence, filled chunk by chunk into preallocated
-        tensors. Each chunk must be a whole number of RoPE frames."""
+        tensors: those in ``buffers`` where they match, else new ones, which ``buffers`` then keeps. Each chunk must
+        be a whole number of RoPE frames."""
         length = x.shape[1]
         kept = slice(0 if keep_queries else 1, 3)
         full: list[Tensor] = []
@@ -171,7 +185,14 @@ class Block(nn.Module):
             parts = self.attn.heads(pre_norm(self.norm1, x[:, chunk], norms), rope, norms)[kept]
             if not full:
                 batch, heads, _, head_dim = parts[0].shape
-                full = [x.new_empty(batch, heads, length, head_dim, dtype=t.dtype) for t in parts]
+                shapes = [((batch, heads, length, head_dim), t.dtype, t.device) for t in parts]
+                if buffers is not None and [(tuple(b.shape), b.dtype, b.device) for b in buffers] == shapes:
+                    full = list(buffers)
+                else:
+                    full = [x.new_empty(shape, dtype=dtype) for shape, dtype, _ in shapes]
+                    if buffers is not None:
+                        buffers[:] = full
             for whole, part in zip(full, parts, strict=True):
                 whole[:, :, chunk] = part
+            del parts, part  # not alive while the next chunk's q, k, v are computed
         return (full[0] if keep_queries else None), full[-2], full[-1]

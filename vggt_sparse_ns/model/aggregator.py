@@ -125,6 +125,27 @@ class Aggregator(nn.Module):
         tokens = self.patch_embed(imagenet_normalize(unit_range(images)), norm_implementation)
         return tokens[:, self.patch_embed.num_prefix_tokens :]
 
+    def _frame_tokens(
+        self, images: Tensor, frames_chunk: int, first_frame: int, norm_implementation: NormImplementation
+    ) -> Tensor:
+        """Each frame's tokens [B, S, T, C]: its special tokens, then its patch tokens, which the patch-embed ViT
+        writes in place ``frames_chunk`` frames at a time (no list of chunks and no concatenated copy: the token
+        stream exists once, not two or three times, while the frames are embedded)."""
+        batch, frames = images.shape[:2]
+        device = self.camera_token.device
+        tokens: Tensor | None = None
+        for first in range(0, batch * frames, frames_chunk):
+            chunk = images.flatten(0, 1)[first : first + frames_chunk].to(device, non_blocking=True)
+            patch_tokens = self.embed_patches(chunk, norm_implementation)
+            if tokens is None:
+                patches, dim = patch_tokens.shape[1:]
+                tokens = patch_tokens.new_empty(batch * frames, self.patch_start + patches, dim)
+            tokens[first : first + frames_chunk, self.patch_start :] = patch_tokens
+        assert tokens is not None  # a scene has at least one frame
+        tokens = tokens.unflatten(0, (batch, frames))
+        tokens[:, :, : self.patch_start] = self.special_tokens(batch, frames, first_frame)
+        return tokens
+
     @torch.inference_mode()
     def forward(
         self,
@@ -151,14 +172,10 @@ class Aggregator(nn.Module):
         batch, frames, _, height, width = images.shape
         grid_h, grid_w = height // self.patch_size, width // self.patch_size
         with stage("patch_embed"):
-            chunks_in = images.flatten(0, 1).split(frames_chunk)
-            patch_tokens = torch.cat([self.embed_patches(c.to(device, non_blocking=True), norms) for c in chunks_in])
-            patch_tokens = patch_tokens.unflatten(0, (batch, frames))
-        layout = FrameLayout(batch, frames, self.patch_start + patch_tokens.shape[2], self.patch_start)
+            x = self._frame_tokens(images, frames_chunk, first_frame, norms)
+        layout = FrameLayout(batch, frames, x.shape[2], self.patch_start)
         with stage("attention_plan"):
-            plan = global_attention.prepare(layout, patch_tokens)
-        x = torch.cat((self.special_tokens(batch, frames, first_frame).to(patch_tokens.dtype), patch_tokens), dim=2)
-        del patch_tokens
+            plan = global_attention.prepare(layout, x[:, :, self.patch_start :])
         tokens_per_frame, dim = x.shape[2], x.shape[3]
         x = x.reshape(batch * frames, tokens_per_frame, dim)
 
@@ -169,6 +186,7 @@ class Aggregator(nn.Module):
         chunks = [slice(start, start + frames_chunk) for start in range(0, batch * frames, frames_chunk)]
         kept = TapStore(device, taps_on_host)
         by_query_chunks = query_chunks and plan.attends_query_chunks
+        keys_and_values: list[Tensor] = []  # by query chunks, every global layer's k and v, in the same memory
         for index, (frame_block, global_block) in enumerate(zip(self.frame_blocks, self.global_blocks, strict=True)):
             with stage("frame_blocks"):
                 for chunk in chunks:
@@ -186,6 +204,7 @@ class Aggregator(nn.Module):
                     attend_query_chunk=partial(_attend_query_frames, plan, index, tokens_per_frame)
                     if by_query_chunks
                     else None,
+                    heads_buffers=keys_and_values,
                 ).view(batch * frames, tokens_per_frame, dim)
         return AggregatorOutput(kept.finish(), {**plan.summary(), "query_chunks": by_query_chunks})
 

@@ -63,16 +63,19 @@ def estimate_peak_bytes(
         (23.3, 16.4)
         >>> chunked = estimate_peak_bytes(VGGTConfig(), 1000, 392, 518, weights_bytes=4_770_000_000, query_chunks=True)
         >>> round(chunked.taps_on_device / 2**30, 1), round(chunked.taps_on_host / 2**30, 1)
-        (23.4, 12.5)
+        (23.6, 12.8)
     """
     patches = (height // config.patch_size) * (width // config.patch_size)
     tokens = patches + 1 + config.num_register_tokens
     dim = config.embed_dim
     token_stream = frames * tokens * dim * 4  # fp32 residual stream
     chunk_tokens = min(frames, frames_chunk) * tokens
-    # In bf16: q, k, v and the attention output of all tokens, or with query chunks k, v of all tokens and
-    # one chunk's q, k, v (computed again) and output.
-    global_layer = (2 * frames * tokens + 4 * chunk_tokens if query_chunks else 4 * frames * tokens) * dim * 2
+    # In bf16: q, k, v and the attention output of all tokens, or with query chunks k, v of all tokens and one
+    # chunk's work at its largest, its MLP: the chunk's input kept for the taps and its norm (fp32), the hidden
+    # layer's output and its GELU (bf16); 10 fp32 copies of the chunk's tokens in a count on CPU in fp32 (the
+    # hidden layer 4 each), tests/live_tensors.py.
+    chunk_mlp = chunk_tokens * dim * (4 + 4 + 2 * 2 * config.mlp_ratio)
+    global_layer = 2 * frames * tokens * dim * 2 + int(chunk_mlp) if query_chunks else 4 * frames * tokens * dim * 2
     level_taps = [frames * patches * channels * 4 for channels in config.dpt_out_channels]
     camera_tap = frames * 2 * dim * 4
     taps_before_last_round = sum(level_taps[:-1])
