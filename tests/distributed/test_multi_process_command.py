@@ -122,6 +122,20 @@ def test_more_processes_than_attention_heads_stop_with_one_message_and_leave_the
     assert [path.name for path in tmp_path.iterdir()] == ["dataset"]  # no staging folder beside it
 
 
+def start_a_two_process_run(images: Path, output: Path, vggt_tiny_dir: Path) -> subprocess.Popen:
+    """The command on two CPU processes, its output captured, in its own process group (as a terminal's
+    foreground job)."""
+    arguments = ["--data", str(images), "--output-dir", str(output), "--device", "cpu", "--gpus", "2"]
+    return subprocess.Popen(
+        [str(CONSOLE_SCRIPT), *arguments, "--checkpoint", str(vggt_tiny_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPOSITORY)},
+        start_new_session=True,
+    )
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("to_every_process", "number", "status", "line"),
@@ -134,15 +148,7 @@ def test_a_signal_during_a_run_on_two_processes_ends_it_with_one_line_and_leaves
     output = tmp_path / "dataset"
     shutil.copytree(one_process_dataset, output)
     before = snapshot(output)
-    arguments = ["--data", str(images), "--output-dir", str(output), "--device", "cpu", "--gpus", "2"]
-    command = subprocess.Popen(
-        [str(CONSOLE_SCRIPT), *arguments, "--checkpoint", str(vggt_tiny_dir)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(REPOSITORY)},
-        start_new_session=True,  # its own process group, as a terminal's foreground job
-    )
+    command = start_a_two_process_run(images, output, vggt_tiny_dir)
     staging = tmp_path / ".dataset.vggt-staging"
     deadline = time.monotonic() + RUN_TIMEOUT
     while not staging.exists() and command.poll() is None and time.monotonic() < deadline:
@@ -168,15 +174,7 @@ def test_a_process_killed_during_a_run_on_two_processes_ends_it_with_one_error_a
     output = tmp_path / "dataset"
     shutil.copytree(one_process_dataset, output)
     before = snapshot(output)
-    arguments = ["--data", str(images), "--output-dir", str(output), "--device", "cpu", "--gpus", "2"]
-    command = subprocess.Popen(
-        [str(CONSOLE_SCRIPT), *arguments, "--checkpoint", str(vggt_tiny_dir)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(REPOSITORY)},
-        start_new_session=True,
-    )
+    command = start_a_two_process_run(images, output, vggt_tiny_dir)
     staging = tmp_path / ".dataset.vggt-staging"
     ranks: list[int] = []
     deadline = time.monotonic() + RUN_TIMEOUT

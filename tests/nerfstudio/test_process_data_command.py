@@ -311,6 +311,17 @@ def test_a_video_without_ffmpeg_is_refused_with_its_name(tmp_path: Path, run_com
     assert_failed_cleanly(status, output, "ffmpeg was not found", tmp_path / "out")
 
 
+def exit_status_of_a_run_on(video: Path, output_dir: Path, vggt_tiny_dir: Path) -> int:
+    """The exit status of the command on ``video`` with the tiny model on the CPU (it is expected to fail)."""
+    with pytest.raises(SystemExit) as exit_info:
+        ProcessVGGTSparse(
+            data=video,
+            output_dir=output_dir,
+            reconstruction=ReconstructionConfig(checkpoint=str(vggt_tiny_dir), device="cpu"),
+        ).main()
+    return exit_info.value.code
+
+
 def write_audio_only(path: Path) -> Path:
     subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=duration=0.2", str(path)], check=True)
     return path
@@ -330,15 +341,10 @@ def test_a_video_ffmpeg_cannot_read_is_one_line_naming_it_before_anything_is_mad
     if shutil.which("ffmpeg") is None:
         pytest.skip("needs ffmpeg")
     video = make_video(tmp_path)
-    with pytest.raises(SystemExit) as exit_info:
-        ProcessVGGTSparse(
-            data=video,
-            output_dir=tmp_path / "out",
-            reconstruction=ReconstructionConfig(checkpoint=str(vggt_tiny_dir), device="cpu"),
-        ).main()
+    status = exit_status_of_a_run_on(video, tmp_path / "out", vggt_tiny_dir)
     captured = capsys.readouterr()
 
-    assert exit_info.value.code == 1
+    assert status == 1
     assert captured.err.splitlines() == [f"Error: ffmpeg could not read the video {video}: {reason}"]
     assert "Error running command" not in captured.out, "not nerfstudio's error box"
     assert sorted(path.name for path in tmp_path.iterdir()) == [video.name], "no output folder, nothing beside it"
@@ -363,14 +369,9 @@ def test_a_failed_frame_extraction_ends_with_one_error_line_after_nerfstudios_me
         return run_command(command, verbose)
 
     monkeypatch.setattr(process_data_utils, "run_command", ffmpeg_fails)
-    with pytest.raises(SystemExit) as exit_info:
-        ProcessVGGTSparse(
-            data=video,
-            output_dir=tmp_path / "out",
-            reconstruction=ReconstructionConfig(checkpoint=str(vggt_tiny_dir), device="cpu"),
-        ).main()
+    status = exit_status_of_a_run_on(video, tmp_path / "out", vggt_tiny_dir)
 
-    assert exit_info.value.code == 1
+    assert status == 1
     assert capsys.readouterr().err.splitlines() == [
         f"Error: ffmpeg could not extract the frames of {video} (its message is above)."
     ]
