@@ -26,7 +26,7 @@ import torch
 
 from benchmarks.common import RESULTS_DIR, merge_rows, random_vggt, smooth_images
 from vggt_sparse_ns.model import VGGTConfig
-from vggt_sparse_ns.model.memory import estimate_peak_bytes, free_device_bytes, query_chunks, taps_on_host
+from vggt_sparse_ns.model.memory import estimate_peak_bytes, free_device_bytes, plan_memory
 from vggt_sparse_ns.sparse import BlockSparseAttention, CovisibilityAttention, DenseAttention
 from vggt_sparse_ns.sparse.base import GlobalAttention
 from vggt_sparse_ns.sparse.graph_build import FrameGraphSettings
@@ -199,11 +199,14 @@ def main() -> None:
                 images = smooth_images(frames, height, width, device="cpu" if args.host_images else str(device))
                 if args.host_images:
                     images = (images * 255).round().to(torch.uint8).pin_memory()
-                estimate = estimate_peak_bytes(config, frames, height, width, weights_bytes=0,
-                                               images_on_device=not args.host_images)  # fmt: skip
-                free_bytes = free_device_bytes(device)
-                on_host = taps_on_host(args.taps, estimate, free_bytes)
-                chunks = query_chunks(args.global_queries, estimate, free_bytes, on_host)
+                plan = plan_memory(
+                    args.taps, args.global_queries,
+                    lambda chunks, f=frames, h=height, w=width: estimate_peak_bytes(
+                        config, f, h, w, weights_bytes=0, images_on_device=not args.host_images, query_chunks=chunks
+                    ),
+                    free_device_bytes(device),
+                )  # fmt: skip
+                on_host, chunks = sorted(plan.taps_on_host), plan.query_chunks
                 row: dict[str, Any] = {"strategy": name, "frames": frames, "height": height, "width": width,
                                        "memory_cap_gib": args.memory_cap_gib, "taps": args.taps,
                                        "taps_on_host": on_host, "global_queries": args.global_queries,
@@ -211,8 +214,8 @@ def main() -> None:
                                        "weights": args.weights, "gpu": gpu}  # fmt: skip
                 try:
                     seconds, peak, predictions = measure(
-                        lambda i=images, s=STRATEGIES[name], h=on_host, c=chunks: model(
-                            i, s, outputs=("cameras", "depth"), taps_on_host=h, query_chunks=c
+                        lambda i=images, s=STRATEGIES[name], p=plan: model(
+                            i, s, outputs=("cameras", "depth"), **p.arguments()
                         ),
                         device,
                         warmup=not args.no_warmup,

@@ -8,13 +8,7 @@ import torch
 
 from vggt_sparse_ns.model import VGGTConfig
 from vggt_sparse_ns.model.aggregator import TapStore
-from vggt_sparse_ns.model.memory import (
-    MemoryEstimate,
-    estimate_peak_bytes,
-    free_device_bytes,
-    query_chunks,
-    taps_on_host,
-)
+from vggt_sparse_ns.model.memory import MemoryEstimate, MemoryPlan, estimate_peak_bytes, free_device_bytes, plan_memory
 
 GIB = 2**30
 PREDICTION_KEYS = ("pose_enc", "extrinsic", "intrinsic", "depth", "depth_conf", "world_points", "world_points_conf")
@@ -37,23 +31,66 @@ def test_taps_on_the_host_leave_the_gpu_the_taps_share_of_the_peak():
     assert estimate.taps_on_host < estimate.taps_on_device < estimate.taps_on_host + all_taps
 
 
-def test_explicit_placements_are_obeyed_whatever_the_memory():
-    estimate = MemoryEstimate(taps_on_device=10 * GIB, taps_on_host=5 * GIB)
-    assert taps_on_host("host", estimate, free_bytes=100 * GIB)
-    assert not taps_on_host("device", estimate, free_bytes=1 * GIB)
+def small_forward(query_chunks: bool) -> MemoryEstimate:
+    """10 GiB of attention (4 GiB by query chunks) and 2 GiB of heads above nothing held, with three taps of 1, 2
+    and 4 GiB all read before the attention's peak."""
+    taps = {"a": 1 * GIB, "b": 2 * GIB, "c": 4 * GIB}
+    return MemoryEstimate(0, (4 if query_chunks else 10) * GIB, 2 * GIB, taps, frozenset(taps))
 
 
-def test_auto_moves_the_taps_to_the_host_only_when_the_gpu_would_not_hold_the_run():
-    estimate = MemoryEstimate(taps_on_device=20 * GIB, taps_on_host=12 * GIB)
-    assert not taps_on_host("auto", estimate, free_bytes=80 * GIB)
-    assert taps_on_host("auto", estimate, free_bytes=16 * GIB)
-    assert taps_on_host("auto", estimate, free_bytes=21 * GIB)  # fits only without headroom
-    assert not taps_on_host("auto", estimate, free_bytes=None)  # not a GPU: host and device are one memory
+def free_for(peak_gib: float) -> int:
+    """Free bytes whose planned share (HEADROOM) is exactly ``peak_gib``."""
+    from vggt_sparse_ns.model.memory import HEADROOM
+
+    return int(peak_gib * GIB / HEADROOM) + 1
 
 
-def test_an_unknown_placement_is_refused():
-    with pytest.raises(ValueError, match="auto, device or host"):
-        taps_on_host("disk", MemoryEstimate(1, 1), free_bytes=None)
+def test_explicit_choices_are_obeyed_whatever_the_memory():
+    assert plan_memory("host", "all", small_forward, free_for(100)) == MemoryPlan(frozenset("abc"), False)
+    assert plan_memory("device", "chunks", small_forward, free_for(1)) == MemoryPlan(frozenset(), True)
+
+
+def test_auto_keeps_every_tap_on_the_device_and_all_queries_where_the_run_fits():
+    assert plan_memory("auto", "auto", small_forward, free_for(17)) == MemoryPlan(frozenset(), False)
+
+
+def test_auto_moves_the_fewest_tap_bytes_that_let_the_run_fit():
+    assert plan_memory("auto", "auto", small_forward, free_for(16)).taps_on_host == {"a"}
+    assert plan_memory("auto", "auto", small_forward, free_for(13.5)).taps_on_host == {"c"}  # a + b is 1 GiB short
+    assert plan_memory("auto", "auto", small_forward, free_for(12)).taps_on_host == {"a", "c"}  # 5 GiB, b + c 6
+
+
+def test_auto_attends_by_query_chunks_only_where_no_placement_of_the_taps_fits():
+    assert plan_memory("auto", "auto", small_forward, free_for(10)) == MemoryPlan(frozenset("abc"), False)
+    plan = plan_memory("auto", "auto", small_forward, free_for(9))
+    assert plan.query_chunks and plan.taps_on_host == {"b"}  # by chunks, a and c fit on the device again
+    assert plan_memory("auto", "all", small_forward, free_for(9)) == MemoryPlan(frozenset("abc"), False)
+
+
+def test_where_nothing_fits_every_tap_goes_to_the_host_and_queries_by_chunks():
+    assert plan_memory("auto", "auto", small_forward, free_for(1)) == MemoryPlan(frozenset("abc"), True)
+
+
+def test_on_a_cpu_nothing_moves():
+    assert plan_memory("auto", "auto", small_forward, None) == MemoryPlan(frozenset(), False)
+
+
+@pytest.mark.parametrize(("taps", "queries"), [("disk", "auto"), ("auto", "some")])
+def test_a_choice_that_is_not_one_is_refused(taps, queries):
+    with pytest.raises(ValueError, match="auto, device or host|auto, all or chunks"):
+        plan_memory(taps, queries, small_forward, None)
+
+
+def test_the_estimate_names_the_models_taps_and_their_sizes():
+    config = VGGTConfig()
+    estimate = estimate_peak_bytes(config, 1000, 392, 518, weights_bytes=0, points=True)
+    patches = 37 * 28
+    expected = {"cameras": 1000 * 2 * config.embed_dim * 4}
+    for head in ("depth", "points"):
+        expected.update({f"{head}.{i}": 1000 * patches * c * 4 for i, c in enumerate(config.dpt_out_channels)})
+    assert dict(estimate.taps) == expected
+    # Only the last round's taps are read after its attention (all queries at once).
+    assert estimate.taps_in_attention == set(expected) - {"cameras", "depth.3", "points.3"}
 
 
 def test_a_cpu_has_no_device_memory_to_plan():
@@ -70,15 +107,16 @@ def test_on_a_cpu_the_host_placement_gives_the_same_predictions(vggt_tiny, vggt_
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device beside the host")
+@pytest.mark.parametrize("on_host", [True, {"cameras", "depth.1", "points.3"}], ids=["all", "some"])
 def test_on_a_gpu_taps_kept_in_page_locked_host_memory_give_the_same_predictions_bit_for_bit(
-    vggt_tiny_dir, vggt_tiny_expected
+    vggt_tiny_dir, vggt_tiny_expected, on_host
 ):
     from vggt_sparse_ns.model import load_pretrained
 
     model = load_pretrained(vggt_tiny_dir, device="cuda")
     images = torch.from_numpy(vggt_tiny_expected["input_images"]).cuda()
     on_device = model(images, frames_chunk=2)
-    on_host = model(images, frames_chunk=2, taps_on_host=True)
+    on_host = model(images, frames_chunk=2, taps_on_host=on_host)
     for key in PREDICTION_KEYS:
         torch.testing.assert_close(on_host[key], on_device[key], rtol=0, atol=0)
 
@@ -95,6 +133,38 @@ def test_a_host_tap_store_keeps_page_locked_copies_of_every_chunk():
     assert torch.equal(kept, values.cpu())
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device beside the host")
+def test_a_tap_store_keeps_only_the_named_taps_on_the_host():
+    store = TapStore(torch.device("cuda"), on_host={"far"})
+    values = torch.arange(24.0, device="cuda").reshape(1, 6, 4)
+    for name in ("far", "near"):
+        store.put(name, 6, slice(0, 6), values * 1)
+    kept = store.finish()
+    assert kept["far"].device.type == "cpu" and kept["near"].device.type == "cuda"
+    assert torch.equal(kept["far"], values.cpu()) and torch.equal(kept["near"], values)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device beside the host")
+def test_a_tap_the_host_cannot_page_lock_waits_in_pageable_memory_with_one_warning(monkeypatch, caplog):
+    empty = torch.empty
+
+    def no_page_locked_memory(*shape, pin_memory=False, **kwargs):
+        if pin_memory:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 96.00 GiB")
+        return empty(*shape, **kwargs)
+
+    monkeypatch.setattr(torch, "empty", no_page_locked_memory)
+    store = TapStore(torch.device("cuda"), on_host=True)
+    values = torch.arange(24.0, device="cuda").reshape(1, 6, 4)
+    for start in range(0, 6, 2):
+        store.put("tap", 6, slice(start, start + 2), values[:, start : start + 2] * 1)
+    kept = store.finish()["tap"]
+    torch.cuda.synchronize()
+    assert kept.device.type == "cpu" and not kept.is_pinned()
+    assert torch.equal(kept, values.cpu())
+    assert [r.getMessage() for r in caplog.records if "pageable" in r.getMessage()] != []
+
+
 def test_query_chunks_take_all_queries_and_outputs_out_of_the_attention_peak_and_add_one_chunks_mlp():
     config = VGGTConfig()
     whole = estimate_peak_bytes(config, 1000, 392, 518, weights_bytes=0)
@@ -108,18 +178,3 @@ def test_query_chunks_take_all_queries_and_outputs_out_of_the_attention_peak_and
     # By query chunks, k and v still exist while the last round's taps are read: on the device, every tap counts.
     all_taps = 1000 * (28 * 37) * sum(config.dpt_out_channels) * 4 + 1000 * 2 * config.embed_dim * 4
     assert chunked.taps_on_device - chunked.taps_on_host == all_taps
-
-
-def test_query_chunks_follow_the_choice_or_with_auto_only_where_all_queries_do_not_fit():
-    estimate = MemoryEstimate(taps_on_device=20 * GIB, taps_on_host=12 * GIB)
-    assert query_chunks("chunks", estimate, free_bytes=100 * GIB, taps_on_host=False)
-    assert not query_chunks("all", estimate, free_bytes=1 * GIB, taps_on_host=True)
-    assert not query_chunks("auto", estimate, free_bytes=16 * GIB, taps_on_host=True)
-    assert query_chunks("auto", estimate, free_bytes=16 * GIB, taps_on_host=False)
-    assert query_chunks("auto", estimate, free_bytes=13 * GIB, taps_on_host=True)  # fits only without headroom
-    assert not query_chunks("auto", estimate, free_bytes=None, taps_on_host=False)  # not a GPU
-
-
-def test_a_global_queries_choice_that_is_not_one_is_refused():
-    with pytest.raises(ValueError, match="auto, all or chunks"):
-        query_chunks("some", MemoryEstimate(1, 1), free_bytes=None, taps_on_host=False)

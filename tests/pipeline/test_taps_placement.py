@@ -15,21 +15,25 @@ from vggt_sparse_ns.pipeline import run as run_module
 GIB = 2**30
 
 
+ALL_TAPS = {"cameras", "depth.0", "depth.1", "depth.2", "depth.3"}
+"""The tiny model's taps where the run asks for cameras and depth (its depth head taps four layers, as VGGT-1B's)."""
+
+
 @pytest.fixture
-def memory_arguments(monkeypatch) -> list[tuple[bool, bool]]:
-    """The (taps_on_host, query_chunks) arguments of every model call."""
-    seen: list[tuple[bool, bool]] = []
+def memory_arguments(monkeypatch) -> list[tuple[set[str], bool]]:
+    """The (taps kept on the host, query_chunks) arguments of every model call."""
+    seen: list[tuple[set[str], bool]] = []
     forward = VGGT.forward
 
-    def spy(self, *args, taps_on_host: bool = False, query_chunks: bool = False, **kwargs):
-        seen.append((taps_on_host, query_chunks))
+    def spy(self, *args, taps_on_host=False, query_chunks: bool = False, **kwargs):
+        seen.append((set(taps_on_host), query_chunks))
         return forward(self, *args, taps_on_host=taps_on_host, query_chunks=query_chunks, **kwargs)
 
     monkeypatch.setattr(VGGT, "forward", spy)
     return seen
 
 
-@pytest.mark.parametrize(("choice", "expected"), [("host", True), ("device", False), ("auto", False)])
+@pytest.mark.parametrize(("choice", "expected"), [("host", ALL_TAPS), ("device", set()), ("auto", set())])
 def test_the_chosen_placement_reaches_the_model(
     tmp_path, write_image, vggt_tiny_dir, memory_arguments, choice, expected
 ):
@@ -44,7 +48,7 @@ def test_auto_keeps_the_taps_on_the_host_when_the_gpu_is_too_small(
     monkeypatch.setattr(run_module, "free_device_bytes", lambda device: 1)  # a GPU with one free byte
     scene = [write_image(tmp_path / f"{index}.png", 96, 24) for index in range(3)]
     reconstruct(scene, ReconstructionConfig(checkpoint=str(vggt_tiny_dir), device="cpu"))
-    assert [on_host for on_host, _ in memory_arguments] == [True]
+    assert [on_host for on_host, _ in memory_arguments] == [ALL_TAPS]
 
 
 def test_a_placement_that_is_not_a_choice_is_refused():
@@ -61,17 +65,21 @@ def test_the_chosen_global_queries_reach_the_model(
     assert [chunks for _, chunks in memory_arguments] == [expected]
 
 
-def test_auto_attends_by_query_chunks_only_when_the_taps_on_the_host_do_not_suffice(
+def test_auto_keeps_some_taps_on_the_host_then_attends_by_query_chunks_as_the_free_memory_shrinks(
     tmp_path, write_image, vggt_tiny_dir: Path, memory_arguments, monkeypatch
 ):
     scene = [write_image(tmp_path / f"{index}.png", 96, 24) for index in range(3)]
     config = ReconstructionConfig(checkpoint=str(vggt_tiny_dir), device="cpu")
-    estimate = MemoryEstimate(taps_on_device=20 * GIB, taps_on_host=12 * GIB)
-    monkeypatch.setattr(run_module, "estimate_peak_bytes", lambda *args, **kwargs: estimate)
-    for free_gib in (16, 10):  # room with the taps on the host; then not even with them there
+    taps = {"cameras": 1 * GIB, "depth.3": 4 * GIB}
+
+    def estimate(*args, query_chunks: bool = False, **kwargs) -> MemoryEstimate:
+        return MemoryEstimate(0, (6 if query_chunks else 12) * GIB, 2 * GIB, taps, frozenset(taps))
+
+    monkeypatch.setattr(run_module, "estimate_peak_bytes", estimate)
+    for free_gib in (20, 15, 14, 12):  # all fit; one tap moves; both move; only by query chunks
         monkeypatch.setattr(run_module, "free_device_bytes", lambda device, free=free_gib * GIB: free)
         reconstruct(scene, config)
-    assert memory_arguments == [(True, False), (True, True)]
+    assert memory_arguments == [(set(), False), ({"depth.3"}, False), (set(taps), False), ({"cameras"}, True)]
 
 
 def test_global_queries_that_are_not_a_choice_are_refused():

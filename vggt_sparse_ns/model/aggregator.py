@@ -11,7 +11,9 @@ grow with S beyond the residual stream and one global layer's q, k, v.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import logging
+import math
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -28,6 +30,8 @@ from vggt_sparse_ns.model.config import VGGTConfig
 from vggt_sparse_ns.sparse.base import AttentionPlan, FrameLayout, GlobalAttention
 from vggt_sparse_ns.timing import StageTimer, stage_of
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Tap:
@@ -39,24 +43,24 @@ class Tap:
 
 
 class TapStore:
-    """Where the taps' values wait for the heads: on the model's device, or (``on_host``, CUDA only) in
-    page-locked host memory, copied there chunk by chunk on a stream of their own so that the copies
-    overlap the next chunks' work. The values are the same bits either way; the heads move each chunk
-    of frames back to the device as they decode it."""
+    """Where the taps' values wait for the heads: on the model's device, or for the taps named in ``on_host`` (all
+    with True; CUDA only) in page-locked host memory, copied there chunk by chunk on a stream of their own so that
+    the copies overlap the next chunks' work. The values are the same bits either way; the heads move each chunk
+    of frames back to the device as they decode it. Where the host cannot page-lock a tap's memory (thousands of
+    frames: tens of GB), that tap waits in ordinary host memory instead, whose copies do not overlap."""
 
-    def __init__(self, device: torch.device, on_host: bool) -> None:
-        self.on_host = on_host and device.type == "cuda"
+    def __init__(self, device: torch.device, on_host: bool | Collection[str]) -> None:
+        self.on_host = (lambda name: bool(on_host)) if isinstance(on_host, bool) else on_host.__contains__
         self.values: dict[str, Tensor] = {}
-        self._copies = torch.cuda.Stream(device) if self.on_host else None
+        self._copies = torch.cuda.Stream(device) if device.type == "cuda" and on_host else None
 
     def put(self, name: str, scene_frames: int, frames: slice, value: Tensor) -> None:
         """Store ``value`` [B, n, ...] as frames ``frames`` of tap ``name`` ([B, scene_frames, ...])."""
+        to_host = self._copies is not None and self.on_host(name)
         if name not in self.values:
             shape = (value.shape[0], scene_frames, *value.shape[2:])
-            self.values[name] = (
-                torch.empty(shape, dtype=value.dtype, pin_memory=True) if self.on_host else value.new_empty(shape)
-            )
-        if self._copies is None:
+            self.values[name] = _host_tensor(name, shape, value.dtype) if to_host else value.new_empty(shape)
+        if not to_host:
             self.values[name][:, frames] = value
             return
         self._copies.wait_stream(torch.cuda.current_stream(value.device))
@@ -69,6 +73,18 @@ class TapStore:
         if self._copies is not None:
             torch.cuda.current_stream(self._copies.device).wait_stream(self._copies)
         return self.values
+
+
+def _host_tensor(name: str, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+    """An empty host tensor, page-locked where the host allows it."""
+    try:
+        return torch.empty(shape, dtype=dtype, pin_memory=True)
+    except RuntimeError as error:  # CUDA's out-of-memory error for host memory
+        size = math.prod(shape) * dtype.itemsize / 1e9
+        logger.warning(
+            "Tap %s (%.1f GB) waits in pageable host memory: it could not be page-locked (%s)", name, size, error
+        )
+        return torch.empty(shape, dtype=dtype)
 
 
 @dataclass
@@ -156,14 +172,14 @@ class Aggregator(nn.Module):
         frames_chunk: int = 16,
         timer: StageTimer | None = None,
         norm_implementation: NormImplementation = "auto",
-        taps_on_host: bool = False,
+        taps_on_host: bool | Collection[str] = False,
         query_chunks: bool = False,
         first_frame: int = 0,
     ) -> AggregatorOutput:
         """images [B, S, 3, H, W], float in [0, 1] or uint8, on the model's device or on the host (then moved
         a chunk at a time); per-frame work runs on ``frames_chunk`` frames at a time; the blocks' norms run by
-        ``norm_implementation``. ``taps_on_host`` keeps what the taps read in page-locked host memory instead
-        of the GPU's (``TapStore``). ``query_chunks`` has each global block attend its queries ``frames_chunk``
+        ``norm_implementation``. ``taps_on_host`` keeps what the taps (all, or those named) read in host memory
+        instead of the GPU's (``TapStore``). ``query_chunks`` has each global block attend its queries ``frames_chunk``
         frames at a time, where the plan can (``AttentionPlan.attends_query_chunks``). Where a scene's frames are
         shared out between processes, ``images`` are this process's, from the scene's ``first_frame`` on."""
         norms = norm_implementation

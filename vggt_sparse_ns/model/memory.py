@@ -12,7 +12,9 @@ costs a little time, so this too runs only where it is needed).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import itertools
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
 
 import torch
 
@@ -27,10 +29,35 @@ HEADROOM = 0.9
 
 @dataclass(frozen=True)
 class MemoryEstimate:
-    """Bytes of a forward's peak on the device, with the taps on the device or on the host."""
+    """A forward's peak on the device, from its parts: the peak is the larger of the attention's and the heads'
+    (each with the taps the plan keeps on the device at that moment) above what the whole run holds."""
 
-    taps_on_device: int
-    taps_on_host: int
+    held: int
+    """The weights and, where they are on the device, the images."""
+    attention: int
+    """The last global layer's work without the taps: the token stream, q, k, v and the attention output."""
+    heads: int
+    """The heads' outputs and one chunk's decoder workspace, without the taps."""
+    taps: Mapping[str, int] = field(default_factory=dict)
+    """Bytes of each tap (the model's names: cameras, depth.0, ...)."""
+    taps_in_attention: frozenset[str] = frozenset()
+    """The taps already read when the attention peaks (with query chunks: all of them)."""
+
+    def peak(self, on_host: Collection[str] = ()) -> int:
+        """The peak with the taps named in ``on_host`` kept on the host and the others on the device."""
+        on_device = {name: size for name, size in self.taps.items() if name not in on_host}
+        in_attention = sum(size for name, size in on_device.items() if name in self.taps_in_attention)
+        return self.held + max(self.attention + in_attention, self.heads + sum(on_device.values()))
+
+    @property
+    def taps_on_device(self) -> int:
+        """The peak with every tap on the device."""
+        return self.peak(())
+
+    @property
+    def taps_on_host(self) -> int:
+        """The peak with every tap on the host."""
+        return self.peak(self.taps)
 
 
 def estimate_peak_bytes(
@@ -43,8 +70,10 @@ def estimate_peak_bytes(
     images_on_device: bool = False,
     frames_chunk: int = 16,
     query_chunks: bool = False,
+    points: bool = False,
 ) -> MemoryEstimate:
-    """The estimated peak of one forward (cameras and depth) of ``frames`` images of ``height`` x ``width``.
+    """The estimated peak of one forward (cameras and depth, and with ``points`` the point head's output) of
+    ``frames`` images of ``height`` x ``width``.
 
     Args:
         config: the model's architecture.
@@ -53,9 +82,10 @@ def estimate_peak_bytes(
         images_on_device: the fp32 images sit on the device (the pipeline keeps uint8 images on the host).
         frames_chunk: frames per chunk of the per-frame work and of the heads' decoder.
         query_chunks: global attention runs by chunks of ``frames_chunk`` query frames (``query_chunks``).
+        points: the point head runs too (its taps, the size of the depth head's, and its outputs).
 
     Returns:
-        The peak bytes with the taps kept on the device and with them kept on the host.
+        The estimate, whose ``peak(on_host)`` gives the peak for any placement of the taps.
 
     Example:
         >>> estimate = estimate_peak_bytes(VGGTConfig(), 1000, 392, 518, weights_bytes=4_770_000_000)
@@ -76,45 +106,71 @@ def estimate_peak_bytes(
     # hidden layer 4 each), tests/live_tensors.py.
     chunk_mlp = chunk_tokens * dim * (4 + 4 + 2 * 2 * config.mlp_ratio)
     global_layer = 2 * frames * tokens * dim * 2 + int(chunk_mlp) if query_chunks else 4 * frames * tokens * dim * 2
-    level_taps = [frames * patches * channels * 4 for channels in config.dpt_out_channels]
-    camera_tap = frames * 2 * dim * 4
-    taps_before_last_round = sum(level_taps[:-1])
-    all_taps = sum(level_taps) + camera_tap
-    head_outputs = 2 * frames * height * width * 4  # depth and confidence
+    heads = ("depth", "points") if points else ("depth",)
+    taps = {"cameras": frames * 2 * dim * 4}
+    last_level = len(config.dpt_out_channels) - 1
+    for head in heads:
+        for level, channels in enumerate(config.dpt_out_channels):
+            taps[f"{head}.{level}"] = frames * patches * channels * 4
+    # The last round's taps (the last level and the camera token) are read after its attention, except by query
+    # chunks, where k and v live on while they are read, chunk by chunk.
+    last_round = {"cameras", *(f"{head}.{last_level}" for head in heads)}
+    in_attention = frozenset(name for name in taps if query_chunks or name not in last_round)
+    head_outputs = (2 + 4 * points) * frames * height * width * 4  # depth and confidence, points and confidence
     head_workspace = min(frames, frames_chunk) * height * width * HEAD_WORKSPACE_BYTES_PER_PIXEL
-    base = weights_bytes + (frames * 3 * height * width * 4 if images_on_device else 0)
-
-    def peak(taps_on_device: bool) -> int:
-        # By query chunks, k and v live on while the last round's taps are read, chunk by chunk.
-        taps_during_attention = all_taps if query_chunks else taps_before_last_round
-        attention = token_stream + global_layer + (taps_during_attention if taps_on_device else 0)
-        heads = head_outputs + head_workspace + (all_taps if taps_on_device else 0)
-        return base + max(attention, heads)
-
-    return MemoryEstimate(taps_on_device=peak(True), taps_on_host=peak(False))
+    held = weights_bytes + (frames * 3 * height * width * 4 if images_on_device else 0)
+    return MemoryEstimate(held, token_stream + global_layer, head_outputs + head_workspace, taps, in_attention)
 
 
-def taps_on_host(choice: str, estimate: MemoryEstimate, free_bytes: int | None) -> bool:
-    """Whether to keep the taps on the host: as chosen ("device" or "host"), or with "auto" only where the
-    device's free memory (``None``: not a GPU, nothing to save) cannot hold the forward with them on the
-    device."""
-    if choice not in ("auto", "device", "host"):
-        raise ValueError(f"taps placement must be auto, device or host, not {choice!r}")
-    if choice != "auto":
-        return choice == "host"
-    return free_bytes is not None and estimate.taps_on_device > HEADROOM * free_bytes
+@dataclass(frozen=True)
+class MemoryPlan:
+    """Where a forward keeps its taps and how its global layers attend (``VGGT.forward``'s arguments)."""
+
+    taps_on_host: frozenset[str]
+    """The taps kept in host memory (none, some or all of the model's)."""
+    query_chunks: bool
+
+    def arguments(self) -> dict[str, object]:
+        return {"taps_on_host": self.taps_on_host, "query_chunks": self.query_chunks}
 
 
-def query_chunks(choice: str, estimate: MemoryEstimate, free_bytes: int | None, taps_on_host: bool) -> bool:
-    """Whether global attention runs by chunks of query frames: as chosen ("chunks" or "all"), or with "auto"
-    only where the device's free memory (``None``: not a GPU) cannot hold the forward with all queries at
-    once (``estimate``: of that forward) and the taps where ``taps_on_host`` puts them."""
-    if choice not in ("auto", "all", "chunks"):
-        raise ValueError(f"global attention queries must be auto, all or chunks, not {choice!r}")
-    if choice != "auto":
-        return choice == "chunks"
-    peak = estimate.taps_on_host if taps_on_host else estimate.taps_on_device
-    return free_bytes is not None and peak > HEADROOM * free_bytes
+def plan_memory(
+    taps: str, global_queries: str, estimate: Callable[[bool], MemoryEstimate], free_bytes: int | None
+) -> MemoryPlan:
+    """The memory plan of a forward: ``taps`` (auto, device or host) and ``global_queries`` (auto, all or chunks)
+    as chosen, auto deciding from ``estimate(query_chunks)`` against ``free_bytes`` (None: not a GPU, nothing to
+    save). Moving taps to the host costs copies and chunking queries costs a second q projection, so auto
+    first keeps all queries and moves the fewest tap bytes that let the run fit; only where no placement fits
+    does it attend by query chunks, then again with the fewest tap bytes on the host. Where nothing fits, all
+    taps go to the host by query chunks (the run may still run out of memory; its message says what to do).
+
+    Example:
+        >>> plan = plan_memory("auto", "auto", lambda chunks: estimate_peak_bytes(VGGTConfig(), 8192, 392, 518,
+        ...     weights_bytes=0, query_chunks=chunks), free_bytes=130 * 2**30)
+        >>> sorted(plan.taps_on_host), plan.query_chunks
+        (['depth.0', 'depth.2'], False)
+    """
+    if taps not in ("auto", "device", "host"):
+        raise ValueError(f"taps placement must be auto, device or host, not {taps!r}")
+    if global_queries not in ("auto", "all", "chunks"):
+        raise ValueError(f"global attention queries must be auto, all or chunks, not {global_queries!r}")
+    query_choices = [False, True] if global_queries == "auto" else [global_queries == "chunks"]
+    if free_bytes is None:  # a CPU: host and device are one memory
+        query_choices = query_choices[:1]
+    for chunks in query_choices:
+        forward = estimate(chunks)
+        placements = {"device": [frozenset()], "host": [frozenset(forward.taps)]}.get(taps) or _placements(forward)
+        for on_host in placements:
+            if free_bytes is None or forward.peak(on_host) <= HEADROOM * free_bytes:
+                return MemoryPlan(on_host, chunks)
+    return MemoryPlan(placements[-1], query_choices[-1])
+
+
+def _placements(estimate: MemoryEstimate) -> list[frozenset[str]]:
+    """Every set of taps to keep on the host, fewest bytes first (a model has a handful of taps)."""
+    names = list(estimate.taps)
+    subsets = [frozenset(c) for size in range(len(names) + 1) for c in itertools.combinations(names, size)]
+    return sorted(subsets, key=lambda subset: (sum(estimate.taps[name] for name in subset), len(subset)))
 
 
 def free_device_bytes(device: torch.device) -> int | None:

@@ -97,7 +97,7 @@ class VGGT(nn.Module):
         compute_dtype: torch.dtype | None = None,
         timer: StageTimer | None = None,
         norm_implementation: NormImplementation = "auto",
-        taps_on_host: bool = False,
+        taps_on_host: bool | Collection[str] = False,
         query_chunks: bool = False,
         shard: FrameShard | None = None,
     ) -> dict[str, Any]:
@@ -114,8 +114,8 @@ class VGGT(nn.Module):
         aggregator's norms run (auto: the fused Triton kernels for qk-norm + RoPE and the one-pass LayerNorm
         where they can run, else torch; see layers/attention.py). Images may stay on the host (pinned memory
         for speed): they go to the model's device a chunk at a time.
-        ``taps_on_host`` keeps what the heads read from the aggregator in page-locked host memory until they
-        run (the same values; less GPU memory, model/memory.py says when it is needed). ``query_chunks`` runs
+        ``taps_on_host`` keeps what the heads read from the aggregator (all of it, or the taps named: cameras,
+        depth.0, ..., points.0, ...) in page-locked host memory until they run (the same values; less GPU memory, model/memory.py says when it is needed). ``query_chunks`` runs
         global attention by chunks of ``frames_chunk`` query frames where the strategy can (the same values;
         less GPU memory, a little more time).
 

@@ -15,7 +15,7 @@ import torch
 
 from vggt_sparse_ns.images import ImageBatch, load_images
 from vggt_sparse_ns.model import VGGT, load_pretrained, vggt_checkpoint
-from vggt_sparse_ns.model.memory import estimate_peak_bytes, free_device_bytes, query_chunks, taps_on_host
+from vggt_sparse_ns.model.memory import MemoryEstimate, estimate_peak_bytes, free_device_bytes, plan_memory
 from vggt_sparse_ns.pipeline.attention import (
     PlanRecorder,
     build_attention,
@@ -77,18 +77,19 @@ def _descriptors_on_device(megaloc: MegaLoc, images: torch.Tensor, device: torch
 
 
 def _memory_plan(
-    config: ReconstructionConfig, model: VGGT, images_shape: torch.Size, device: torch.device
-) -> dict[str, bool]:
-    """The model's memory arguments: --taps and --global-queries as set, or for auto: taps on the host, then
-    global attention by query chunks, each only where the GPU's free memory would not hold the run without."""
+    config: ReconstructionConfig, model: VGGT, images_shape: torch.Size, device: torch.device, points: bool
+) -> dict[str, object]:
+    """The model's memory arguments: --taps and --global-queries as set, or for auto the plan that fits the GPU's
+    free memory at the least cost (``plan_memory``)."""
     frames, _, height, width = images_shape
-    # The weights are on the device already, so the free memory no longer counts them.
-    estimate = estimate_peak_bytes(
-        model.config, frames, height, width, weights_bytes=0, frames_chunk=config.frames_chunk
-    )
-    free_bytes = free_device_bytes(device)
-    on_host = taps_on_host(config.taps, estimate, free_bytes)
-    return {"taps_on_host": on_host, "query_chunks": query_chunks(config.global_queries, estimate, free_bytes, on_host)}
+
+    def estimate(query_chunks: bool) -> MemoryEstimate:  # the weights are on the device: the free memory lacks them
+        return estimate_peak_bytes(
+            model.config, frames, height, width, weights_bytes=0, frames_chunk=config.frames_chunk,
+            query_chunks=query_chunks, points=points,
+        )  # fmt: skip
+
+    return plan_memory(config.taps, config.global_queries, estimate, free_device_bytes(device)).arguments()
 
 
 def _require_heads_for(shard: FrameShard, heads: int) -> None:
@@ -229,7 +230,7 @@ def predict(
                 attention,
                 outputs=outputs,
                 frames_chunk=config.frames_chunk,
-                **_memory_plan(config, model, images.shape, device),
+                **_memory_plan(config, model, images.shape, device, points=point_head),
                 shard=shard,
                 timer=model_timer,
             )
