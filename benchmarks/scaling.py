@@ -220,7 +220,8 @@ def main() -> None:
                         device,
                         warmup=not args.no_warmup,
                     )
-                except torch.OutOfMemoryError:
+                except torch.OutOfMemoryError as error:  # its message says how much was allocated and reserved
+                    print(str(error)[:1200])
                     seconds = None
                 del images
                 if seconds is None:  # after the except block, so its traceback no longer holds memory

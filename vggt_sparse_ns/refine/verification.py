@@ -18,6 +18,12 @@ full two-view geometry (E, F and H) took 0.36 s, the fundamental matrix alone on
 same inliers."""
 
 
+RANSAC_TRIALS = {"min_num_trials": 100, "max_num_trials": 10_000, "confidence": 0.999, "min_inlier_ratio": 0.25}
+"""COLMAP's two-view geometry settings (``TwoViewGeometryOptions().ransac``) instead of pycolmap's general RANSAC
+defaults (up to 100,000 trials for inlier ratios down to 1 %), which spent up to ~30 ms on each pair of few
+inliers: 28.6 s for 14,151 pairs on 16 threads at 1,000 frames (docs/benchmarks/refine.json)."""
+
+
 def sampson_distances(fundamental: np.ndarray, points_a: np.ndarray, points_b: np.ndarray) -> np.ndarray:
     """[M] first-order geometric distance (pixels) of each correspondence to the epipolar geometry ``fundamental``."""
     homogeneous_a = np.concatenate([points_a, np.ones((len(points_a), 1))], axis=1)
@@ -43,7 +49,7 @@ def verify_pairs(
     releases the GIL here, so pairs run in threads. Uncalibrated on purpose: the predicted focal lengths may be off."""
     import pycolmap
 
-    options = pycolmap.RANSACOptions(max_error=max_error, random_seed=0, min_num_trials=100)
+    options = pycolmap.RANSACOptions(max_error=max_error, random_seed=0, **RANSAC_TRIALS)
     empty = np.zeros((0, 2), dtype=np.int64)
 
     def verify(index: int) -> np.ndarray:
