@@ -33,6 +33,7 @@ from textured_scene import (
 from vggt_sparse_ns.images import ImageTransform
 from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
 from vggt_sparse_ns.refine import RefineConfig, refine
+from vggt_sparse_ns.refine.config import RefineError
 
 BLANK_FRAME = 3
 
@@ -78,6 +79,35 @@ def test_focal_lengths_move_toward_the_truth(scene, predicted, refined) -> None:
     before = np.abs(predicted.intrinsics[frames, 0, 0] / truth - 1)
     after = np.abs(refined.intrinsics[frames, 0, 0] / truth - 1)
     assert np.median(after) * 3 <= np.median(before)
+
+
+@pytest.fixture(scope="module")
+def refined_with_torch_sift(predicted: Reconstruction) -> Reconstruction:
+    return refine(predicted, RefineConfig(refine_features="torch"))
+
+
+def test_refinement_with_the_torch_sift_cuts_the_median_errors_at_least_five_fold(
+    scene, predicted, refined_with_torch_sift
+) -> None:
+    # Measured (seed 1): rotations 13.9x and positions 15.2x better (pycolmap's SIFT: 19.6x and 22.8x).
+    frames = _textured(scene)
+    refined = refined_with_torch_sift
+    assert refined.refinement["feature_extractor"] == "torch"
+    for errors in (rotation_errors_deg, centre_errors):
+        before = np.median(errors(predicted.T_camera_world, scene.truth.T_camera_world)[frames])
+        after = np.median(errors(refined.T_camera_world, scene.truth.T_camera_world)[frames])
+        assert after * 5 <= before, (errors.__name__, before, after)
+
+
+def test_refinement_with_the_torch_sift_ends_under_one_pixel_and_keeps_the_blank_frame(refined_with_torch_sift) -> None:
+    figures = refined_with_torch_sift.refinement
+    assert figures["reprojection_error_px"] < 1.0
+    assert figures["kept_frames"] == [BLANK_FRAME]
+
+
+def test_affine_features_with_the_torch_sift_are_refused_with_a_clear_message() -> None:
+    with pytest.raises(RefineError, match="--refine-affine-features needs pycolmap"):
+        RefineConfig(refine_features="torch", refine_affine_features=True)
 
 
 def test_the_mean_reprojection_error_ends_under_one_pixel(refined) -> None:

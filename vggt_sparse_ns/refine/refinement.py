@@ -23,7 +23,7 @@ from vggt_sparse_ns.refine.consistency import (
     transform_world,
 )
 from vggt_sparse_ns.refine.depth_prior import depth_agrees, depth_prior
-from vggt_sparse_ns.refine.features import extract_features
+from vggt_sparse_ns.refine.features import extract_features, feature_extractor
 from vggt_sparse_ns.refine.matching import match_pairs
 from vggt_sparse_ns.refine.pairs import select_pairs
 from vggt_sparse_ns.refine.registration import register_frames
@@ -117,12 +117,15 @@ def _refine(reconstruction: Reconstruction, config: RefineConfig) -> Reconstruct
         np.zeros((count, 4)) if reconstruction.distortion is None else reconstruction.distortion.astype(np.float64),
     )
     device = _device(config.refine_device)
+    extractor = feature_extractor(config.refine_features, device, config.refine_affine_features)
     with timer.stage("features"):
         features = extract_features(
             reconstruction.image_paths,
             max_image_size=config.refine_max_image_size,
             max_features=config.refine_max_features,
             affine_shape=config.refine_affine_features,
+            extractor=extractor,
+            device=device,
         )
     with timer.stage("pairs"):
         pairs = select_pairs(
@@ -152,6 +155,7 @@ def _refine(reconstruction: Reconstruction, config: RefineConfig) -> Reconstruct
     error_before = float(initial.errors(predicted).mean()) if len(initial.point) else None
     summary = {
         "camera_model": config.refine_camera_model,
+        "feature_extractor": extractor,
         "pairs_matched": int(len(pairs)),
         "pairs_verified": int(sum(len(v) > 0 for v in verified)),
         "reprojection_error_px_before": error_before,
