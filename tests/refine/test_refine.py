@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from textured_scene import (
     AERIAL_SIZE,
@@ -108,6 +109,12 @@ def test_refinement_with_the_torch_sift_ends_under_one_pixel_and_keeps_the_blank
 def test_affine_features_with_the_torch_sift_are_refused_with_a_clear_message() -> None:
     with pytest.raises(RefineError, match="--refine-affine-features needs pycolmap"):
         RefineConfig(refine_features="torch", refine_affine_features=True)
+
+
+@pytest.mark.skipif(torch.backends.mps.is_available(), reason="this machine has an MPS device")
+def test_a_refine_device_that_is_not_here_is_refused_with_a_clear_message(small_prediction) -> None:
+    with pytest.raises(RefineError, match="--refine-device mps: there is no mps device here"):
+        refine(small_prediction, RefineConfig(refine_device="mps"))
 
 
 def test_the_mean_reprojection_error_ends_under_one_pixel(refined) -> None:

@@ -14,7 +14,7 @@ import torch
 from vggt_sparse_ns.pipeline.reconstruction import Reconstruction, SparsePoints
 from vggt_sparse_ns.refine.adjustment import PosePrior, RefinementRejected, bundle_adjust
 from vggt_sparse_ns.refine.cameras import CameraSet, project_points
-from vggt_sparse_ns.refine.config import RefineConfig
+from vggt_sparse_ns.refine.config import RefineConfig, RefineError
 from vggt_sparse_ns.refine.consistency import (
     align_depth,
     back_to_prediction,
@@ -73,6 +73,9 @@ def _quiet_pycolmap() -> Iterator[None]:
 def _device(choice: str) -> torch.device:
     if choice == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    available = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}
+    if choice in available and not available[choice]():
+        raise RefineError(f"--refine-device {choice}: there is no {choice} device here (try auto or cpu)")
     return torch.device(choice)
 
 

@@ -199,12 +199,13 @@ def _scale_space(images: torch.Tensor, upsample: bool) -> list[_Octave]:
 def _extrema(gaussians: torch.Tensor, octave: int, step: float) -> _Keypoints:
     """Refined extrema of one octave's differences of Gaussians that pass the contrast and edge tests."""
     dog = gaussians[:, 1:] - gaussians[:, :-1]
-    highest = F.max_pool3d(dog[:, None], 3, stride=1, padding=1)[:, 0]
-    lowest = -F.max_pool3d(-dog[:, None], 3, stride=1, padding=1)[:, 0]
-    candidate = ((dog == highest) | (dog == lowest)) & (dog.abs() >= CANDIDATE_THRESHOLD)
-    interior = torch.zeros_like(candidate)
-    interior[:, 1:-1, 1:-1, 1:-1] = True  # a full 3x3x3 neighbourhood: levels 1..LEVELS, not the border
-    image, level, y, x = (candidate & interior).nonzero(as_tuple=True)
+    inner = dog[:, 1:-1]  # levels 1..LEVELS: those with a level above and below
+    candidate = (inner == _neighbourhood_max(dog)) | (inner == -_neighbourhood_max(-dog))
+    candidate &= inner.abs() >= CANDIDATE_THRESHOLD
+    candidate[..., :, [0, -1]] = False  # a full 3x3 neighbourhood: not on the border
+    candidate[..., [0, -1], :] = False
+    image, level, y, x = candidate.nonzero(as_tuple=True)
+    level = level + 1
 
     def at(ds: int, dy: int, dx: int) -> torch.Tensor:
         return dog[image, level + ds, y + dy, x + dx]
@@ -245,6 +246,13 @@ def _extrema(gaussians: torch.Tensor, octave: int, step: float) -> _Keypoints:
         scale=sigma * step,
         angle=torch.zeros_like(sigma),
     )
+
+
+def _neighbourhood_max(dog: torch.Tensor) -> torch.Tensor:
+    """[B, L - 2, h, w] the largest value of each 3x3x3 neighbourhood around levels 1..L-2 of ``dog`` [B, L, h, w]
+    (a 3x3 max per level, then over three levels: on the CPU several times faster than one 3x3x3 max pool)."""
+    spatial = F.max_pool2d(dog.flatten(0, 1)[:, None], 3, stride=1, padding=1).view_as(dog)
+    return torch.maximum(torch.maximum(spatial[:, :-2], spatial[:, 1:-1]), spatial[:, 2:])
 
 
 def _largest_per_image(image: torch.Tensor, scale: torch.Tensor, count: int) -> torch.Tensor:
