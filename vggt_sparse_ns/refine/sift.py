@@ -220,14 +220,12 @@ def _extrema(gaussians: torch.Tensor, octave: int, step: float) -> _Keypoints:
     dxy = 0.25 * (at(0, 1, 1) - at(0, 1, -1) - at(0, -1, 1) + at(0, -1, -1))
     dxs = 0.25 * (at(1, 0, 1) - at(1, 0, -1) - at(-1, 0, 1) + at(-1, 0, -1))
     dys = 0.25 * (at(1, 1, 0) - at(1, -1, 0) - at(-1, 1, 0) + at(-1, -1, 0))
-    hessian = torch.stack([dxx, dxy, dxs, dxy, dyy, dys, dxs, dys, dss], 1).view(-1, 3, 3)
-    offset, info = torch.linalg.solve_ex(hessian, -gradient[..., None])
-    offset = offset[..., 0]
+    columns = (torch.stack([dxx, dxy, dxs], 1), torch.stack([dxy, dyy, dys], 1), torch.stack([dxs, dys, dss], 1))
+    offset = _solve_3x3(columns, -gradient)
     contrast = centre + 0.5 * (gradient * offset).sum(1)
     trace, determinant = dxx + dyy, dxx * dyy - dxy**2
     keep = (
-        (info == 0)
-        & torch.isfinite(offset).all(1)
+        torch.isfinite(offset).all(1)
         & (offset.abs() <= MAX_OFFSET).all(1)
         & (contrast.abs() >= PEAK_THRESHOLD)
         & (determinant > 0)
@@ -246,6 +244,19 @@ def _extrema(gaussians: torch.Tensor, octave: int, step: float) -> _Keypoints:
         scale=sigma * step,
         angle=torch.zeros_like(sigma),
     )
+
+
+def _solve_3x3(columns: tuple[torch.Tensor, torch.Tensor, torch.Tensor], right: torch.Tensor) -> torch.Tensor:
+    """x [N, 3] with [c0 c1 c2] x = right, for columns c [N, 3], by Cramer's rule (elementwise arithmetic that every
+    device runs; not finite where the matrix is singular)."""
+
+    def determinant(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return (a * torch.linalg.cross(b, c, dim=1)).sum(1)
+
+    c0, c1, c2 = columns
+    whole = determinant(c0, c1, c2)
+    parts = (determinant(right, c1, c2), determinant(c0, right, c2), determinant(c0, c1, right))
+    return torch.stack(parts, 1) / whole[:, None]
 
 
 def _neighbourhood_max(dog: torch.Tensor) -> torch.Tensor:
