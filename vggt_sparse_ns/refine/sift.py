@@ -15,8 +15,9 @@ CPU SIFT uses and whose positions it shifts by 0.5 in the same way.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -284,7 +285,9 @@ def _gradients(gaussians: torch.Tensor) -> torch.Tensor:
     return gradients
 
 
-def _sample(gradients: torch.Tensor, keypoints: _Keypoints, x: torch.Tensor, y: torch.Tensor):
+def _sample(
+    gradients: torch.Tensor, keypoints: _Keypoints, x: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Bilinearly interpolated gradients [N, P, 2] at octave positions x, y [N, P] of each keypoint's level, and
     [N, P] whether the position lies inside the image."""
     _, levels, height, width, _ = gradients.shape
@@ -303,7 +306,12 @@ def _sample(gradients: torch.Tensor, keypoints: _Keypoints, x: torch.Tensor, y: 
     return top * (1 - fy) + bottom * fy, inside
 
 
-def _per_octave(octaves: list[_Octave], keypoints: _Keypoints, compute) -> list[tuple[torch.Tensor, object]]:
+Result = TypeVar("Result")
+
+
+def _per_octave(
+    octaves: list[_Octave], keypoints: _Keypoints, compute: Callable[[torch.Tensor, _Keypoints], Result]
+) -> list[tuple[torch.Tensor, Result]]:
     """``compute(gradients, keypoints chunk)`` over chunks of each octave's keypoints, with their rows."""
     results = []
     for index, octave in enumerate(octaves):
