@@ -90,10 +90,10 @@ def test_keypoints_and_matches_survive_a_rotation_of_the_photograph(upright, ang
     image, mapping = _view(angle, 1.0)
     (b,) = _detect(image)
     assert len(a.keypoints) > 300
-    assert _repeatability(a, b, mapping) >= 0.75
+    assert _repeatability(a, b, mapping) >= 0.75  # measured 0.97 (90 degrees), 0.85 (30 degrees)
     matches, correct = _correct_matches(a, b, mapping)
     assert matches >= 0.4 * len(a.keypoints)
-    assert correct >= 0.9
+    assert correct >= 0.9  # measured 0.995, 0.986
 
 
 def test_keypoints_and_matches_survive_a_scale_change_to_0_7(upright) -> None:
@@ -101,10 +101,10 @@ def test_keypoints_and_matches_survive_a_scale_change_to_0_7(upright) -> None:
     image, mapping = _view(0.0, 0.7)
     (b,) = _detect(image)
     # Keypoints finer than the smallest scale found in b (0.8 px) once shrunk 0.7x cannot be found again.
-    assert _repeatability(a, b, mapping, smallest_scale=2.0) >= 0.6
+    assert _repeatability(a, b, mapping, smallest_scale=2.0) >= 0.6  # measured 0.79
     matches, correct = _correct_matches(a, b, mapping)
-    assert matches >= 0.25 * len(a.keypoints)
-    assert correct >= 0.9
+    assert matches >= 0.25 * len(a.keypoints)  # measured 0.41
+    assert correct >= 0.9  # measured 0.97
 
 
 def test_keypoints_lie_where_pycolmaps_sift_finds_them(upright) -> None:
@@ -118,8 +118,9 @@ def test_keypoints_lie_where_pycolmaps_sift_finds_them(upright) -> None:
     theirs = pycolmap.keypoints_to_matrix(keypoints)
     distances = np.linalg.norm(ours.keypoints.numpy()[:, None] - theirs[None, :, :2], axis=2)
     nearest, distance = distances.argmin(axis=1), distances.min(axis=1)
-    assert np.mean(distance < 2.0) >= 0.9, "most of ours are pycolmap's"
-    assert np.mean(distances.min(axis=0) < 2.0) >= 0.85, "most of pycolmap's are ours"
+    # Measured: every keypoint of each within 1 px of one of the other's (621 and 622 keypoints).
+    assert np.mean(distance < 2.0) >= 0.95, "nearly all of ours are pycolmap's"
+    assert np.mean(distances.min(axis=0) < 2.0) >= 0.95, "nearly all of pycolmap's are ours"
     close = distance < 1.0
     offset = (ours.keypoints.numpy()[close] - theirs[nearest[close], :2]).mean(axis=0)
     assert np.abs(offset).max() < 0.05, f"same pixel convention (mean offset {offset})"

@@ -1,7 +1,7 @@
 """Lowe's SIFT in PyTorch, batched over equally sized grey images on any torch device (CUDA, Apple's MPS, the CPU).
 
 No weights: a Gaussian scale space per octave (separable convolutions), extrema of its differences of Gaussians
-over 3x3x3 neighbourhoods, one quadratic step to sub-pixel and sub-scale positions, a contrast threshold and
+over 3x3x3 neighbourhoods, quadratic fits to sub-pixel and sub-scale positions, a contrast threshold and
 Lowe's edge test, dominant orientations from a 36-bin gradient histogram and 4x4x8 descriptors with trilinear
 interpolation, clipped at 0.2 and returned as RootSIFT unit rows. The settings are COLMAP's defaults (3 levels per
 octave, 4 octaves, peak threshold 0.02 / 3, edge ratio 10, 3 keypoint scales per descriptor bin), so the features
@@ -38,8 +38,15 @@ CANDIDATE_THRESHOLD = 0.8 * PEAK_THRESHOLD
 """Extrema below this are not refined at all (VLFeat's pre-filter)."""
 EDGE_RATIO = 10.0
 """Largest ratio of the principal curvatures of the difference of Gaussians (Lowe's edge test)."""
-MAX_OFFSET = 1.0
-"""A quadratic step longer than this (samples, in x, y or scale) means the fit is unreliable: the candidate goes."""
+QUADRATIC_STEPS = 5
+"""Most quadratic fits per candidate: where the fitted extremum lies more than MOVE_OFFSET from the sample, the fit
+is repeated from the neighbouring sample that way (in x and y, as VLFeat does). Measured on tests/refine's 320x240
+photograph: one fit (offsets up to one sample kept) found 588 keypoints, 98 % within 1 px of pycolmap's 622; with
+these moves 621, all within 1 px, and tests/refine's box ring verified 14 instead of 12 of its 28 pairs."""
+MOVE_OFFSET = 0.6
+MAX_OFFSET = 1.5
+"""A last quadratic step longer than this (samples, in x, y or scale) means the fit is unreliable: the candidate
+goes (VLFeat's bound)."""
 ORIENTATION_BINS = 36
 ORIENTATION_SIGMA = 1.5
 """Gaussian window of the orientation histogram, in keypoint scales (its radius is three times this)."""
@@ -207,22 +214,16 @@ def _extrema(gaussians: torch.Tensor, octave: int, step: float) -> _Keypoints:
     candidate[..., [0, -1], :] = False
     image, level, y, x = candidate.nonzero(as_tuple=True)
     level = level + 1
-
-    def at(ds: int, dy: int, dx: int) -> torch.Tensor:
-        return dog[image, level + ds, y + dy, x + dx]
-
-    centre = at(0, 0, 0)
-    gradient = 0.5 * torch.stack(
-        [at(0, 0, 1) - at(0, 0, -1), at(0, 1, 0) - at(0, -1, 0), at(1, 0, 0) - at(-1, 0, 0)], 1
-    )
-    dxx = at(0, 0, 1) + at(0, 0, -1) - 2 * centre
-    dyy = at(0, 1, 0) + at(0, -1, 0) - 2 * centre
-    dss = at(1, 0, 0) + at(-1, 0, 0) - 2 * centre
-    dxy = 0.25 * (at(0, 1, 1) - at(0, 1, -1) - at(0, -1, 1) + at(0, -1, -1))
-    dxs = 0.25 * (at(1, 0, 1) - at(1, 0, -1) - at(-1, 0, 1) + at(-1, 0, -1))
-    dys = 0.25 * (at(1, 1, 0) - at(1, -1, 0) - at(-1, 1, 0) + at(-1, -1, 0))
-    columns = (torch.stack([dxx, dxy, dxs], 1), torch.stack([dxy, dyy, dys], 1), torch.stack([dxs, dys, dss], 1))
-    offset = _solve_3x3(columns, -gradient)
+    for attempt in range(QUADRATIC_STEPS):
+        centre, gradient, hessian = _derivatives(dog, image, level, y, x)
+        offset = _solve_3x3(hessian, -gradient)
+        move = torch.where(offset[:, :2].abs() > MOVE_OFFSET, offset[:, :2].sign(), 0.0).nan_to_num(0.0).long()
+        if attempt == QUADRATIC_STEPS - 1 or not move.any():
+            break
+        x = (x + move[:, 0]).clamp(1, dog.shape[3] - 2)
+        y = (y + move[:, 1]).clamp(1, dog.shape[2] - 2)
+        image, level, y, x = _distinct(dog.shape, image, level, y, x)
+    dxx, dyy, dxy = hessian[0][:, 0], hessian[1][:, 1], hessian[1][:, 0]
     contrast = centre + 0.5 * (gradient * offset).sum(1)
     trace, determinant = dxx + dyy, dxx * dyy - dxy**2
     keep = (
@@ -245,6 +246,39 @@ def _extrema(gaussians: torch.Tensor, octave: int, step: float) -> _Keypoints:
         scale=sigma * step,
         angle=torch.zeros_like(sigma),
     )
+
+
+def _distinct(shape: torch.Size, *sample: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The samples (image, level, y, x) without repeats (candidates that moved onto the same sample)."""
+    image, level, y, x = sample
+    key = ((image * shape[1] + level) * shape[2] + y) * shape[3] + x
+    unique, inverse = torch.unique(key, return_inverse=True)
+    rows = torch.arange(len(key), device=key.device)
+    first = torch.full_like(unique, len(key)).scatter_reduce(0, inverse, rows, "amin")
+    return tuple(part[first] for part in sample)
+
+
+def _derivatives(
+    dog: torch.Tensor, image: torch.Tensor, level: torch.Tensor, y: torch.Tensor, x: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The value [N], gradient [N, 3] and Hessian (three columns [N, 3]) of the differences of Gaussians ``dog`` in
+    (x, y, level) at the given samples, by central differences."""
+
+    def at(ds: int, dy: int, dx: int) -> torch.Tensor:
+        return dog[image, level + ds, y + dy, x + dx]
+
+    centre = at(0, 0, 0)
+    gradient = 0.5 * torch.stack(
+        [at(0, 0, 1) - at(0, 0, -1), at(0, 1, 0) - at(0, -1, 0), at(1, 0, 0) - at(-1, 0, 0)], 1
+    )
+    dxx = at(0, 0, 1) + at(0, 0, -1) - 2 * centre
+    dyy = at(0, 1, 0) + at(0, -1, 0) - 2 * centre
+    dss = at(1, 0, 0) + at(-1, 0, 0) - 2 * centre
+    dxy = 0.25 * (at(0, 1, 1) - at(0, 1, -1) - at(0, -1, 1) + at(0, -1, -1))
+    dxs = 0.25 * (at(1, 0, 1) - at(1, 0, -1) - at(-1, 0, 1) + at(-1, 0, -1))
+    dys = 0.25 * (at(1, 1, 0) - at(1, -1, 0) - at(-1, 1, 0) + at(-1, -1, 0))
+    columns = (torch.stack([dxx, dxy, dxs], 1), torch.stack([dxy, dyy, dys], 1), torch.stack([dxs, dys, dss], 1))
+    return centre, gradient, columns
 
 
 def _solve_3x3(columns: tuple[torch.Tensor, torch.Tensor, torch.Tensor], right: torch.Tensor) -> torch.Tensor:
