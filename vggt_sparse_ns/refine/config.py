@@ -29,10 +29,10 @@ class RefineConfig:
     """Most SIFT features per image (the largest-scale ones are kept)."""
     refine_features: FeatureChoice = "auto"
     """Which SIFT finds the features: pycolmap's (COLMAP's CPU SIFT, in worker processes) or ours in PyTorch
-    (refine/sift.py, batched over images on --refine-device; on a 320x240 photograph 99 % of its keypoints lie within
-    1 px of pycolmap's). auto picks torch when --refine-device is cuda or mps (pycolmap's GPU SIFT needs a CUDA build
-    of pycolmap that cannot be installed beside ours) and pycolmap on the CPU, where it is faster (one 1600x900
-    image on the 2-core development machine: 0.47 s on one core against 2.9 s for torch on one thread, 1.8 s on
+    (refine/sift.py, batched over images on --refine-device; on a 320x240 photograph every keypoint lies within 1 px
+    of one of pycolmap's). auto picks torch when --refine-device is cuda or mps (pycolmap's GPU SIFT needs a CUDA
+    build of pycolmap that cannot be installed beside ours) and pycolmap on the CPU, where it is faster (one 1600x900
+    image on the 2-core development machine: 0.48 s on one core against 3.2 s for torch on one thread, 1.9 s on
     two), and with --refine-affine-features, which only pycolmap computes (torch with it is refused)."""
     refine_affine_features: bool = False
     """Describe each SIFT keypoint by its affine-adapted (elliptical) region (COLMAP's estimate_affine_shape), so that
