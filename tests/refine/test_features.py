@@ -90,3 +90,11 @@ def test_auto_runs_the_torch_sift_on_a_gpu_and_pycolmaps_on_the_cpu_or_for_affin
     choice, device, affine_shape, runs
 ) -> None:
     assert feature_extractor(choice, torch.device(device), affine_shape) == runs
+
+
+def test_the_torch_sift_finds_nothing_on_a_flat_image_file(tmp_path: Path) -> None:
+    flat = tmp_path / "flat.png"
+    Image.new("RGB", (96, 64), (90, 90, 90)).save(flat)
+    (features,) = extract_features([flat], max_image_size=1600, max_features=100, extractor="torch")
+    assert features.size == (96, 64) and len(features) == 0
+    assert features.keypoints.shape == (0, 2) and features.descriptors.shape == (0, 128)
