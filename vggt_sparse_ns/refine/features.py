@@ -25,6 +25,7 @@ from PIL import Image
 
 from vggt_sparse_ns.cpus import usable_cpus
 from vggt_sparse_ns.images import decode_rgb, decoding_slot, open_image
+from vggt_sparse_ns.refine.sift import detect_and_describe
 
 
 @dataclass(frozen=True)
@@ -169,8 +170,6 @@ def _torch_features(
     image_paths: Sequence[Path], max_image_size: int, max_features: int, device: torch.device
 ) -> list[Features]:
     """``refine/sift.py`` on ``device`` over images decoded in threads (decoding releases the GIL)."""
-    from vggt_sparse_ns.refine.sift import detect_and_describe
-
     results: list[Features | None] = [None] * len(image_paths)
     with ThreadPoolExecutor(max_workers=usable_cpus()) as pool:
 
