@@ -68,8 +68,9 @@ i.e. 1-2 pixels of the octave, finer than the level's own blur of 1.6-3.2 pixels
 ORIENTATION_SAMPLES = 19
 """Gradient samples per axis across the orientation window (0.5 keypoint scales apart)."""
 PIXELS_PER_BATCH = 6 << 20
-"""Detection-image pixels processed at once (about four 1600x900 images): the scale space takes about 100 bytes
-per pixel, so a batch stays near 1 GB whatever the number of images."""
+"""Detection-image pixels processed at once (about four 1600x900 images): measured on the CPU with noise images
+(many candidates), the scale space and its keypoints took 150-200 bytes per pixel at peak (0.8 GB for four), so a
+batch stays near 1 GB whatever the number of images."""
 KEYPOINTS_PER_CHUNK = 4096
 """Keypoints whose orientations or descriptors are computed at once (about 100 MB of gradient samples)."""
 
