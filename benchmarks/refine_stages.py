@@ -36,7 +36,7 @@ from vggt_sparse_ns.evaluate.metrics import camera_centres
 from vggt_sparse_ns.images import ImageTransform
 from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
 from vggt_sparse_ns.refine import RefineConfig, refine
-from vggt_sparse_ns.refine.config import CameraModelName, RefineDevice
+from vggt_sparse_ns.refine.config import CameraModelName, FeatureChoice, RefineDevice
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "refine_stages.json"
 MODEL_DOWNSCALE = 8
@@ -68,7 +68,9 @@ class RefineStagesBenchmark:
     camera_model: CameraModelName = "PINHOLE"
     """--refine-camera-model."""
     device: RefineDevice = "cpu"
-    """--refine-device (where descriptors are matched)."""
+    """--refine-device (where descriptors are matched, and SIFT runs with --features torch)."""
+    features: FeatureChoice = "auto"
+    """--refine-features: which SIFT (auto: torch on cuda or mps, pycolmap on the CPU)."""
     seed: int = 0
     """Seed of the perturbation."""
     profile: Path | None = None
@@ -171,6 +173,7 @@ def main(settings: RefineStagesBenchmark) -> dict[str, Any]:
         refine_points_per_frame=settings.points_per_frame,
         refine_camera_model=settings.camera_model,
         refine_device=settings.device,
+        refine_features=settings.features,
     )
     profiler = cProfile.Profile() if settings.profile is not None else None
     started = time.perf_counter()
@@ -196,6 +199,7 @@ def main(settings: RefineStagesBenchmark) -> dict[str, Any]:
         "points_per_frame": settings.points_per_frame,
         "camera_model": settings.camera_model,
         "device": settings.device,
+        "features": figures["feature_extractor"],
         "cpus": len(os.sched_getaffinity(0)),
         "refine_s": round(seconds, 3),
         "refine_split_s": rounded(figures["seconds"]),
@@ -207,7 +211,7 @@ def main(settings: RefineStagesBenchmark) -> dict[str, Any]:
     print(json.dumps(row, indent=1))
     if settings.output is not None:
         key = ("frames", "width", "height", "neighbors", "max_image_size", "max_features", "points_per_frame")
-        merge_row(settings.output, row, key + ("camera_model", "device"))
+        merge_row(settings.output, row, key + ("camera_model", "device", "features"))
     return row
 
 

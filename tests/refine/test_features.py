@@ -6,11 +6,13 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 from PIL import Image
 from textured_scene import make_scene
 from unusual_images import write_png16
 
-from vggt_sparse_ns.refine.features import extract_features, read_grey
+from vggt_sparse_ns.refine.features import extract_features, feature_extractor, read_grey
 
 
 def test_worker_processes_give_the_same_features_as_one_process(tmp_path: Path, caplog) -> None:
@@ -40,12 +42,14 @@ def test_affine_shape_features_are_computed_in_the_worker_processes_too(tmp_path
         assert len(a) != len(disk) or not np.array_equal(a.descriptors, disk.descriptors)
 
 
-def test_keypoints_detected_on_a_downscaled_image_are_in_full_resolution_pixels(tmp_path: Path) -> None:
+@pytest.mark.parametrize("extractor", ["pycolmap", "torch"])
+def test_keypoints_detected_on_a_downscaled_image_are_in_full_resolution_pixels(tmp_path: Path, extractor) -> None:
     small = make_scene(tmp_path / "small", frames=1).truth.image_paths[0]
     large = tmp_path / "large.png"
     Image.open(small).resize((640, 480), Image.Resampling.BICUBIC).save(large)
-    (found,) = extract_features([large], max_image_size=320, max_features=500)  # detected at 320x240
-    (reference,) = extract_features([small], max_image_size=320, max_features=500)
+    settings = {"max_image_size": 320, "max_features": 500, "extractor": extractor}
+    (found,) = extract_features([large], **settings)  # detected at 320x240
+    (reference,) = extract_features([small], **settings)
     assert found.size == (640, 480)
     # Same detection image (up to resampling), keypoints twice as far from the origin.
     nearest = np.linalg.norm(found.keypoints[:, None] / 2 - reference.keypoints[None], axis=2).min(1)
@@ -56,3 +60,41 @@ def test_a_16_bit_gray_image_is_read_for_sift_rounded_to_8_bits_as_the_model_see
     grey, size = read_grey(write_png16(tmp_path / "deep.png", (448,)), max_image_size=1600)
     assert size == (64, 48)
     assert (grey == 2).all(), "448 / 257 = 1.74 rounds to 2 (PIL's own conversion clips it to 255: a white image)"
+
+
+def test_the_torch_sift_gives_every_image_its_own_features_in_input_order(tmp_path: Path) -> None:
+    paths = make_scene(tmp_path, frames=3).truth.image_paths
+    odd_size = tmp_path / "odd.png"
+    Image.open(paths[1]).resize((200, 150)).save(odd_size)
+    mixed = [paths[0], odd_size, paths[2]]
+    together = extract_features(mixed, max_image_size=1600, max_features=300, extractor="torch")
+    for path, features in zip(mixed, together, strict=True):
+        (alone,) = extract_features([path], max_image_size=1600, max_features=300, extractor="torch")
+        assert features.size == alone.size and len(features) == len(alone) > 50
+        np.testing.assert_allclose(features.keypoints, alone.keypoints, atol=1e-3)
+        np.testing.assert_allclose(np.linalg.norm(features.descriptors, axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("choice", "device", "affine_shape", "runs"),
+    [
+        ("auto", "cuda", False, "torch"),
+        ("auto", "mps", False, "torch"),
+        ("auto", "cpu", False, "pycolmap"),
+        ("auto", "cuda", True, "pycolmap"),
+        ("torch", "cpu", False, "torch"),
+        ("pycolmap", "cuda", False, "pycolmap"),
+    ],
+)
+def test_auto_runs_the_torch_sift_on_a_gpu_and_pycolmaps_on_the_cpu_or_for_affine_shapes(
+    choice, device, affine_shape, runs
+) -> None:
+    assert feature_extractor(choice, torch.device(device), affine_shape) == runs
+
+
+def test_the_torch_sift_finds_nothing_on_a_flat_image_file(tmp_path: Path) -> None:
+    flat = tmp_path / "flat.png"
+    Image.new("RGB", (96, 64), (90, 90, 90)).save(flat)
+    (features,) = extract_features([flat], max_image_size=1600, max_features=100, extractor="torch")
+    assert features.size == (96, 64) and len(features) == 0
+    assert features.keypoints.shape == (0, 2) and features.descriptors.shape == (0, 128)

@@ -1,4 +1,5 @@
-"""SIFT keypoints and descriptors of the original image files (pycolmap's SIFT: no weights to download).
+"""SIFT keypoints and descriptors of the original image files (no weights to download): pycolmap's SIFT on the
+CPU, or ours in PyTorch (``refine/sift.py``) on a GPU; ``feature_extractor`` chooses.
 
 Images are decoded as the model sees them (``images.decode_rgb``: upright, 16-bit files rounded to 8 bits,
 transparency on white, files up to ``images.MAX_IMAGE_PIXELS``), converted to grey and downscaled so
@@ -11,17 +12,20 @@ from __future__ import annotations
 import logging
 import multiprocessing
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+import torch
 from PIL import Image
 
 from vggt_sparse_ns.cpus import usable_cpus
 from vggt_sparse_ns.images import decode_rgb, decoding_slot, open_image
+from vggt_sparse_ns.refine.sift import detect_and_describe
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,11 @@ def read_grey(path: Path, max_image_size: int) -> tuple[np.ndarray, tuple[int, i
     if scale < 1.0:
         grey = grey.resize((max(1, round(size[0] * scale)), max(1, round(size[1] * scale))), Image.Resampling.BILINEAR)
     return np.ascontiguousarray(np.asarray(grey, dtype=np.uint8)), size
+
+
+def _full_resolution(keypoints: np.ndarray, grey_shape: tuple[int, ...], size: tuple[int, int]) -> np.ndarray:
+    """[N, 2] keypoints detected on the downscaled grey image (continuous pixels) in full-resolution pixels."""
+    return keypoints.astype(np.float64) * np.array([size[0] / grey_shape[1], size[1] / grey_shape[0]])
 
 
 UPSAMPLE_BELOW = 1000
@@ -87,8 +96,20 @@ def _extract(
     if key not in _extractors:  # on the GPU where pycolmap was built with CUDA
         _extractors[key] = pycolmap.FeatureExtractor.create(_sift_options(*key), pycolmap.Device.auto)
     keypoints, descriptors = _extractors[key].extract_from_uint8_array(grey)
-    scale = np.array([size[0] / grey.shape[1], size[1] / grey.shape[0]])
-    return pycolmap.keypoints_to_matrix(keypoints)[:, :2].astype(np.float64) * scale, descriptors.data, size
+    return _full_resolution(pycolmap.keypoints_to_matrix(keypoints)[:, :2], grey.shape, size), descriptors.data, size
+
+
+FeatureExtractor = Literal["pycolmap", "torch"]
+
+
+def feature_extractor(
+    choice: Literal["auto", "pycolmap", "torch"], device: torch.device, affine_shape: bool = False
+) -> FeatureExtractor:
+    """The SIFT that runs: ``auto`` picks ours in torch on a GPU (cuda or mps) and pycolmap's on the CPU (faster
+    there) or for affine-shaped features (pycolmap only)."""
+    if choice != "auto":
+        return choice
+    return "torch" if device.type in ("cuda", "mps") and not affine_shape else "pycolmap"
 
 
 def extract_features(
@@ -97,9 +118,15 @@ def extract_features(
     max_image_size: int,
     max_features: int,
     affine_shape: bool = False,
+    extractor: FeatureExtractor = "pycolmap",
+    device: torch.device | None = None,
     workers: int | None = None,
 ) -> list[Features]:
     """SIFT features of each image, in input order.
+
+    ``extractor`` "torch" runs ``refine/sift.py`` on ``device`` (the CPU when None): images are decoded by a pool of
+    threads while the previous ones are described, and sent in batches of equal size; "pycolmap" runs pycolmap's
+    SIFT, as below. ``feature_extractor`` makes the choice.
 
     ``affine_shape`` describes each keypoint's affine-adapted elliptical region instead of a disk (COLMAP's
     ``estimate_affine_shape``): descriptors that survive the foreshortening between views far apart (see
@@ -109,6 +136,10 @@ def extract_features(
     images are spread over worker processes (spawned: the parent may hold a CUDA context), one per usable CPU (``usable_cpus``), when
     there are at least ``IMAGES_PER_WORKER`` images per worker; ``workers`` overrides the count.
     """
+    if extractor == "torch":
+        if affine_shape:
+            raise ValueError("affine-shaped SIFT features are pycolmap's only (extractor='pycolmap')")
+        return _torch_features(image_paths, max_image_size, max_features, device or torch.device("cpu"))
     workers = workers or max(1, min(usable_cpus(), len(image_paths) // IMAGES_PER_WORKER))
     settings = {"max_image_size": max_image_size, "max_features": max_features, "affine_shape": affine_shape}
     results = None
@@ -129,3 +160,32 @@ def extract_features(
 def _unit_rows(descriptors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(descriptors, axis=1, keepdims=True)
     return descriptors / np.maximum(norms, 1e-12)
+
+
+DECODED_AHEAD = 32
+"""Images the torch path decodes while the previous ones are described (bounds the decoded images held)."""
+
+
+def _torch_features(
+    image_paths: Sequence[Path], max_image_size: int, max_features: int, device: torch.device
+) -> list[Features]:
+    """``refine/sift.py`` on ``device`` over images decoded in threads (decoding releases the GIL)."""
+    results: list[Features | None] = [None] * len(image_paths)
+    with ThreadPoolExecutor(max_workers=usable_cpus()) as pool:
+
+        def decode(start: int) -> list[Future]:
+            return [pool.submit(read_grey, path, max_image_size) for path in image_paths[start : start + DECODED_AHEAD]]
+
+        ahead = decode(0)
+        for start in range(0, len(image_paths), DECODED_AHEAD):
+            decoded = [future.result() for future in ahead]
+            ahead = decode(start + DECODED_AHEAD)
+            for shape in dict.fromkeys(grey.shape for grey, _ in decoded):
+                same = [i for i, (grey, _) in enumerate(decoded) if grey.shape == shape]
+                batch = torch.from_numpy(np.stack([decoded[i][0] for i in same])).to(device)
+                found = detect_and_describe(batch, max_features, upsample=max(shape) < UPSAMPLE_BELOW)
+                for i, features in zip(same, found, strict=True):
+                    size = decoded[i][1]
+                    keypoints = _full_resolution(features.keypoints.cpu().numpy(), shape, size)
+                    results[start + i] = Features(keypoints, features.descriptors.cpu().numpy(), size)
+    return results

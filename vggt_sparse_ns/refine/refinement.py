@@ -14,7 +14,7 @@ import torch
 from vggt_sparse_ns.pipeline.reconstruction import Reconstruction, SparsePoints
 from vggt_sparse_ns.refine.adjustment import PosePrior, RefinementRejected, bundle_adjust
 from vggt_sparse_ns.refine.cameras import CameraSet, project_points
-from vggt_sparse_ns.refine.config import RefineConfig
+from vggt_sparse_ns.refine.config import RefineConfig, RefineError
 from vggt_sparse_ns.refine.consistency import (
     align_depth,
     back_to_prediction,
@@ -23,7 +23,7 @@ from vggt_sparse_ns.refine.consistency import (
     transform_world,
 )
 from vggt_sparse_ns.refine.depth_prior import depth_agrees, depth_prior
-from vggt_sparse_ns.refine.features import extract_features
+from vggt_sparse_ns.refine.features import extract_features, feature_extractor
 from vggt_sparse_ns.refine.matching import match_pairs
 from vggt_sparse_ns.refine.pairs import select_pairs
 from vggt_sparse_ns.refine.registration import register_frames
@@ -73,6 +73,9 @@ def _quiet_pycolmap() -> Iterator[None]:
 def _device(choice: str) -> torch.device:
     if choice == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    available = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}
+    if choice in available and not available[choice]():
+        raise RefineError(f"--refine-device {choice}: there is no {choice} device here (try auto or cpu)")
     return torch.device(choice)
 
 
@@ -117,12 +120,15 @@ def _refine(reconstruction: Reconstruction, config: RefineConfig) -> Reconstruct
         np.zeros((count, 4)) if reconstruction.distortion is None else reconstruction.distortion.astype(np.float64),
     )
     device = _device(config.refine_device)
+    extractor = feature_extractor(config.refine_features, device, config.refine_affine_features)
     with timer.stage("features"):
         features = extract_features(
             reconstruction.image_paths,
             max_image_size=config.refine_max_image_size,
             max_features=config.refine_max_features,
             affine_shape=config.refine_affine_features,
+            extractor=extractor,
+            device=device,
         )
     with timer.stage("pairs"):
         pairs = select_pairs(
@@ -152,6 +158,7 @@ def _refine(reconstruction: Reconstruction, config: RefineConfig) -> Reconstruct
     error_before = float(initial.errors(predicted).mean()) if len(initial.point) else None
     summary = {
         "camera_model": config.refine_camera_model,
+        "feature_extractor": extractor,
         "pairs_matched": int(len(pairs)),
         "pairs_verified": int(sum(len(v) > 0 for v in verified)),
         "reprojection_error_px_before": error_before,
