@@ -36,6 +36,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from vggt_sparse_ns.hub import CheckpointMismatchError, WeightsUnavailableError
     from vggt_sparse_ns.images import ImageLoadError
     from vggt_sparse_ns.pipeline.errors import InputError, ReconstructionOutOfMemoryError
+    from vggt_sparse_ns.refine.config import RefineError
     from vggt_sparse_ns.viewer.errors import ViewerError
 
     return (
@@ -47,6 +48,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         ExportError,
         ViewerError,
         EvaluationError,
+        RefineError,
     )
 
 

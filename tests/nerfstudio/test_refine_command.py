@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pycolmap
 import pytest
+import torch
 import tyro
 from refine.textured_scene import make_scene
 
@@ -41,6 +42,20 @@ def test_the_refine_flags_reach_the_command_without_prefixes(tmp_path: Path) -> 
     )
     assert command.refinement == RefineConfig(refine=True, refine_camera_model="OPENCV", refine_max_image_size=1024)
     assert ProcessVGGTSparse(data=tmp_path, output_dir=tmp_path).refinement.refine is False
+
+
+@pytest.mark.skipif(torch.backends.mps.is_available(), reason="needs a machine without Apple's GPU")
+def test_a_refine_device_the_machine_lacks_fails_in_one_line_before_inference(
+    tmp_path: Path, vggt_tiny_dir: Path, run_command, monkeypatch
+) -> None:
+    make_scene(tmp_path / "photos", frames=2)
+    monkeypatch.setattr(ProcessVGGTSparse, "_probe_folders", lambda self: pytest.fail("the run went on"))
+    status, output = run_command(
+        tmp_path / "photos", tmp_path / "out", refinement=RefineConfig(refine=True, refine_device="mps")
+    )
+    assert status == 1
+    assert output == "Error: --refine-device mps: there is no mps device here (try auto or cpu)"
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.slow

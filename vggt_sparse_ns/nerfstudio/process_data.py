@@ -118,6 +118,8 @@ class ProcessVGGTSparse(BaseConverterToNerfstudioDataset):
             raise InputError(
                 f"--data {self.data} and --eval-data {self.eval_data} must both be image folders or both videos."
             )
+        if self.refinement.refine:
+            self.refinement.device()  # an unavailable --refine-device fails now, not after inference
         video = is_video(self.data)
         if video and (shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None):
             raise InputError(

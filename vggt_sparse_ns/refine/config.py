@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    import torch
 
 CameraModelName = Literal["PINHOLE", "SIMPLE_RADIAL", "OPENCV"]
 RefineDevice = Literal["auto", "cuda", "mps", "cpu"]
@@ -127,3 +130,17 @@ class RefineConfig:
             raise RefineError(
                 f"--refine-camera-model must be PINHOLE, SIMPLE_RADIAL or OPENCV, not {self.refine_camera_model!r}"
             )
+
+    def device(self) -> torch.device:
+        """The device matching runs on (``refine_device``; auto: cuda when present, else cpu). Raises RefineError
+        for a device this machine does not have, which the command checks before inference."""
+        import torch
+
+        if self.refine_device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        available = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}
+        if self.refine_device in available and not available[self.refine_device]():
+            raise RefineError(
+                f"--refine-device {self.refine_device}: there is no {self.refine_device} device here (try auto or cpu)"
+            )
+        return torch.device(self.refine_device)

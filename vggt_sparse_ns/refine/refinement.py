@@ -9,12 +9,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
-import torch
 
 from vggt_sparse_ns.pipeline.reconstruction import Reconstruction, SparsePoints
 from vggt_sparse_ns.refine.adjustment import PosePrior, RefinementRejected, bundle_adjust
 from vggt_sparse_ns.refine.cameras import CameraSet, project_points
-from vggt_sparse_ns.refine.config import RefineConfig, RefineError
+from vggt_sparse_ns.refine.config import RefineConfig
 from vggt_sparse_ns.refine.consistency import (
     align_depth,
     back_to_prediction,
@@ -70,15 +69,6 @@ def _quiet_pycolmap() -> Iterator[None]:
         pycolmap.logging.minloglevel = level
 
 
-def _device(choice: str) -> torch.device:
-    if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    available = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}
-    if choice in available and not available[choice]():
-        raise RefineError(f"--refine-device {choice}: there is no {choice} device here (try auto or cpu)")
-    return torch.device(choice)
-
-
 def _observations_per_frame(model: SparseModel, frames: int) -> np.ndarray:
     return np.bincount(model.frame, minlength=frames)
 
@@ -119,7 +109,7 @@ def _refine(reconstruction: Reconstruction, config: RefineConfig) -> Reconstruct
         ),
         np.zeros((count, 4)) if reconstruction.distortion is None else reconstruction.distortion.astype(np.float64),
     )
-    device = _device(config.refine_device)
+    device = config.device()
     extractor = feature_extractor(config.refine_features, device, config.refine_affine_features)
     with timer.stage("features"):
         features = extract_features(
