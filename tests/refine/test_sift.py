@@ -107,10 +107,20 @@ def test_keypoints_and_matches_survive_a_scale_change_to_0_7(upright) -> None:
     assert correct >= 0.9  # measured 0.97
 
 
-def test_keypoints_lie_where_pycolmaps_sift_finds_them(upright) -> None:
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")),
+    ],
+)
+def test_keypoints_lie_where_pycolmaps_sift_finds_them(upright, device) -> None:
     import pycolmap
 
     image, ours = upright
+    if device != "cpu":  # the same image described on the GPU (TF32 convolutions would move keypoints)
+        ours = detect_and_describe(torch.from_numpy(image[None]).to(device), 4096, upsample=True)[0]
+        ours = SiftFeatures(*(t.cpu() for t in ours))
     options = pycolmap.FeatureExtractionOptions()
     options.sift.max_num_features = 100_000
     options.sift.first_octave = -1  # as upsample=True
