@@ -98,3 +98,21 @@ def test_the_torch_sift_finds_nothing_on_a_flat_image_file(tmp_path: Path) -> No
     (features,) = extract_features([flat], max_image_size=1600, max_features=100, extractor="torch")
     assert features.size == (96, 64) and len(features) == 0
     assert features.keypoints.shape == (0, 2) and features.descriptors.shape == (0, 128)
+
+
+def test_where_the_torch_sift_fails_on_its_device_pycolmaps_runs_instead_with_one_warning(
+    tmp_path: Path, monkeypatch, caplog
+) -> None:
+    from vggt_sparse_ns.refine import features as features_module
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(features_module, "detect_and_describe", out_of_memory)
+    paths = make_scene(tmp_path, frames=2).truth.image_paths
+    with caplog.at_level(logging.WARNING):
+        found = extract_features(paths, max_image_size=1600, max_features=300, extractor="torch", workers=1)
+    expected = extract_features(paths, max_image_size=1600, max_features=300, extractor="pycolmap", workers=1)
+    for a, b in zip(found, expected, strict=True):
+        np.testing.assert_array_equal(a.keypoints, b.keypoints)
+    assert [r.getMessage() for r in caplog.records if "pycolmap's SIFT runs on the CPU instead" in r.getMessage()]

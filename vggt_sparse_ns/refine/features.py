@@ -125,8 +125,9 @@ def extract_features(
     """SIFT features of each image, in input order.
 
     ``extractor`` "torch" runs ``refine/sift.py`` on ``device`` (the CPU when None): images are decoded by a pool of
-    threads while the previous ones are described, and sent in batches of equal size; "pycolmap" runs pycolmap's
-    SIFT, as below. ``feature_extractor`` makes the choice.
+    threads while the previous ones are described, and sent in batches of equal size; where the device fails
+    (a RuntimeError: out of memory, say), pycolmap's SIFT runs instead, with one warning. "pycolmap" runs
+    pycolmap's SIFT, as below. ``feature_extractor`` makes the choice.
 
     ``affine_shape`` describes each keypoint's affine-adapted elliptical region instead of a disk (COLMAP's
     ``estimate_affine_shape``): descriptors that survive the foreshortening between views far apart (see
@@ -139,7 +140,10 @@ def extract_features(
     if extractor == "torch":
         if affine_shape:
             raise ValueError("affine-shaped SIFT features are pycolmap's only (extractor='pycolmap')")
-        return _torch_features(image_paths, max_image_size, max_features, device or torch.device("cpu"))
+        try:
+            return _torch_features(image_paths, max_image_size, max_features, device or torch.device("cpu"))
+        except RuntimeError as error:  # the GPU's (out of memory, an unsupported operation): pycolmap's SIFT still runs
+            logger.warning("SIFT on %s failed (%s); pycolmap's SIFT runs on the CPU instead.", device, error)
     workers = workers or max(1, min(usable_cpus(), len(image_paths) // IMAGES_PER_WORKER))
     settings = {"max_image_size": max_image_size, "max_features": max_features, "affine_shape": affine_shape}
     results = None
