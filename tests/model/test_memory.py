@@ -121,14 +121,19 @@ def test_on_a_gpu_taps_kept_in_page_locked_host_memory_give_the_same_predictions
         torch.testing.assert_close(on_host[key], on_device[key], rtol=0, atol=0)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device beside the host")
-def test_a_host_tap_store_keeps_page_locked_copies_of_every_chunk():
-    store = TapStore(torch.device("cuda"), on_host=True)
+def stored_by_chunks(store: TapStore) -> tuple[torch.Tensor, torch.Tensor]:
+    """(what ``store`` keeps of one tap of 6 frames put 2 frames at a time, the values put)."""
     values = torch.arange(24.0, device="cuda").reshape(1, 6, 4)
     for start in range(0, 6, 2):
         store.put("tap", 6, slice(start, start + 2), values[:, start : start + 2] * 1)
     kept = store.finish()["tap"]
     torch.cuda.synchronize()
+    return kept, values
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device beside the host")
+def test_a_host_tap_store_keeps_page_locked_copies_of_every_chunk():
+    kept, values = stored_by_chunks(TapStore(torch.device("cuda"), on_host=True))
     assert kept.device.type == "cpu" and kept.is_pinned()
     assert torch.equal(kept, values.cpu())
 
@@ -154,12 +159,7 @@ def test_a_tap_the_host_cannot_page_lock_waits_in_pageable_memory_with_one_warni
         return empty(*shape, **kwargs)
 
     monkeypatch.setattr(torch, "empty", no_page_locked_memory)
-    store = TapStore(torch.device("cuda"), on_host=True)
-    values = torch.arange(24.0, device="cuda").reshape(1, 6, 4)
-    for start in range(0, 6, 2):
-        store.put("tap", 6, slice(start, start + 2), values[:, start : start + 2] * 1)
-    kept = store.finish()["tap"]
-    torch.cuda.synchronize()
+    kept, values = stored_by_chunks(TapStore(torch.device("cuda"), on_host=True))
     assert kept.device.type == "cpu" and not kept.is_pinned()
     assert torch.equal(kept, values.cpu())
     assert [r.getMessage() for r in caplog.records if "pageable" in r.getMessage()] != []
