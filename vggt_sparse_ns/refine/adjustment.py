@@ -160,10 +160,10 @@ def bundle_adjust(
         prior_costs += _add_focal_priors(adjuster.problem, reconstruction, prior, camera_of_frame)
     if depth_prior is not None:
         prior_costs += _add_depth_priors(adjuster.problem, reconstruction, depth_prior, model, used, point_ids)
-    summary = adjuster.solve()
+    summary = _solve(options, config, adjuster.problem)
     del adjuster, prior_costs
-    logger.debug("%s", summary.brief_report())
-    if not summary.is_solution_usable():
+    logger.debug("%s", summary.BriefReport())
+    if not summary.IsSolutionUsable():
         raise AdjustmentFailed(f"the solver stopped with {summary.termination_type.name}")
 
     T_camera_world = cameras.T_camera_world.copy()
@@ -179,6 +179,19 @@ def bundle_adjust(
     kept = point_ids[model.point] > 0
     adjusted = SparseModel(xyz, model.point, model.frame, model.keypoint, model.pixel).select(used & kept)
     return CameraSet(T_camera_world, intrinsics, distortion), adjusted
+
+
+def _solve(options: object, config: object, problem: object) -> object:
+    """Solve ``problem`` with pycolmap's choice of solver options (linear solver by image count, threads by
+    residual count) through pyceres, which releases the GIL while Ceres runs. pycolmap's own ``solve`` keeps it:
+    once a problem has 50,000 residuals Ceres evaluates on several threads, and a thread evaluating one of the
+    priors' Python costs then waits for the GIL forever (measured: 100 generated views hung in the first
+    adjustment, every thread asleep)."""
+    import pyceres
+
+    summary = pyceres.SolverSummary()
+    pyceres.solve(options.ceres.create_solver_options(config, problem), problem, summary)
+    return summary
 
 
 def _add_pose_priors(problem: object, reconstruction: object, prior: PosePrior, frames: list[int]) -> list[object]:
