@@ -54,7 +54,12 @@ disagrees with the images bends the cameras and points off their rays instead. M
 came out 2-4x worse than without depth); each frame's depth scaled by 0.7-1.4 and shifted by up to 30 %: +17 % to
 11-fold."""
 SETTLED_PIXELS = 0.1
-"""The passes stop once a pass moves no observation's projection by more than this many pixels."""
+"""The passes stop once a pass moves no frame's median observation (its point projected by the camera before and
+after the pass) by more than this many pixels. A frame's median, not the largest over all observations: a camera that
+moves shifts all its observations, while one point close to a camera or nearly at infinity can shift by pixels from a
+change that moves nothing else. Measured on 200 generated views circling a plane: a pass whose largest shift was
+12.8 px moved 99 % of the observations by under 0.1 px, and the two passes after it (0.11 px, then 0 px largest)
+gave the same cameras and cost again, 15 s of 55 s of the adjustment stage."""
 
 
 @contextmanager
@@ -321,7 +326,7 @@ def _adjust(
                 break  # this pass lost frames: the previous one stands
             if len(refined[1].point) < len(model.point):
                 break  # fewer observations fit it: a worse account of the images than the previous pass
-            settled = _largest_shift(cameras, refined[0], refined[1]) <= SETTLED_PIXELS
+            settled = _frame_shift(cameras, refined[0], refined[1]) <= SETTLED_PIXELS
             cameras, model, frames = refined
             if settled:
                 break
@@ -365,14 +370,18 @@ def _depth_kept(
     )
 
 
-def _largest_shift(before: CameraSet, after: CameraSet, model: SparseModel) -> float:
-    """The most any observation of ``model`` moves (pixels) when its point is projected by ``after`` instead of
-    ``before``."""
+def _frame_shift(before: CameraSet, after: CameraSet, model: SparseModel) -> float:
+    """The most any frame's median observation of ``model`` moves (pixels) when its point is projected by
+    ``after`` instead of ``before``."""
     if len(model.point) == 0:
         return 0.0
     points = model.xyz[model.point]
     moved = project_points(after, model.frame, points)[0] - project_points(before, model.frame, points)[0]
-    return float(np.max(np.linalg.norm(moved, axis=1)))
+    shift = np.nan_to_num(np.linalg.norm(moved, axis=1), nan=np.inf)
+    order = np.lexsort((shift, model.frame))
+    _, starts, counts = np.unique(model.frame[order], return_index=True, return_counts=True)
+    medians = (shift[order][starts + (counts - 1) // 2] + shift[order][starts + counts // 2]) / 2
+    return float(np.max(medians))
 
 
 def _pose_prior(
