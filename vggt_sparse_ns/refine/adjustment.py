@@ -143,6 +143,14 @@ def bundle_adjust(
     options.ceres.solver_options.max_num_iterations = MAX_ITERATIONS
     options.ceres.solver_options.function_tolerance = FUNCTION_TOLERANCE
     options.ceres.solver_options.num_threads = usable_cpus()  # -1 would take the host's count, not ours
+    # pycolmap's automatic choice otherwise: dense Schur up to 50 images, sparse Schur (CHOLMOD) up to 1,000, then
+    # iterative Schur. Our reduced camera system stays sparse at any frame count (split tracks couple at most
+    # track_selection.MAX_TRACK_LENGTH frames, pairs come from the frame graph), and on 200 generated views iterative Schur took 48
+    # iterations and 13.0 s for the first adjustment where sparse Schur took 32 and 8.6 s (rotations 0.0465 against
+    # 0.0456 degrees after all passes): sparse Schur at every frame count.
+    options.ceres.max_num_images_direct_sparse_cpu_solver = max(
+        options.ceres.max_num_images_direct_sparse_cpu_solver, len(frames) + 1
+    )
     config = pycolmap.BundleAdjustmentConfig()
     for frame in frames:
         config.add_image(int(frame) + 1)
