@@ -10,8 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vggt_sparse_ns.images import ImageTransform
+from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
+from vggt_sparse_ns.refine import adjustment
 from vggt_sparse_ns.refine.adjustment import AdjustmentFailed, bundle_adjust
 from vggt_sparse_ns.refine.cameras import CameraSet, project_points
+from vggt_sparse_ns.refine.depth_prior import depth_prior
 from vggt_sparse_ns.refine.triangulation import SparseModel
 
 # 12 cameras on an arc looking at 2,500 points, every point seen by every camera: 60,000 residuals, above the
@@ -21,6 +25,7 @@ import numpy as np
 from textured_scene import look_at
 from vggt_sparse_ns.refine import adjustment
 from vggt_sparse_ns.refine.cameras import CameraSet, project_points
+from vggt_sparse_ns.refine.depth_prior import depth_prior
 from vggt_sparse_ns.refine.triangulation import SparseModel
 
 adjustment.usable_cpus = lambda: 4
@@ -84,3 +89,53 @@ def test_more_than_a_thousand_frames_are_solved_by_sparse_schur_not_iterative(mo
             loss_scale=1.0,
         )
     assert used == [pyceres.LinearSolverType.SPARSE_SCHUR]
+
+
+@pytest.mark.parametrize("with_depth", [False, True])
+def test_ceres_runs_on_one_thread_only_when_the_depth_priors_python_costs_are_in_the_problem(
+    monkeypatch: pytest.MonkeyPatch, with_depth: bool
+) -> None:
+    # Several threads would take turns at the GIL for each of the depth prior's per-observation Python costs.
+    import pyceres
+
+    frames, points = 4, 40
+    poses = np.repeat(np.eye(4)[None, :3], frames, 0)
+    poses[:, 0, 3] = -0.2 * np.arange(frames)
+    intrinsics = np.repeat(np.array([[[500.0, 0, 320], [0, 500, 240], [0, 0, 1]]]), frames, 0)
+    cameras = CameraSet(poses, intrinsics, np.zeros((frames, 4)))
+    rng = np.random.default_rng(0)
+    xyz = np.column_stack([rng.uniform(-1, 1, (points, 2)), np.full(points, 5.0)])
+    point, frame = np.repeat(np.arange(points), frames), np.tile(np.arange(frames), points)
+    pixel = project_points(cameras, frame, xyz[point])[0]
+    transform = ImageTransform((640, 480), (80, 60), (0, 0), (0, 0), (80, 60))
+    prediction = Reconstruction(
+        image_paths=[Path(f"frame_{i}.png") for i in range(frames)],
+        transforms=[transform] * frames,
+        T_camera_world=poses.astype(np.float32),
+        intrinsics=intrinsics.astype(np.float32),
+        depth=np.full((frames, 60, 80), 5.0, np.float32),
+        depth_conf=np.ones((frames, 60, 80), np.float32),
+        colors=np.zeros((frames, 60, 80, 3), np.uint8),
+    )
+    threads = []
+    monkeypatch.setattr(adjustment, "usable_cpus", lambda: 4)
+
+    def unsolved(options, config, problem) -> pyceres.SolverSummary:
+        # The threads asked for (pycolmap then keeps problems under 50,000 residuals on one thread anyway).
+        threads.append(options.ceres.solver_options.num_threads)
+        return pyceres.SolverSummary()
+
+    monkeypatch.setattr(adjustment, "_solve", unsolved)
+    with pytest.raises(AdjustmentFailed):  # nothing was solved
+        bundle_adjust(
+            cameras,
+            SparseModel(xyz, point, frame, np.arange(len(point)), pixel),
+            frames=np.arange(frames),
+            anchor=0,
+            sizes=[(640, 480)] * frames,
+            camera_model="PINHOLE",
+            shared_intrinsics=True,
+            loss_scale=1.0,
+            depth_prior=depth_prior(prediction, 0.05) if with_depth else None,
+        )
+    assert threads == [1 if with_depth else 4]

@@ -27,6 +27,11 @@ MIN_FRAMES_FOR_FOCAL = 3
 optical axes meet (Sturm's degeneracy), as they do in any capture that keeps one subject in view: the solver then
 trades focal length for pose (measured on two views of a room looking at one point: the focal length went 18-74 %
 off and the rotations 4-8 times worse than predicted). With a third view the points fix it."""
+PYTHON_COSTS_THREADS = 1
+"""Ceres threads for a problem with a Python cost per observation (the depth prior). Each evaluation of one takes
+the GIL, and threads contending for it are slower than one thread alone: 20,000 one-residual Python costs solved in
+0.28 s on one thread, 1.1-2.0 s on two (this 2-core machine); 100 generated views with the depth prior (86,000
+depth costs), two passes: 52.7 and 68.0 s on two threads, where the same passes without it took 2.3-3.6 s."""
 PRIOR_LOSS_SCALE = 2.0
 """The pose prior's Cauchy scale, in standard deviations: the prior holds like a Gaussian within about this many
 of them and pulls ever more weakly beyond, so a camera VGGT got further off follows its matches. Measured on
@@ -142,7 +147,9 @@ def bundle_adjust(
     options.ceres.loss_function_scale = loss_scale
     options.ceres.solver_options.max_num_iterations = MAX_ITERATIONS
     options.ceres.solver_options.function_tolerance = FUNCTION_TOLERANCE
-    options.ceres.solver_options.num_threads = usable_cpus()  # -1 would take the host's count, not ours
+    # -1 would take the host's count, not ours. The depth prior adds a Python cost per observation, and Ceres'
+    # threads then take turns at the GIL: see PYTHON_COSTS_THREADS.
+    options.ceres.solver_options.num_threads = PYTHON_COSTS_THREADS if depth_prior is not None else usable_cpus()
     # pycolmap's automatic choice otherwise: dense Schur up to 50 images, sparse Schur (CHOLMOD) up to 1,000, then
     # iterative Schur. Our reduced camera system stays sparse at any frame count (split tracks couple at most
     # track_selection.MAX_TRACK_LENGTH frames, pairs come from the frame graph), and on 200 generated views iterative Schur took 48
