@@ -28,7 +28,7 @@ from vggt_sparse_ns.refine.matching import match_pairs
 from vggt_sparse_ns.refine.pairs import select_pairs
 from vggt_sparse_ns.refine.registration import register_frames
 from vggt_sparse_ns.refine.track_selection import adjustment_tracks
-from vggt_sparse_ns.refine.triangulation import SparseModel, triangulate
+from vggt_sparse_ns.refine.triangulation import SparseModel, WorkerPool, triangulate
 from vggt_sparse_ns.refine.verification import build_tracks, keypoint_pixels, verify_pairs
 from vggt_sparse_ns.timing import StageTimer
 
@@ -107,11 +107,11 @@ def refine(reconstruction: Reconstruction, config: RefineConfig | None = None) -
         >>> refined = refine(reconstruction, RefineConfig(refine_camera_model="SIMPLE_RADIAL"))
         >>> refined.refinement["reprojection_error_px"]
     """
-    with _quiet_pycolmap():
-        return _refine(reconstruction, config or RefineConfig())
+    with _quiet_pycolmap(), WorkerPool() as pool:  # started only if a triangulation is large enough
+        return _refine(reconstruction, config or RefineConfig(), pool)
 
 
-def _refine(reconstruction: Reconstruction, config: RefineConfig) -> Reconstruction:
+def _refine(reconstruction: Reconstruction, config: RefineConfig, pool: WorkerPool) -> Reconstruction:
     timer = StageTimer()
     count = reconstruction.num_frames
     predicted = CameraSet(
@@ -158,7 +158,14 @@ def _refine(reconstruction: Reconstruction, config: RefineConfig) -> Reconstruct
         pixel = keypoint_pixels(features, frame, keypoint)
         loose = float(np.median(predicted.intrinsics[:, 0, 0])) * np.tan(np.deg2rad(INITIAL_ERROR_DEGREES))
         initial = triangulate(
-            predicted, track, frame, keypoint, pixel, max_error=loose, min_angle=config.refine_min_triangulation_angle
+            predicted,
+            track,
+            frame,
+            keypoint,
+            pixel,
+            max_error=loose,
+            min_angle=config.refine_min_triangulation_angle,
+            pool=pool,
         )
     error_before = float(initial.errors(predicted).mean()) if len(initial.point) else None
     summary = {
@@ -172,7 +179,7 @@ def _refine(reconstruction: Reconstruction, config: RefineConfig) -> Reconstruct
     try:
         with timer.stage("bundle adjustment"):
             cameras, model, frames, anchor, depth_held = _adjust(
-                reconstruction, predicted, initial, (track, frame, keypoint, pixel), config
+                reconstruction, predicted, initial, (track, frame, keypoint, pixel), config, pool
             )
             summary["depth_prior"] = depth_held
         with timer.stage("scale"):
@@ -254,6 +261,7 @@ def _adjust(
     initial: SparseModel,
     observations: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     config: RefineConfig,
+    pool: WorkerPool,
 ) -> tuple[CameraSet, SparseModel, np.ndarray, int, bool]:
     """Two adjustment passes on each frame's best points, every track re-triangulated after each, frames left
     out at first registered by absolute pose in between, then more passes until the cameras settle; then the
@@ -288,6 +296,7 @@ def _adjust(
             pixel[registered],
             max_error=config.refine_max_reprojection_error,
             min_angle=config.refine_min_triangulation_angle,
+            pool=pool,
         )
 
     def adjust_and_retriangulate(
