@@ -34,7 +34,10 @@ from textured_scene import (
 from vggt_sparse_ns.images import ImageTransform
 from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
 from vggt_sparse_ns.refine import RefineConfig, refine
+from vggt_sparse_ns.refine.cameras import CameraSet
 from vggt_sparse_ns.refine.config import RefineError
+from vggt_sparse_ns.refine.refinement import _frame_shift
+from vggt_sparse_ns.refine.triangulation import SparseModel
 
 BLANK_FRAME = 3
 
@@ -474,3 +477,24 @@ def test_depth_maps_each_off_by_their_own_scale_and_shift_are_not_used_and_chang
     with_errors = _median_errors(wrong_depth, refined, outward_ring_12.truth)
     for name, (_, after) in _median_errors(wrong_depth, without, outward_ring_12.truth).items():
         assert with_errors[name][1] <= after * 1.01, (name, with_errors[name][1], after)
+
+
+def test_the_passes_settle_on_each_frames_median_shift_not_on_one_points_largest() -> None:
+    # Two cameras 1 apart looking down z at 50 points 10 away and one point 0.05 in front of camera 1: moving camera 1
+    # by 0.001 shifts the far points by 0.05 px and the near one by 10 px; moving it by 0.01 shifts them all by 0.5 px.
+    poses = np.stack([np.eye(4)[:3], np.eye(4)[:3]])
+    poses[1, 0, 3] = -1.0
+    intrinsics = np.repeat(np.array([[[500.0, 0, 320], [0, 500, 240], [0, 0, 1]]]), 2, 0)
+    rng = np.random.default_rng(0)
+    xyz = np.concatenate([np.column_stack([rng.uniform(-1, 2, (50, 2)), np.full(50, 10.0)]), [[1.0, 0.0, 0.05]]])
+    point, frame = np.repeat(np.arange(51), 2), np.tile([0, 1], 51)
+    model = SparseModel(xyz, point, frame, np.arange(102), np.zeros((102, 2)))
+    before = CameraSet(poses, intrinsics, np.zeros((2, 4)))
+
+    def moved(step: float) -> CameraSet:
+        shifted = poses.copy()
+        shifted[1, 0, 3] += step
+        return CameraSet(shifted, intrinsics, np.zeros((2, 4)))
+
+    assert _frame_shift(before, moved(0.001), model) == pytest.approx(0.05)
+    assert _frame_shift(before, moved(0.01), model) == pytest.approx(0.5)

@@ -138,6 +138,27 @@ def test_worker_processes_triangulate_runs_of_whole_tracks_to_the_one_process_re
         np.testing.assert_array_equal(getattr(shared, name), getattr(alone, name))
 
 
+def test_a_worker_pool_serves_several_triangulations_with_the_same_processes_and_results(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Each spawned process imports the parent's main module first (seconds with torch): one start per refinement.
+    cameras = _cameras()
+    rng = np.random.default_rng(7)
+    track, frame, keypoint, pixel = _observe(cameras, rng.uniform([-1, -1, 4], [2, 1, 6], (300, 3)))
+    pixel += rng.normal(0, 0.3, pixel.shape)
+    alone = triangulate(cameras, track, frame, keypoint, pixel, max_error=2.0, min_angle=1.0, workers=1)
+    monkeypatch.setattr(triangulation, "RUN_OBSERVATIONS", 400)
+    with triangulation.WorkerPool(2) as pool:
+        results, processes = [], []
+        for _ in range(2):
+            results.append(triangulate(cameras, track, frame, keypoint, pixel, max_error=2.0, min_angle=1.0, pool=pool))
+            processes.append(set(pool.executor()._processes))
+    assert processes[0] and processes[0] == processes[1]
+    for shared in results:
+        for name in ("xyz", "point", "frame", "keypoint", "pixel"):
+            np.testing.assert_array_equal(getattr(shared, name), getattr(alone, name))
+
+
 def test_runs_end_between_tracks_and_unsorted_tracks_stay_one_run(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(triangulation, "RUN_OBSERVATIONS", 3)
     track = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2, 3, 3, 4])

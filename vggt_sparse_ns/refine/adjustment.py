@@ -27,6 +27,11 @@ MIN_FRAMES_FOR_FOCAL = 3
 optical axes meet (Sturm's degeneracy), as they do in any capture that keeps one subject in view: the solver then
 trades focal length for pose (measured on two views of a room looking at one point: the focal length went 18-74 %
 off and the rotations 4-8 times worse than predicted). With a third view the points fix it."""
+PYTHON_COSTS_THREADS = 1
+"""Ceres threads for a problem with a Python cost per observation (the depth prior). Each evaluation of one takes
+the GIL, and threads contending for it are slower than one thread alone: 20,000 one-residual Python costs solved in
+0.28 s on one thread, 1.1-2.0 s on two (this 2-core machine); 100 generated views with the depth prior (86,000
+depth costs), two passes: 52.7 and 68.0 s on two threads, where the same passes without it took 2.3-3.6 s."""
 PRIOR_LOSS_SCALE = 2.0
 """The pose prior's Cauchy scale, in standard deviations: the prior holds like a Gaussian within about this many
 of them and pulls ever more weakly beyond, so a camera VGGT got further off follows its matches. Measured on
@@ -142,7 +147,17 @@ def bundle_adjust(
     options.ceres.loss_function_scale = loss_scale
     options.ceres.solver_options.max_num_iterations = MAX_ITERATIONS
     options.ceres.solver_options.function_tolerance = FUNCTION_TOLERANCE
-    options.ceres.solver_options.num_threads = usable_cpus()  # -1 would take the host's count, not ours
+    # -1 would take the host's count, not ours. The depth prior adds a Python cost per observation, and Ceres'
+    # threads then take turns at the GIL: see PYTHON_COSTS_THREADS.
+    options.ceres.solver_options.num_threads = PYTHON_COSTS_THREADS if depth_prior is not None else usable_cpus()
+    # pycolmap's automatic choice otherwise: dense Schur up to 50 images, sparse Schur (CHOLMOD) up to 1,000, then
+    # iterative Schur. Our reduced camera system stays sparse at any frame count (split tracks couple at most
+    # track_selection.MAX_TRACK_LENGTH frames, pairs come from the frame graph), and on 200 generated views iterative Schur took 48
+    # iterations and 13.0 s for the first adjustment where sparse Schur took 32 and 8.6 s (rotations 0.0465 against
+    # 0.0456 degrees after all passes): sparse Schur at every frame count.
+    options.ceres.max_num_images_direct_sparse_cpu_solver = max(
+        options.ceres.max_num_images_direct_sparse_cpu_solver, len(frames) + 1
+    )
     config = pycolmap.BundleAdjustmentConfig()
     for frame in frames:
         config.add_image(int(frame) + 1)
@@ -160,10 +175,10 @@ def bundle_adjust(
         prior_costs += _add_focal_priors(adjuster.problem, reconstruction, prior, camera_of_frame)
     if depth_prior is not None:
         prior_costs += _add_depth_priors(adjuster.problem, reconstruction, depth_prior, model, used, point_ids)
-    summary = adjuster.solve()
+    summary = _solve(options, config, adjuster.problem)
     del adjuster, prior_costs
-    logger.debug("%s", summary.brief_report())
-    if not summary.is_solution_usable():
+    logger.debug("%s", summary.BriefReport())
+    if not summary.IsSolutionUsable():
         raise AdjustmentFailed(f"the solver stopped with {summary.termination_type.name}")
 
     T_camera_world = cameras.T_camera_world.copy()
@@ -179,6 +194,19 @@ def bundle_adjust(
     kept = point_ids[model.point] > 0
     adjusted = SparseModel(xyz, model.point, model.frame, model.keypoint, model.pixel).select(used & kept)
     return CameraSet(T_camera_world, intrinsics, distortion), adjusted
+
+
+def _solve(options: object, config: object, problem: object) -> object:
+    """Solve ``problem`` with pycolmap's choice of solver options (linear solver by image count, threads by
+    residual count) through pyceres, which releases the GIL while Ceres runs. pycolmap's own ``solve`` keeps it:
+    once a problem has 50,000 residuals Ceres evaluates on several threads, and a thread evaluating one of the
+    priors' Python costs then waits for the GIL forever (measured: 100 generated views hung in the first
+    adjustment, every thread asleep)."""
+    import pyceres
+
+    summary = pyceres.SolverSummary()
+    pyceres.solve(options.ceres.create_solver_options(config, problem), problem, summary)
+    return summary
 
 
 def _add_pose_priors(problem: object, reconstruction: object, prior: PosePrior, frames: list[int]) -> list[object]:

@@ -27,7 +27,7 @@ from vggt_sparse_ns.refine.matching import match_pairs
 from vggt_sparse_ns.refine.pairs import select_pairs
 from vggt_sparse_ns.refine.registration import register_frames
 from vggt_sparse_ns.refine.track_selection import adjustment_tracks
-from vggt_sparse_ns.refine.triangulation import SparseModel, triangulate
+from vggt_sparse_ns.refine.triangulation import SparseModel, WorkerPool, triangulate
 from vggt_sparse_ns.refine.verification import build_tracks, keypoint_pixels, verify_pairs
 from vggt_sparse_ns.timing import StageTimer
 
@@ -53,7 +53,12 @@ disagrees with the images bends the cameras and points off their rays instead. M
 came out 2-4x worse than without depth); each frame's depth scaled by 0.7-1.4 and shifted by up to 30 %: +17 % to
 11-fold."""
 SETTLED_PIXELS = 0.1
-"""The passes stop once a pass moves no observation's projection by more than this many pixels."""
+"""The passes stop once a pass moves no frame's median observation (its point projected by the camera before and
+after the pass) by more than this many pixels. A frame's median, not the largest over all observations: a camera that
+moves shifts all its observations, while one point close to a camera or nearly at infinity can shift by pixels from a
+change that moves nothing else. Measured on 200 generated views circling a plane: a pass whose largest shift was
+12.8 px moved 99 % of the observations by under 0.1 px, and the two passes after it (0.11 px, then 0 px largest)
+gave the same cameras and cost again, 15 s of 55 s of the adjustment stage."""
 
 
 @contextmanager
@@ -92,11 +97,11 @@ def refine(reconstruction: Reconstruction, config: RefineConfig | None = None) -
         >>> refined = refine(reconstruction, RefineConfig(refine_camera_model="SIMPLE_RADIAL"))
         >>> refined.refinement["reprojection_error_px"]
     """
-    with _quiet_pycolmap():
-        return _refine(reconstruction, config or RefineConfig())
+    with _quiet_pycolmap(), WorkerPool() as pool:  # started only if a triangulation is large enough
+        return _refine(reconstruction, config or RefineConfig(), pool)
 
 
-def _refine(reconstruction: Reconstruction, config: RefineConfig) -> Reconstruction:
+def _refine(reconstruction: Reconstruction, config: RefineConfig, pool: WorkerPool) -> Reconstruction:
     timer = StageTimer()
     count = reconstruction.num_frames
     predicted = CameraSet(
@@ -143,7 +148,14 @@ def _refine(reconstruction: Reconstruction, config: RefineConfig) -> Reconstruct
         pixel = keypoint_pixels(features, frame, keypoint)
         loose = float(np.median(predicted.intrinsics[:, 0, 0])) * np.tan(np.deg2rad(INITIAL_ERROR_DEGREES))
         initial = triangulate(
-            predicted, track, frame, keypoint, pixel, max_error=loose, min_angle=config.refine_min_triangulation_angle
+            predicted,
+            track,
+            frame,
+            keypoint,
+            pixel,
+            max_error=loose,
+            min_angle=config.refine_min_triangulation_angle,
+            pool=pool,
         )
     error_before = float(initial.errors(predicted).mean()) if len(initial.point) else None
     summary = {
@@ -157,7 +169,7 @@ def _refine(reconstruction: Reconstruction, config: RefineConfig) -> Reconstruct
     try:
         with timer.stage("bundle adjustment"):
             cameras, model, frames, anchor, depth_held = _adjust(
-                reconstruction, predicted, initial, (track, frame, keypoint, pixel), config
+                reconstruction, predicted, initial, (track, frame, keypoint, pixel), config, pool
             )
             summary["depth_prior"] = depth_held
         with timer.stage("scale"):
@@ -239,6 +251,7 @@ def _adjust(
     initial: SparseModel,
     observations: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     config: RefineConfig,
+    pool: WorkerPool,
 ) -> tuple[CameraSet, SparseModel, np.ndarray, int, bool]:
     """Two adjustment passes on each frame's best points, every track re-triangulated after each, frames left
     out at first registered by absolute pose in between, then more passes until the cameras settle; then the
@@ -273,6 +286,7 @@ def _adjust(
             pixel[registered],
             max_error=config.refine_max_reprojection_error,
             min_angle=config.refine_min_triangulation_angle,
+            pool=pool,
         )
 
     def adjust_and_retriangulate(
@@ -311,7 +325,7 @@ def _adjust(
                 break  # this pass lost frames: the previous one stands
             if len(refined[1].point) < len(model.point):
                 break  # fewer observations fit it: a worse account of the images than the previous pass
-            settled = _largest_shift(cameras, refined[0], refined[1]) <= SETTLED_PIXELS
+            settled = _frame_shift(cameras, refined[0], refined[1]) <= SETTLED_PIXELS
             cameras, model, frames = refined
             if settled:
                 break
@@ -355,14 +369,18 @@ def _depth_kept(
     )
 
 
-def _largest_shift(before: CameraSet, after: CameraSet, model: SparseModel) -> float:
-    """The most any observation of ``model`` moves (pixels) when its point is projected by ``after`` instead of
-    ``before``."""
+def _frame_shift(before: CameraSet, after: CameraSet, model: SparseModel) -> float:
+    """The most any frame's median observation of ``model`` moves (pixels) when its point is projected by
+    ``after`` instead of ``before``."""
     if len(model.point) == 0:
         return 0.0
     points = model.xyz[model.point]
     moved = project_points(after, model.frame, points)[0] - project_points(before, model.frame, points)[0]
-    return float(np.max(np.linalg.norm(moved, axis=1)))
+    shift = np.nan_to_num(np.linalg.norm(moved, axis=1), nan=np.inf)
+    order = np.lexsort((shift, model.frame))
+    _, starts, counts = np.unique(model.frame[order], return_index=True, return_counts=True)
+    medians = (shift[order][starts + (counts - 1) // 2] + shift[order][starts + counts // 2]) / 2
+    return float(np.max(medians))
 
 
 def _pose_prior(

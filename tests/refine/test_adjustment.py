@@ -1,0 +1,141 @@
+"""Bundle adjustment: large problems with the priors' Python costs solve on several threads, and by sparse Schur
+at any frame count."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vggt_sparse_ns.images import ImageTransform
+from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
+from vggt_sparse_ns.refine import adjustment
+from vggt_sparse_ns.refine.adjustment import AdjustmentFailed, bundle_adjust
+from vggt_sparse_ns.refine.cameras import CameraSet, project_points
+from vggt_sparse_ns.refine.depth_prior import depth_prior
+from vggt_sparse_ns.refine.triangulation import SparseModel
+
+# 12 cameras on an arc looking at 2,500 points, every point seen by every camera: 60,000 residuals, above the
+# 50,000 from which pycolmap has Ceres evaluate on several threads. The focal prior is a Python cost.
+LARGE_ADJUSTMENT = """
+import numpy as np
+from textured_scene import look_at
+from vggt_sparse_ns.refine import adjustment
+from vggt_sparse_ns.refine.cameras import CameraSet, project_points
+from vggt_sparse_ns.refine.depth_prior import depth_prior
+from vggt_sparse_ns.refine.triangulation import SparseModel
+
+adjustment.usable_cpus = lambda: 4
+rng = np.random.default_rng(0)
+frames, points = 12, 2500
+poses = np.stack([look_at(np.array([np.sin(a) * 6, -1.0, -np.cos(a) * 6]), np.zeros(3))
+                  for a in np.linspace(-0.6, 0.6, frames)])
+intrinsics = np.repeat(np.array([[[500.0, 0, 320], [0, 500, 240], [0, 0, 1]]]), frames, 0)
+truth = CameraSet(poses, intrinsics, np.zeros((frames, 4)))
+xyz = rng.uniform(-1, 1, (points, 3))
+point, frame = np.repeat(np.arange(points), frames), np.tile(np.arange(frames), points)
+pixel = project_points(truth, frame, xyz[point])[0] + rng.normal(0, 0.3, (len(point), 2))
+model = SparseModel(xyz + rng.normal(0, 0.01, xyz.shape), point, frame, np.arange(len(point)), pixel)
+start = CameraSet(poses, intrinsics * np.array([[[1.03], [1.03], [1]]]), np.zeros((frames, 4)))
+prior = adjustment.PosePrior(start, np.arange(frames), rotation_sigma=0.03, position_sigma=0.1, focal_sigma=0.1)
+adjusted, _ = adjustment.bundle_adjust(
+    start, model, frames=np.arange(frames), anchor=0, sizes=[(640, 480)] * frames, camera_model="PINHOLE",
+    shared_intrinsics=True, loss_scale=1.0, prior=prior,
+)
+assert abs(adjusted.intrinsics[0, 0, 0] / 500.0 - 1) < 0.01, adjusted.intrinsics[0]
+"""
+
+
+def test_an_adjustment_with_python_prior_costs_on_several_threads_finishes() -> None:
+    # pycolmap's own solve holds the GIL while Ceres' threads wait for it to evaluate the Python costs: it hangs.
+    tests_dir = Path(__file__).resolve().parent
+    result = subprocess.run(
+        [sys.executable, "-c", LARGE_ADJUSTMENT],
+        cwd=tests_dir,
+        env={"PYTHONPATH": f"{tests_dir}{':'.join([''] + sys.path)}"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_more_than_a_thousand_frames_are_solved_by_sparse_schur_not_iterative(monkeypatch: pytest.MonkeyPatch) -> None:
+    # pycolmap's automatic choice turns to iterative Schur above 1,000 images.
+    import pyceres
+
+    frames = 1001
+    poses = np.repeat(np.eye(4)[None, :3], frames, 0)
+    poses[:, 0, 3] = -0.1 * np.arange(frames)  # a line of cameras looking down z
+    intrinsics = np.repeat(np.array([[[500.0, 0, 320], [0, 500, 240], [0, 0, 1]]]), frames, 0)
+    cameras = CameraSet(poses, intrinsics, np.zeros((frames, 4)))
+    xyz = np.column_stack([0.1 * np.arange(frames - 2) + 0.1, np.zeros(frames - 2), np.full(frames - 2, 5.0)])
+    point, frame = np.repeat(np.arange(frames - 2), 3), (np.arange(frames - 2)[:, None] + np.arange(3)).ravel()
+    pixel = project_points(cameras, frame, xyz[point])[0]
+    used = []
+    monkeypatch.setattr(pyceres, "solve", lambda options, problem, summary: used.append(options.linear_solver_type))
+    with pytest.raises(AdjustmentFailed):  # nothing was solved
+        bundle_adjust(
+            cameras,
+            SparseModel(xyz, point, frame, np.arange(len(point)), pixel),
+            frames=np.arange(frames),
+            anchor=0,
+            sizes=[(640, 480)] * frames,
+            camera_model="PINHOLE",
+            shared_intrinsics=True,
+            loss_scale=1.0,
+        )
+    assert used == [pyceres.LinearSolverType.SPARSE_SCHUR]
+
+
+@pytest.mark.parametrize("with_depth", [False, True])
+def test_ceres_runs_on_one_thread_only_when_the_depth_priors_python_costs_are_in_the_problem(
+    monkeypatch: pytest.MonkeyPatch, with_depth: bool
+) -> None:
+    # Several threads would take turns at the GIL for each of the depth prior's per-observation Python costs.
+    import pyceres
+
+    frames, points = 4, 40
+    poses = np.repeat(np.eye(4)[None, :3], frames, 0)
+    poses[:, 0, 3] = -0.2 * np.arange(frames)
+    intrinsics = np.repeat(np.array([[[500.0, 0, 320], [0, 500, 240], [0, 0, 1]]]), frames, 0)
+    cameras = CameraSet(poses, intrinsics, np.zeros((frames, 4)))
+    rng = np.random.default_rng(0)
+    xyz = np.column_stack([rng.uniform(-1, 1, (points, 2)), np.full(points, 5.0)])
+    point, frame = np.repeat(np.arange(points), frames), np.tile(np.arange(frames), points)
+    pixel = project_points(cameras, frame, xyz[point])[0]
+    transform = ImageTransform((640, 480), (80, 60), (0, 0), (0, 0), (80, 60))
+    prediction = Reconstruction(
+        image_paths=[Path(f"frame_{i}.png") for i in range(frames)],
+        transforms=[transform] * frames,
+        T_camera_world=poses.astype(np.float32),
+        intrinsics=intrinsics.astype(np.float32),
+        depth=np.full((frames, 60, 80), 5.0, np.float32),
+        depth_conf=np.ones((frames, 60, 80), np.float32),
+        colors=np.zeros((frames, 60, 80, 3), np.uint8),
+    )
+    threads = []
+    monkeypatch.setattr(adjustment, "usable_cpus", lambda: 4)
+
+    def unsolved(options, config, problem) -> pyceres.SolverSummary:
+        # The threads asked for (pycolmap then keeps problems under 50,000 residuals on one thread anyway).
+        threads.append(options.ceres.solver_options.num_threads)
+        return pyceres.SolverSummary()
+
+    monkeypatch.setattr(adjustment, "_solve", unsolved)
+    with pytest.raises(AdjustmentFailed):  # nothing was solved
+        bundle_adjust(
+            cameras,
+            SparseModel(xyz, point, frame, np.arange(len(point)), pixel),
+            frames=np.arange(frames),
+            anchor=0,
+            sizes=[(640, 480)] * frames,
+            camera_model="PINHOLE",
+            shared_intrinsics=True,
+            loss_scale=1.0,
+            depth_prior=depth_prior(prediction, 0.05) if with_depth else None,
+        )
+    assert threads == [1 if with_depth else 4]
