@@ -155,7 +155,7 @@ def test_ceres_runs_on_one_thread_only_when_the_depth_priors_python_costs_are_in
 
 
 @pytest.mark.parametrize("per_frame", [1, 7, 40])
-def test_each_frame_holds_at_most_its_depth_points_per_frame_observations_to_the_predicted_depth(
+def test_each_frame_holds_at_most_its_depth_points_per_frame_observations_to_the_predicted_depth_weighted_as_all(
     monkeypatch: pytest.MonkeyPatch, per_frame: int
 ) -> None:
     # Each depth cost is a Python cost evaluated at about 6 us: their number must grow with the frames, not with the
@@ -163,15 +163,18 @@ def test_each_frame_holds_at_most_its_depth_points_per_frame_observations_to_the
     import pyceres
 
     cameras, model, prediction = _four_frames_with_depth(points=60)
-    targets = []
+    targets, weights = [], []
 
     class CountedDepthCost(depth_cost_class()):
         def __init__(self, target: float, width: float) -> None:
             super().__init__(target, width)
             targets.append(target)
+            weights.append((0.05 / width) ** 2)
 
     monkeypatch.setattr(adjustment, "depth_cost_class", lambda: CountedDepthCost)
     monkeypatch.setattr(adjustment, "_solve", lambda options, config, problem: pyceres.SolverSummary())
     _adjust_unsolved(cameras, model, depth_prior(prediction, 0.05, per_frame))
-    held_per_frame = np.bincount(np.round(np.array(targets) - 5.0).astype(np.int64), minlength=4)
-    np.testing.assert_array_equal(held_per_frame, [min(per_frame, 60)] * 4)
+    frame = np.round(np.array(targets) - 5.0).astype(np.int64)
+    np.testing.assert_array_equal(np.bincount(frame, minlength=4), [min(per_frame, 60)] * 4)
+    # Weighted so that each frame's prior pulls as hard as its 60 observations held at the prior's width would.
+    np.testing.assert_allclose(np.bincount(frame, weights, minlength=4), [60.0] * 4)

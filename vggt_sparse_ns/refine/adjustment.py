@@ -226,12 +226,14 @@ def _add_pose_priors(problem: object, reconstruction: object, prior: PosePrior, 
     return costs
 
 
-def _add_robust(problem: object, cost: object, *parameters: np.ndarray) -> list[object]:
-    """Add ``cost`` on its parameter blocks under the priors' Cauchy loss; returns the cost and the loss, which
-    must outlive the solve (the problem holds only pointers to them)."""
+def _add_robust(
+    problem: object, cost: object, *parameters: np.ndarray, loss_scale: float = PRIOR_LOSS_SCALE
+) -> list[object]:
+    """Add ``cost`` on its parameter blocks under a Cauchy loss (the priors' scale unless given); returns the cost
+    and the loss, which must outlive the solve (the problem holds only pointers to them)."""
     import pyceres
 
-    loss = pyceres.CauchyLoss(PRIOR_LOSS_SCALE)
+    loss = pyceres.CauchyLoss(loss_scale)
     problem.add_residual_block(cost, loss, list(parameters))
     return [cost, loss]
 
@@ -246,12 +248,12 @@ def _add_depth_priors(
     point_ids: np.ndarray,
 ) -> list[object]:
     """One depth cost per observation the prior holds (``DepthPrior.held``: at most its ``points_per_frame`` per
-    frame) among the adjusted ones, on its point's and its frame's parameter blocks, under the priors' Cauchy loss;
-    returns the costs and losses to keep alive."""
-    observed, targets = prior.held(model, np.flatnonzero(used & (point_ids[model.point] > 0)), cameras)
+    frame) among the adjusted ones, on its point's and its frame's parameter blocks, under the priors' Cauchy loss
+    times the observation's weight; returns the costs and losses to keep alive."""
+    observed, targets, weights = prior.held(model, np.flatnonzero(used & (point_ids[model.point] > 0)), cameras)
     cost_class = depth_cost_class()
     costs = []
-    for index, target in zip(observed.tolist(), targets.tolist(), strict=True):
+    for index, target, weight in zip(observed.tolist(), targets.tolist(), np.sqrt(weights).tolist(), strict=True):
         point = reconstruction.point3D(int(point_ids[model.point[index]])).xyz
         pose = reconstruction.frame(int(model.frame[index]) + 1).rig_from_world.params
         if not problem.has_parameter_block(pose):
@@ -259,7 +261,9 @@ def _add_depth_priors(
             # leave the unit sphere.
             problem.add_parameter_block(pose, 7)
             problem.set_parameter_block_constant(pose)
-        costs += _add_robust(problem, cost_class(target, prior.width), point, pose)
+        # Weighted w: the residual times sqrt(w) under a Cauchy scale times sqrt(w) is w times the loss, exactly.
+        cost = cost_class(target, prior.width / weight)
+        costs += _add_robust(problem, cost, point, pose, loss_scale=PRIOR_LOSS_SCALE * weight)
     return costs
 
 

@@ -36,19 +36,26 @@ class DepthPrior:
     points_per_frame: int
     """Most observations per frame held to their predicted depth (``held``)."""
 
-    def held(self, model: SparseModel, observed: np.ndarray, cameras: CameraSet) -> tuple[np.ndarray, np.ndarray]:
-        """Which of the ``observed`` observations of ``model`` (indices) are held to their predicted depth, and
-        their targets: those with a usable depth (``targets``), at most ``points_per_frame`` per frame, spread over
-        the image with longer tracks and lower reprojection errors in ``cameras`` first (``frame_choices``, as the
-        adjustment's points are chosen). Each is one Python cost in the adjustment: bounded by the frames, not by
-        the observations."""
+    def held(
+        self, model: SparseModel, observed: np.ndarray, cameras: CameraSet
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Which of the ``observed`` observations of ``model`` (indices) are held to their predicted depth, their
+        targets and weights: of those with a usable depth (``targets``), at most ``points_per_frame`` per frame,
+        spread over the image with longer tracks and lower reprojection errors in ``cameras`` first
+        (``frame_choices``, as the adjustment's points are chosen). Each is one Python cost in the adjustment, so
+        their number grows with the frames, not with the observations. Each weighs its frame's usable observations
+        per held one, so that a frame's prior pulls as hard as if all of them were held: unweighted, 50 per frame
+        left 12 views turning outward (seed 1) with positions 2.2x better than predicted instead of 110x."""
         targets, usable = self.targets(model.frame[observed], model.pixel[observed])
         observed, targets = observed[usable], targets[usable]
         candidates = SparseModel(
             model.xyz, model.point[observed], model.frame[observed], model.keypoint[observed], model.pixel[observed]
         )
         chosen = frame_choices(candidates, candidates.errors(cameras), self.points_per_frame)
-        return observed[chosen], targets[chosen]
+        usable_per_frame = np.bincount(candidates.frame)
+        held_per_frame = np.bincount(candidates.frame[chosen], minlength=len(usable_per_frame))
+        weights = (usable_per_frame / np.maximum(held_per_frame, 1))[candidates.frame[chosen]]
+        return observed[chosen], targets[chosen], weights
 
     def targets(self, frames: np.ndarray, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The predicted depth at full-resolution ``pixels`` of ``frames`` (bilinear at model
