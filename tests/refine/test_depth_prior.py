@@ -6,9 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from vggt_sparse_ns.images import ImageTransform
 from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
+from vggt_sparse_ns.refine.config import RefineConfig, RefineError
 from vggt_sparse_ns.refine.depth_prior import DepthPrior, depth_cost_class, depth_prior
 
 # Full-resolution 320 x 240 images, halved and padded by 3 rows on top: model pixels 160 x 126.
@@ -83,3 +85,8 @@ def test_the_cost_is_the_relative_depth_error_in_widths_with_its_derivatives() -
             cost.Evaluate(moved, moved_residual, None)
             numeric.append((moved_residual[0] - residual[0]) / step)
         np.testing.assert_allclose(jacobian, numeric, rtol=1e-4, atol=1e-4)
+
+
+def test_a_depth_points_per_frame_below_one_is_refused_with_a_clear_message() -> None:
+    with pytest.raises(RefineError, match="--refine-depth-points-per-frame is out of range: 0"):
+        RefineConfig(refine_depth_points_per_frame=0)
