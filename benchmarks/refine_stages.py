@@ -5,7 +5,8 @@ The views are benchmarks/refine.py's (a camera circling over a plane papered wit
 prediction is their exact cameras perturbed (rotations 1-3 degrees, positions 3-5 % of the plane's width,
 focal lengths up to 5 %), and the frame graph links each frame with its ``--neighbors`` nearest cameras (a
 stand-in for covisibility attention's graph). No model runs, so the refinement does not fall back on garbage
-cameras and every stage does its full work. Depth is not given (refine() must not need it).
+cameras and every stage does its full work. Depth is not given (refine() must not need it) unless ``--depth``
+asks for the plane's true depth maps, as VGGT always predicts depth: the depth prior's passes then run too.
 
     python -m benchmarks.refine_stages --frames 100 --width 960 --height 540 --work-dir /tmp/refine-stages
 
@@ -40,7 +41,7 @@ from vggt_sparse_ns.refine.config import CameraModelName, FeatureChoice, RefineD
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "refine_stages.json"
 MODEL_DOWNSCALE = 8
-"""The stand-in model input is the image shrunk this many times (only its size matters: depth is empty)."""
+"""The stand-in model input is the image shrunk this many times (the depth maps' resolution with ``--depth``)."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,10 @@ class RefineStagesBenchmark:
     """--refine-max-features."""
     points_per_frame: int = RefineConfig.refine_points_per_frame
     """--refine-points-per-frame."""
+    depth: bool = False
+    """Give the prediction the plane's true depth maps (model resolution), so that the depth prior's passes run."""
+    depth_points_per_frame: int = RefineConfig.refine_depth_points_per_frame
+    """--refine-depth-points-per-frame."""
     camera_model: CameraModelName = "PINHOLE"
     """--refine-camera-model."""
     device: RefineDevice = "cpu"
@@ -128,10 +133,28 @@ def nearest_camera_edges(T_camera_world: np.ndarray, neighbors: int) -> np.ndarr
     return np.unique(pairs, axis=0)
 
 
+def plane_depth(frames: int, size: tuple[int, int], transform: ImageTransform) -> np.ndarray:
+    """[S, H, W] depth of the plane at each model pixel's centre of the generated views, in the units of
+    ``known_cameras`` (the plane's width)."""
+    texture_height, texture_width = scene_texture().shape[:2]
+    width, height = transform.model_size
+    cols, rows = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
+    pixels = np.stack([cols / transform.scale[0], rows / transform.scale[1], np.ones_like(cols)], axis=-1)
+    depth = np.empty((frames, height, width), np.float32)
+    for index in range(frames):
+        intrinsic, pose = view_camera(index, frames, size, (texture_width, texture_height))
+        rotation, translation = pose[:, :3], pose[:, 3]
+        # A pixel's point at depth d is R^T (d K^-1 p - t) in plane coordinates; on the plane its Z is 0.
+        rays_z = (pixels @ np.linalg.inv(intrinsic).T) @ rotation[:, 2]
+        depth[index] = (rotation.T @ translation)[2] / rays_z / texture_width
+    return depth
+
+
 def prediction(
-    paths: list[Path], size: tuple[int, int], neighbors: int, seed: int
+    paths: list[Path], size: tuple[int, int], neighbors: int, seed: int, depth: bool = False
 ) -> tuple[Reconstruction, np.ndarray]:
-    """(the perturbed Reconstruction of the views, [S, 3, 4] true poses)."""
+    """(the perturbed Reconstruction of the views, with the plane's true depth maps or none, [S, 3, 4] true
+    poses)."""
     frames = len(paths)
     truth, intrinsics = known_cameras(frames, size)
     poses, focal = perturbed(truth, intrinsics, seed)
@@ -144,7 +167,7 @@ def prediction(
         transforms=[transform] * frames,
         T_camera_world=poses.astype(np.float32),
         intrinsics=(to_model @ focal).astype(np.float32),
-        depth=np.zeros((frames, height, width), np.float32),
+        depth=plane_depth(frames, size, transform) if depth else np.zeros((frames, height, width), np.float32),
         depth_conf=np.ones((frames, height, width), np.float32),
         colors=np.full((frames, height, width, 3), 128, np.uint8),
         graph_edges=nearest_camera_edges(truth, neighbors),
@@ -165,12 +188,13 @@ def main(settings: RefineStagesBenchmark) -> dict[str, Any]:
     size = (settings.width, settings.height)
     folder = settings.work_dir / f"images_{settings.width}x{settings.height}_{settings.frames}"
     paths = generate_views(folder, settings.frames, settings.width, settings.height, settings.jpeg_quality)
-    predicted, truth = prediction(paths, size, settings.neighbors, settings.seed)
+    predicted, truth = prediction(paths, size, settings.neighbors, settings.seed, settings.depth)
     config = RefineConfig(
         refine=True,
         refine_max_image_size=settings.max_image_size,
         refine_max_features=settings.max_features,
         refine_points_per_frame=settings.points_per_frame,
+        refine_depth_points_per_frame=settings.depth_points_per_frame,
         refine_camera_model=settings.camera_model,
         refine_device=settings.device,
         refine_features=settings.features,
@@ -197,6 +221,8 @@ def main(settings: RefineStagesBenchmark) -> dict[str, Any]:
         "max_image_size": settings.max_image_size,
         "max_features": settings.max_features,
         "points_per_frame": settings.points_per_frame,
+        "depth": settings.depth,
+        "depth_points_per_frame": settings.depth_points_per_frame,
         "camera_model": settings.camera_model,
         "device": settings.device,
         "features": figures["feature_extractor"],
@@ -211,7 +237,7 @@ def main(settings: RefineStagesBenchmark) -> dict[str, Any]:
     print(json.dumps(row, indent=1))
     if settings.output is not None:
         key = ("frames", "width", "height", "neighbors", "max_image_size", "max_features", "points_per_frame")
-        merge_row(settings.output, row, key + ("camera_model", "device", "features"))
+        merge_row(settings.output, row, key + ("camera_model", "device", "features", "depth", "depth_points_per_frame"))
     return row
 
 

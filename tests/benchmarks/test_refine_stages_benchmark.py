@@ -6,8 +6,11 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from benchmarks.refine_stages import RefineStagesBenchmark, known_cameras, main, nearest_camera_edges
+from benchmarks.refine import HEIGHT_OVER_PLANE
+from benchmarks.refine_stages import RefineStagesBenchmark, known_cameras, main, nearest_camera_edges, plane_depth
+from vggt_sparse_ns.images import ImageTransform
 
 
 def test_the_known_cameras_put_frame_zero_at_the_origin_and_see_the_plane_in_front() -> None:
@@ -40,3 +43,23 @@ def test_a_tiny_run_records_the_split_and_moves_the_cameras_towards_the_truth(tm
     before, after = row["median_rotation_error_deg"]
     assert before > 1.0 and after * 5 <= before
     assert row["refinement"]["reprojection_error_px"] < 1.0
+
+
+def test_the_plane_depth_puts_every_frames_pixels_on_one_plane_at_the_cameras_height() -> None:
+    frames, size = 6, (320, 180)
+    transform = ImageTransform(size, (40, 22), (0, 0), (0, 0), (40, 22))
+    depth = plane_depth(frames, size, transform)
+    T_camera_world, intrinsics = known_cameras(frames, size)
+    cols, rows = np.meshgrid(np.arange(40) + 0.5, np.arange(22) + 0.5)
+    pixels = np.stack([cols * 8, rows * 8, np.ones_like(cols)], axis=-1).reshape(-1, 3)
+    points = []
+    for frame in range(frames):
+        rays = pixels @ np.linalg.inv(intrinsics[frame]).T * depth[frame].reshape(-1, 1)
+        rotation, translation = T_camera_world[frame, :, :3], T_camera_world[frame, :, 3]
+        points.append((rays - translation) @ rotation)  # world = R^T (camera - t)
+    points = np.concatenate(points)
+    centroid = points.mean(0)
+    normal = np.linalg.svd(points - centroid)[2][-1]
+    assert np.abs((points - centroid) @ normal).max() < 1e-6
+    # Camera 0 (the world's origin) is HEIGHT_OVER_PLANE half-widths above the plane, one width being one unit.
+    assert abs(centroid @ normal) == pytest.approx(HEIGHT_OVER_PLANE / 2, rel=1e-6)

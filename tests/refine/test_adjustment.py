@@ -15,7 +15,7 @@ from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
 from vggt_sparse_ns.refine import adjustment
 from vggt_sparse_ns.refine.adjustment import AdjustmentFailed, bundle_adjust
 from vggt_sparse_ns.refine.cameras import CameraSet, project_points
-from vggt_sparse_ns.refine.depth_prior import depth_prior
+from vggt_sparse_ns.refine.depth_prior import DepthPrior, depth_cost_class, depth_prior
 from vggt_sparse_ns.refine.triangulation import SparseModel
 
 # 12 cameras on an arc looking at 2,500 points, every point seen by every camera: 60,000 residuals, above the
@@ -25,7 +25,7 @@ import numpy as np
 from textured_scene import look_at
 from vggt_sparse_ns.refine import adjustment
 from vggt_sparse_ns.refine.cameras import CameraSet, project_points
-from vggt_sparse_ns.refine.depth_prior import depth_prior
+from vggt_sparse_ns.refine.depth_prior import DepthPrior, depth_cost_class, depth_prior
 from vggt_sparse_ns.refine.triangulation import SparseModel
 
 adjustment.usable_cpus = lambda: 4
@@ -91,14 +91,10 @@ def test_more_than_a_thousand_frames_are_solved_by_sparse_schur_not_iterative(mo
     assert used == [pyceres.LinearSolverType.SPARSE_SCHUR]
 
 
-@pytest.mark.parametrize("with_depth", [False, True])
-def test_ceres_runs_on_one_thread_only_when_the_depth_priors_python_costs_are_in_the_problem(
-    monkeypatch: pytest.MonkeyPatch, with_depth: bool
-) -> None:
-    # Several threads would take turns at the GIL for each of the depth prior's per-observation Python costs.
-    import pyceres
-
-    frames, points = 4, 40
+def _four_frames_with_depth(points: int) -> tuple[CameraSet, SparseModel, Reconstruction]:
+    """Four cameras 0.2 apart looking down z at ``points`` points 5 away, each seen by all four; a prediction whose
+    depth map is constant per frame: 5 + the frame's index (a depth cost's target names its frame)."""
+    frames = 4
     poses = np.repeat(np.eye(4)[None, :3], frames, 0)
     poses[:, 0, 3] = -0.2 * np.arange(frames)
     intrinsics = np.repeat(np.array([[[500.0, 0, 320], [0, 500, 240], [0, 0, 1]]]), frames, 0)
@@ -113,10 +109,38 @@ def test_ceres_runs_on_one_thread_only_when_the_depth_priors_python_costs_are_in
         transforms=[transform] * frames,
         T_camera_world=poses.astype(np.float32),
         intrinsics=intrinsics.astype(np.float32),
-        depth=np.full((frames, 60, 80), 5.0, np.float32),
+        depth=np.repeat(5.0 + np.arange(frames, dtype=np.float32)[:, None, None], 60, 1).repeat(80, 2),
         depth_conf=np.ones((frames, 60, 80), np.float32),
         colors=np.zeros((frames, 60, 80, 3), np.uint8),
     )
+    return cameras, SparseModel(xyz, point, frame, np.arange(len(point)), pixel), prediction
+
+
+def _adjust_unsolved(cameras: CameraSet, model: SparseModel, depth: DepthPrior | None) -> None:
+    """``bundle_adjust`` on every frame of ``model`` with ``depth``, up to the solve (``_solve`` patched away)."""
+    frames = len(cameras.T_camera_world)
+    with pytest.raises(AdjustmentFailed):  # nothing was solved
+        bundle_adjust(
+            cameras,
+            model,
+            frames=np.arange(frames),
+            anchor=0,
+            sizes=[(640, 480)] * frames,
+            camera_model="PINHOLE",
+            shared_intrinsics=True,
+            loss_scale=1.0,
+            depth_prior=depth,
+        )
+
+
+@pytest.mark.parametrize("with_depth", [False, True])
+def test_ceres_runs_on_one_thread_only_when_the_depth_priors_python_costs_are_in_the_problem(
+    monkeypatch: pytest.MonkeyPatch, with_depth: bool
+) -> None:
+    # Several threads would take turns at the GIL for each of the depth prior's per-observation Python costs.
+    import pyceres
+
+    cameras, model, prediction = _four_frames_with_depth(points=40)
     threads = []
     monkeypatch.setattr(adjustment, "usable_cpus", lambda: 4)
 
@@ -126,16 +150,31 @@ def test_ceres_runs_on_one_thread_only_when_the_depth_priors_python_costs_are_in
         return pyceres.SolverSummary()
 
     monkeypatch.setattr(adjustment, "_solve", unsolved)
-    with pytest.raises(AdjustmentFailed):  # nothing was solved
-        bundle_adjust(
-            cameras,
-            SparseModel(xyz, point, frame, np.arange(len(point)), pixel),
-            frames=np.arange(frames),
-            anchor=0,
-            sizes=[(640, 480)] * frames,
-            camera_model="PINHOLE",
-            shared_intrinsics=True,
-            loss_scale=1.0,
-            depth_prior=depth_prior(prediction, 0.05) if with_depth else None,
-        )
+    _adjust_unsolved(cameras, model, depth_prior(prediction, 0.05, 50) if with_depth else None)
     assert threads == [1 if with_depth else 4]
+
+
+@pytest.mark.parametrize("per_frame", [1, 7, 40])
+def test_each_frame_holds_at_most_its_depth_points_per_frame_observations_to_the_predicted_depth_weighted_as_all(
+    monkeypatch: pytest.MonkeyPatch, per_frame: int
+) -> None:
+    # Each depth cost is a Python cost evaluated at about 6 us: their number must grow with the frames, not with the
+    # observations (1.1-1.4 million at 1,000 frames of 1920x1080).
+    import pyceres
+
+    cameras, model, prediction = _four_frames_with_depth(points=60)
+    targets, weights = [], []
+
+    class CountedDepthCost(depth_cost_class()):
+        def __init__(self, target: float, width: float) -> None:
+            super().__init__(target, width)
+            targets.append(target)
+            weights.append((0.05 / width) ** 2)
+
+    monkeypatch.setattr(adjustment, "depth_cost_class", lambda: CountedDepthCost)
+    monkeypatch.setattr(adjustment, "_solve", lambda options, config, problem: pyceres.SolverSummary())
+    _adjust_unsolved(cameras, model, depth_prior(prediction, 0.05, per_frame))
+    frame = np.round(np.array(targets) - 5.0).astype(np.int64)
+    np.testing.assert_array_equal(np.bincount(frame, minlength=4), [min(per_frame, 60)] * 4)
+    # Weighted so that each frame's prior pulls as hard as its 60 observations held at the prior's width would.
+    np.testing.assert_allclose(np.bincount(frame, weights, minlength=4), [60.0] * 4)

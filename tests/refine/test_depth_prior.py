@@ -6,9 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from vggt_sparse_ns.images import ImageTransform
 from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
+from vggt_sparse_ns.refine.config import RefineConfig, RefineError
 from vggt_sparse_ns.refine.depth_prior import DepthPrior, depth_cost_class, depth_prior
 
 # Full-resolution 320 x 240 images, halved and padded by 3 rows on top: model pixels 160 x 126.
@@ -35,7 +37,7 @@ def _planar_depth(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 def test_the_predicted_depth_is_read_bilinearly_at_the_keypoints_model_pixel() -> None:
     # A depth map that is linear in the model pixel's centre (col + 0.5, row + 0.5): bilinear reading is exact.
     cols, rows = np.meshgrid(np.arange(160) + 0.5, np.arange(126) + 0.5)
-    prior = DepthPrior(_prediction(np.stack([_planar_depth(cols, rows), 2 * _planar_depth(cols, rows)])), 0.05)
+    prior = DepthPrior(_prediction(np.stack([_planar_depth(cols, rows), 2 * _planar_depth(cols, rows)])), 0.05, 50)
     keypoints = np.array([[100.3, 50.7], [17.9, 200.2], [250.0, 120.0]])  # full-resolution pixels
     frames = np.array([0, 1, 1])
     targets, usable = prior.targets(frames, keypoints)
@@ -48,16 +50,16 @@ def test_keypoints_beside_a_depth_edge_off_the_map_or_on_missing_depth_get_no_pr
     depth = np.full((1, 126, 160), 4.0)
     depth[:, :, 80:] = 6.0  # an edge between model columns 79 and 80
     depth[:, 100:, :] = 0.0  # no depth below row 100
-    prior = DepthPrior(_prediction(depth), 0.05)
+    prior = DepthPrior(_prediction(depth), 0.05, 50)
     keypoints = np.array([[100.0, 60.0], [160.0, 60.0], [-4.0, 60.0], [100.0, 220.0]])
     _, usable = prior.targets(np.zeros(4, np.int64), keypoints)
     np.testing.assert_array_equal(usable, [True, False, False, False])
 
 
 def test_no_depth_or_a_width_of_zero_gives_no_prior() -> None:
-    assert depth_prior(_prediction(np.zeros((2, 126, 160))), 0.05) is None
-    assert depth_prior(_prediction(np.ones((2, 126, 160))), 0.0) is None
-    assert depth_prior(_prediction(np.ones((2, 126, 160))), 0.05) is not None
+    assert depth_prior(_prediction(np.zeros((2, 126, 160))), 0.05, 50) is None
+    assert depth_prior(_prediction(np.ones((2, 126, 160))), 0.0, 50) is None
+    assert depth_prior(_prediction(np.ones((2, 126, 160))), 0.05, 50) is not None
 
 
 def test_the_cost_is_the_relative_depth_error_in_widths_with_its_derivatives() -> None:
@@ -83,3 +85,8 @@ def test_the_cost_is_the_relative_depth_error_in_widths_with_its_derivatives() -
             cost.Evaluate(moved, moved_residual, None)
             numeric.append((moved_residual[0] - residual[0]) / step)
         np.testing.assert_allclose(jacobian, numeric, rtol=1e-4, atol=1e-4)
+
+
+def test_a_depth_points_per_frame_below_one_is_refused_with_a_clear_message() -> None:
+    with pytest.raises(RefineError, match="--refine-depth-points-per-frame is out of range: 0"):
+        RefineConfig(refine_depth_points_per_frame=0)

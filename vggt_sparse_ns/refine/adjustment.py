@@ -97,8 +97,8 @@ def bundle_adjust(
     two-camera gauge fixes a scale of its own, which the caller replaces by VGGT's. Focal lengths (shared per
     image size or per frame; from ``MIN_FRAMES_FOR_FOCAL`` frames on) and the model's distortion are refined,
     principal points kept. Cauchy loss with ``loss_scale`` pixels. With a ``prior``, the prior frames' predicted
-    poses also fix the scale; with a ``depth_prior``, each point's depth in each of its frames is held to the
-    predicted one (which fixes the scale as well). Returns the cameras (other frames unchanged) and the model with its adjusted points.
+    poses also fix the scale; with a ``depth_prior``, the depths of some points in each frame (``DepthPrior.held``)
+    are held to the predicted ones (which fixes the scale as well). Returns the cameras (other frames unchanged) and the model with its adjusted points.
     """
     import pycolmap
 
@@ -174,7 +174,7 @@ def bundle_adjust(
     if prior is not None and options.refine_focal_length and prior.focal_sigma > 0:
         prior_costs += _add_focal_priors(adjuster.problem, reconstruction, prior, camera_of_frame)
     if depth_prior is not None:
-        prior_costs += _add_depth_priors(adjuster.problem, reconstruction, depth_prior, model, used, point_ids)
+        prior_costs += _add_depth_priors(adjuster.problem, reconstruction, depth_prior, model, cameras, used, point_ids)
     summary = _solve(options, config, adjuster.problem)
     del adjuster, prior_costs
     logger.debug("%s", summary.BriefReport())
@@ -226,12 +226,14 @@ def _add_pose_priors(problem: object, reconstruction: object, prior: PosePrior, 
     return costs
 
 
-def _add_robust(problem: object, cost: object, *parameters: np.ndarray) -> list[object]:
-    """Add ``cost`` on its parameter blocks under the priors' Cauchy loss; returns the cost and the loss, which
-    must outlive the solve (the problem holds only pointers to them)."""
+def _add_robust(
+    problem: object, cost: object, *parameters: np.ndarray, loss_scale: float = PRIOR_LOSS_SCALE
+) -> list[object]:
+    """Add ``cost`` on its parameter blocks under a Cauchy loss (the priors' scale unless given); returns the cost
+    and the loss, which must outlive the solve (the problem holds only pointers to them)."""
     import pyceres
 
-    loss = pyceres.CauchyLoss(PRIOR_LOSS_SCALE)
+    loss = pyceres.CauchyLoss(loss_scale)
     problem.add_residual_block(cost, loss, list(parameters))
     return [cost, loss]
 
@@ -241,16 +243,17 @@ def _add_depth_priors(
     reconstruction: object,
     prior: DepthPrior,
     model: SparseModel,
+    cameras: CameraSet,
     used: np.ndarray,
     point_ids: np.ndarray,
 ) -> list[object]:
-    """One depth cost per adjusted observation with a usable predicted depth, on its point's and its frame's
-    parameter blocks, under the priors' Cauchy loss; returns the costs and losses to keep alive."""
-    observed = np.flatnonzero(used & (point_ids[model.point] > 0))
-    targets, usable = prior.targets(model.frame[observed], model.pixel[observed])
+    """One depth cost per observation the prior holds (``DepthPrior.held``: at most its ``points_per_frame`` per
+    frame) among the adjusted ones, on its point's and its frame's parameter blocks, under the priors' Cauchy loss
+    times the observation's weight; returns the costs and losses to keep alive."""
+    observed, targets, weights = prior.held(model, np.flatnonzero(used & (point_ids[model.point] > 0)), cameras)
     cost_class = depth_cost_class()
     costs = []
-    for index, target in zip(observed[usable].tolist(), targets[usable].tolist(), strict=True):
+    for index, target, weight in zip(observed.tolist(), targets.tolist(), np.sqrt(weights).tolist(), strict=True):
         point = reconstruction.point3D(int(point_ids[model.point[index]])).xyz
         pose = reconstruction.frame(int(model.frame[index]) + 1).rig_from_world.params
         if not problem.has_parameter_block(pose):
@@ -258,7 +261,9 @@ def _add_depth_priors(
             # leave the unit sphere.
             problem.add_parameter_block(pose, 7)
             problem.set_parameter_block_constant(pose)
-        costs += _add_robust(problem, cost_class(target, prior.width), point, pose)
+        # Weighted w: the residual times sqrt(w) under a Cauchy scale times sqrt(w) is w times the loss, exactly.
+        cost = cost_class(target, prior.width / weight)
+        costs += _add_robust(problem, cost, point, pose, loss_scale=PRIOR_LOSS_SCALE * weight)
     return costs
 
 

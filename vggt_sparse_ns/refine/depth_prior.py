@@ -1,5 +1,5 @@
-"""VGGT's depth as a weak prior in the bundle adjustment: each adjusted point's depth in each frame that observes it
-is held, loosely and robustly, to that frame's predicted depth at the keypoint.
+"""VGGT's depth as a weak prior in the bundle adjustment: in each frame, the depths of some of its adjusted points
+(spread over the image) are held, loosely and robustly, to that frame's predicted depth at their keypoints.
 
 Views linked only by two-view tracks (a camera panning around a room) leave the distances between neighbours out
 of the images: the reprojection errors do not change when a baseline and its points' depths grow together, so the
@@ -21,6 +21,7 @@ import numpy as np
 from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
 from vggt_sparse_ns.refine.cameras import CameraSet
 from vggt_sparse_ns.refine.consistency import DEPTH_AGREEMENT, agreeing_depth_scale, model_pixels
+from vggt_sparse_ns.refine.track_selection import frame_choices
 from vggt_sparse_ns.refine.triangulation import SparseModel
 
 
@@ -32,6 +33,29 @@ class DepthPrior:
     """The prediction: its per-frame depth maps (model pixels) and image transforms."""
     width: float
     """One standard deviation, relative to the depth (0.05: 5 %)."""
+    points_per_frame: int
+    """Most observations per frame held to their predicted depth (``held``)."""
+
+    def held(
+        self, model: SparseModel, observed: np.ndarray, cameras: CameraSet
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Which of the ``observed`` observations of ``model`` (indices) are held to their predicted depth, their
+        targets and weights: of those with a usable depth (``targets``), at most ``points_per_frame`` per frame,
+        spread over the image with longer tracks and lower reprojection errors in ``cameras`` first
+        (``frame_choices``, as the adjustment's points are chosen). Each is one Python cost in the adjustment, so
+        their number grows with the frames, not with the observations. Each weighs its frame's usable observations
+        per held one, so that a frame's prior pulls as hard as if all of them were held: unweighted, 50 per frame
+        left 12 views turning outward (seed 1) with positions 2.2x better than predicted instead of 110x."""
+        targets, usable = self.targets(model.frame[observed], model.pixel[observed])
+        observed, targets = observed[usable], targets[usable]
+        candidates = SparseModel(
+            model.xyz, model.point[observed], model.frame[observed], model.keypoint[observed], model.pixel[observed]
+        )
+        chosen = frame_choices(candidates, candidates.errors(cameras), self.points_per_frame)
+        usable_per_frame = np.bincount(candidates.frame)
+        held_per_frame = np.bincount(candidates.frame[chosen], minlength=len(usable_per_frame))
+        weights = (usable_per_frame / np.maximum(held_per_frame, 1))[candidates.frame[chosen]]
+        return observed[chosen], targets[chosen], weights
 
     def targets(self, frames: np.ndarray, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The predicted depth at full-resolution ``pixels`` of ``frames`` (bilinear at model
@@ -56,12 +80,12 @@ class DepthPrior:
         return np.sum(corners * weights, axis=1), usable
 
 
-def depth_prior(reconstruction: Reconstruction, width: float) -> DepthPrior | None:
+def depth_prior(reconstruction: Reconstruction, width: float, points_per_frame: int) -> DepthPrior | None:
     """The depth prior for an adjustment in VGGT's world (its scale held by the pose prior or by this one), or
     None where ``width`` is 0 or the reconstruction has no positive depth."""
     if width <= 0 or not np.any(reconstruction.depth > 0):
         return None
-    return DepthPrior(reconstruction, width)
+    return DepthPrior(reconstruction, width, points_per_frame)
 
 
 def depth_agrees(reconstruction: Reconstruction, cameras: CameraSet, model: SparseModel, frames: np.ndarray) -> bool:

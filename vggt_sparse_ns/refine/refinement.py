@@ -333,7 +333,9 @@ def _adjust(
 
     cameras, model, frames = settle(*adjust_and_retriangulate(cameras, model, frames, 1.0))
     # Then the same passes with the predicted depth held, kept only where the points they leave agree with it.
-    settings["depth_prior"] = depth_prior(reconstruction, config.refine_prior_depth)
+    settings["depth_prior"] = depth_prior(
+        reconstruction, config.refine_prior_depth, config.refine_depth_points_per_frame
+    )
     held = False
     if settings["depth_prior"] is not None:
         try:
