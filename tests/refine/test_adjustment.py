@@ -13,6 +13,7 @@ import pytest
 from vggt_sparse_ns.images import ImageTransform
 from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
 from vggt_sparse_ns.refine import adjustment
+from vggt_sparse_ns.refine import depth_prior as depth_prior_module
 from vggt_sparse_ns.refine.adjustment import AdjustmentFailed, bundle_adjust
 from vggt_sparse_ns.refine.cameras import CameraSet, project_points
 from vggt_sparse_ns.refine.depth_prior import DepthPrior, depth_cost_class, depth_prior
@@ -154,9 +155,9 @@ def test_ceres_runs_on_one_thread_only_when_the_depth_priors_python_costs_are_in
     assert threads == [1 if with_depth else 4]
 
 
-@pytest.mark.parametrize("per_frame", [1, 7, 40])
-def test_each_frame_holds_at_most_its_depth_points_per_frame_observations_to_the_predicted_depth_weighted_as_all(
-    monkeypatch: pytest.MonkeyPatch, per_frame: int
+@pytest.mark.parametrize(("per_frame", "affordable"), [(1, 0), (7, 0), (40, 0), (7, 100), (7, 50_000)])
+def test_each_frame_holds_its_share_of_the_affordable_depth_costs_or_its_floor_weighted_as_all(
+    monkeypatch: pytest.MonkeyPatch, per_frame: int, affordable: int
 ) -> None:
     # Each depth cost is a Python cost evaluated at about 6 us: their number must grow with the frames, not with the
     # observations (1.1-1.4 million at 1,000 frames of 1920x1080).
@@ -173,8 +174,10 @@ def test_each_frame_holds_at_most_its_depth_points_per_frame_observations_to_the
 
     monkeypatch.setattr(adjustment, "depth_cost_class", lambda: CountedDepthCost)
     monkeypatch.setattr(adjustment, "_solve", lambda options, config, problem: pyceres.SolverSummary())
+    monkeypatch.setattr(depth_prior_module, "AFFORDABLE_DEPTH_COSTS", affordable)
     _adjust_unsolved(cameras, model, depth_prior(prediction, 0.05, per_frame))
     frame = np.round(np.array(targets) - 5.0).astype(np.int64)
-    np.testing.assert_array_equal(np.bincount(frame, minlength=4), [min(per_frame, 60)] * 4)
+    held = min(max(per_frame, affordable // 4), 60)  # the floor per frame, or an equal share of the affordable costs
+    np.testing.assert_array_equal(np.bincount(frame, minlength=4), [held] * 4)
     # Weighted so that each frame's prior pulls as hard as its 60 observations held at the prior's width would.
     np.testing.assert_allclose(np.bincount(frame, weights, minlength=4), [60.0] * 4)

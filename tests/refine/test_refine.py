@@ -457,8 +457,8 @@ def outward_ring_12(tmp_path_factory: pytest.TempPathFactory) -> TexturedScene:
 def test_views_turning_outward_take_the_distances_between_them_from_the_predicted_depth(outward_ring_12) -> None:
     # Twelve views panning around a room, every track seen by two of them: the images leave the step lengths between
     # neighbours open, and without the depth prior the positions improve only 2.2x (rotations 3.8x). With depth
-    # rendered from the truth held at 5 %: measured 110x and 32x with every observation held, 38x and 20x with 50 per
-    # frame (the default --refine-depth-points-per-frame).
+    # rendered from the truth held at 5 %: measured 110x and 32x with every observation held (12 frames are well within
+    # the affordable depth costs), 38x and 20x with 50 per frame.
     predicted = perturb(outward_ring_12.truth, seed=1, scene_size=OUTWARD_RING_SIZE)
     refined = refine(predicted)
     for name, (before, after) in _median_errors(predicted, refined, outward_ring_12.truth).items():
