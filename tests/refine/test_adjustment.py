@@ -78,17 +78,7 @@ def test_more_than_a_thousand_frames_are_solved_by_sparse_schur_not_iterative(mo
     pixel = project_points(cameras, frame, xyz[point])[0]
     used = []
     monkeypatch.setattr(pyceres, "solve", lambda options, problem, summary: used.append(options.linear_solver_type))
-    with pytest.raises(AdjustmentFailed):  # nothing was solved
-        bundle_adjust(
-            cameras,
-            SparseModel(xyz, point, frame, np.arange(len(point)), pixel),
-            frames=np.arange(frames),
-            anchor=0,
-            sizes=[(640, 480)] * frames,
-            camera_model="PINHOLE",
-            shared_intrinsics=True,
-            loss_scale=1.0,
-        )
+    _adjust_unsolved(cameras, SparseModel(xyz, point, frame, np.arange(len(point)), pixel), None)
     assert used == [pyceres.LinearSolverType.SPARSE_SCHUR]
 
 
@@ -118,7 +108,7 @@ def _four_frames_with_depth(points: int) -> tuple[CameraSet, SparseModel, Recons
 
 
 def _adjust_unsolved(cameras: CameraSet, model: SparseModel, depth: DepthPrior | None) -> None:
-    """``bundle_adjust`` on every frame of ``model`` with ``depth``, up to the solve (``_solve`` patched away)."""
+    """``bundle_adjust`` on every frame of ``model`` with ``depth``, up to the solve (the solve patched away)."""
     frames = len(cameras.T_camera_world)
     with pytest.raises(AdjustmentFailed):  # nothing was solved
         bundle_adjust(
