@@ -49,19 +49,29 @@ GRAIN = 10
 
 
 @dataclass(frozen=True)
-class ProcessDataBenchmark:
+class GeneratedJpegs:
+    """The generated JPEG inputs a benchmark reads (kept between its runs in its work folder)."""
+
+    work_dir: Path = Path("/tmp/vggt-benchmark")
+    """Holds the generated images, kept between runs."""
+    frames: int = 100
+    """Images."""
+    width: int = 1920
+    """Image width (px)."""
+    height: int = 1080
+    """Image height (px)."""
+    jpeg_quality: int = 90
+    """Quality of the generated JPEGs."""
+
+
+@dataclass(frozen=True)
+class ProcessDataBenchmark(GeneratedJpegs):
     """Settings of one timed run of the command."""
 
     work_dir: Path = Path("/tmp/vggt-process-data")
     """Holds images/ (the input, kept between runs), checkpoint/ (with --random-checkpoint) and out/ (replaced)."""
     frames: int = 1000
     """Input images."""
-    width: int = 1920
-    """Input image width (px)."""
-    height: int = 1080
-    """Input image height (px)."""
-    jpeg_quality: int = 90
-    """Quality of the generated JPEGs."""
     checkpoint: Path | None = None
     """VGGT weights (a folder or file); default: <work-dir>/checkpoint."""
     random_checkpoint: bool = False

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.process_data import merge_row, rounded
+from benchmarks.process_data import GeneratedJpegs, merge_row, rounded
 from benchmarks.refine import generate_views, scene_texture, view_camera
 from vggt_sparse_ns.evaluate.metrics import camera_centres
 from vggt_sparse_ns.images import ImageTransform
@@ -45,19 +45,11 @@ MODEL_DOWNSCALE = 8
 
 
 @dataclass(frozen=True)
-class RefineStagesBenchmark:
+class RefineStagesBenchmark(GeneratedJpegs):
     """Settings of one timed refine() on generated views with known cameras."""
 
     work_dir: Path = Path("/tmp/vggt-refine-stages")
     """Holds images_<width>x<height>_<frames>/ (the views, kept between runs)."""
-    frames: int = 100
-    """Views."""
-    width: int = 1920
-    """View width (px)."""
-    height: int = 1080
-    """View height (px)."""
-    jpeg_quality: int = 90
-    """Quality of the generated JPEGs."""
     neighbors: int = 16
     """Frame-graph edges per frame: its nearest cameras."""
     max_image_size: int = 1600

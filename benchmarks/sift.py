@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from benchmarks.process_data import merge_row
+from benchmarks.process_data import GeneratedJpegs, merge_row
 from benchmarks.refine import generate_views
 from vggt_sparse_ns.refine.features import UPSAMPLE_BELOW, extract_features, read_grey
 from vggt_sparse_ns.refine.sift import detect_and_describe
@@ -31,19 +31,11 @@ RESULTS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "sift.js
 
 
 @dataclass(frozen=True)
-class SiftBenchmark:
+class SiftBenchmark(GeneratedJpegs):
     """Settings of one timing of both SIFTs on the same generated views."""
 
     work_dir: Path = Path("/tmp/vggt-sift-bench")
     """Holds images_<width>x<height>_<frames>/ (the views, kept between runs)."""
-    frames: int = 100
-    """Views."""
-    width: int = 1920
-    """View width (px)."""
-    height: int = 1080
-    """View height (px)."""
-    jpeg_quality: int = 90
-    """Quality of the generated JPEGs."""
     max_image_size: int = 1600
     """--refine-max-image-size: the longest side SIFT sees."""
     max_features: int = 4096
