@@ -150,13 +150,7 @@ def test_a_failed_reconstruction_leaves_no_output_folder_and_no_staged_images(
 
     data = write_scene(tmp_path / "photos", count=3)[0].parent
     monkeypatch.setattr(VGGT, "forward", run_out_of_memory)
-    with pytest.raises(SystemExit) as exit_info:
-        ProcessVGGTSparse(
-            data=data,
-            output_dir=output_dir,
-            reconstruction=ReconstructionConfig(checkpoint=str(vggt_tiny_dir), device="cpu"),
-        ).main()
-    assert exit_info.value.code != 0
+    assert exit_status_of_a_run_on(data, output_dir, vggt_tiny_dir) != 0
     assert staged_counts == [3], "the images were staged while the model ran"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["photos"], "no output folder, nothing beside it"
 
@@ -311,11 +305,12 @@ def test_a_video_without_ffmpeg_is_refused_with_its_name(tmp_path: Path, run_com
     assert_failed_cleanly(status, output, "ffmpeg was not found", tmp_path / "out")
 
 
-def exit_status_of_a_run_on(video: Path, output_dir: Path, vggt_tiny_dir: Path) -> int:
-    """The exit status of the command on ``video`` with the tiny model on the CPU (it is expected to fail)."""
+def exit_status_of_a_run_on(data: Path, output_dir: Path, vggt_tiny_dir: Path) -> int:
+    """The exit status of the command on ``data`` (a folder or a video) with the tiny model on the CPU (it is
+    expected to fail)."""
     with pytest.raises(SystemExit) as exit_info:
         ProcessVGGTSparse(
-            data=video,
+            data=data,
             output_dir=output_dir,
             reconstruction=ReconstructionConfig(checkpoint=str(vggt_tiny_dir), device="cpu"),
         ).main()
