@@ -1,5 +1,5 @@
-"""Bundle adjustment: large problems with the priors' Python costs solve on several threads, and by sparse Schur
-at any frame count."""
+"""Bundle adjustment: large problems solve on several threads, with the priors' costs (the focal prior's written in
+Python, the depth prior's compiled), and by sparse Schur at any frame count."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from vggt_sparse_ns.refine import adjustment
 from vggt_sparse_ns.refine import depth_prior as depth_prior_module
 from vggt_sparse_ns.refine.adjustment import AdjustmentFailed, bundle_adjust
 from vggt_sparse_ns.refine.cameras import CameraSet, project_points
-from vggt_sparse_ns.refine.depth_prior import DepthPrior, depth_cost_class, depth_prior
+from vggt_sparse_ns.refine.depth_prior import DepthPrior, depth_cost, depth_prior
 from vggt_sparse_ns.refine.triangulation import SparseModel
 
 # 12 cameras on an arc looking at 2,500 points, every point seen by every camera: 60,000 residuals, above the
@@ -26,7 +26,6 @@ import numpy as np
 from textured_scene import look_at
 from vggt_sparse_ns.refine import adjustment
 from vggt_sparse_ns.refine.cameras import CameraSet, project_points
-from vggt_sparse_ns.refine.depth_prior import DepthPrior, depth_cost_class, depth_prior
 from vggt_sparse_ns.refine.triangulation import SparseModel
 
 adjustment.usable_cpus = lambda: 4
@@ -125,10 +124,10 @@ def _adjust_unsolved(cameras: CameraSet, model: SparseModel, depth: DepthPrior |
 
 
 @pytest.mark.parametrize("with_depth", [False, True])
-def test_ceres_runs_on_one_thread_only_when_the_depth_priors_python_costs_are_in_the_problem(
+def test_ceres_runs_on_every_usable_thread_with_or_without_the_depth_prior(
     monkeypatch: pytest.MonkeyPatch, with_depth: bool
 ) -> None:
-    # Several threads would take turns at the GIL for each of the depth prior's per-observation Python costs.
+    # The depth prior's costs are pycolmap's compiled ones: no GIL for Ceres' threads to take turns at.
     import pyceres
 
     cameras, model, prediction = _four_frames_with_depth(points=40)
@@ -142,7 +141,7 @@ def test_ceres_runs_on_one_thread_only_when_the_depth_priors_python_costs_are_in
 
     monkeypatch.setattr(adjustment, "_solve", unsolved)
     _adjust_unsolved(cameras, model, depth_prior(prediction, 0.05, 50) if with_depth else None)
-    assert threads == [1 if with_depth else 4]
+    assert threads == [4]
 
 
 @pytest.mark.parametrize(("per_frame", "affordable"), [(1, 0), (7, 0), (40, 0), (7, 100), (7, 50_000)])
@@ -156,13 +155,12 @@ def test_each_frame_holds_its_share_of_the_affordable_depth_costs_or_its_floor_w
     cameras, model, prediction = _four_frames_with_depth(points=60)
     targets, weights = [], []
 
-    class CountedDepthCost(depth_cost_class()):
-        def __init__(self, target: float, width: float) -> None:
-            super().__init__(target, width)
-            targets.append(target)
-            weights.append((0.05 / width) ** 2)
+    def counted_depth_cost(point_in_frame: np.ndarray, target: float, width: float) -> object:
+        targets.append(target)
+        weights.append((0.05 / width) ** 2)
+        return depth_cost(point_in_frame, target, width)
 
-    monkeypatch.setattr(adjustment, "depth_cost_class", lambda: CountedDepthCost)
+    monkeypatch.setattr(adjustment, "depth_cost", counted_depth_cost)
     monkeypatch.setattr(adjustment, "_solve", lambda options, config, problem: pyceres.SolverSummary())
     monkeypatch.setattr(depth_prior_module, "AFFORDABLE_DEPTH_COSTS", affordable)
     _adjust_unsolved(cameras, model, depth_prior(prediction, 0.05, per_frame))

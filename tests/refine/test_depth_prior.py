@@ -1,5 +1,5 @@
-"""The predicted depth as a prior in the adjustment: read at the keypoints' model pixels, and a cost whose residual
-and derivatives are those of the point's depth in the frame."""
+"""The predicted depth as a prior in the adjustment: read at the keypoints' model pixels, and a compiled cost whose
+residual is the point's depth error in the frame, in widths."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from vggt_sparse_ns.images import ImageTransform
 from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
 from vggt_sparse_ns.refine.config import RefineConfig, RefineError
-from vggt_sparse_ns.refine.depth_prior import DepthPrior, depth_cost_class, depth_prior
+from vggt_sparse_ns.refine.depth_prior import DepthPrior, depth_cost, depth_prior, virtual_camera
 
 # Full-resolution 320 x 240 images, halved and padded by 3 rows on top: model pixels 160 x 126.
 TRANSFORM = ImageTransform((320, 240), (160, 120), (0, 0), (0, 3), (160, 126))
@@ -62,29 +62,32 @@ def test_no_depth_or_a_width_of_zero_gives_no_prior() -> None:
     assert depth_prior(_prediction(np.ones((2, 126, 160))), 0.05, 50) is not None
 
 
-def test_the_cost_is_the_relative_depth_error_in_widths_with_its_derivatives() -> None:
+def test_the_cost_is_the_depth_error_in_widths_along_the_ray_and_the_bearings_change_across_it() -> None:
+    import pyceres
     import pycolmap
 
     rng = np.random.default_rng(0)
     quaternion = rng.standard_normal(4)
     pose = pycolmap.Rigid3d(pycolmap.Rotation3d(quaternion / np.linalg.norm(quaternion)), [0.3, -0.2, 0.5])
-    point = np.array([0.5, 1.0, 4.0])
-    depth = (pose.matrix() @ np.append(point, 1.0))[2]
-    cost = depth_cost_class()(2.0, 0.05)
-    parameters = [point.copy(), np.array(pose.params)]
-    residual, jacobians = np.zeros(1), [np.zeros(3), np.zeros(7)]
-    assert cost.Evaluate(parameters, residual, jacobians)
-    np.testing.assert_allclose(residual, (depth - 2.0) / (0.05 * 2.0))
-    step = 1e-7
-    for block, jacobian in enumerate(jacobians):
-        numeric = []
-        for index in range(len(parameters[block])):
-            moved = [p.copy() for p in parameters]
-            moved[block][index] += step
-            moved_residual = np.zeros(1)
-            cost.Evaluate(moved, moved_residual, None)
-            numeric.append((moved_residual[0] - residual[0]) / step)
-        np.testing.assert_allclose(jacobian, numeric, rtol=1e-4, atol=1e-4)
+    start = np.array([0.5, 1.0, 4.0])
+    start_in_frame = pose * start
+    assert start_in_frame[2] > 0
+    cost = depth_cost(start_in_frame, target=2.0, width=0.05)
+
+    def residuals(in_frame: np.ndarray) -> np.ndarray:
+        problem = pyceres.Problem()
+        camera = virtual_camera()
+        problem.add_residual_block(cost, None, [pose.inverse() * in_frame, np.array(pose.params), camera])
+        return np.array(problem.evaluate_residuals())
+
+    for scale in (0.4, 1.0, 1.7):  # along the start's ray: the depth error alone
+        depth = scale * start_in_frame[2]
+        np.testing.assert_allclose(residuals(scale * start_in_frame), [(depth - 2.0) / (0.05 * depth), 0.0], atol=1e-9)
+    # Across it: the bearing's change in focal-length units (a thousandth of a pixel at a focal length of 1,000).
+    bearing = start_in_frame[:2] / start_in_frame[2] + [0.002, -0.001]
+    moved = np.append(bearing, 1.0) * start_in_frame[2]
+    expected = [0.002 + (start_in_frame[2] - 2.0) / (0.05 * start_in_frame[2]), -0.001]
+    np.testing.assert_allclose(residuals(moved), expected, atol=1e-9)
 
 
 def test_a_depth_points_per_frame_below_one_is_refused_with_a_clear_message() -> None:

@@ -15,7 +15,7 @@ from vggt_sparse_ns.camera_models import colmap_params, from_colmap_params
 from vggt_sparse_ns.cpus import usable_cpus
 from vggt_sparse_ns.refine.cameras import CameraSet
 from vggt_sparse_ns.refine.config import CameraModelName
-from vggt_sparse_ns.refine.depth_prior import DepthPrior, depth_cost_class
+from vggt_sparse_ns.refine.depth_prior import DepthPrior, depth_cost, virtual_camera
 from vggt_sparse_ns.refine.triangulation import SparseModel
 
 MAX_ITERATIONS = 200
@@ -27,11 +27,6 @@ MIN_FRAMES_FOR_FOCAL = 3
 optical axes meet (Sturm's degeneracy), as they do in any capture that keeps one subject in view: the solver then
 trades focal length for pose (measured on two views of a room looking at one point: the focal length went 18-74 %
 off and the rotations 4-8 times worse than predicted). With a third view the points fix it."""
-PYTHON_COSTS_THREADS = 1
-"""Ceres threads for a problem with a Python cost per observation (the depth prior). Each evaluation of one takes
-the GIL, and threads contending for it are slower than one thread alone: 20,000 one-residual Python costs solved in
-0.28 s on one thread, 1.1-2.0 s on two (this 2-core machine); 100 generated views with the depth prior (86,000
-depth costs), two passes: 52.7 and 68.0 s on two threads, where the same passes without it took 2.3-3.6 s."""
 PRIOR_LOSS_SCALE = 2.0
 """The pose prior's Cauchy scale, in standard deviations: the prior holds like a Gaussian within about this many
 of them and pulls ever more weakly beyond, so a camera VGGT got further off follows its matches. Measured on
@@ -147,9 +142,7 @@ def bundle_adjust(
     options.ceres.loss_function_scale = loss_scale
     options.ceres.solver_options.max_num_iterations = MAX_ITERATIONS
     options.ceres.solver_options.function_tolerance = FUNCTION_TOLERANCE
-    # -1 would take the host's count, not ours. The depth prior adds a Python cost per observation, and Ceres'
-    # threads then take turns at the GIL: see PYTHON_COSTS_THREADS.
-    options.ceres.solver_options.num_threads = PYTHON_COSTS_THREADS if depth_prior is not None else usable_cpus()
+    options.ceres.solver_options.num_threads = usable_cpus()  # -1 would take the host's count, not ours
     # pycolmap's automatic choice otherwise: dense Schur up to 50 images, sparse Schur (CHOLMOD) up to 1,000, then
     # iterative Schur. Our reduced camera system stays sparse at any frame count (split tracks couple at most
     # track_selection.MAX_TRACK_LENGTH frames, pairs come from the frame graph), and on 200 generated views iterative Schur took 48
@@ -247,13 +240,24 @@ def _add_depth_priors(
     used: np.ndarray,
     point_ids: np.ndarray,
 ) -> list[object]:
-    """One depth cost per observation the prior holds (``DepthPrior.held``: at most its ``points_per_frame`` per
-    frame) among the adjusted ones, on its point's and its frame's parameter blocks, under the priors' Cauchy loss
-    times the observation's weight; returns the costs and losses to keep alive."""
+    """One depth cost per observation the prior holds (``DepthPrior.held``) among the adjusted ones in front of
+    their frame, on its point's and its frame's parameter blocks and the virtual camera's (``depth_cost``), under
+    the priors' Cauchy loss times the observation's weight; returns the costs, losses and blocks to keep alive."""
     observed, targets, weights = prior.held(model, np.flatnonzero(used & (point_ids[model.point] > 0)), cameras)
-    cost_class = depth_cost_class()
-    costs = []
-    for index, target, weight in zip(observed.tolist(), targets.tolist(), np.sqrt(weights).tolist(), strict=True):
+    poses = cameras.T_camera_world[model.frame[observed]]
+    in_frame = np.einsum("nij,nj->ni", poses[:, :, :3], model.xyz[model.point[observed]]) + poses[:, :, 3]
+    in_front = in_frame[:, 2] > 0  # a point's bearing, which the cost starts from, needs it in front
+    camera = virtual_camera()
+    problem.add_parameter_block(camera, len(camera))
+    problem.set_parameter_block_constant(camera)
+    costs = [camera]
+    for index, point_in_frame, target, weight in zip(
+        observed[in_front].tolist(),
+        in_frame[in_front],
+        targets[in_front].tolist(),
+        np.sqrt(weights[in_front]).tolist(),
+        strict=True,
+    ):
         point = reconstruction.point3D(int(point_ids[model.point[index]])).xyz
         pose = reconstruction.frame(int(model.frame[index]) + 1).rig_from_world.params
         if not problem.has_parameter_block(pose):
@@ -262,8 +266,8 @@ def _add_depth_priors(
             problem.add_parameter_block(pose, 7)
             problem.set_parameter_block_constant(pose)
         # Weighted w: the residual times sqrt(w) under a Cauchy scale times sqrt(w) is w times the loss, exactly.
-        cost = cost_class(target, prior.width / weight)
-        costs += _add_robust(problem, cost, point, pose, loss_scale=PRIOR_LOSS_SCALE * weight)
+        cost = depth_cost(point_in_frame, target, prior.width / weight)
+        costs += _add_robust(problem, cost, point, pose, camera, loss_scale=PRIOR_LOSS_SCALE * weight)
     return costs
 
 

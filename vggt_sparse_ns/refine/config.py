@@ -101,12 +101,10 @@ class RefineConfig:
     """Observations per frame whose point's depth --refine-prior-depth holds, at the least: up to 50,000 in all, a
     few hundred frames keep every usable one and 1,000 frames 50 each; chosen spread over the image
     (the best of each 100-pixel cell first: longer tracks, then lower reprojection error), each weighted so that the
-    frame's prior pulls as hard as if all its observations were held. Each is a Python cost (pyceres; no C++ cost of
-    pycolmap's constrains a point's depth in a camera) evaluated at about 6 us on one thread: held at every adjusted
-    observation, 100 generated 640x360 views took 22-23 s per pass with the prior against 3 s without, and 1,000
-    frames of 1920x1080 (1.1-1.4 million observations) would take about 200 s per pass. Fewer costs also average
-    less of the depth's noise: with depth rendered from the truth, positions of 12 views turning outward came out
-    25-38x better than predicted at 50 (all held: 54-110x; 25: 23-27x), 16 views 62-66x (77-88x; 25: 37-51x)."""
+    frame's prior pulls as hard as if all its observations were held. Each adds two residuals to the adjustment, as
+    an observation does. Fewer costs also average less of the depth's noise: with depth rendered from the truth,
+    positions of 12 views turning outward came out 25-38x better than predicted at 50 (all held: 54-110x; 25:
+    23-27x), 16 views 62-66x (77-88x; 25: 37-51x)."""
     refine_device: RefineDevice = "auto"
     """Where descriptors are matched (and, with --refine-features auto or torch, SIFT runs): auto picks cuda when
     present, else cpu; mps (Apple's GPUs) only when chosen."""
