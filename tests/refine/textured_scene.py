@@ -201,6 +201,40 @@ def make_outward_ring_scene(
     return render_scene(folder, planes, poses, size=(320, 240), focal=focal)
 
 
+TABLE_ORBIT_SIZE = 8.0
+"""Diameter of the table orbit's lower camera circle, the unit of its position perturbation."""
+
+
+def make_table_orbit_scene(
+    folder: Path, *, per_ring: int = 10, size: tuple[int, int] = (240, 320), focal: float = 280.0
+) -> TexturedScene:
+    """Three boxes on a grass table top, their faces papered with the six photographs (each photograph on two or
+    three faces of different boxes), circled by ``per_ring`` views low and ``per_ring`` views higher up, all looking
+    at the table's centre: views from opposite sides see one photograph on different boxes (repeated structure)."""
+    x, y, z = np.eye(3)
+    textures = _wall_photographs()
+    planes = []
+    for box, (centre_x, centre_z, side) in enumerate([(-0.8, 0.0, 1.0), (0.7, 0.5, 0.8), (0.2, -0.9, 0.7)]):
+        low, high = centre_x - side / 2, centre_x + side / 2
+        near, far = centre_z - side / 2, centre_z + side / 2
+        top = 1.0 - side
+        planes += [
+            Plane(np.array([low, top, near]), x, y, (side, side), textures[box]),
+            Plane(np.array([high, top, far]), -x, y, (side, side), textures[(box + 1) % 6]),
+            Plane(np.array([low, top, far]), -z, y, (side, side), textures[(box + 2) % 6]),
+            Plane(np.array([high, top, near]), z, y, (side, side), textures[(box + 3) % 6]),
+            Plane(np.array([low, top, near]), x, z, (side, side), textures[(box + 4) % 6]),  # the lid
+        ]
+    grass = np.repeat(photographs.grass()[..., None], 3, 2)
+    planes.append(Plane(np.array([-4.0, 1.0, -4.0]), x, z, (8.0, 8.0), grass))
+    poses = []
+    for ring, (radius, height) in enumerate([(TABLE_ORBIT_SIZE / 2, -0.5), (3.5, -2.5)]):
+        for angle in 2 * np.pi * (np.arange(per_ring) + 0.5 * ring) / per_ring:
+            eye = np.array([radius * np.sin(angle), height, -radius * np.cos(angle)])
+            poses.append(look_at(eye, np.array([0.0, 0.5, 0.0])))
+    return render_scene(folder, planes, poses, size=size, focal=focal)
+
+
 AERIAL_SIZE = 6.0
 """Flying height of the aerial grid, the unit of its position perturbation."""
 

@@ -94,7 +94,7 @@ class RefineConfig:
     by two-view tracks (a panning camera) the distances between them that their images leave open: 12 views turning
     outward with depth rendered from the truth, positions 2.2x -> 54-110x better than predicted (every observation
     held: few frames; 25-38x with 50 per frame, as at 1,000 frames). The result is kept
-    only where it fits the images as well (mean reprojection error at most 2 % higher, as many observations) and
+    only where it fits the images as well (mean reprojection error at most 2 % higher, at most 1 % fewer observations) and
     the points agree with the depth; depth maps each off by their own factor or shift fail that and change
     nothing. Absent depth is not used. 0 turns it off."""
     refine_depth_points_per_frame: int = 50
