@@ -20,7 +20,7 @@ from vggt_sparse_ns.refine.depth_prior import DepthPrior, depth_cost, depth_prio
 from vggt_sparse_ns.refine.triangulation import SparseModel
 
 # 12 cameras on an arc looking at 2,500 points, every point seen by every camera: 60,000 residuals, above the
-# 50,000 from which pycolmap has Ceres evaluate on several threads. The focal prior is a Python cost.
+# 50,000 from which pycolmap has Ceres evaluate on several threads, with the pose and focal priors.
 LARGE_ADJUSTMENT = """
 import numpy as np
 from textured_scene import look_at
@@ -49,8 +49,8 @@ assert abs(adjusted.intrinsics[0, 0, 0] / 500.0 - 1) < 0.01, adjusted.intrinsics
 """
 
 
-def test_an_adjustment_with_python_prior_costs_on_several_threads_finishes() -> None:
-    # pycolmap's own solve holds the GIL while Ceres' threads wait for it to evaluate the Python costs: it hangs.
+def test_a_large_adjustment_with_the_priors_on_several_threads_finishes_with_the_right_focal_length() -> None:
+    # It hung while the focal prior was a Python cost and pycolmap's own solve held the GIL its threads waited for.
     tests_dir = Path(__file__).resolve().parent
     result = subprocess.run(
         [sys.executable, "-c", LARGE_ADJUSTMENT],
@@ -148,7 +148,7 @@ def test_ceres_runs_on_every_usable_thread_with_or_without_the_depth_prior(
 def test_each_frame_holds_its_share_of_the_affordable_depth_costs_or_its_floor_weighted_as_all(
     monkeypatch: pytest.MonkeyPatch, per_frame: int, affordable: int
 ) -> None:
-    # Each depth cost is a Python cost evaluated at about 6 us: their number must grow with the frames, not with the
+    # Each depth cost adds two residuals to the solve: their number must grow with the frames, not with the
     # observations (1.1-1.4 million at 1,000 frames of 1920x1080).
     import pyceres
 
@@ -169,3 +169,39 @@ def test_each_frame_holds_its_share_of_the_affordable_depth_costs_or_its_floor_w
     np.testing.assert_array_equal(np.bincount(frame, minlength=4), [held] * 4)
     # Weighted so that each frame's prior pulls as hard as its 60 observations held at the prior's width would.
     np.testing.assert_allclose(np.bincount(frame, weights, minlength=4), [60.0] * 4)
+
+
+@pytest.mark.parametrize(
+    ("model", "params", "focal_count"),
+    [
+        ("PINHOLE", [520.0, 530.0, 320.0, 240.0], 2),
+        ("SIMPLE_RADIAL", [520.0, 320.0, 240.0, 0.2], 1),
+        ("OPENCV", [520.0, 530.0, 320.0, 240.0, 0.2, -0.1, 0.01, 0.02], 2),
+    ],
+)
+def test_the_focal_prior_is_each_focal_lengths_error_in_sigmas_whatever_the_distortion(
+    model: str, params: list[float], focal_count: int
+) -> None:
+    import pyceres
+    import pycolmap
+
+    reconstruction = pycolmap.Reconstruction()
+    reconstruction.add_camera(pycolmap.Camera(model=model, width=640, height=480, params=params, camera_id=1))
+    # Two frames' predicted focal lengths, (500, 505) and (510, 515): their mean (505, 510) is the target.
+    intrinsics = np.array([[[500.0, 0, 320], [0, 505, 240], [0, 0, 1]], [[510.0, 0, 320], [0, 515, 240], [0, 0, 1]]])
+    predicted = CameraSet(np.repeat(np.eye(4)[None, :3], 2, 0), intrinsics, np.zeros((2, 4)))
+    prior = adjustment.PosePrior(predicted, np.arange(2), rotation_sigma=0.03, position_sigma=0.1, focal_sigma=0.1)
+    problem = pyceres.Problem()
+    block = reconstruction.camera(1).params
+    problem.add_parameter_block(block, len(block))
+    alive = adjustment._add_focal_priors(problem, reconstruction, prior, {0: 1, 1: 1})
+    options = pyceres.EvaluateOptions()
+    options.apply_loss_function = False
+    residuals = np.array(problem.evaluate_residuals(options))
+    if focal_count == 2:
+        expected = [(520 - 505) / 50.5, (530 - 510) / 51.0]
+    else:  # one focal length held to the mean of all four: both residuals on it, each at sqrt(2) sigma
+        expected = [(520 - 507.5) / (50.75 * np.sqrt(2))] * 2
+    # OPENCV's tangential terms move the probe's projection by 1e-4 of a sigma.
+    np.testing.assert_allclose(residuals, expected, rtol=1e-3)
+    del alive

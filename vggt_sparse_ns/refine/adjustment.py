@@ -4,7 +4,6 @@ predicted poses as a prior where the images leave a pose undetermined."""
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -191,9 +190,9 @@ def bundle_adjust(
 
 def _solve(options: object, config: object, problem: object) -> object:
     """Solve ``problem`` with pycolmap's choice of solver options (linear solver by image count, threads by
-    residual count) through pyceres, which releases the GIL while Ceres runs. pycolmap's own ``solve`` keeps it:
-    once a problem has 50,000 residuals Ceres evaluates on several threads, and a thread evaluating one of the
-    priors' Python costs then waits for the GIL forever (measured: 100 generated views hung in the first
+    residual count) through pyceres, which releases the GIL while Ceres runs, so the progress display's thread
+    goes on. pycolmap's own ``solve`` keeps it: while the priors were Python costs, a Ceres thread evaluating one
+    waited for it forever once a problem had 50,000 residuals (measured: 100 generated views hung in the first
     adjustment, every thread asleep)."""
     import pyceres
 
@@ -293,48 +292,46 @@ def _add_points(reconstruction, model: SparseModel, used: np.ndarray, rank: np.n
     return point_ids
 
 
-@functools.cache
-def _focal_prior_class() -> type:
-    """The focal prior's cost function (a pyceres cost written in Python: a handful of residuals per solve),
-    defined on first use so that importing this module does not load pyceres."""
-    import pyceres
-
-    class FocalPrior(pyceres.CostFunction):
-        """Residuals (f_i - predicted_i) / (sigma * predicted_i) on a camera's parameter block's focal entries."""
-
-        def __init__(self, size: int, indices: list[int], predicted: np.ndarray, sigma: float) -> None:
-            super().__init__()
-            self.set_num_residuals(len(indices))
-            self.set_parameter_block_sizes([size])
-            self.indices, self.predicted, self.unit = indices, predicted, sigma * predicted
-
-        def Evaluate(self, parameters, residuals, jacobians) -> bool:  # noqa: N802 (pyceres' name)
-            residuals[:] = (parameters[0][self.indices] - self.predicted) / self.unit
-            if jacobians is not None and jacobians[0] is not None:
-                jacobian = np.zeros((len(self.indices), len(parameters[0])))
-                jacobian[np.arange(len(self.indices)), self.indices] = 1 / self.unit
-                jacobians[0][:] = jacobian.ravel()
-            return True
-
-    return FocalPrior
+FOCAL_PROBE = 1e-4
+"""Where the focal prior's probe point sits, (x, y) at depth 1 in the camera: close enough to the optical axis that
+distortion hardly moves its projection (OPENCV's tangential terms, the largest, by 1e-4 of the prior's sigma)."""
 
 
 def _add_focal_priors(
     problem: object, reconstruction: object, prior: PosePrior, camera_of_frame: dict[int, int]
 ) -> list[object]:
     """One cost per refined camera holding its focal lengths to the mean of its frames' predicted ones, in units of
-    ``prior.focal_sigma`` of that focal length, under a Cauchy loss; returns the costs and losses to keep alive."""
-    costs = []
+    ``prior.focal_sigma`` of that focal length, under a Cauchy loss; returns the costs, losses and blocks to keep
+    alive.
+
+    The cost is pycolmap's compiled reprojection error (constant pose: the camera's own frame) of a constant point
+    at (``FOCAL_PROBE``, ``FOCAL_PROBE``, 1), observed where the predicted focal lengths put it: its residuals are
+    ``FOCAL_PROBE`` (fx - fx0) and ``FOCAL_PROBE`` (fy - fy0) pixels (one focal length: both on it), the principal
+    point being held constant. A cost written in Python would hold the GIL that Ceres' threads then take turns at:
+    one per frame with per-frame intrinsics."""
+    import pycolmap
+    from pycolmap import cost_functions
+
+    probe = np.array([FOCAL_PROBE, FOCAL_PROBE, 1.0])
+    problem.add_parameter_block(probe, 3)
+    problem.set_parameter_block_constant(probe)
+    costs = [probe]
     for camera_id in sorted(set(camera_of_frame.values())):
         members = [f for f, c in camera_of_frame.items() if c == camera_id]
         camera = reconstruction.camera(camera_id)
         params = camera.params
         if not problem.has_parameter_block(params) or problem.is_parameter_block_constant(params):
             continue
-        indices = list(camera.focal_length_idxs())
         focal = prior.cameras.intrinsics[members][:, [0, 1], [0, 1]].mean(0)  # (fx, fy)
-        predicted = focal if len(indices) == 2 else focal.mean(keepdims=True)
-        costs += _add_robust(problem, _focal_prior_class()(len(params), indices, predicted, prior.focal_sigma), params)
+        if len(camera.focal_length_idxs()) == 1:
+            # Both residuals hold the one focal length: each at sqrt(2) sigma, together at sigma.
+            focal, spread = np.full(2, focal.mean()), np.sqrt(2.0)
+        else:
+            spread = 1.0
+        observed = params[list(camera.principal_point_idxs())] + FOCAL_PROBE * focal
+        sigma = FOCAL_PROBE * prior.focal_sigma * spread * focal
+        cost = cost_functions.ReprojErrorCost(camera.model, np.diag(sigma**2), observed, pycolmap.Rigid3d())
+        costs += _add_robust(problem, cost, probe, params)
     return costs
 
 

@@ -30,6 +30,11 @@ class CameraSet:
         rotation, translation = self.T_camera_world[:, :, :3], self.T_camera_world[:, :, 3]
         return -np.einsum("sji,sj->si", rotation, translation)
 
+    def turned(self, other: CameraSet, frames: np.ndarray, degrees: float) -> np.ndarray:
+        """[F] bool: whether each of ``frames`` is rotated more than ``degrees`` from its camera in ``other``."""
+        relative = np.einsum("sij,skj->sik", self.T_camera_world[frames, :, :3], other.T_camera_world[frames, :, :3])
+        return (np.trace(relative, axis1=1, axis2=2) - 1) / 2 < np.cos(np.deg2rad(degrees))
+
     def with_frames(self, frames: np.ndarray, other: CameraSet) -> CameraSet:
         """These cameras with ``frames`` taken from ``other``."""
         arrays = {name: getattr(self, name).copy() for name in ("T_camera_world", "intrinsics", "distortion")}

@@ -52,15 +52,15 @@ disagrees with the images bends the cameras and points off their rays instead. M
 +1.4 %; with smooth 5 % noise +3.9 to +38 % (kept at +3.9 % and +7.3 %, the corridor's and aerial grid's rotations
 came out 2-4x worse than without depth); each frame's depth scaled by 0.7-1.4 and shifted by up to 30 %: +17 % to
 11-fold."""
-MAX_FIRST_TURN_DEGREES = 15.0
-"""A frame adjusted from its predicted camera (enough observations fit it) that the first pass turns further than
-this, while the observations that fit it do not at least double, is held out of the adjustment and keeps its
-predicted camera: its matches hold two accounts of it, and the one far from VGGT's is repeated structure (the same
-photograph on two boxes of a table, seen from opposite sides, matched and verified as one: 20 views circling it,
-seed 5, turned three frames 16-57 degrees off, with 24-52 observations fitting them before and after, where they
-had been predicted 1.5-2.4 degrees off). A frame VGGT got that far off fits few observations at its prediction and
-many once turned (a drone's frame predicted 20 degrees off: 23-30, then 300-304), or joins later by absolute pose
-(``register_frames``) when too few fit."""
+MAX_TURN_DEGREES = 15.0
+"""A frame whose adjusted rotation ends further than this from VGGT's, while the observations that fit it did not
+at least double (as many fit a far-off camera as fitted the predicted one), is held out and the passes run again
+without it: it keeps its predicted camera. Its matches held two accounts of it, and the one far from VGGT's is
+repeated structure: the same photograph on two boxes of a table, seen from opposite sides, matched and verified
+as one (20 views circling it, seed 5: three frames ended 22-51 degrees off, with about as many observations
+fitting them as before, where they had been predicted 1.5-2.4 degrees off). A frame VGGT got that far off fits
+few observations at its prediction and many once turned (a drone's frame predicted 20 degrees off: 23-30, then
+300-304), or joins by absolute pose when too few fit."""
 DEPTH_OBSERVATIONS_LOST = 0.01
 """Passes with the depth prior are kept only if at most this fraction fewer observations fit them: depth that
 disagrees with the images leaves points off their rays (12 views turning outward, each frame's depth scaled by
@@ -315,30 +315,6 @@ def _adjust(
             raise RefinementRejected("too few frames kept enough observations after an adjustment")
         return predicted.with_frames(frames, cameras), model, frames
 
-    first_loss = focal * np.tan(np.deg2rad(FIRST_PASS_LOSS_DEGREES))
-    first = adjust_and_retriangulate(predicted, initial, frames, first_loss)
-    strayed = _strayed(predicted, initial, *first[:2], frames)
-    if len(strayed):
-        logger.debug(
-            "frames %s turned more than %s degrees in the first pass", strayed.tolist(), MAX_FIRST_TURN_DEGREES
-        )
-        first = adjust_and_retriangulate(predicted, initial, np.setdiff1d(frames, strayed), first_loss)
-    cameras, model, frames = first
-    # Frames VGGT got badly wrong (too few observations fit their predicted camera) may rejoin here.
-    cameras, joined = register_frames(
-        cameras,
-        model,
-        (track, frame, keypoint, pixel),
-        sorted(set(range(count)) - set(frames.tolist()) - set(strayed.tolist())),
-        sizes,
-        predicted=predicted,
-        min_inliers=config.refine_min_observations,
-        max_error=config.refine_max_reprojection_error,
-    )
-    if joined:
-        frames = np.union1d(frames, joined).astype(np.int64)
-        model = triangulate_frames(cameras, frames)
-
     def settle(cameras: CameraSet, model: SparseModel, frames: np.ndarray) -> tuple[CameraSet, SparseModel, np.ndarray]:
         for _ in range(MAX_REFINEMENTS):
             try:
@@ -353,7 +329,31 @@ def _adjust(
                 break
         return cameras, model, frames
 
-    cameras, model, frames = settle(*adjust_and_retriangulate(cameras, model, frames, 1.0))
+    def passes(frames: np.ndarray, held_out: np.ndarray) -> tuple[CameraSet, SparseModel, np.ndarray]:
+        first_loss = focal * np.tan(np.deg2rad(FIRST_PASS_LOSS_DEGREES))
+        cameras, model, frames = adjust_and_retriangulate(predicted, initial, frames, first_loss)
+        # Frames VGGT got badly wrong (too few observations fit their predicted camera) may rejoin here.
+        cameras, joined = register_frames(
+            cameras,
+            model,
+            (track, frame, keypoint, pixel),
+            sorted(set(range(count)) - set(frames.tolist()) - set(held_out.tolist())),
+            sizes,
+            predicted=predicted,
+            min_inliers=config.refine_min_observations,
+            max_error=config.refine_max_reprojection_error,
+        )
+        if joined:
+            frames = np.union1d(frames, joined).astype(np.int64)
+            model = triangulate_frames(cameras, frames)
+        return settle(*adjust_and_retriangulate(cameras, model, frames, 1.0))
+
+    cameras, model, adjusted = passes(frames, np.zeros(0, np.int64))
+    strayed = _strayed(predicted, initial, cameras, model, adjusted)
+    if len(strayed):
+        logger.debug("frames %s ended more than %s degrees from VGGT's", strayed.tolist(), MAX_TURN_DEGREES)
+        cameras, model, adjusted = passes(np.setdiff1d(frames, strayed), strayed)
+    frames = adjusted
     # Then the same passes with the predicted depth held, kept only where the points they leave agree with it.
     settings["depth_prior"] = depth_prior(
         reconstruction, config.refine_prior_depth, config.refine_depth_points_per_frame
@@ -397,16 +397,13 @@ def _depth_kept(
 def _strayed(
     predicted: CameraSet, initial: SparseModel, adjusted: CameraSet, model: SparseModel, frames: np.ndarray
 ) -> np.ndarray:
-    """The ``frames`` that the first pass turned more than ``MAX_FIRST_TURN_DEGREES`` from their predicted rotation
-    without at least doubling the observations that fit them (``initial``: before the pass, ``model``: after)."""
-    relative = np.einsum(
-        "sij,skj->sik", adjusted.T_camera_world[frames, :, :3], predicted.T_camera_world[frames, :, :3]
-    )
-    turned = (np.trace(relative, axis1=1, axis2=2) - 1) / 2 < np.cos(np.deg2rad(MAX_FIRST_TURN_DEGREES))
+    """The ``frames`` adjusted more than ``MAX_TURN_DEGREES`` from their predicted rotation without the
+    observations that fit them at least doubling (``initial``: those that fit the predicted cameras, ``model``:
+    the adjusted ones)."""
     count = len(predicted.T_camera_world)
     before = np.bincount(initial.frame, minlength=count)[frames]
     after = np.bincount(model.frame, minlength=count)[frames]
-    return frames[turned & (after < 2 * before)]
+    return frames[adjusted.turned(predicted, frames, MAX_TURN_DEGREES) & (after < 2 * before)]
 
 
 def _frame_shift(before: CameraSet, after: CameraSet, model: SparseModel) -> float:
