@@ -123,9 +123,9 @@ def depth_cost(point_in_frame: np.ndarray, target: float, width: float) -> objec
     from pycolmap import cost_functions
 
     baseline = target / width
-    x, y, z = (float(value) for value in point_in_frame)
+    x, y, z = point_in_frame.tolist()
     observed = np.array([x / z - baseline / target, y / z])
-    virtual_from_frame = pycolmap.Rigid3d(pycolmap.Rotation3d(np.eye(3)), np.array([-baseline, 0.0, 0.0]))
+    virtual_from_frame = pycolmap.Rigid3d(pycolmap.Rotation3d(), np.array([-baseline, 0.0, 0.0]))  # identity rotation
     return cost_functions.RigReprojErrorCost(pycolmap.CameraModelId.SIMPLE_PINHOLE, observed, virtual_from_frame)
 
 
