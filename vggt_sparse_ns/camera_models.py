@@ -48,12 +48,17 @@ def distort(normalised: np.ndarray, distortion: np.ndarray) -> np.ndarray:
     )
 
 
+def to_camera(points: np.ndarray, T_camera_world: np.ndarray) -> np.ndarray:
+    """[N, 3] world points [N, 3] in the coordinates of their own camera, world-to-camera [N, 3, 4]."""
+    return np.einsum("nij,nj->ni", T_camera_world[:, :, :3], points) + T_camera_world[:, :, 3]
+
+
 def project(
     points: np.ndarray, T_camera_world: np.ndarray, intrinsics: np.ndarray, distortion: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Continuous pixels [N, 2] and z-depths [N] of world points [N, 3], each through its own camera:
     world-to-camera [N, 3, 4], intrinsics [N, 3, 3] and distortion [N, 4]."""
-    camera = np.einsum("nij,nj->ni", T_camera_world[:, :, :3], points) + T_camera_world[:, :, 3]
+    camera = to_camera(points, T_camera_world)
     z = camera[:, 2]
     with np.errstate(divide="ignore", invalid="ignore"):
         distorted = distort(camera[:, :2] / z[:, None], distortion)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vggt_sparse_ns.camera_models import colmap_params, from_colmap_params
+from vggt_sparse_ns.camera_models import colmap_params, from_colmap_params, to_camera
 from vggt_sparse_ns.cpus import usable_cpus
 from vggt_sparse_ns.refine.cameras import CameraSet
 from vggt_sparse_ns.refine.config import CameraModelName
@@ -247,8 +247,7 @@ def _add_depth_priors(
     their frame, on its point's and its frame's parameter blocks and the virtual camera's (``depth_cost``), under
     the priors' Cauchy loss times the observation's weight; returns the costs, losses and blocks to keep alive."""
     observed, targets, weights = prior.held(model, np.flatnonzero(used & (point_ids[model.point] > 0)), cameras)
-    poses = cameras.T_camera_world[model.frame[observed]]
-    in_frame = np.einsum("nij,nj->ni", poses[:, :, :3], model.xyz[model.point[observed]]) + poses[:, :, 3]
+    in_frame = to_camera(model.xyz[model.point[observed]], cameras.T_camera_world[model.frame[observed]])
     in_front = in_frame[:, 2] > 0  # a point's bearing, which the cost starts from, needs it in front
     camera = virtual_camera()
     problem.add_parameter_block(camera, len(camera))

@@ -107,7 +107,7 @@ def depth_agrees(reconstruction: Reconstruction, cameras: CameraSet, model: Spar
 
 def depth_cost(point_in_frame: np.ndarray, target: float, width: float) -> object:
     """The cost holding a point's depth in a frame to ``target`` with a standard deviation of ``width`` times it, on
-    the parameter blocks (point xyz, the frame's pose, ``VIRTUAL_CAMERA``): pycolmap's compiled reprojection error
+    the parameter blocks (point xyz, the frame's pose, ``virtual_camera()``): pycolmap's compiled reprojection error
     (a rig's, with a constant camera-from-rig pose), so that Ceres evaluates it on all its threads.
 
     The frame gets a second, virtual camera ``b = target / width`` to its right (same orientation, focal length 1,

@@ -329,8 +329,9 @@ def _adjust(
                 break
         return cameras, model, frames
 
+    first_loss = focal * np.tan(np.deg2rad(FIRST_PASS_LOSS_DEGREES))
+
     def passes(frames: np.ndarray, held_out: np.ndarray) -> tuple[CameraSet, SparseModel, np.ndarray]:
-        first_loss = focal * np.tan(np.deg2rad(FIRST_PASS_LOSS_DEGREES))
         cameras, model, frames = adjust_and_retriangulate(predicted, initial, frames, first_loss)
         # Frames VGGT got badly wrong (too few observations fit their predicted camera) may rejoin here.
         cameras, joined = register_frames(
