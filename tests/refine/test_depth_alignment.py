@@ -23,12 +23,13 @@ def _true_depth() -> np.ndarray:
     return np.tile(2.0 + 4.0 * cols / WIDTH, (HEIGHT, 1))
 
 
-def _observed_points(count: int = 200) -> SparseModel:
-    """Points on the plane at random pixel centres, each observed once by frame 0."""
+def _observed_points(count: int = 200, true_depth: np.ndarray | None = None) -> SparseModel:
+    """Points on the plane (``true_depth``, default ``_true_depth()``) at random pixel centres, each observed once
+    by frame 0."""
     rng = np.random.default_rng(0)
     cols, rows = rng.integers(0, WIDTH, count), rng.integers(0, HEIGHT, count)
     pixel = np.stack([cols + 0.5, rows + 0.5], 1).astype(np.float64)
-    z = _true_depth()[rows, cols]
+    z = (_true_depth() if true_depth is None else true_depth)[rows, cols]
     xyz = np.stack([(pixel[:, 0] - WIDTH / 2) / FOCAL * z, (pixel[:, 1] - HEIGHT / 2) / FOCAL * z, z], 1)
     index = np.arange(count)
     return SparseModel(xyz, index, np.zeros(count, np.int64), index, pixel)
@@ -72,6 +73,22 @@ def test_noisy_depth_off_by_a_scale_gets_no_shift() -> None:
     _, _, scales, shifts = align_depth(reconstruction, cameras, cameras, _observed_points())
     assert shifts[0] == 0.0
     assert scales[0] == pytest.approx(1.3, rel=0.01)
+
+
+@pytest.mark.filterwarnings("error")
+def test_a_plane_seen_face_on_is_rescaled_without_a_warning() -> None:
+    # Depth that varies by 0.01 % across the image: a line fitted to it is ill-determined, and fitting one must
+    # neither warn (it did once per frame, flooding a run's output) nor replace the scale.
+    cols = np.arange(WIDTH) + 0.5
+    true = np.tile(5.0 + 0.0005 * cols / WIDTH, (HEIGHT, 1))
+    reconstruction, cameras = _prediction(true / 1.3)
+    points = _observed_points(true_depth=true)
+    noisy = points.xyz * (1 + 0.001 * np.random.default_rng(2).standard_normal(len(points.xyz)))[:, None]
+    points = SparseModel(noisy, points.point, points.frame, points.keypoint, points.pixel)
+    depth, _, scales, shifts = align_depth(reconstruction, cameras, cameras, points)
+    assert shifts[0] == 0.0
+    assert scales[0] == pytest.approx(1.3, rel=2e-3)
+    np.testing.assert_allclose(depth[0], true, rtol=2e-3)
 
 
 def test_a_shift_that_would_put_predicted_depth_behind_the_camera_is_not_used() -> None:

@@ -222,13 +222,23 @@ def _depth_fit(predicted: np.ndarray, target: np.ndarray, depth_map: np.ndarray)
     for _ in range(2):
         if inliers.sum() < MIN_SHIFT_SAMPLES or np.ptp(predicted[inliers]) == 0:
             return scale, 0.0
-        slope, shift = np.polyfit(predicted[inliers], target[inliers], 1)
+        slope, shift = _line_fit(predicted[inliers], target[inliers])
         relative = np.abs(slope * predicted + shift - target) / target
         inliers = relative <= 3 * np.median(relative)
     if slope <= 0 or float(np.median(relative)) > SHIFT_GAIN * scale_error:
         return scale, 0.0
     nearest = float(depth_map[depth_map > 0].min(initial=np.inf))
     return (float(slope), float(shift)) if slope * nearest + shift > 0 else (scale, 0.0)
+
+
+def _line_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(slope, intercept) of the least-squares line y ~ slope * x + intercept, in float64 about the mean of x: well
+    conditioned however little x varies (a plane seen face-on), where ``np.polyfit`` on float32 depth judged the
+    fit rank-deficient and warned once per frame. ``x`` must not be constant."""
+    x, y = x.astype(np.float64), y.astype(np.float64)
+    dx = x - x.mean()
+    slope = float(dx @ (y - y.mean()) / (dx @ dx))
+    return slope, float(y.mean() - slope * x.mean())
 
 
 def _move_point_maps(
