@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.process_data import GeneratedJpegs, merge_row, rounded
-from benchmarks.refine import generate_views, scene_texture, view_camera
+from benchmarks.refine import generate_views, known_cameras, nearest_camera_edges, perturbed, scene_texture, view_camera
 from vggt_sparse_ns.evaluate.metrics import camera_centres
 from vggt_sparse_ns.images import ImageTransform
 from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
@@ -75,54 +75,6 @@ class RefineStagesBenchmark(GeneratedJpegs):
     output: Path | None = RESULTS
     """JSON list of result rows to add this run's row to (a row with the same settings is replaced); None:
     print only."""
-
-
-def known_cameras(frames: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """([S, 3, 4] camera-from-world poses, [S, 3, 3] intrinsics) of the generated views, world = camera 0's frame
-    and one unit = the plane's width (the conventions of a prediction)."""
-    texture_height, texture_width = scene_texture().shape[:2]
-    intrinsics, poses = zip(
-        *(view_camera(i, frames, size, (texture_width, texture_height)) for i in range(frames)), strict=True
-    )
-    homogeneous = np.concatenate([np.stack(poses), np.tile([[[0.0, 0, 0, 1]]], (frames, 1, 1))], axis=1)
-    T_camera_world = (homogeneous @ np.linalg.inv(homogeneous[0]))[:, :3]
-    T_camera_world[:, :, 3] /= texture_width
-    return T_camera_world, np.stack(intrinsics)
-
-
-def perturbed(T_camera_world: np.ndarray, intrinsics: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The cameras as a prediction: frame 0 exact, the others rotated 1-3 degrees about a random axis, moved
-    3-5 % of a unit in a random direction, focal lengths scaled by 1 +- (2-5 %)."""
-    rng = np.random.default_rng(seed)
-    poses, focal = T_camera_world.copy(), intrinsics.copy()
-    for index in range(1, len(poses)):
-        axis = rng.standard_normal(3)
-        axis *= np.deg2rad(rng.uniform(1.0, 3.0)) / np.linalg.norm(axis)
-        rotation = _rodrigues(axis) @ poses[index, :, :3]
-        centre = -poses[index, :, :3].T @ poses[index, :, 3]
-        direction = rng.standard_normal(3)
-        centre = centre + direction / np.linalg.norm(direction) * rng.uniform(0.03, 0.05)
-        poses[index] = np.column_stack([rotation, -rotation @ centre])
-        focal[index, :2, :2] *= 1 + rng.choice([-1, 1]) * rng.uniform(0.02, 0.05)
-    return poses, focal
-
-
-def _rodrigues(axis_angle: np.ndarray) -> np.ndarray:
-    angle = np.linalg.norm(axis_angle)
-    x, y, z = axis_angle / angle
-    cross = np.array([[0, -z, y], [z, 0, -x], [-y, x, 0]])
-    return np.eye(3) + np.sin(angle) * cross + (1 - np.cos(angle)) * cross @ cross
-
-
-def nearest_camera_edges(T_camera_world: np.ndarray, neighbors: int) -> np.ndarray:
-    """[E, 2] pairs (i < j): each frame with its ``neighbors`` nearest camera centres."""
-    centres = camera_centres(T_camera_world)
-    distances = np.linalg.norm(centres[:, None] - centres[None], axis=2)
-    np.fill_diagonal(distances, np.inf)
-    k = min(neighbors, len(centres) - 1)
-    nearest = np.argsort(distances, axis=1)[:, :k]
-    pairs = np.sort(np.stack([np.repeat(np.arange(len(centres)), k), nearest.reshape(-1)], axis=1), axis=1)
-    return np.unique(pairs, axis=0)
 
 
 def plane_depth(frames: int, size: tuple[int, int], transform: ImageTransform) -> np.ndarray:

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.refine import HEIGHT_OVER_PLANE
-from benchmarks.refine_stages import RefineStagesBenchmark, known_cameras, main, nearest_camera_edges, plane_depth
+from benchmarks.refine import HEIGHT_OVER_PLANE, known_cameras, nearest_camera_edges
+from benchmarks.refine_stages import RefineStagesBenchmark, main, plane_depth
 from vggt_sparse_ns.images import ImageTransform
 
 
