@@ -13,18 +13,14 @@ from vggt_sparse_ns.images import ImageTransform
 from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
 
 
+def _tiny(tmp_path: Path, checkpoint: Path, **settings: object) -> RefineBenchmark:
+    """A CPU run of the tiny model, one downscale, no warm-up, its row in tmp_path/results.json."""
+    defaults = {"num_downscales": 1, "warmup_frames": 0, "output": tmp_path / "results.json"}
+    return RefineBenchmark(work_dir=tmp_path, checkpoint=checkpoint, device="cpu", **{**defaults, **settings})
+
+
 def test_a_tiny_run_records_the_refine_stage_and_its_split(tmp_path: Path, vggt_tiny_dir: Path) -> None:
-    settings = RefineBenchmark(
-        work_dir=tmp_path,
-        frames=3,
-        width=320,
-        height=180,
-        checkpoint=vggt_tiny_dir,
-        device="cpu",
-        num_downscales=1,
-        warmup_frames=0,
-        output=tmp_path / "results.json",
-    )
+    settings = _tiny(tmp_path, vggt_tiny_dir, frames=3, width=320, height=180)
     row = main(settings)
     rows = json.loads(settings.output.read_text())
     assert len(rows) == 1 and rows[0]["frames"] == 3
@@ -46,19 +42,7 @@ def test_generated_views_overlap_and_are_deterministic(tmp_path: Path) -> None:
 
 def test_with_the_perturbed_truth_the_refinement_adjusts_every_frame(tmp_path: Path, vggt_tiny_dir: Path) -> None:
     """The tiny model's cameras are garbage (the refinement falls back on them); the perturbed truth is not."""
-    settings = RefineBenchmark(
-        work_dir=tmp_path,
-        frames=8,
-        width=480,
-        height=270,
-        checkpoint=vggt_tiny_dir,
-        device="cpu",
-        num_downscales=1,
-        neighbors=4,
-        warmup_frames=0,
-        perturbed_truth=True,
-        output=tmp_path / "results.json",
-    )
+    settings = _tiny(tmp_path, vggt_tiny_dir, frames=8, width=480, height=270, neighbors=4, perturbed_truth=True)
     row = main(settings)
     assert row["perturbed_truth"] is True
     assert "fallback" not in row["refinement"]
