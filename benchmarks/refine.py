@@ -14,6 +14,11 @@ GPU machine (the random checkpoint is about 5 GB; target: 1,000 frames in at mos
 
     python -m benchmarks.refine --work-dir /tmp/refine --random-checkpoint
 
+With ``--perturbed-truth`` the refinement gets the views' exact cameras perturbed instead of the garbage ones, so
+that every refine step does its full work, as on cameras that are nearly right (the model still runs):
+
+    python -m benchmarks.refine --work-dir /tmp/refine --random-checkpoint --perturbed-truth
+
 CPU smoke test with the tiny fixture model:
 
     python -m benchmarks.refine --frames 4 --width 480 --height 270 --work-dir /tmp/refine-smoke --device cpu \\
