@@ -197,7 +197,9 @@ def test_without_any_texture_every_frame_keeps_its_camera_with_one_warning(tmp_p
 
 def _with_radial_distortion(paths: list[Path], intrinsics: np.ndarray, k1: float, folder: Path) -> list[Path]:
     """The images as seen through a lens with COLMAP's SIMPLE_RADIAL distortion ``k1`` (same intrinsics): each
-    distorted pixel centre samples the undistorted image where its undistorted ray lands (bilinear)."""
+    distorted pixel centre samples the undistorted image where its undistorted ray lands (bilinear). Written out
+    here rather than through ``refine.cameras.undistort``, so that the images do not share a convention error with
+    the code under test."""
     from scipy.ndimage import map_coordinates
 
     folder.mkdir(parents=True, exist_ok=True)

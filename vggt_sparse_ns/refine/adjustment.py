@@ -62,10 +62,10 @@ class PosePrior:
     """World units."""
     focal_sigma: float = 0.0
     """Relative (0.1: 10 %); 0 leaves focal lengths free. Each refined focal length is held to the mean of its
-    frames' predicted ones under a Huber loss (``_add_focal_priors``). Images of one plane seen face-on (an aerial grid) do not
-    determine a focal length: scaling it and the plane's distance together changes no pixel, and the adjustment
-    trades one for the other (measured: 12 nadir views of a textured ground, the plane put 5x too far), which
-    the prediction then resolves."""
+    frames' predicted ones under a Huber loss (``_add_focal_priors``). Images of one plane seen face-on (an aerial
+    grid) do not determine a focal length: scaling it and the plane's distance together changes no pixel, and the
+    adjustment trades one for the other (measured: 12 nadir views of a textured ground, the plane put 5x too far),
+    which the prediction then resolves."""
 
 
 class RefinementRejected(RuntimeError):
@@ -223,13 +223,13 @@ def _add_pose_priors(problem: object, reconstruction: object, prior: PosePrior, 
 
 
 def _add_robust(
-    problem: object, cost: object, *parameters: np.ndarray, loss_scale: float = PRIOR_LOSS_SCALE
+    problem: object, cost: object, *parameters: np.ndarray, loss_scale: float = PRIOR_LOSS_SCALE, loss: object = None
 ) -> list[object]:
-    """Add ``cost`` on its parameter blocks under a Cauchy loss (the priors' scale unless given); returns the cost
-    and the loss, which must outlive the solve (the problem holds only pointers to them)."""
+    """Add ``cost`` on its parameter blocks under ``loss``, or else a Cauchy loss (the priors' scale unless given);
+    returns the cost and the loss, which must outlive the solve (the problem holds only pointers to them)."""
     import pyceres
 
-    loss = pyceres.CauchyLoss(loss_scale)
+    loss = pyceres.CauchyLoss(loss_scale) if loss is None else loss
     problem.add_residual_block(cost, loss, list(parameters))
     return [cost, loss]
 
@@ -348,9 +348,7 @@ def _add_focal_priors(
         observed = params[list(camera.principal_point_idxs())] + FOCAL_PROBE * focal
         sigma = FOCAL_PROBE * prior.focal_sigma * spread * focal
         cost = cost_functions.ReprojErrorCost(camera.model, np.diag(sigma**2), observed, pycolmap.Rigid3d())
-        loss = pyceres.HuberLoss(FOCAL_PRIOR_LOSS_SCALE)
-        problem.add_residual_block(cost, loss, [probe, params])
-        costs += [cost, loss]
+        costs += _add_robust(problem, cost, probe, params, loss=pyceres.HuberLoss(FOCAL_PRIOR_LOSS_SCALE))
     return costs
 
 
