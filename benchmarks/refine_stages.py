@@ -37,7 +37,7 @@ from vggt_sparse_ns.evaluate.metrics import camera_centres
 from vggt_sparse_ns.images import ImageTransform
 from vggt_sparse_ns.pipeline.reconstruction import Reconstruction
 from vggt_sparse_ns.refine import RefineConfig, refine
-from vggt_sparse_ns.refine.config import CameraModelName, FeatureChoice, RefineDevice
+from vggt_sparse_ns.refine.config import CameraModelName, FeatureChoice, RefineDevice, SolverChoice
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "refine_stages.json"
 MODEL_DOWNSCALE = 8
@@ -68,6 +68,8 @@ class RefineStagesBenchmark(GeneratedJpegs):
     """--refine-device (where descriptors are matched, and SIFT runs with --features torch)."""
     features: FeatureChoice = "auto"
     """--refine-features: which SIFT (auto: torch on cuda or mps, pycolmap on the CPU)."""
+    solver: SolverChoice = "auto"
+    """--refine-solver: which solves the bundle adjustment (auto: torch on cuda, Ceres otherwise)."""
     seed: int = 0
     """Seed of the perturbation."""
     profile: Path | None = None
@@ -142,6 +144,7 @@ def main(settings: RefineStagesBenchmark) -> dict[str, Any]:
         refine_camera_model=settings.camera_model,
         refine_device=settings.device,
         refine_features=settings.features,
+        refine_solver=settings.solver,
     )
     profiler = cProfile.Profile() if settings.profile is not None else None
     started = time.perf_counter()
@@ -170,6 +173,7 @@ def main(settings: RefineStagesBenchmark) -> dict[str, Any]:
         "camera_model": settings.camera_model,
         "device": settings.device,
         "features": figures["feature_extractor"],
+        "bundle_adjuster": figures["bundle_adjuster"],
         "cpus": len(os.sched_getaffinity(0)),
         "refine_s": round(seconds, 3),
         "refine_split_s": rounded(figures["seconds"]),
@@ -181,7 +185,11 @@ def main(settings: RefineStagesBenchmark) -> dict[str, Any]:
     print(json.dumps(row, indent=1))
     if settings.output is not None:
         key = ("frames", "width", "height", "neighbors", "max_image_size", "max_features", "points_per_frame")
-        merge_row(settings.output, row, key + ("camera_model", "device", "features", "depth", "depth_points_per_frame"))
+        merge_row(
+            settings.output,
+            row,
+            key + ("camera_model", "device", "features", "depth", "depth_points_per_frame", "bundle_adjuster"),
+        )
     return row
 
 

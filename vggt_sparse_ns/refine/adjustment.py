@@ -7,13 +7,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from vggt_sparse_ns.camera_models import colmap_params, from_colmap_params, to_camera
 from vggt_sparse_ns.cpus import usable_cpus
 from vggt_sparse_ns.refine.cameras import CameraSet
-from vggt_sparse_ns.refine.config import CameraModelName
+from vggt_sparse_ns.refine.config import CameraModelName, SolverChoice
 from vggt_sparse_ns.refine.depth_prior import DepthPrior, depth_cost, virtual_camera
 from vggt_sparse_ns.refine.triangulation import SparseModel
 
@@ -37,6 +38,9 @@ scenes with exact ground truth, seeds 1-3: walking down a corridor with predicti
 width off, a Gaussian prior left one seed's positions as they were (22x better without a prior, 10x with this
 loss); at 1 the ring of views around a box drifted again on one seed (1.6 -> 6.2 degrees); at 2 it came out 2-5x
 better on every seed."""
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +72,39 @@ class PosePrior:
     which the prediction then resolves."""
 
 
+SOLVER_MEMORY_SHARE = 0.5
+"""auto solves with torch on a GPU only while three copies of the dense camera system (the system, its reduced copy,
+its factor) take at most this share of the free memory."""
+
+
+def solver_device(
+    choice: SolverChoice, device: torch.device, frames: int, camera_model: CameraModelName
+) -> torch.device | None:
+    """Where ``bundle_adjust`` solves: a device for ``torch_adjustment``, or None for Ceres on the CPU.
+
+    torch when chosen (on ``device``, or the CPU for mps: no float64 there). auto: torch on cuda when the camera
+    system of ``frames`` frames (6 pose and up to 8 camera parameters each, float64) fits (``SOLVER_MEMORY_SHARE``),
+    because Ceres' CPU factorization of it costs about 3 s per iteration at 1,000 frames whatever the cores; Ceres
+    otherwise, whose per-iteration overhead on a CPU is far lower (12 frames, 9,600 observations: 7 ms against
+    0.14 s per iteration on 2 cores)."""
+    import torch
+
+    if choice == "ceres":
+        return None
+    if choice == "torch":
+        return torch.device("cpu") if device.type == "mps" else device
+    if device.type != "cuda":
+        return None
+    size = frames * (6 + 8 if camera_model == "OPENCV" else 6 + 4)
+    free, _ = torch.cuda.mem_get_info(device)
+    if 3 * 8 * size**2 > SOLVER_MEMORY_SHARE * free:
+        logger.info(
+            "Bundle adjustment with Ceres: %d frames' camera system does not fit in the GPU's free memory", frames
+        )
+        return None
+    return device
+
+
 class RefinementRejected(RuntimeError):
     """The refinement cannot be trusted (too few frames, a failed solve, a higher error); the message says why."""
 
@@ -88,6 +125,7 @@ def bundle_adjust(
     loss_scale: float,
     prior: PosePrior | None = None,
     depth_prior: DepthPrior | None = None,
+    device: torch.device | None = None,
 ) -> tuple[CameraSet, SparseModel]:
     """Adjust the cameras of ``frames`` (observations of other frames are ignored) and the points.
 
@@ -96,28 +134,29 @@ def bundle_adjust(
     image size or per frame; from ``MIN_FRAMES_FOR_FOCAL`` frames on) and the model's distortion are refined,
     principal points kept. Cauchy loss with ``loss_scale`` pixels. With a ``prior``, the prior frames' predicted
     poses also fix the scale; with a ``depth_prior``, the depths of some points in each frame (``DepthPrior.held``)
-    are held to the predicted ones (which fixes the scale as well). Returns the cameras (other frames unchanged) and the model with its adjusted points.
+    are held to the predicted ones (which fixes the scale as well). ``device``: solve there with
+    ``torch_adjustment`` (the same problem), else with Ceres (pycolmap) on the CPU. Returns the cameras (other
+    frames unchanged) and the model with its adjusted points.
     """
+    camera_of_frame = _camera_ids(frames, sizes, shared_intrinsics)
+    if device is not None:
+        return _adjust_with_torch(
+            cameras, model, frames, anchor, camera_of_frame, camera_model, loss_scale, prior, depth_prior, device
+        )
     import pycolmap
 
     reconstruction = pycolmap.Reconstruction()
-    camera_of_frame = _camera_ids(frames, sizes, shared_intrinsics)
-    for frame in frames:
-        camera_id = camera_of_frame[frame]
-        if not reconstruction.exists_camera(camera_id):
-            members = [f for f in frames if camera_of_frame[f] == camera_id]
-            intrinsic = cameras.intrinsics[members].mean(0)
-            distortion = cameras.distortion[members].mean(0)
-            width, height = sizes[frame]
-            reconstruction.add_camera_with_trivial_rig(
-                pycolmap.Camera(
-                    camera_id=camera_id,
-                    model=camera_model,
-                    width=width,
-                    height=height,
-                    params=colmap_params(camera_model, intrinsic, distortion),
-                )
+    for camera_id, members in _members(camera_of_frame).items():
+        width, height = sizes[members[0]]
+        reconstruction.add_camera_with_trivial_rig(
+            pycolmap.Camera(
+                camera_id=camera_id,
+                model=camera_model,
+                width=width,
+                height=height,
+                params=_initial_params(cameras, members, camera_model),
             )
+        )
     used = np.isin(model.frame, frames)
     # Observation m of frame f is that image's point2D number rank[m] (observations of a frame in model order).
     by_frame = np.flatnonzero(used)[np.argsort(model.frame[used], kind="stable")]
@@ -158,8 +197,7 @@ def bundle_adjust(
     for frame in frames:
         config.add_image(int(frame) + 1)
     config.set_constant_rig_from_world_pose(int(anchor) + 1)
-    poses_held = prior is not None and prior.rotation_sigma > 0 and prior.position_sigma > 0
-    prior_frames = frames[np.isin(frames, prior.frames) & (frames != anchor)].tolist() if poses_held else []
+    prior_frames = _prior_frames(frames, anchor, prior)
     if not prior_frames and depth_prior is None:
         # With the anchor constant, COLMAP's two-camera gauge also fixes one translation coordinate of a second
         # frame: the scale. It is not VGGT's yet; the caller restores that.
@@ -167,7 +205,7 @@ def bundle_adjust(
     adjuster = pycolmap.create_default_ceres_bundle_adjuster(options, config, reconstruction)
     # The costs must outlive the solve: the problem holds only pointers to them.
     prior_costs = _add_pose_priors(adjuster.problem, reconstruction, prior, prior_frames) if prior_frames else []
-    if prior is not None and options.refine_focal_length and prior.focal_sigma > 0:
+    if _focal_prior_held(prior, options.refine_focal_length):
         prior_costs += _add_focal_priors(adjuster.problem, reconstruction, prior, camera_of_frame)
     if depth_prior is not None:
         prior_costs += _add_depth_priors(adjuster.problem, reconstruction, depth_prior, model, cameras, used, point_ids)
@@ -246,19 +284,13 @@ def _add_depth_priors(
     """One depth cost per observation the prior holds (``DepthPrior.held``) among the adjusted ones in front of
     their frame, on its point's and its frame's parameter blocks and the virtual camera's (``depth_cost``), under
     the priors' Cauchy loss times the observation's weight; returns the costs, losses and blocks to keep alive."""
-    observed, targets, weights = prior.held(model, np.flatnonzero(used & (point_ids[model.point] > 0)), cameras)
-    in_frame = to_camera(model.xyz[model.point[observed]], cameras.T_camera_world[model.frame[observed]])
-    in_front = in_frame[:, 2] > 0  # a point's bearing, which the cost starts from, needs it in front
+    observed, targets, weights, in_frame = _held_depths(prior, model, used & (point_ids[model.point] > 0), cameras)
     camera = virtual_camera()
     problem.add_parameter_block(camera, len(camera))
     problem.set_parameter_block_constant(camera)
     costs = [camera]
     for index, point_in_frame, target, weight in zip(
-        observed[in_front].tolist(),
-        in_frame[in_front],
-        targets[in_front].tolist(),
-        np.sqrt(weights[in_front]).tolist(),
-        strict=True,
+        observed.tolist(), in_frame, targets.tolist(), np.sqrt(weights).tolist(), strict=True
     ):
         point = reconstruction.point3D(int(point_ids[model.point[index]])).xyz
         pose = reconstruction.frame(int(model.frame[index]) + 1).rig_from_world.params
@@ -333,18 +365,14 @@ def _add_focal_priors(
     problem.add_parameter_block(probe, 3)
     problem.set_parameter_block_constant(probe)
     costs = [probe]
-    for camera_id in sorted(set(camera_of_frame.values())):
-        members = [f for f, c in camera_of_frame.items() if c == camera_id]
+    for camera_id, members in sorted(_members(camera_of_frame).items()):
         camera = reconstruction.camera(camera_id)
         params = camera.params
         if not problem.has_parameter_block(params) or problem.is_parameter_block_constant(params):
             continue
-        focal = prior.cameras.intrinsics[members][:, [0, 1], [0, 1]].mean(0)  # (fx, fy)
-        if len(camera.focal_length_idxs()) == 1:
-            # Both residuals hold the one focal length: each at sqrt(2) sigma, together at sigma.
-            focal, spread = np.full(2, focal.mean()), np.sqrt(2.0)
-        else:
-            spread = 1.0
+        focal = _predicted_focal(prior, members, len(camera.focal_length_idxs()))
+        # One focal length: both residuals hold it, each at sqrt(2) sigma, together at sigma.
+        spread = np.sqrt(2.0) if len(camera.focal_length_idxs()) == 1 else 1.0
         observed = params[list(camera.principal_point_idxs())] + FOCAL_PROBE * focal
         sigma = FOCAL_PROBE * prior.focal_sigma * spread * focal
         cost = cost_functions.ReprojErrorCost(camera.model, np.diag(sigma**2), observed, pycolmap.Rigid3d())
@@ -358,3 +386,179 @@ def _camera_ids(frames: np.ndarray, sizes: Sequence[tuple[int, int]], shared: bo
         return {int(f): int(f) + 1 for f in frames}
     distinct: dict[tuple[int, int], int] = {}
     return {int(f): distinct.setdefault(tuple(sizes[f]), len(distinct) + 1) for f in frames}
+
+
+def _members(camera_of_frame: dict[int, int]) -> dict[int, list[int]]:
+    """Each camera id's frames, in frame order."""
+    members: dict[int, list[int]] = {}
+    for frame, camera_id in camera_of_frame.items():
+        members.setdefault(camera_id, []).append(frame)
+    return members
+
+
+def _initial_params(cameras: CameraSet, members: list[int], camera_model: CameraModelName) -> list[float]:
+    """A camera's COLMAP parameters to start from: the mean of its frames' intrinsics and distortion."""
+    return colmap_params(camera_model, cameras.intrinsics[members].mean(0), cameras.distortion[members].mean(0))
+
+
+def _prior_frames(frames: np.ndarray, anchor: int, prior: PosePrior | None) -> list[int]:
+    """The frames whose poses the pose prior holds: the prior's among ``frames`` but the anchor (none when its
+    sigmas are 0)."""
+    if prior is None or prior.rotation_sigma <= 0 or prior.position_sigma <= 0:
+        return []
+    return frames[np.isin(frames, prior.frames) & (frames != anchor)].tolist()
+
+
+def _focal_prior_held(prior: PosePrior | None, focal_refined: bool) -> bool:
+    return prior is not None and focal_refined and prior.focal_sigma > 0
+
+
+def _predicted_focal(prior: PosePrior, members: list[int], focal_lengths: int) -> np.ndarray:
+    """(fx, fy) a camera's focal prior holds: the mean of its frames' predicted ones (both their mean for a model
+    with one focal length)."""
+    focal = prior.cameras.intrinsics[members][:, [0, 1], [0, 1]].mean(0)
+    return np.full(2, focal.mean()) if focal_lengths == 1 else focal
+
+
+def _held_depths(
+    prior: DepthPrior, model: SparseModel, adjusted: np.ndarray, cameras: CameraSet
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The observations among ``adjusted`` (a mask) whose depth the prior holds (``DepthPrior.held``), in front of
+    their frame: indices, target depths, weights and the points in their frames [B, 3]."""
+    observed, targets, weights = prior.held(model, np.flatnonzero(adjusted), cameras)
+    in_frame = to_camera(model.xyz[model.point[observed]], cameras.T_camera_world[model.frame[observed]])
+    in_front = in_frame[:, 2] > 0  # a point's bearing, which the Ceres cost starts from, needs it in front
+    return observed[in_front], targets[in_front], weights[in_front], in_frame[in_front]
+
+
+def _scale_gauge(cameras: CameraSet, frames: np.ndarray, anchor: int) -> tuple[int, int]:
+    """(index into ``frames``, coordinate) of the translation that fixes the scale when nothing else does: the
+    coordinate that moves most when the world is scaled about the anchor's centre (R (c - c_anchor))."""
+    centres = cameras.centres[frames] - cameras.centres[anchor]
+    moved = np.abs(np.einsum("fij,fj->fi", cameras.T_camera_world[frames, :, :3], centres))
+    moved[frames == anchor] = -1
+    index, coordinate = np.unravel_index(int(np.argmax(moved)), moved.shape)
+    return int(index), int(coordinate)
+
+
+def _adjust_with_torch(
+    cameras: CameraSet,
+    model: SparseModel,
+    frames: np.ndarray,
+    anchor: int,
+    camera_of_frame: dict[int, int],
+    camera_model: CameraModelName,
+    loss_scale: float,
+    prior: PosePrior | None,
+    depth_prior: DepthPrior | None,
+    device: torch.device,
+) -> tuple[CameraSet, SparseModel]:
+    """``bundle_adjust``'s problem built as tensors on ``device`` and solved by ``torch_adjustment``: the same
+    residuals, losses, priors and gauge as the Ceres path."""
+    import torch
+
+    from vggt_sparse_ns.refine import torch_adjustment as solver
+
+    def tensor(array, dtype=torch.float64) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(array), dtype=dtype, device=device)
+
+    def loss(kind: str, scale: float, multiplier=1.0) -> solver.Loss:
+        return solver.Loss(kind, tensor(scale), tensor(multiplier))
+
+    local = np.full(len(cameras.T_camera_world), -1, dtype=np.int64)
+    local[frames] = np.arange(len(frames))
+    members = _members(camera_of_frame)
+    camera_index = {camera_id: index for index, camera_id in enumerate(members)}
+    used = np.isin(model.frame, frames)
+    kept = np.bincount(model.point[used], minlength=len(model.xyz)) >= 2
+    adjusted = used & kept[model.point]
+    point_index = np.cumsum(kept) - 1
+    focal_refined = len(frames) >= MIN_FRAMES_FOR_FOCAL
+    free_slots = (solver.FOCAL_SLOTS[camera_model] if focal_refined else []) + solver.EXTRA_SLOTS[camera_model]
+    blocks = [
+        solver.PointBlocks(
+            tensor(local[model.frame[adjusted]], torch.int64),
+            tensor(point_index[model.point[adjusted]], torch.int64),
+            tensor(model.pixel[adjusted]),
+            loss("cauchy", loss_scale),
+            is_depth=False,
+        )
+    ]
+    if depth_prior is not None:
+        observed, targets, weights, _ = _held_depths(depth_prior, model, adjusted, cameras)
+        if len(observed):
+            blocks.append(
+                solver.PointBlocks(
+                    tensor(local[model.frame[observed]], torch.int64),
+                    tensor(point_index[model.point[observed]], torch.int64),
+                    tensor(np.stack([targets, np.full(len(targets), depth_prior.width)], 1)),
+                    loss("cauchy", PRIOR_LOSS_SCALE, weights),
+                    is_depth=True,
+                )
+            )
+    prior_frames = np.array(_prior_frames(frames, anchor, prior), dtype=np.int64)
+    pose_priors = None
+    if len(prior_frames):
+        predicted = prior.cameras
+        pose_priors = solver.PosePriorBlocks(
+            tensor(local[prior_frames], torch.int64),
+            tensor(predicted.T_camera_world[prior_frames, :, :3]),
+            tensor(predicted.centres[prior_frames]),
+            prior.rotation_sigma,
+            prior.position_sigma,
+            loss("cauchy", PRIOR_LOSS_SCALE),
+        )
+    focal_priors = None
+    if _focal_prior_held(prior, focal_refined):
+        focal_lengths = len(solver.FOCAL_SLOTS[camera_model])
+        focal_priors = solver.FocalPriorBlocks(
+            tensor([local[group[0]] for group in members.values()], torch.int64),
+            tensor(list(camera_index.values()), torch.int64),
+            tensor([_predicted_focal(prior, group, focal_lengths) for group in members.values()]),
+            prior.focal_sigma,
+            loss("huber", FOCAL_PRIOR_LOSS_SCALE),
+        )
+    problem = solver.Problem(
+        camera_model=camera_model,
+        camera_of_frame=tensor([camera_index[camera_of_frame[int(f)]] for f in frames], torch.int64),
+        pose_free=tensor(frames != anchor, torch.bool),
+        free_slots=free_slots,
+        fixed_translation=_scale_gauge(cameras, frames, anchor)
+        if not len(prior_frames) and depth_prior is None
+        else None,
+        blocks=blocks,
+        pose_priors=pose_priors,
+        focal_priors=focal_priors,
+    )
+    start = solver.Parameters(
+        tensor(cameras.T_camera_world[frames, :, :3]),
+        tensor(cameras.T_camera_world[frames, :, 3]),
+        tensor([_initial_params(cameras, group, camera_model) for group in members.values()]),
+        tensor(model.xyz[kept]),
+    )
+    try:
+        solved, report = solver.solve(problem, start, MAX_ITERATIONS, FUNCTION_TOLERANCE)
+    except solver.SolveFailed as error:
+        raise AdjustmentFailed(str(error)) from error
+    logger.debug(
+        "torch adjustment: %d iterations, cost %.6g -> %.6g%s",
+        report.iterations,
+        report.initial_cost,
+        report.final_cost,
+        "" if report.converged else " (iteration limit)",
+    )
+    pose = torch.cat([solved.rotation, solved.translation[:, :, None]], 2).cpu().numpy()
+    params = solved.intrinsics.cpu().numpy()
+    xyz = model.xyz.copy()
+    xyz[kept] = solved.points.cpu().numpy()
+    if not (np.isfinite(pose).all() and np.isfinite(params).all() and np.isfinite(xyz).all()):
+        raise AdjustmentFailed("the solver's result is not finite")
+    T_camera_world = cameras.T_camera_world.copy()
+    intrinsics = cameras.intrinsics.copy()
+    distortion = cameras.distortion.copy()
+    T_camera_world[frames] = pose
+    for frame in frames:
+        camera = camera_index[camera_of_frame[int(frame)]]
+        intrinsics[frame], distortion[frame] = from_colmap_params(camera_model, params[camera])
+    adjusted_model = SparseModel(xyz, model.point, model.frame, model.keypoint, model.pixel).select(adjusted)
+    return CameraSet(T_camera_world, intrinsics, distortion), adjusted_model

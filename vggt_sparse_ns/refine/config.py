@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 CameraModelName = Literal["PINHOLE", "SIMPLE_RADIAL", "OPENCV"]
 RefineDevice = Literal["auto", "cuda", "mps", "cpu"]
 FeatureChoice = Literal["auto", "pycolmap", "torch"]
+SolverChoice = Literal["auto", "ceres", "torch"]
 
 
 class RefineError(ValueError):
@@ -105,6 +106,12 @@ class RefineConfig:
     an observation does. Fewer costs also average less of the depth's noise: with depth rendered from the truth,
     positions of 12 views turning outward came out 25-38x better than predicted at 50 (all held: 54-110x; 25:
     23-27x), 16 views 62-66x (77-88x; 25: 37-51x)."""
+    refine_solver: SolverChoice = "auto"
+    """Which solves the bundle adjustment: Ceres (pycolmap's, on the CPU) or ours in PyTorch
+    (refine/torch_adjustment.py: the same problem, by Levenberg-Marquardt with the camera system factorized densely,
+    on --refine-device; on the CPU when that is mps, which has no float64). auto picks torch on cuda while the camera
+    system fits in its free memory (at 1,000 frames Ceres spends about 3 s per iteration factorizing it on 16 CPU
+    cores) and Ceres otherwise (faster on a CPU: fewer overheads per iteration)."""
     refine_device: RefineDevice = "auto"
     """Where descriptors are matched (and, with --refine-features auto or torch, SIFT runs): auto picks cuda when
     present, else cpu; mps (Apple's GPUs) only when chosen."""
@@ -136,6 +143,8 @@ class RefineConfig:
             )
         if self.refine_features not in ("auto", "pycolmap", "torch"):
             raise RefineError(f"--refine-features must be auto, pycolmap or torch, not {self.refine_features!r}")
+        if self.refine_solver not in ("auto", "ceres", "torch"):
+            raise RefineError(f"--refine-solver must be auto, ceres or torch, not {self.refine_solver!r}")
         if self.refine_camera_model not in ("PINHOLE", "SIMPLE_RADIAL", "OPENCV"):
             raise RefineError(
                 f"--refine-camera-model must be PINHOLE, SIMPLE_RADIAL or OPENCV, not {self.refine_camera_model!r}"

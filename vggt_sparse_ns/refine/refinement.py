@@ -7,11 +7,12 @@ import dataclasses
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from vggt_sparse_ns.pipeline.reconstruction import Reconstruction, SparsePoints
-from vggt_sparse_ns.refine.adjustment import PosePrior, RefinementRejected, bundle_adjust
+from vggt_sparse_ns.refine.adjustment import PosePrior, RefinementRejected, bundle_adjust, solver_device
 from vggt_sparse_ns.refine.cameras import CameraSet, project_points
 from vggt_sparse_ns.refine.config import RefineConfig
 from vggt_sparse_ns.refine.consistency import (
@@ -30,6 +31,9 @@ from vggt_sparse_ns.refine.track_selection import adjustment_tracks
 from vggt_sparse_ns.refine.triangulation import SparseModel, WorkerPool, triangulate
 from vggt_sparse_ns.refine.verification import build_tracks, keypoint_pixels, verify_pairs
 from vggt_sparse_ns.timing import StageTimer
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -181,10 +185,12 @@ def _refine(reconstruction: Reconstruction, config: RefineConfig, pool: WorkerPo
         "reprojection_error_px_before": error_before,
         "tracks": int(track.max() + 1) if len(track) else 0,
     }
+    solver = solver_device(config.refine_solver, device, count, config.refine_camera_model)
+    summary["bundle_adjuster"] = "ceres (cpu)" if solver is None else f"torch ({solver.type})"
     try:
         with timer.stage("bundle adjustment"):
             cameras, model, frames, anchor, depth_held = _adjust(
-                reconstruction, predicted, initial, (track, frame, keypoint, pixel), config, pool
+                reconstruction, predicted, initial, (track, frame, keypoint, pixel), config, pool, solver
             )
             summary["depth_prior"] = depth_held
         with timer.stage("scale"):
@@ -267,11 +273,12 @@ def _adjust(
     observations: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     config: RefineConfig,
     pool: WorkerPool,
+    solver: torch.device | None,
 ) -> tuple[CameraSet, SparseModel, np.ndarray, int, bool]:
     """Two adjustment passes on each frame's best points, every track re-triangulated after each, frames left
     out at first registered by absolute pose in between, then more passes until the cameras settle; then the
     same passes again with the predicted depth as a prior, kept where they fit the images as well and leave
-    points that agree with that depth (``_depth_kept``). Returns the cameras, all points triangulated with the
+    points that agree with that depth (``_depth_kept``). ``solver``: ``bundle_adjust``'s device (None: Ceres). Returns the cameras, all points triangulated with the
     final cameras, the adjusted frames, the anchor frame and whether the depth prior was kept."""
     track, frame, keypoint, pixel = observations
     sizes = [t.original_size for t in reconstruction.transforms]
@@ -289,6 +296,7 @@ def _adjust(
         "camera_model": config.refine_camera_model,
         "shared_intrinsics": config.refine_shared_intrinsics,
         "prior": _pose_prior(predicted, initial, frames, config),
+        "device": solver,
     }
 
     def triangulate_frames(cameras: CameraSet, frames: np.ndarray) -> SparseModel:
