@@ -32,8 +32,6 @@ MIN_RELATIVE_DECREASE = 1e-3
 """A step is taken when the cost fell by at least this fraction of what the linear model predicted (Ceres')."""
 MIN_DIAGONAL, MAX_DIAGONAL = 1e-6, 1e32
 """The damping's diagonal is the Gauss-Newton matrix's, clamped to these (Ceres' ``min/max_lm_diagonal``)."""
-PARAMETER_TOLERANCE = 1e-8
-"""Stop when a step changes the parameters by less than this fraction of their norm (Ceres')."""
 PAIR_BLOCK_BUDGET = 1 << 26
 """Entries of camera-pair blocks accumulated at once while the points are eliminated (bounds the memory: about
 16 bytes each)."""
@@ -169,9 +167,8 @@ class Report:
 def solve(
     problem: Problem, start: Parameters, max_iterations: int, function_tolerance: float
 ) -> tuple[Parameters, Report]:
-    """Levenberg-Marquardt on ``problem`` from ``start``: at most ``max_iterations`` Gauss-Newton matrices, stopping
-    once a taken step lowers the cost by less than ``function_tolerance`` of it (or moves the parameters by less
-    than ``PARAMETER_TOLERANCE`` of their norm).
+    """Levenberg-Marquardt on ``problem`` from ``start``: at most ``max_iterations`` steps (taken or not), stopping
+    once a taken step lowers the cost by less than ``function_tolerance`` of it, or no step lowers it at all.
 
     Args:
         problem: the residual blocks, priors and gauge.
@@ -207,9 +204,7 @@ def solve(
             decrease = cost - trial_cost
             ratio = float(decrease / predicted) if predicted > 0 else -1.0
             if torch.isfinite(trial_cost) and ratio > MIN_RELATIVE_DECREASE:
-                converged = bool(decrease < function_tolerance * cost) or _small(
-                    (frames_step, cameras_step, points_step), parameters
-                )
+                converged = bool(decrease < function_tolerance * cost)
                 parameters, cost = trial, trial_cost
                 damping *= max(1 / 3, 1 - (2 * ratio - 1) ** 3)
                 growth = 2.0
@@ -220,16 +215,6 @@ def solve(
                 break
             iterations += 1
     return parameters, Report(iterations, initial_cost, float(cost), converged)
-
-
-def _small(steps: tuple[torch.Tensor, ...], parameters: Parameters) -> bool:
-    """Whether a step is below ``PARAMETER_TOLERANCE`` relative to the parameters (Ceres' parameter tolerance)."""
-    size = sum(float(s.square().sum()) for s in steps) ** 0.5
-    norm = sum(
-        float(p.square().sum())
-        for p in (parameters.rotation, parameters.translation, parameters.intrinsics, parameters.points)
-    )
-    return size <= PARAMETER_TOLERANCE * (norm**0.5 + PARAMETER_TOLERANCE)
 
 
 # Residuals. Each takes the local increments (frame: rotation vector, translation, free COLMAP slots; point: xyz)
@@ -266,16 +251,22 @@ def _reprojection(camera_model: CameraModelName, free_slots: list[int]) -> Calla
     def residual(increment, point_step, rotation, translation, params, point, observed):
         params = params.index_add(0, torch.tensor(free_slots, dtype=torch.int64, device=params.device), increment[6:])
         in_camera = _in_camera(increment, point_step, rotation, translation, point)
-        return project(camera_model, params, in_camera) - observed
+        return _in_front(in_camera, project(camera_model, params, in_camera) - observed)
 
     return residual
 
 
 def _depth(increment, point_step, rotation, translation, params, point, observed):
     """(z - target) / (width z), and a zero: the depth error in widths of the depth (``observed``: target, width)."""
-    z = _in_camera(increment, point_step, rotation, translation, point)[2]
-    target, width = observed[0], observed[1]
-    return torch.stack([(z - target) / (width * z), torch.zeros_like(z)])
+    in_camera = _in_camera(increment, point_step, rotation, translation, point)
+    z, target, width = in_camera[2], observed[0], observed[1]
+    return _in_front(in_camera, torch.stack([(z - target) / (width * z), torch.zeros_like(z)]))
+
+
+def _in_front(in_camera: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    """The residual where the point is in front of the camera, else zero (with a zero Jacobian), as COLMAP's costs
+    do: a point that crosses behind a camera frees that observation instead of failing the step."""
+    return torch.where(in_camera[2] > torch.finfo(in_camera.dtype).eps, residual, torch.zeros_like(residual))
 
 
 def _pose_prior(increment, rotation, translation, predicted_rotation, predicted_centre):
@@ -374,24 +365,14 @@ def _frame_blocks(problem: Problem, parameters: Parameters, jacobians: bool):
 
 
 def _cost(problem: Problem, parameters: Parameters) -> torch.Tensor:
-    """The total cost, half the sum of the blocks' losses (Ceres' convention); inf where a point is not in front
-    of a camera observing it."""
+    """The total cost, half the sum of the blocks' losses (Ceres' convention)."""
     total = torch.zeros((), dtype=parameters.points.dtype, device=parameters.points.device)
     for blocks in problem.blocks:
         residual = _evaluate(problem, parameters, blocks, jacobians=False)
-        if not blocks.is_depth:
-            depth = _depth_of(parameters, blocks)
-            if bool((depth <= 0).any()):
-                return torch.tensor(float("inf"), dtype=total.dtype, device=total.device)
         total = total + blocks.loss.rho(residual.square().sum(-1)).sum()
     for residual, _, _, loss in _frame_blocks(problem, parameters, jacobians=False):
         total = total + loss.rho(residual.square().sum(-1)).sum()
     return total / 2
-
-
-def _depth_of(parameters: Parameters, blocks: PointBlocks) -> torch.Tensor:
-    rotation, translation = parameters.rotation[blocks.frame], parameters.translation[blocks.frame]
-    return (rotation[:, 2] * parameters.points[blocks.point]).sum(-1) + translation[:, 2]
 
 
 @dataclass
@@ -451,6 +432,12 @@ class _Layout:
         self.second = starts[self.key_point[self.first]] + (
             torch.arange(len(self.first), device=device) - offsets[self.first]
         )
+        # Each pair's block lands in the camera system at its two frames' columns: summed per frame pair first (a few
+        # tens of thousands), so that the system itself takes one scattered addition per step.
+        frame_pairs, self.pair_slot = torch.unique(
+            self.key_frame[self.first] * frames + self.key_frame[self.second], return_inverse=True
+        )
+        self.slot_rows, self.slot_columns = frame_pairs // frames, frame_pairs % frames
 
     def linearize(self, problem: Problem, parameters: Parameters) -> _System:
         n, width = self.size + 1, 6 + self.q
@@ -496,12 +483,16 @@ class _Layout:
         inverse = torch.linalg.inv(points)
         key_columns = self.columns[self.key_frame]
         eliminated = system.coupling @ inverse[self.key_point]  # W V^-1 per key
-        reduced = system.cameras.flatten().clone()
-        budget = max(1, PAIR_BLOCK_BUDGET // (key_columns.shape[1] ** 2))
+        width = key_columns.shape[1]
+        per_frame_pair = torch.zeros(len(self.slot_rows), width, width, dtype=inverse.dtype, device=inverse.device)
+        budget = max(1, PAIR_BLOCK_BUDGET // width**2)
         for start in range(0, len(self.first), budget):
             first, second = self.first[start : start + budget], self.second[start : start + budget]
             blocks = eliminated[first] @ system.coupling[second].transpose(1, 2)
-            reduced.index_add_(0, self._linear(key_columns[first], key_columns[second]).flatten(), -blocks.flatten())
+            per_frame_pair.index_add_(0, self.pair_slot[start : start + budget], blocks)
+        reduced = system.cameras.flatten().clone()
+        slots = self._linear(self.columns[self.slot_rows], self.columns[self.slot_columns])
+        reduced.index_add_(0, slots.flatten(), -per_frame_pair.flatten())
         reduced = reduced.view(n + 1, n + 1)[:n, :n]
         reduced.diagonal().add_(damping * camera_diagonal)
         rhs = -system.camera_gradient.clone()
