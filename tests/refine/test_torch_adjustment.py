@@ -109,6 +109,18 @@ def test_refinement_with_the_torch_solver_cuts_the_median_errors_at_least_five_f
         assert after * 5 <= before, (errors.__name__, before, after)
 
 
+def test_a_gpu_that_runs_out_of_memory_leaves_the_pass_to_ceres(monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    start, model, prior = _arc_problem("PINHOLE")
+    expected, _ = _adjust(start, model, prior, "PINHOLE", None)
+    monkeypatch.setattr(adjustment, "_adjust_with_torch", out_of_memory)
+    adjusted, _ = _adjust(start, model, prior, "PINHOLE", CPU)
+    assert np.array_equal(adjusted.T_camera_world, expected.T_camera_world)
+    assert "ran out of GPU memory" in caplog.text
+
+
 def test_auto_solves_with_ceres_on_the_cpu_and_torch_where_asked() -> None:
     assert solver_device("auto", CPU, 1000, "PINHOLE") is None
     assert solver_device("ceres", CPU, 10, "PINHOLE") is None

@@ -135,14 +135,21 @@ def bundle_adjust(
     principal points kept. Cauchy loss with ``loss_scale`` pixels. With a ``prior``, the prior frames' predicted
     poses also fix the scale; with a ``depth_prior``, the depths of some points in each frame (``DepthPrior.held``)
     are held to the predicted ones (which fixes the scale as well). ``device``: solve there with
-    ``torch_adjustment`` (the same problem), else with Ceres (pycolmap) on the CPU. Returns the cameras (other
+    ``torch_adjustment`` (the same problem), else (or when that runs out of GPU memory) with Ceres on the CPU. Returns the cameras (other
     frames unchanged) and the model with its adjusted points.
     """
     camera_of_frame = _camera_ids(frames, sizes, shared_intrinsics)
     if device is not None:
-        return _adjust_with_torch(
-            cameras, model, frames, anchor, camera_of_frame, camera_model, loss_scale, prior, depth_prior, device
-        )
+        import torch
+
+        try:
+            return _adjust_with_torch(
+                cameras, model, frames, anchor, camera_of_frame, camera_model, loss_scale, prior, depth_prior, device
+            )
+        except torch.OutOfMemoryError:
+            # The problem's Jacobians and pair blocks grow with the observations, which solver_device cannot see.
+            logger.warning("Bundle adjustment ran out of GPU memory; this pass is solved by Ceres on the CPU instead.")
+            torch.cuda.empty_cache()
     import pycolmap
 
     reconstruction = pycolmap.Reconstruction()

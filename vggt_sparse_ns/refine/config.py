@@ -111,7 +111,8 @@ class RefineConfig:
     (refine/torch_adjustment.py: the same problem, by Levenberg-Marquardt with the camera system factorized densely,
     on --refine-device; on the CPU when that is mps, which has no float64). auto picks torch on cuda while the camera
     system fits in its free memory (at 1,000 frames Ceres spends about 3 s per iteration factorizing it on 16 CPU
-    cores) and Ceres otherwise (faster on a CPU: fewer overheads per iteration)."""
+    cores) and Ceres otherwise (faster on a CPU: fewer overheads per iteration). A pass that runs out of GPU memory is
+    solved by Ceres instead, with a warning."""
     refine_device: RefineDevice = "auto"
     """Where descriptors are matched (and, with --refine-features auto or torch, SIFT runs): auto picks cuda when
     present, else cpu; mps (Apple's GPUs) only when chosen."""
