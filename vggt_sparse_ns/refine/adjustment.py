@@ -135,8 +135,8 @@ def bundle_adjust(
     principal points kept. Cauchy loss with ``loss_scale`` pixels. With a ``prior``, the prior frames' predicted
     poses also fix the scale; with a ``depth_prior``, the depths of some points in each frame (``DepthPrior.held``)
     are held to the predicted ones (which fixes the scale as well). ``device``: solve there with
-    ``torch_adjustment`` (the same problem), else (or when that runs out of GPU memory) with Ceres on the CPU. Returns the cameras (other
-    frames unchanged) and the model with its adjusted points.
+    ``torch_adjustment`` (the same problem), else (or when that runs out of GPU memory) with Ceres on the CPU.
+    Returns the cameras (other frames unchanged) and the model with its adjusted points.
     """
     camera_of_frame = _camera_ids(frames, sizes, shared_intrinsics)
     if device is not None:

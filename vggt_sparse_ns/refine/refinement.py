@@ -278,8 +278,9 @@ def _adjust(
     """Two adjustment passes on each frame's best points, every track re-triangulated after each, frames left
     out at first registered by absolute pose in between, then more passes until the cameras settle; then the
     same passes again with the predicted depth as a prior, kept where they fit the images as well and leave
-    points that agree with that depth (``_depth_kept``). ``solver``: ``bundle_adjust``'s device (None: Ceres). Returns the cameras, all points triangulated with the
-    final cameras, the adjusted frames, the anchor frame and whether the depth prior was kept."""
+    points that agree with that depth (``_depth_kept``). ``solver``: ``bundle_adjust``'s device (None: Ceres).
+    Returns the cameras, all points triangulated with the final cameras, the adjusted frames, the anchor frame and
+    whether the depth prior was kept."""
     track, frame, keypoint, pixel = observations
     sizes = [t.original_size for t in reconstruction.transforms]
     count = len(predicted.T_camera_world)

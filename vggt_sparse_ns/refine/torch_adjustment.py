@@ -87,19 +87,24 @@ class Parameters:
     ) -> Parameters:
         """These parameters after a step: [F, 6] (rotation vector applied on the left, translation), [C, q] (the
         cameras' ``free_slots``) and [N, 3]."""
-        slots = torch.tensor(free_slots, dtype=torch.int64, device=self.intrinsics.device)
         return Parameters(
             _exp_so3(step_frames[:, :3]) @ self.rotation,
             self.translation + step_frames[:, 3:],
-            self.intrinsics.index_add(1, slots, step_cameras),
+            _with_increment(self.intrinsics, free_slots, step_cameras),
             self.points + step_points,
         )
 
 
+def _with_increment(params: torch.Tensor, free_slots: list[int], increment: torch.Tensor) -> torch.Tensor:
+    """COLMAP parameters [..., P] with ``increment`` [..., q] added to their ``free_slots``."""
+    slots = torch.tensor(free_slots, dtype=torch.int64, device=params.device)
+    return params.index_add(params.dim() - 1, slots, increment)
+
+
 @dataclass(frozen=True)
 class PointBlocks:
-    """Residual blocks on one frame and one point: reprojection errors (2 residuals) or, with ``target`` set,
-    depth priors (1 residual, padded to 2)."""
+    """Residual blocks on one frame and one point: reprojection errors (2 residuals) or, with ``is_depth``, depth
+    priors (1 residual, padded to 2)."""
 
     frame: torch.Tensor
     """[B] frame index."""
@@ -252,7 +257,7 @@ def project(camera_model: CameraModelName, params: torch.Tensor, in_camera: torc
 
 def _reprojection(camera_model: CameraModelName, free_slots: list[int]) -> Callable[..., torch.Tensor]:
     def residual(increment, point_step, rotation, translation, params, point, observed):
-        params = params.index_add(0, torch.tensor(free_slots, dtype=torch.int64, device=params.device), increment[6:])
+        params = _with_increment(params, free_slots, increment[6:])
         in_camera = _in_camera(increment, point_step, rotation, translation, point)
         return _in_front(in_camera, project(camera_model, params, in_camera) - observed)
 
@@ -282,7 +287,7 @@ def _pose_prior(increment, rotation, translation, predicted_rotation, predicted_
 
 
 def _focal_prior(increment, params, focal, free_slots: list[int], focal_slots: list[int]):
-    params = params.index_add(0, torch.tensor(free_slots, dtype=torch.int64, device=params.device), increment[6:])
+    params = _with_increment(params, free_slots, increment[6:])
     focals = params[focal_slots]
     return (focals if len(focal_slots) == 2 else focals.expand(2)) / focal - 1
 
@@ -330,10 +335,17 @@ def _evaluate(problem: Problem, parameters: Parameters, blocks: PointBlocks, jac
     )
     increment = torch.zeros(len(frame), 6 + len(problem.free_slots), dtype=params.dtype, device=params.device)
     point_step = torch.zeros(len(frame), 3, dtype=params.dtype, device=params.device)
-    residual = vmap(function)(increment, point_step, *args)
     if not jacobians:
-        return residual
-    frame_jacobian, point_jacobian = vmap(jacfwd(function, argnums=(0, 1)))(increment, point_step, *args)
+        return vmap(function)(increment, point_step, *args)
+
+    def with_value(*inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        value = function(*inputs)
+        return value, value
+
+    # One forward pass gives the residuals (as jacfwd's auxiliary output) and their Jacobians.
+    (frame_jacobian, point_jacobian), residual = vmap(jacfwd(with_value, argnums=(0, 1), has_aux=True))(
+        increment, point_step, *args
+    )
     return residual, frame_jacobian, point_jacobian
 
 
@@ -440,7 +452,8 @@ class _Layout:
         frame_pairs, self.pair_slot = torch.unique(
             self.key_frame[self.first] * frames + self.key_frame[self.second], return_inverse=True
         )
-        self.slot_rows, self.slot_columns = frame_pairs // frames, frame_pairs % frames
+        self.slot_indices = self._linear(self.columns[frame_pairs // frames], self.columns[frame_pairs % frames])
+        self.key_columns = self.columns[self.key_frame]
 
     def linearize(self, problem: Problem, parameters: Parameters) -> _System:
         n, width = self.size + 1, 6 + self.q
@@ -484,18 +497,17 @@ class _Layout:
         point_diagonal = system.points.diagonal(dim1=1, dim2=2).clamp(MIN_DIAGONAL, MAX_DIAGONAL)
         points = system.points + torch.diag_embed(damping * point_diagonal)
         inverse = torch.linalg.inv(points)
-        key_columns = self.columns[self.key_frame]
+        key_columns = self.key_columns
         eliminated = system.coupling @ inverse[self.key_point]  # W V^-1 per key
         width = key_columns.shape[1]
-        per_frame_pair = torch.zeros(len(self.slot_rows), width, width, dtype=inverse.dtype, device=inverse.device)
+        per_frame_pair = torch.zeros(len(self.slot_indices), width, width, dtype=inverse.dtype, device=inverse.device)
         budget = max(1, PAIR_BLOCK_BUDGET // width**2)
         for start in range(0, len(self.first), budget):
             first, second = self.first[start : start + budget], self.second[start : start + budget]
             blocks = eliminated[first] @ system.coupling[second].transpose(1, 2)
             per_frame_pair.index_add_(0, self.pair_slot[start : start + budget], blocks)
         reduced = system.cameras.flatten().clone()
-        slots = self._linear(self.columns[self.slot_rows], self.columns[self.slot_columns])
-        reduced.index_add_(0, slots.flatten(), -per_frame_pair.flatten())
+        reduced.index_add_(0, self.slot_indices.flatten(), -per_frame_pair.flatten())
         reduced = reduced.view(n + 1, n + 1)[:n, :n]
         reduced.diagonal().add_(damping * camera_diagonal)
         rhs = -system.camera_gradient.clone()
