@@ -54,13 +54,14 @@ def to_camera(points: np.ndarray, T_camera_world: np.ndarray) -> np.ndarray:
 
 
 def project(
-    points: np.ndarray, T_camera_world: np.ndarray, intrinsics: np.ndarray, distortion: np.ndarray
+    points: np.ndarray, T_camera_world: np.ndarray, intrinsics: np.ndarray, distortion: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Continuous pixels [N, 2] and z-depths [N] of world points [N, 3], each through its own camera:
-    world-to-camera [N, 3, 4], intrinsics [N, 3, 3] and distortion [N, 4]."""
+    world-to-camera [N, 3, 4], intrinsics [N, 3, 3] and distortion [N, 4] (None: none)."""
     camera = to_camera(points, T_camera_world)
     z = camera[:, 2]
     with np.errstate(divide="ignore", invalid="ignore"):
-        distorted = distort(camera[:, :2] / z[:, None], distortion)
+        normalised = camera[:, :2] / z[:, None]
+        distorted = normalised if distortion is None else distort(normalised, distortion)
     pixels = np.einsum("nij,nj->ni", intrinsics[:, :2, :2], distorted) + intrinsics[:, :2, 2]
     return pixels, z

@@ -9,8 +9,9 @@ import torch
 from PIL import Image
 from skimage import data as photographs
 
+from vggt_sparse_ns.refine import sift
 from vggt_sparse_ns.refine.matching import mutual_nearest_neighbours
-from vggt_sparse_ns.refine.sift import SiftFeatures, detect_and_describe
+from vggt_sparse_ns.refine.sift import SiftFeatures, batch_multiple, detect_and_describe
 
 VIEW_SIZE = (320, 240)
 MARGIN = 8.0
@@ -158,6 +159,22 @@ def test_images_of_a_batch_are_described_as_when_alone(upright) -> None:
     first, _ = _detect(image, turned)
     torch.testing.assert_close(first.keypoints, alone.keypoints, rtol=0, atol=1e-3)  # float32 convolutions
     torch.testing.assert_close(first.descriptors, alone.descriptors, rtol=0, atol=1e-4)
+
+
+def test_keypoints_described_in_small_chunks_come_out_as_in_one(upright, monkeypatch) -> None:
+    image, whole = upright
+    monkeypatch.setattr(sift, "KEYPOINTS_PER_CHUNK", 37)
+    (chunked,) = _detect(image)
+    torch.testing.assert_close(chunked.keypoints, whole.keypoints, rtol=0, atol=0)
+    torch.testing.assert_close(chunked.descriptors, whole.descriptors, rtol=0, atol=1e-6)
+
+
+def test_batches_grow_with_a_cuda_devices_free_memory_and_not_elsewhere(monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (40 << 30, 80 << 30))
+    assert batch_multiple(torch.device("cuda")) == 5  # a quarter of 40 GiB, 2 GiB per multiple
+    assert batch_multiple(torch.device("cpu")) == 1
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (1 << 30, 24 << 30))
+    assert batch_multiple(torch.device("cuda")) == 1
 
 
 @pytest.mark.parametrize("size", [(64, 48), (5, 3)], ids=["flat", "smaller than an octave"])

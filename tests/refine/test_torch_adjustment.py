@@ -9,7 +9,7 @@ import pytest
 import torch
 from textured_scene import TexturedScene, centre_errors, look_at, make_scene, perturb, rotation_errors_deg
 
-from vggt_sparse_ns.refine import RefineConfig, adjustment, refine
+from vggt_sparse_ns.refine import RefineConfig, adjustment, refine, torch_adjustment
 from vggt_sparse_ns.refine.adjustment import PosePrior, bundle_adjust, solver_device
 from vggt_sparse_ns.refine.cameras import CameraSet, project_points
 from vggt_sparse_ns.refine.config import RefineError
@@ -74,6 +74,22 @@ def test_the_torch_solver_reaches_ceres_minimum(monkeypatch: pytest.MonkeyPatch,
     assert np.abs(torch_cameras.intrinsics - ceres_cameras.intrinsics).max() < 1e-3  # pixels (OPENCV: 5e-4 apart)
     assert np.abs(torch_cameras.distortion - ceres_cameras.distortion).max() < 1e-5
     assert len(torch_model.point) == len(ceres_model.point)
+    assert np.abs(torch_model.xyz - ceres_model.xyz).max() < 1e-4
+
+
+def test_tracks_of_every_length_in_many_chunks_reach_ceres_minimum(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The points' frame pairs are eliminated in groups of equal track length, in chunks under PAIR_BLOCK_BUDGET:
+    # tracks of 2 to 10 observations, chunks of a few points, must still give Ceres' cameras.
+    monkeypatch.setattr(adjustment, "FUNCTION_TOLERANCE", 1e-10)
+    monkeypatch.setattr(torch_adjustment, "PAIR_BLOCK_BUDGET", 2000)
+    start, model, prior = _arc_problem("PINHOLE", seed=2)
+    length = 2 + np.arange(len(model.xyz)) % 9  # point i keeps the observations of its first 2 + i % 9 frames
+    varied = model.select(model.frame < length[model.point])
+    assert set(np.bincount(varied.point)) == set(range(2, 11))
+    ceres_cameras, ceres_model = _adjust(start, varied, prior, "PINHOLE", None)
+    torch_cameras, torch_model = _adjust(start, varied, prior, "PINHOLE", CPU)
+    assert np.abs(ceres_cameras.T_camera_world - start.T_camera_world).max() > 0.01
+    assert np.abs(torch_cameras.T_camera_world - ceres_cameras.T_camera_world).max() < 1e-5
     assert np.abs(torch_model.xyz - ceres_model.xyz).max() < 1e-4
 
 

@@ -27,6 +27,21 @@ def test_a_track_with_two_keypoints_in_one_frame_is_dropped() -> None:
     assert len(set(track.tolist())) == 1
 
 
+def test_tracks_are_numbered_from_zero_sorted_by_track_then_frame() -> None:
+    pairs = np.array([[1, 2], [0, 2], [0, 1]])
+    matches = [np.array([[0, 1]]), np.array([[1, 0], [0, 1]]), np.array([[2, 1]])]
+    track, frame, keypoint = build_tracks([3, 2, 2], pairs, matches)
+    # Three tracks: (0:0, 1:0, 2:1), (0:1, 2:0) and (0:2, 1:1).
+    assert sorted(set(track.tolist())) == [0, 1, 2]
+    assert np.all(np.diff(track) >= 0) and np.all(np.diff(frame)[np.diff(track) == 0] > 0)
+    assert len(track) == len(frame) == len(keypoint) == 7
+
+
+def test_no_matches_give_no_tracks() -> None:
+    track, frame, keypoint = build_tracks([4, 0, 3], np.array([[0, 1], [0, 2]]), [np.zeros((0, 2), np.int64)] * 2)
+    assert len(track) == len(frame) == len(keypoint) == 0
+
+
 def _features(count: int, rng: np.random.Generator) -> list[Features]:
     return [
         Features(np.zeros((50, 2)), rng.standard_normal((50, 128)).astype(np.float32), (64, 64)) for _ in range(count)

@@ -28,7 +28,7 @@ from vggt_sparse_ns.refine.matching import match_pairs
 from vggt_sparse_ns.refine.pairs import select_pairs
 from vggt_sparse_ns.refine.registration import register_frames
 from vggt_sparse_ns.refine.track_selection import adjustment_tracks
-from vggt_sparse_ns.refine.triangulation import SparseModel, WorkerPool, triangulate
+from vggt_sparse_ns.refine.triangulation import RUN_OBSERVATIONS, SparseModel, WorkerPool, triangulate
 from vggt_sparse_ns.refine.verification import build_tracks, keypoint_pixels, verify_pairs
 from vggt_sparse_ns.timing import StageTimer
 
@@ -144,6 +144,8 @@ def _refine(reconstruction: Reconstruction, config: RefineConfig, pool: WorkerPo
             extractor=extractor,
             device=device,
         )
+    if sum(len(f) for f in features) >= 2 * RUN_OBSERVATIONS:  # enough for worker processes to triangulate
+        pool.warm()  # while pairs are matched and verified
     with timer.stage("pairs"):
         pairs = select_pairs(
             features,
@@ -424,10 +426,12 @@ def _frame_shift(before: CameraSet, after: CameraSet, model: SparseModel) -> flo
     points = model.xyz[model.point]
     moved = project_points(after, model.frame, points)[0] - project_points(before, model.frame, points)[0]
     shift = np.nan_to_num(np.linalg.norm(moved, axis=1), nan=np.inf)
-    order = np.lexsort((shift, model.frame))
-    _, starts, counts = np.unique(model.frame[order], return_index=True, return_counts=True)
-    medians = (shift[order][starts + (counts - 1) // 2] + shift[order][starts + counts // 2]) / 2
-    return float(np.max(medians))
+    # Grouped by frame with a radix sort (16-bit keys), then a median per frame: sorting the shifts of millions
+    # of observations too took seconds per pass.
+    frame = model.frame.astype(np.uint16) if model.frame.max() < 1 << 16 else model.frame
+    order = np.argsort(frame, kind="stable")
+    bounds = np.flatnonzero(np.diff(frame[order])) + 1
+    return float(max(np.median(group) for group in np.split(shift[order], bounds)))
 
 
 def _pose_prior(

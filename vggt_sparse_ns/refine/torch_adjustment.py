@@ -36,7 +36,7 @@ MIN_DIAGONAL, MAX_DIAGONAL = 1e-6, 1e32
 """The damping's diagonal is the Gauss-Newton matrix's, clamped to these (Ceres' ``min/max_lm_diagonal``)."""
 PAIR_BLOCK_BUDGET = 1 << 26
 """Entries of camera-pair blocks accumulated at once while the points are eliminated (bounds the memory: about
-16 bytes each)."""
+24 bytes each)."""
 
 
 class SolveFailed(RuntimeError):
@@ -434,24 +434,28 @@ class _Layout:
         self.camera_columns = torch.from_numpy(camera_columns).to(device)
         self.frames, self.q = frames, q
         self.points = len(start.points)
-        # (point, frame) keys, sorted by point, and every ordered pair of keys of one point.
+        # (point, frame) keys, sorted by point.
         frame = torch.cat([b.frame for b in problem.blocks])
         point = torch.cat([b.point for b in problem.blocks])
         keys, self.key_of_block = torch.unique(point * frames + frame, return_inverse=True)
         self.key_point, self.key_frame = keys // frames, keys % frames
+        # Every ordered pair of keys of one point couples their frames: the points in groups of equal key count L,
+        # each group in chunks ([P, L] keys), and each pair's frame pair numbered (its slot, [P * L * L]).
         counts = torch.bincount(self.key_point, minlength=self.points)
         starts = torch.cumsum(counts, 0) - counts
-        per_key = counts[self.key_point]
-        self.first = torch.repeat_interleave(torch.arange(len(keys), device=device), per_key)
-        offsets = torch.cumsum(per_key, 0) - per_key
-        self.second = starts[self.key_point[self.first]] + (
-            torch.arange(len(self.first), device=device) - offsets[self.first]
-        )
+        width = 6 + q
+        chunk_keys = []
+        for length in torch.unique(counts[counts > 0]).tolist():
+            group = (counts == length).nonzero()[:, 0]
+            for chunk in group.split(max(1, PAIR_BLOCK_BUDGET // (length * width) ** 2)):
+                chunk_keys.append(starts[chunk, None] + torch.arange(length, device=device))
+        pair_frames = [
+            (self.key_frame[k][:, :, None] * frames + self.key_frame[k][:, None, :]).flatten() for k in chunk_keys
+        ]
         # Each pair's block lands in the camera system at its two frames' columns: summed per frame pair first (a few
         # tens of thousands), so that the system itself takes one scattered addition per step.
-        frame_pairs, self.pair_slot = torch.unique(
-            self.key_frame[self.first] * frames + self.key_frame[self.second], return_inverse=True
-        )
+        frame_pairs, slots = torch.unique(torch.cat(pair_frames or [keys[:0]]), return_inverse=True)
+        self.chunks = list(zip(chunk_keys, slots.split([len(f) for f in pair_frames]), strict=True))
         self.slot_indices = self._linear(self.columns[frame_pairs // frames], self.columns[frame_pairs % frames])
         self.key_columns = self.columns[self.key_frame]
 
@@ -501,11 +505,14 @@ class _Layout:
         eliminated = system.coupling @ inverse[self.key_point]  # W V^-1 per key
         width = key_columns.shape[1]
         per_frame_pair = torch.zeros(len(self.slot_indices), width, width, dtype=inverse.dtype, device=inverse.device)
-        budget = max(1, PAIR_BLOCK_BUDGET // width**2)
-        for start in range(0, len(self.first), budget):
-            first, second = self.first[start : start + budget], self.second[start : start + budget]
-            blocks = eliminated[first] @ system.coupling[second].transpose(1, 2)
-            per_frame_pair.index_add_(0, self.pair_slot[start : start + budget], blocks)
+        for keys, slots in self.chunks:
+            # All pairs of a chunk's points in one product per point, [L * width, 3] x [3, L * width] (as pairs of
+            # [width, 3] blocks: small matrix products that ran at a tenth of the memory's speed, 65 % of a step).
+            count, length = keys.shape
+            left = eliminated[keys].reshape(count, length * width, 3)
+            right = system.coupling[keys].reshape(count, length * width, 3)
+            blocks = (left @ right.transpose(1, 2)).view(count, length, width, length, width).transpose(2, 3)
+            per_frame_pair.index_add_(0, slots, blocks.reshape(-1, width, width))
         reduced = system.cameras.flatten().clone()
         reduced.index_add_(0, self.slot_indices.flatten(), -per_frame_pair.flatten())
         reduced = reduced.view(n + 1, n + 1)[:n, :n]

@@ -86,6 +86,13 @@ class WorkerPool:
             self._executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
         return self._executor
 
+    def warm(self) -> None:
+        """Start the processes now, in the background, so that the first ``triangulate`` does not wait for them to
+        import their parent's main module."""
+        executor = self.executor()
+        for _ in range(self.workers):
+            executor.submit(int)
+
     def close(self) -> None:
         """End the processes (a later ``executor()`` starts new ones)."""
         if self._executor is not None:

@@ -92,16 +92,18 @@ def build_tracks(
     _, component = connected_components(graph, directed=False)
     frame_of_node = np.repeat(np.arange(len(keypoint_counts)), np.diff(offsets))
     size = np.bincount(component, minlength=total)
-    # A component with two keypoints of one frame is ambiguous: its frame count differs from its size. Distinct
-    # (component, frame) pairs as one integer each (a 1-D sort: 10x faster than unique rows at 3.7M keypoints).
-    frame_count = len(keypoint_counts)
-    frames_seen = np.unique(component.astype(np.int64) * frame_count + frame_of_node) // frame_count
-    distinct_frames = np.bincount(frames_seen, minlength=total)
-    good = (size >= 2) & (distinct_frames == size)
-    nodes = np.flatnonzero(good[component])
-    order = np.lexsort((frame_of_node[nodes], component[nodes]))
-    nodes = nodes[order]
-    _, track = np.unique(component[nodes], return_inverse=True)
+    # Matched keypoints sorted by (component, frame) as one integer each (one 1-D sort: a two-key lexsort and
+    # np.unique took seconds at millions of keypoints). A component with two keypoints of one frame is ambiguous:
+    # two equal keys side by side.
+    matched = np.flatnonzero(size[component] >= 2)
+    key = component[matched].astype(np.int64) * len(keypoint_counts) + frame_of_node[matched]
+    order = np.argsort(key)
+    nodes, key = matched[order], key[order]
+    ambiguous = np.zeros(total, dtype=bool)
+    ambiguous[component[nodes[1:][key[1:] == key[:-1]]]] = True
+    nodes = nodes[~ambiguous[component[nodes]]]
+    # Tracks numbered in component order (the nodes are sorted by component).
+    track = np.cumsum(np.r_[False, component[nodes[1:]] != component[nodes[:-1]]])[: len(nodes)]
     frames = frame_of_node[nodes]
     return track.astype(np.int64), frames, nodes - offsets[frames]
 
