@@ -3,7 +3,7 @@ Lowe's ratio test. Runs on the GPU when given one; the same arithmetic on the CP
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -29,8 +29,9 @@ def mutual_nearest_neighbours(
     similarity = descriptors_a @ descriptors_b.transpose(1, 2)
     rows = torch.arange(similarity.shape[1], device=similarity.device)
     cols = torch.arange(similarity.shape[2], device=similarity.device)
-    valid = (rows[None, :, None] < counts_a[:, None, None]) & (cols[None, None, :] < counts_b[:, None, None])
-    similarity = similarity.masked_fill(~valid, -torch.inf)
+    # Padding rows and columns masked in place, through masks that broadcast (no [B, Na, Nb] mask or copy).
+    similarity.masked_fill_(rows[None, :, None] >= counts_a[:, None, None], -torch.inf)
+    similarity.masked_fill_(cols[None, None, :] >= counts_b[:, None, None], -torch.inf)
     if similarity.shape[2] < 2:
         similarity = torch.nn.functional.pad(similarity, (0, 2 - similarity.shape[2]), value=-torch.inf)
     best_two, nearest_b = similarity.topk(2, dim=2)
@@ -50,11 +51,23 @@ def mutual_nearest_neighbours(
 def match_pairs(
     features: Sequence[Features], pairs: np.ndarray, *, ratio: float, device: torch.device
 ) -> list[np.ndarray]:
-    """[M, 2] keypoint index matches (in i, in j) for each pair (i, j), in the order of ``pairs``. All
-    descriptors go to ``device`` once; each batch of pairs gathers its rows there."""
+    """[M, 2] keypoint index matches (in i, in j) for each pair (i, j), in the order of ``pairs``
+    (``matched_batches`` collected)."""
     matches: list[np.ndarray] = [np.zeros((0, 2), dtype=np.int64)] * len(pairs)
+    for indices, found in matched_batches(features, pairs, ratio=ratio, device=device):
+        for index, pair_matches in zip(indices, found, strict=True):
+            matches[index] = pair_matches
+    return matches
+
+
+def matched_batches(
+    features: Sequence[Features], pairs: np.ndarray, *, ratio: float, device: torch.device
+) -> Iterator[tuple[np.ndarray, list[np.ndarray]]]:
+    """The matches of ``pairs`` batch by batch, as each is done: (indices into ``pairs``, [M, 2] keypoint index
+    matches of each), so that the caller can verify them while the next batch is matched. All descriptors go to
+    ``device`` once; each batch of pairs gathers its rows there."""
     if len(pairs) == 0:
-        return matches
+        return
     counts = np.array([len(f) for f in features])
     offsets = np.concatenate([[0], np.cumsum(counts)])
     every = torch.from_numpy(np.concatenate([f.descriptors for f in features]).astype(np.float32)).to(device)
@@ -70,10 +83,8 @@ def match_pairs(
         pair, index_a, index_b = mutual_nearest_neighbours(descriptors_a, descriptors_b, counts_a, counts_b, ratio)
         found = torch.stack([pair, index_a, index_b], dim=1).cpu().numpy()
         bounds = np.searchsorted(found[:, 0], np.arange(len(batch) + 1))
-        for position, index in enumerate(order[start:stop]):
-            matches[index] = found[bounds[position] : bounds[position + 1], 1:]
+        yield order[start:stop], [found[bounds[k] : bounds[k + 1], 1:] for k in range(len(batch))]
         start = stop
-    return matches
 
 
 def _padded(
