@@ -72,9 +72,11 @@ def frame_choices(model: SparseModel, errors: np.ndarray, per_frame: int, seed: 
 
 def _sorted_by(*keys: np.ndarray) -> np.ndarray:
     """The stable order that sorts by the first of these non-negative integer keys, then the next, ...: one sort of
-    a combined int64 key (a several-key ``np.lexsort`` of 2 M observations took 4-5 times as long), or
-    ``np.lexsort`` where the combination would not fit."""
-    combined = np.zeros(len(keys[0]), dtype=np.int64)
+    a combined int64 key, made unique by the position where it fits, so that numpy's introsort gives the stable
+    order (3x faster than its stable sort; a several-key ``np.lexsort`` of 2 M observations took 4-5 times as long
+    as the stable sort), or ``np.lexsort`` where even the combination would not fit."""
+    count = len(keys[0])
+    combined = np.zeros(count, dtype=np.int64)
     span = 1
     for key in keys:
         size = int(key.max(initial=0)) + 1
@@ -82,6 +84,8 @@ def _sorted_by(*keys: np.ndarray) -> np.ndarray:
         if span >= 1 << 62:
             return np.lexsort(keys[::-1])
         combined = combined * size + key
+    if span * max(count, 1) < 1 << 62:
+        return np.argsort(combined * count + np.arange(count))
     return np.argsort(combined, kind="stable")
 
 
