@@ -3,7 +3,7 @@ Lowe's ratio test. Runs on the GPU when given one; the same arithmetic on the CP
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -51,23 +51,11 @@ def mutual_nearest_neighbours(
 def match_pairs(
     features: Sequence[Features], pairs: np.ndarray, *, ratio: float, device: torch.device
 ) -> list[np.ndarray]:
-    """[M, 2] keypoint index matches (in i, in j) for each pair (i, j), in the order of ``pairs``
-    (``matched_batches`` collected)."""
+    """[M, 2] keypoint index matches (in i, in j) for each pair (i, j), in the order of ``pairs``. All
+    descriptors go to ``device`` once; each batch of pairs gathers its rows there."""
     matches: list[np.ndarray] = [np.zeros((0, 2), dtype=np.int64)] * len(pairs)
-    for indices, found in matched_batches(features, pairs, ratio=ratio, device=device):
-        for index, pair_matches in zip(indices, found, strict=True):
-            matches[index] = pair_matches
-    return matches
-
-
-def matched_batches(
-    features: Sequence[Features], pairs: np.ndarray, *, ratio: float, device: torch.device
-) -> Iterator[tuple[np.ndarray, list[np.ndarray]]]:
-    """The matches of ``pairs`` batch by batch, as each is done: (indices into ``pairs``, [M, 2] keypoint index
-    matches of each), so that the caller can verify them while the next batch is matched. All descriptors go to
-    ``device`` once; each batch of pairs gathers its rows there."""
     if len(pairs) == 0:
-        return
+        return matches
     counts = np.array([len(f) for f in features])
     offsets = np.concatenate([[0], np.cumsum(counts)])
     every = torch.from_numpy(np.concatenate([f.descriptors for f in features]).astype(np.float32)).to(device)
@@ -83,8 +71,10 @@ def matched_batches(
         pair, index_a, index_b = mutual_nearest_neighbours(descriptors_a, descriptors_b, counts_a, counts_b, ratio)
         found = torch.stack([pair, index_a, index_b], dim=1).cpu().numpy()
         bounds = np.searchsorted(found[:, 0], np.arange(len(batch) + 1))
-        yield order[start:stop], [found[bounds[k] : bounds[k + 1], 1:] for k in range(len(batch))]
+        for position, index in enumerate(order[start:stop]):
+            matches[index] = found[bounds[position] : bounds[position + 1], 1:]
         start = stop
+    return matches
 
 
 def _padded(

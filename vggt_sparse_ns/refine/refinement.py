@@ -24,12 +24,12 @@ from vggt_sparse_ns.refine.consistency import (
 )
 from vggt_sparse_ns.refine.depth_prior import depth_agrees, depth_prior
 from vggt_sparse_ns.refine.features import extract_features, feature_extractor
-from vggt_sparse_ns.refine.matching import matched_batches
+from vggt_sparse_ns.refine.matching import match_pairs
 from vggt_sparse_ns.refine.pairs import select_pairs
 from vggt_sparse_ns.refine.registration import register_frames
 from vggt_sparse_ns.refine.track_selection import adjustment_tracks
 from vggt_sparse_ns.refine.triangulation import RUN_OBSERVATIONS, SparseModel, WorkerPool, triangulate
-from vggt_sparse_ns.refine.verification import Verifier, build_tracks, keypoint_pixels
+from vggt_sparse_ns.refine.verification import build_tracks, keypoint_pixels, verify_pairs
 from vggt_sparse_ns.timing import StageTimer
 
 if TYPE_CHECKING:
@@ -154,14 +154,16 @@ def _refine(reconstruction: Reconstruction, config: RefineConfig, pool: WorkerPo
             sequential=config.refine_sequential_neighbors,
             device=device,
         )
-    with Verifier(
-        features, pairs, max_error=config.refine_max_reprojection_error, min_inliers=config.refine_min_inliers
-    ) as verifier:
-        with timer.stage("matching"):  # each batch verified in threads while the next is matched
-            for indices, found in matched_batches(features, pairs, ratio=config.refine_ratio, device=device):
-                verifier.submit(indices, found)
-        with timer.stage("verification"):  # what of it was left when the matching ended
-            verified = verifier.results()
+    with timer.stage("matching"):
+        matches = match_pairs(features, pairs, ratio=config.refine_ratio, device=device)
+    with timer.stage("verification"):
+        verified = verify_pairs(
+            features,
+            pairs,
+            matches,
+            max_error=config.refine_max_reprojection_error,
+            min_inliers=config.refine_min_inliers,
+        )
     with timer.stage("triangulation"):
         track, frame, keypoint = build_tracks([len(f) for f in features], pairs, verified)
         pixel = keypoint_pixels(features, frame, keypoint)

@@ -4,7 +4,7 @@ frames from the verified matches."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -15,8 +15,8 @@ VERIFY_SAMPLE = 1024
 """RANSAC sees at most this many of a pair's matches (spread over the list); every match is then judged by its
 distance to the epipolar lines of the model found. Measured on 4,770 matches of two 1920x1080 views: pycolmap's
 full two-view geometry (E, F and H) took 0.36 s, the fundamental matrix alone on 512 of them 0.006 s, with the
-same inliers. 512 was tried again at 1,000 generated views (H100): verification hidden behind matching either way
-(matching and verification 14.1 s against 13.1 s), and the cameras came out further from the truth (rotations
+same inliers. 512 was tried again at 1,000 generated views (H100, verification running beside the matching then):
+no time gained (the two stages 14.1 s against 13.1 s), and the cameras came out further from the truth (rotations
 0.0201 against 0.0074 degrees, one run each)."""
 
 
@@ -46,72 +46,29 @@ def verify_pairs(
     min_inliers: int,
     workers: int | None = None,
 ) -> list[np.ndarray]:
-    """The matches of each pair that agree with one epipolar geometry (``Verifier`` on all pairs at once)."""
-    with Verifier(features, pairs, max_error=max_error, min_inliers=min_inliers, workers=workers) as verifier:
-        verifier.submit(np.arange(len(pairs)), matches)
-        return verifier.results()
+    """The matches of each pair that agree with one epipolar geometry: a fundamental matrix found by pycolmap's
+    LO-RANSAC, matches within ``max_error`` pixels of it kept ([0, 2] when fewer than ``min_inliers``). pycolmap
+    releases the GIL here, so pairs run in threads. Uncalibrated on purpose: the predicted focal lengths may be off."""
+    import pycolmap
 
+    options = pycolmap.RANSACOptions(max_error=max_error, random_seed=0, **RANSAC_TRIALS)
+    empty = np.zeros((0, 2), dtype=np.int64)
 
-class Verifier:
-    """Geometric verification of pairs in threads, submitted as their matches arrive (``matching.matched_batches``),
-    so that it runs beside the matching of the next batches: each pair's matches that agree with one epipolar
-    geometry, a fundamental matrix found by pycolmap's LO-RANSAC, matches within ``max_error`` pixels of it kept
-    ([0, 2] when fewer than ``min_inliers``). pycolmap releases the GIL here. Uncalibrated on purpose: the predicted
-    focal lengths may be off.
-
-    Example:
-        >>> with Verifier(features, pairs, max_error=4.0, min_inliers=15) as verifier:
-        ...     for indices, found in matched_batches(features, pairs, ratio=0.8, device=device):
-        ...         verifier.submit(indices, found)
-        ...     verified = verifier.results()  # one [K, 2] array per pair, in the order of pairs
-    """
-
-    def __init__(
-        self,
-        features: Sequence[Features],
-        pairs: np.ndarray,
-        *,
-        max_error: float,
-        min_inliers: int,
-        workers: int | None = None,
-    ) -> None:
-        import pycolmap
-
-        self.features, self.pairs, self.max_error, self.min_inliers = features, pairs, max_error, min_inliers
-        self.options = pycolmap.RANSACOptions(max_error=max_error, random_seed=0, **RANSAC_TRIALS)
-        self.threads = ThreadPoolExecutor(max_workers=workers or usable_cpus())
-        self.pending: dict[int, Future] = {}
-
-    def submit(self, indices: np.ndarray, matches: Sequence[np.ndarray]) -> None:
-        """Verify the pairs ``indices`` (into ``pairs``) with these matches, in the background."""
-        for index, candidate in zip(indices.tolist(), matches, strict=True):
-            self.pending[index] = self.threads.submit(self._verify, index, candidate)
-
-    def results(self) -> list[np.ndarray]:
-        """The verified matches of every pair (none for a pair never submitted), once all are done."""
-        empty = np.zeros((0, 2), dtype=np.int64)
-        return [self.pending[index].result() if index in self.pending else empty for index in range(len(self.pairs))]
-
-    def _verify(self, index: int, candidate: np.ndarray) -> np.ndarray:
-        import pycolmap
-
-        empty = np.zeros((0, 2), dtype=np.int64)
-        if len(candidate) < self.min_inliers:
+    def verify(index: int) -> np.ndarray:
+        i, j = pairs[index]
+        candidate = matches[index]
+        if len(candidate) < min_inliers:
             return empty
-        i, j = self.pairs[index]
-        points_a, points_b = self.features[i].keypoints[candidate[:, 0]], self.features[j].keypoints[candidate[:, 1]]
+        points_a, points_b = features[i].keypoints[candidate[:, 0]], features[j].keypoints[candidate[:, 1]]
         sample = np.linspace(0, len(candidate) - 1, min(len(candidate), VERIFY_SAMPLE)).astype(np.int64)
-        found = pycolmap.estimate_fundamental_matrix(points_a[sample], points_b[sample], self.options)
+        found = pycolmap.estimate_fundamental_matrix(points_a[sample], points_b[sample], options)
         if found is None:
             return empty
-        inliers = candidate[sampson_distances(found["F"], points_a, points_b) <= self.max_error]
-        return inliers if len(inliers) >= self.min_inliers else empty
+        inliers = candidate[sampson_distances(found["F"], points_a, points_b) <= max_error]
+        return inliers if len(inliers) >= min_inliers else empty
 
-    def __enter__(self) -> Verifier:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.threads.shutdown(cancel_futures=True)
+    with ThreadPoolExecutor(max_workers=workers or usable_cpus()) as pool:
+        return list(pool.map(verify, range(len(pairs))))
 
 
 def build_tracks(
