@@ -4,7 +4,7 @@ system factorized densely, on the GPU by cuSOLVER.
 
 Why: at 1,000 frames Ceres spends about 3 s per iteration factorizing the camera system on the CPU, whatever the
 residual count or core count (docs/benchmarks, "What an iteration costs at 1,000 frames"); the pip wheels of
-pycolmap and pyceres have no CUDA solver. Here an iteration at 1,000 frames costs 0.2-0.4 s on an H100, and the
+pycolmap and pyceres have no CUDA solver. Here an iteration at 1,000 frames costs about 0.12 s on an H100, and the
 cameras end where Ceres' would (docs/benchmarks, "Bundle adjustment on the GPU").
 
 The model is Gauss-Newton on iteratively reweighted residuals (each residual block weighted by its loss's slope),
