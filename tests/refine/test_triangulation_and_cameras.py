@@ -166,3 +166,12 @@ def test_runs_end_between_tracks_and_unsorted_tracks_stay_one_run(monkeypatch: p
     assert bounds[0] == 0 and bounds[-1] == len(track) and len(bounds) == 4
     assert all(track[b - 1] != track[b] for b in bounds[1:-1])
     assert triangulation._track_runs(track[::-1].copy(), 3).tolist() == [0, len(track)]
+
+
+def test_a_worker_pool_starts_early_only_for_a_triangulation_it_would_serve(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(triangulation, "RUN_OBSERVATIONS", 400)
+    with triangulation.WorkerPool(2) as pool:
+        pool.warm(799)  # one run: triangulated in this process
+        assert pool._executor is None
+        pool.warm(800)  # two runs of 400: the processes start now
+        assert pool._executor is not None and len(pool._executor._processes) == 2

@@ -60,9 +60,9 @@ class DepthPrior:
         candidates = SparseModel(
             model.xyz, model.point[observed], model.frame[observed], model.keypoint[observed], model.pixel[observed]
         )
-        share = AFFORDABLE_DEPTH_COSTS // max(1, np.count_nonzero(np.bincount(candidates.frame)))
-        chosen = frame_choices(candidates, candidates.errors(cameras), max(self.points_per_frame, share))
         usable_per_frame = np.bincount(candidates.frame)
+        share = AFFORDABLE_DEPTH_COSTS // max(1, np.count_nonzero(usable_per_frame))
+        chosen = frame_choices(candidates, candidates.errors(cameras), max(self.points_per_frame, share))
         held_per_frame = np.bincount(candidates.frame[chosen], minlength=len(usable_per_frame))
         weights = (usable_per_frame / np.maximum(held_per_frame, 1))[candidates.frame[chosen]]
         return observed[chosen], targets[chosen], weights

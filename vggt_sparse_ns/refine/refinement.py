@@ -28,7 +28,7 @@ from vggt_sparse_ns.refine.matching import match_pairs
 from vggt_sparse_ns.refine.pairs import select_pairs
 from vggt_sparse_ns.refine.registration import register_frames
 from vggt_sparse_ns.refine.track_selection import adjustment_tracks
-from vggt_sparse_ns.refine.triangulation import RUN_OBSERVATIONS, SparseModel, WorkerPool, triangulate
+from vggt_sparse_ns.refine.triangulation import SparseModel, WorkerPool, triangulate
 from vggt_sparse_ns.refine.verification import build_tracks, keypoint_pixels, verify_pairs
 from vggt_sparse_ns.timing import StageTimer
 
@@ -144,8 +144,8 @@ def _refine(reconstruction: Reconstruction, config: RefineConfig, pool: WorkerPo
             extractor=extractor,
             device=device,
         )
-    if sum(len(f) for f in features) >= 2 * RUN_OBSERVATIONS:  # enough for worker processes to triangulate
-        pool.warm()  # while pairs are matched and verified
+    # The triangulation's processes start while pairs are matched and verified (keypoints bound the observations).
+    pool.warm(sum(len(f) for f in features))
     with timer.stage("pairs"):
         pairs = select_pairs(
             features,

@@ -86,9 +86,11 @@ class WorkerPool:
             self._executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
         return self._executor
 
-    def warm(self) -> None:
-        """Start the processes now, in the background, so that the first ``triangulate`` does not wait for them to
-        import their parent's main module."""
+    def warm(self, observations: int) -> None:
+        """Start the processes now, in the background, if ``triangulate`` would share this many observations out
+        between them, so that it does not wait for them to import their parent's main module."""
+        if _run_count(observations, self.workers) < 2:
+            return
         executor = self.executor()
         for _ in range(self.workers):
             executor.submit(int)
@@ -216,11 +218,16 @@ def triangulate(
 def _track_runs(track: np.ndarray, workers: int) -> np.ndarray:
     """Bounds [0, ..., M] of up to ``workers`` runs of about equal size, each of whole tracks and at least
     ``RUN_OBSERVATIONS`` long; [0, M] (one run) when ``track`` is not sorted."""
-    runs = min(workers, len(track) // RUN_OBSERVATIONS)
+    runs = _run_count(len(track), workers)
     if runs < 2 or np.any(track[1:] < track[:-1]):
         return np.array([0, len(track)])
     cuts = np.searchsorted(track, track[np.linspace(0, len(track), runs + 1)[1:-1].astype(np.int64)])
     return np.unique(np.concatenate([[0], cuts, [len(track)]]))
+
+
+def _run_count(observations: int, workers: int) -> int:
+    """Runs that ``observations`` are shared out in: up to ``workers``, each at least ``RUN_OBSERVATIONS`` long."""
+    return min(workers, observations // RUN_OBSERVATIONS)
 
 
 def _run(arrays: tuple, *, max_error: float, min_angle: float) -> SparseModel:
