@@ -44,6 +44,8 @@ from vggt_sparse_ns.refine.consistency import to_model_pixels
 from vggt_sparse_ns.refine.refinement import _depth_kept, _frame_shift
 from vggt_sparse_ns.refine.triangulation import SparseModel
 
+CPU = torch.device("cpu")
+
 BLANK_FRAME = 3
 
 
@@ -586,8 +588,15 @@ def test_the_passes_settle_on_each_frames_median_shift_not_on_one_points_largest
         shifted[1, 0, 3] += step
         return CameraSet(shifted, intrinsics, np.zeros((2, 4)))
 
-    assert _frame_shift(before, moved(0.001), model) == pytest.approx(0.05)
-    assert _frame_shift(before, moved(0.01), model) == pytest.approx(0.5)
+    assert _frame_shift(before, moved(0.001), model, CPU) == pytest.approx(0.05)
+    assert _frame_shift(before, moved(0.01), model, CPU) == pytest.approx(0.5)
+    # An even count of observations: numpy's median, the mean of the middle two shifts.
+    depths = rng.uniform(2, 20, 50)
+    model = SparseModel(
+        np.column_stack([np.zeros((50, 2)), depths]), np.arange(50), np.ones(50, int), np.arange(50), np.zeros((50, 2))
+    )
+    middle = np.sort(500 * 0.01 / depths)[24:26]
+    assert _frame_shift(before, moved(0.01), model, CPU) == pytest.approx(middle.mean())
 
 
 @pytest.mark.parametrize(("lost", "kept"), [(0, True), (9, True), (11, False), (250, False)])

@@ -6,12 +6,14 @@ import dataclasses
 
 import numpy as np
 import pytest
+import torch
 from textured_scene import look_at
 
 from vggt_sparse_ns.camera_models import colmap_params, distort, from_colmap_params
-from vggt_sparse_ns.refine import triangulation
 from vggt_sparse_ns.refine.cameras import CameraSet, project_points, undistort
 from vggt_sparse_ns.refine.triangulation import SparseModel, linear_triangulation, refine_points, triangulate
+
+CPU = torch.device("cpu")
 
 
 def _cameras(distortion: np.ndarray | None = None) -> CameraSet:
@@ -79,8 +81,8 @@ def test_gauss_newton_moves_perturbed_points_back_onto_their_rays() -> None:
     track, frame, keypoint, pixel = _observe(cameras, points)
     start = SparseModel(points + 0.05, track, frame, keypoint, pixel)
     assert start.errors(cameras).mean() > 3
-    refined = refine_points(cameras, start, steps=6)
-    np.testing.assert_allclose(refined.xyz, points, atol=1e-4)
+    refined = refine_points(cameras.to_tensors(CPU), start.to(CPU), steps=6)
+    np.testing.assert_allclose(refined.numpy().xyz, points, atol=1e-4)
 
 
 def test_an_observation_that_cannot_be_undistorted_is_ignored_not_fatal() -> None:
@@ -103,9 +105,11 @@ def test_refitting_only_the_points_that_lost_an_observation_gives_the_model_of_r
     model = triangulate(cameras, track, frame, keypoint, pixel, max_error=2.0, min_angle=1.0)
     # The same rounds, every point fitted again in each.
     reference = SparseModel(np.zeros((0, 3)), track, frame, keypoint, pixel)
+    on_cpu = cameras.to_tensors(CPU)
     for _ in range(4):
-        xyz = linear_triangulation(cameras, reference.point, reference.frame, reference.pixel)
-        reference = refine_points(cameras, SparseModel(xyz, *dataclasses.astuple(reference)[1:]))
+        observations = reference.to(CPU)
+        xyz = linear_triangulation(on_cpu, observations.point, observations.frame, observations.pixel)
+        reference = refine_points(on_cpu, dataclasses.replace(observations, xyz=xyz)).numpy()
         errors = reference.errors(cameras)
         order = np.lexsort((-errors, reference.point))
         worst = np.zeros(len(errors), bool)
@@ -121,57 +125,18 @@ def test_refitting_only_the_points_that_lost_an_observation_gives_the_model_of_r
         np.testing.assert_array_equal(getattr(model, name), getattr(reference, name))
 
 
-def test_worker_processes_triangulate_runs_of_whole_tracks_to_the_one_process_result(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    cameras = _cameras()
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_triangulation_on_the_gpu_gives_the_cpu_result() -> None:
+    cameras = _cameras(np.tile([-0.05, 0.01, 0.0, 0.0], (4, 1)))
     rng = np.random.default_rng(6)
     points = rng.uniform([-1, -1, 4], [2, 1, 6], (300, 3))
     track, frame, keypoint, pixel = _observe(cameras, points)
     pixel += rng.normal(0, 0.3, pixel.shape)
     pixel[rng.choice(len(pixel), 100, replace=False)] += rng.uniform(-60, 60, (100, 2))
-    alone = triangulate(cameras, track, frame, keypoint, pixel, max_error=2.0, min_angle=1.0, workers=1)
-    monkeypatch.setattr(triangulation, "RUN_OBSERVATIONS", 400)
-    assert len(triangulation._track_runs(track, 2)) == 3
-    shared = triangulate(cameras, track, frame, keypoint, pixel, max_error=2.0, min_angle=1.0, workers=2)
-    for name in ("xyz", "point", "frame", "keypoint", "pixel"):
-        np.testing.assert_array_equal(getattr(shared, name), getattr(alone, name))
-
-
-def test_a_worker_pool_serves_several_triangulations_with_the_same_processes_and_results(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Each spawned process imports the parent's main module first (seconds with torch): one start per refinement.
-    cameras = _cameras()
-    rng = np.random.default_rng(7)
-    track, frame, keypoint, pixel = _observe(cameras, rng.uniform([-1, -1, 4], [2, 1, 6], (300, 3)))
-    pixel += rng.normal(0, 0.3, pixel.shape)
-    alone = triangulate(cameras, track, frame, keypoint, pixel, max_error=2.0, min_angle=1.0, workers=1)
-    monkeypatch.setattr(triangulation, "RUN_OBSERVATIONS", 400)
-    with triangulation.WorkerPool(2) as pool:
-        results, processes = [], []
-        for _ in range(2):
-            results.append(triangulate(cameras, track, frame, keypoint, pixel, max_error=2.0, min_angle=1.0, pool=pool))
-            processes.append(set(pool.executor()._processes))
-    assert processes[0] and processes[0] == processes[1]
-    for shared in results:
-        for name in ("xyz", "point", "frame", "keypoint", "pixel"):
-            np.testing.assert_array_equal(getattr(shared, name), getattr(alone, name))
-
-
-def test_runs_end_between_tracks_and_unsorted_tracks_stay_one_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(triangulation, "RUN_OBSERVATIONS", 3)
-    track = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2, 3, 3, 4])
-    bounds = triangulation._track_runs(track, 3)
-    assert bounds[0] == 0 and bounds[-1] == len(track) and len(bounds) == 4
-    assert all(track[b - 1] != track[b] for b in bounds[1:-1])
-    assert triangulation._track_runs(track[::-1].copy(), 3).tolist() == [0, len(track)]
-
-
-def test_a_worker_pool_starts_early_only_for_a_triangulation_it_would_serve(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(triangulation, "RUN_OBSERVATIONS", 400)
-    with triangulation.WorkerPool(2) as pool:
-        pool.warm(799)  # one run: triangulated in this process
-        assert pool._executor is None
-        pool.warm(800)  # two runs of 400: the processes start now
-        assert pool._executor is not None and len(pool._executor._processes) == 2
+    on_cpu = triangulate(cameras, track, frame, keypoint, pixel, max_error=2.0, min_angle=1.0)
+    on_gpu = triangulate(
+        cameras, track, frame, keypoint, pixel, max_error=2.0, min_angle=1.0, device=torch.device("cuda")
+    )
+    for name in ("point", "frame", "keypoint"):
+        np.testing.assert_array_equal(getattr(on_gpu, name), getattr(on_cpu, name))
+    np.testing.assert_allclose(on_gpu.xyz, on_cpu.xyz, atol=1e-9)

@@ -114,8 +114,9 @@ class RefineConfig:
     cores) and Ceres otherwise (faster on a CPU: fewer overheads per iteration). A pass that runs out of GPU memory is
     solved by Ceres instead, with a warning."""
     refine_device: RefineDevice = "auto"
-    """Where descriptors are matched (and, with --refine-features auto or torch, SIFT runs): auto picks cuda when
-    present, else cpu; mps (Apple's GPUs) only when chosen."""
+    """Where descriptors are matched and tracks triangulated (and, with --refine-features auto or torch, SIFT runs):
+    auto picks cuda when present, else cpu; mps (Apple's GPUs) only when chosen (triangulation then runs on the
+    CPU: mps has no float64)."""
 
     def __post_init__(self) -> None:
         checks = {
@@ -164,3 +165,10 @@ class RefineConfig:
                 f"--refine-device {self.refine_device}: there is no {self.refine_device} device here (try auto or cpu)"
             )
         return torch.device(self.refine_device)
+
+    def float64_device(self) -> torch.device:
+        """Where float64 work runs (triangulation, projections): ``device()``, or the CPU for mps."""
+        import torch
+
+        device = self.device()
+        return torch.device("cpu") if device.type == "mps" else device

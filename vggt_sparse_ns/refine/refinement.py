@@ -28,7 +28,7 @@ from vggt_sparse_ns.refine.matching import match_pairs
 from vggt_sparse_ns.refine.pairs import select_pairs
 from vggt_sparse_ns.refine.registration import register_frames
 from vggt_sparse_ns.refine.track_selection import adjustment_tracks
-from vggt_sparse_ns.refine.triangulation import SparseModel, WorkerPool, triangulate
+from vggt_sparse_ns.refine.triangulation import SparseModel, triangulate
 from vggt_sparse_ns.refine.verification import build_tracks, keypoint_pixels, verify_pairs
 from vggt_sparse_ns.timing import StageTimer
 
@@ -116,11 +116,11 @@ def refine(reconstruction: Reconstruction, config: RefineConfig | None = None) -
         >>> refined = refine(reconstruction, RefineConfig(refine_camera_model="SIMPLE_RADIAL"))
         >>> refined.refinement["reprojection_error_px"]
     """
-    with _quiet_pycolmap(), WorkerPool() as pool:  # started only if a triangulation is large enough
-        return _refine(reconstruction, config or RefineConfig(), pool)
+    with _quiet_pycolmap():
+        return _refine(reconstruction, config or RefineConfig())
 
 
-def _refine(reconstruction: Reconstruction, config: RefineConfig, pool: WorkerPool) -> Reconstruction:
+def _refine(reconstruction: Reconstruction, config: RefineConfig) -> Reconstruction:
     timer = StageTimer()
     count = reconstruction.num_frames
     predicted = CameraSet(
@@ -144,8 +144,6 @@ def _refine(reconstruction: Reconstruction, config: RefineConfig, pool: WorkerPo
             extractor=extractor,
             device=device,
         )
-    # The triangulation's processes start while pairs are matched and verified (keypoints bound the observations).
-    pool.warm(sum(len(f) for f in features))
     with timer.stage("pairs"):
         pairs = select_pairs(
             features,
@@ -176,7 +174,7 @@ def _refine(reconstruction: Reconstruction, config: RefineConfig, pool: WorkerPo
             pixel,
             max_error=loose,
             min_angle=config.refine_min_triangulation_angle,
-            pool=pool,
+            device=config.float64_device(),
         )
     error_before = float(initial.errors(predicted).mean()) if len(initial.point) else None
     summary = {
@@ -192,7 +190,7 @@ def _refine(reconstruction: Reconstruction, config: RefineConfig, pool: WorkerPo
     try:
         with timer.stage("bundle adjustment"):
             cameras, model, frames, anchor, depth_held = _adjust(
-                reconstruction, predicted, initial, (track, frame, keypoint, pixel), config, pool, solver
+                reconstruction, predicted, initial, (track, frame, keypoint, pixel), config, solver
             )
             summary["depth_prior"] = depth_held
         with timer.stage("scale"):
@@ -274,7 +272,6 @@ def _adjust(
     initial: SparseModel,
     observations: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     config: RefineConfig,
-    pool: WorkerPool,
     solver: torch.device | None,
 ) -> tuple[CameraSet, SparseModel, np.ndarray, int, bool]:
     """Two adjustment passes on each frame's best points, every track re-triangulated after each, frames left
@@ -312,7 +309,7 @@ def _adjust(
             pixel[registered],
             max_error=config.refine_max_reprojection_error,
             min_angle=config.refine_min_triangulation_angle,
-            pool=pool,
+            device=config.float64_device(),
         )
 
     def adjust_and_retriangulate(
@@ -334,7 +331,7 @@ def _adjust(
                 break  # this pass lost frames: the previous one stands
             if len(refined[1].point) < len(model.point):
                 break  # fewer observations fit it: a worse account of the images than the previous pass
-            settled = _frame_shift(cameras, refined[0], refined[1]) <= SETTLED_PIXELS
+            settled = _frame_shift(cameras, refined[0], refined[1], config.float64_device()) <= SETTLED_PIXELS
             cameras, model, frames = refined
             if settled:
                 break
@@ -418,20 +415,30 @@ def _strayed(
     return frames[adjusted.turned(predicted, frames, MAX_TURN_DEGREES) & (after < 2 * before)]
 
 
-def _frame_shift(before: CameraSet, after: CameraSet, model: SparseModel) -> float:
+def _frame_shift(before: CameraSet, after: CameraSet, model: SparseModel, device: torch.device) -> float:
     """The most any frame's median observation of ``model`` moves (pixels) when its point is projected by
-    ``after`` instead of ``before``."""
+    ``after`` instead of ``before``; computed on ``device`` (float64)."""
+    import torch
+
     if len(model.point) == 0:
         return 0.0
-    points = model.xyz[model.point]
-    moved = project_points(after, model.frame, points)[0] - project_points(before, model.frame, points)[0]
-    shift = np.nan_to_num(np.linalg.norm(moved, axis=1), nan=np.inf)
-    # Grouped by frame with a radix sort (16-bit keys), then a median per frame: sorting the shifts of millions
-    # of observations too took seconds per pass.
-    frame = model.frame.astype(np.uint16) if model.frame.max() < 1 << 16 else model.frame
-    order = np.argsort(frame, kind="stable")
-    bounds = np.flatnonzero(np.diff(frame[order])) + 1
-    return float(max(np.median(group) for group in np.split(shift[order], bounds)))
+    frame = torch.as_tensor(model.frame, device=device)
+    points = torch.as_tensor(model.xyz, device=device)[torch.as_tensor(model.point, device=device)]
+    moved = (
+        project_points(after.to_tensors(device), frame, points)[0]
+        - project_points(before.to_tensors(device), frame, points)[0]
+    )
+    shift = torch.linalg.norm(moved, dim=1).nan_to_num(nan=float("inf"))
+    # Each frame's shifts in order, then the middle one (or the mean of the middle two) of each: numpy's median.
+    shift, order = torch.sort(shift)
+    frame, by_frame = torch.sort(frame[order], stable=True)
+    shift = shift[by_frame]
+    counts = torch.bincount(frame)
+    seen = counts > 0
+    starts = (torch.cumsum(counts, 0) - counts)[seen]
+    counts = counts[seen]
+    medians = (shift[starts + (counts - 1) // 2] + shift[starts + counts // 2]) / 2
+    return float(medians.max())
 
 
 def _pose_prior(
