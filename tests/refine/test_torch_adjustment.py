@@ -112,10 +112,16 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> TexturedScene:
     return make_scene(tmp_path_factory.mktemp("scene"), frames=8, blank_frame=3)
 
 
-def test_refinement_with_the_torch_solver_cuts_the_median_errors_at_least_five_fold(scene: TexturedScene) -> None:
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"))]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_refinement_with_the_torch_solver_cuts_the_median_errors_at_least_five_fold(
+    scene: TexturedScene, device: str
+) -> None:
     predicted = perturb(scene.truth, seed=1)
-    refined = refine(predicted, RefineConfig(refine=True, refine_solver="torch"))
-    assert refined.refinement["bundle_adjuster"] == "torch (cpu)"
+    refined = refine(predicted, RefineConfig(refine=True, refine_solver="torch", refine_device=device))
+    assert refined.refinement["bundle_adjuster"] == f"torch ({device})"
     assert refined.refinement["reprojection_error_px"] < 1.0
     assert refined.refinement["kept_frames"] == [3]
     textured = np.array([1, 2, 4, 5, 6, 7])
