@@ -408,9 +408,11 @@ def test_depth_maps_each_off_by_their_own_scale_leave_the_box_rings_scale_to_the
 ) -> None:
     # Seed 2, each frame's depth scaled by 0.7-1.4 and shifted by up to 30 %: pooled over all observations the depth
     # ratios look like one factor. Measured with only that pooled check (the frames' own medians not compared), the
-    # depth set the scale and positions came out 1.7x better than predicted; from the camera centres, 5.1x.
+    # depth set the scale and positions came out 1.7x better than predicted; from the camera centres, 5.1x. pycolmap's
+    # SIFT, which the CPU runs by default: with ours (a GPU's default) this ring verifies 13 pairs, not 14, and the
+    # positions come out 2.2x better (measured on the CPU and on an H200), whatever sets the scale.
     predicted = perturb(box_ring.truth, seed=2, scene_size=BOX_RING_SIZE)
-    refined = refine(perturb_depth(predicted, seed=2), RefineConfig(refine_prior_depth=0.0))
+    refined = refine(perturb_depth(predicted, seed=2), RefineConfig(refine_prior_depth=0.0, refine_features="pycolmap"))
     assert refined.refinement["scale_source"] == "camera centres"
     before, after = _median_errors(predicted, refined, box_ring.truth)["centre_errors"]
     assert after * 3 <= before, (before, after)
