@@ -114,9 +114,9 @@ class RefineConfig:
     cores) and Ceres otherwise (faster on a CPU: fewer overheads per iteration). A pass that runs out of GPU memory is
     solved by Ceres instead, with a warning."""
     refine_device: RefineDevice = "auto"
-    """Where descriptors are matched and tracks triangulated (and, with --refine-features auto or torch, SIFT runs):
-    auto picks cuda when present, else cpu; mps (Apple's GPUs) only when chosen (triangulation then runs on the
-    CPU: mps has no float64)."""
+    """Where descriptors are matched, tracks triangulated and selected (and, with --refine-features auto or torch, SIFT
+    runs): auto picks cuda when present, else cpu; mps (Apple's GPUs) only when chosen (triangulation and track
+    selection then run on the CPU: mps has no float64)."""
 
     def __post_init__(self) -> None:
         checks = {
@@ -166,8 +166,9 @@ class RefineConfig:
             )
         return torch.device(self.refine_device)
 
-    def float64_device(self) -> torch.device:
-        """Where float64 work runs (triangulation, projections): ``device()``, or the CPU for mps."""
+    def array_device(self) -> torch.device:
+        """Where the work on all observations runs (triangulation, track selection, projections; float64):
+        ``device()``, or the CPU for mps, which has no float64."""
         import torch
 
         device = self.device()

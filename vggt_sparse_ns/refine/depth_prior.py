@@ -14,6 +14,7 @@ off by a factor or a shift of their own cannot all be met by one set of cameras,
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +23,9 @@ from vggt_sparse_ns.refine.cameras import CameraSet
 from vggt_sparse_ns.refine.consistency import DEPTH_AGREEMENT, agreeing_depth_scale, model_pixels
 from vggt_sparse_ns.refine.track_selection import frame_choices
 from vggt_sparse_ns.refine.triangulation import SparseModel
+
+if TYPE_CHECKING:
+    import torch
 
 AFFORDABLE_DEPTH_COSTS = 50_000
 """Depth costs one adjustment holds whatever its frame count (each frame then at least ``points_per_frame``). Each
@@ -43,6 +47,8 @@ class DepthPrior:
     points_per_frame: int
     """Observations per frame held to their predicted depth at the least (``held``): more where the frames are few,
     up to ``AFFORDABLE_DEPTH_COSTS`` in all."""
+    device: torch.device | None = None
+    """Where ``held`` sorts the observations (``frame_choices``; the CPU when None)."""
 
     def held(
         self, model: SparseModel, observed: np.ndarray, cameras: CameraSet
@@ -62,7 +68,9 @@ class DepthPrior:
         )
         usable_per_frame = np.bincount(candidates.frame)
         share = AFFORDABLE_DEPTH_COSTS // max(1, np.count_nonzero(usable_per_frame))
-        chosen = frame_choices(candidates, candidates.errors(cameras), max(self.points_per_frame, share))
+        chosen = frame_choices(
+            candidates, candidates.errors(cameras, self.device), max(self.points_per_frame, share), device=self.device
+        )
         held_per_frame = np.bincount(candidates.frame[chosen], minlength=len(usable_per_frame))
         weights = (usable_per_frame / np.maximum(held_per_frame, 1))[candidates.frame[chosen]]
         return observed[chosen], targets[chosen], weights
@@ -90,12 +98,14 @@ class DepthPrior:
         return np.sum(corners * weights, axis=1), usable
 
 
-def depth_prior(reconstruction: Reconstruction, width: float, points_per_frame: int) -> DepthPrior | None:
+def depth_prior(
+    reconstruction: Reconstruction, width: float, points_per_frame: int, device: torch.device | None = None
+) -> DepthPrior | None:
     """The depth prior for an adjustment in VGGT's world (its scale held by the pose prior or by this one), or
     None where ``width`` is 0 or the reconstruction has no positive depth."""
     if width <= 0 or not np.any(reconstruction.depth > 0):
         return None
-    return DepthPrior(reconstruction, width, points_per_frame)
+    return DepthPrior(reconstruction, width, points_per_frame, device)
 
 
 def depth_agrees(reconstruction: Reconstruction, cameras: CameraSet, model: SparseModel, frames: np.ndarray) -> bool:

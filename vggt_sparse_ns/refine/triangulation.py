@@ -41,8 +41,11 @@ class SparseModel:
     def __len__(self) -> int:
         return len(self.xyz)
 
-    def errors(self, cameras: CameraSet) -> Array:
-        """[M] reprojection error of each observation, in full-resolution pixels (infinite behind the camera)."""
+    def errors(self, cameras: CameraSet, device: torch.device | None = None) -> Array:
+        """[M] reprojection error of each observation, in full-resolution pixels (infinite behind the camera);
+        computed on ``device`` when given (numpy in and out: 0.3 s for 2 M observations in numpy)."""
+        if device is not None:
+            return self.to(device).errors(cameras.to_tensors(device)).cpu().numpy()
         return reprojection_errors(cameras, self.frame, self.xyz[self.point], self.pixel)
 
     def select(self, keep_observation: Array, min_views: int = 2) -> SparseModel:
