@@ -10,6 +10,7 @@ import torch
 from textured_scene import look_at
 
 from vggt_sparse_ns.camera_models import colmap_params, distort, from_colmap_params
+from vggt_sparse_ns.refine import triangulation
 from vggt_sparse_ns.refine.cameras import CameraSet, project_points, undistort
 from vggt_sparse_ns.refine.triangulation import SparseModel, linear_triangulation, refine_points, triangulate
 
@@ -140,3 +141,22 @@ def test_triangulation_on_the_gpu_gives_the_cpu_result() -> None:
     for name in ("point", "frame", "keypoint"):
         np.testing.assert_array_equal(getattr(on_gpu, name), getattr(on_cpu, name))
     np.testing.assert_allclose(on_gpu.xyz, on_cpu.xyz, atol=1e-9)
+
+
+def test_a_triangulation_that_runs_out_of_device_memory_runs_on_the_cpu(
+    monkeypatch: pytest.MonkeyPatch, caplog
+) -> None:
+    cameras = _cameras()
+    points = np.random.default_rng(8).uniform([-1, -1, 4], [2, 1, 6], (20, 3))
+    original, devices = triangulation._triangulate_tracks, []
+
+    def out_of_memory_at_first(cameras: CameraSet, model: SparseModel, **settings) -> SparseModel:
+        devices.append(model.point.device)
+        if len(devices) == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return original(cameras, model, **settings)
+
+    monkeypatch.setattr(triangulation, "_triangulate_tracks", out_of_memory_at_first)
+    model = triangulate(cameras, *_observe(cameras, points), max_error=1.0, min_angle=1.0, device=CPU)
+    np.testing.assert_allclose(model.xyz, points, atol=1e-6)
+    assert devices == [CPU, CPU] and "runs on the CPU instead" in caplog.text

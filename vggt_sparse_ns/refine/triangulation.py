@@ -5,6 +5,7 @@ triangulated again, and points seen under too small an angle are left out. In to
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
 
 REFIT_ROUNDS = 4
 GAUSS_NEWTON_STEPS = 3
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -182,8 +185,18 @@ def triangulate(
     import torch
 
     device = torch.device("cpu") if device is None else device
-    observations = SparseModel(np.zeros((0, 3)), track, frame, keypoint, pixel).to(device)
-    model = _triangulate_tracks(cameras.to_tensors(device), observations, max_error=max_error, min_angle=min_angle)
+    observations = SparseModel(np.zeros((0, 3)), track, frame, keypoint, pixel)
+    try:
+        model = _triangulate_tracks(
+            cameras.to_tensors(device), observations.to(device), max_error=max_error, min_angle=min_angle
+        )
+    except torch.OutOfMemoryError:  # a large model on a small GPU
+        logger.warning("Triangulation ran out of memory on %s; it runs on the CPU instead.", device)
+        torch.cuda.empty_cache()
+        cpu = torch.device("cpu")
+        model = _triangulate_tracks(
+            cameras.to_tensors(cpu), observations.to(cpu), max_error=max_error, min_angle=min_angle
+        )
     return model.numpy()
 
 
