@@ -65,7 +65,8 @@ class RefineStagesBenchmark(GeneratedJpegs):
     camera_model: CameraModelName = "PINHOLE"
     """--refine-camera-model."""
     device: RefineDevice = "cpu"
-    """--refine-device (where descriptors are matched, and SIFT runs with --features torch)."""
+    """--refine-device (where descriptors are matched, tracks triangulated and selected, and SIFT runs with
+    --features torch)."""
     features: FeatureChoice = "auto"
     """--refine-features: which SIFT (auto: torch on cuda or mps, pycolmap on the CPU)."""
     solver: SolverChoice = "auto"

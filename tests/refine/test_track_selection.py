@@ -100,3 +100,12 @@ def test_the_adjustment_problem_grows_with_frames_not_with_track_length() -> Non
     assert np.bincount(problem.point).max() <= 20
     assert np.sum(np.bincount(problem.point) ** 2) <= 20 * len(problem.point)
     assert np.all(np.bincount(problem.frame, minlength=60) >= 40)
+
+
+def test_sort_keys_are_combined_in_64_bits_whatever_their_type() -> None:
+    import torch
+
+    from vggt_sparse_ns.refine.track_selection import _sorted_by
+
+    first, second = torch.tensor([70000, 1], dtype=torch.int32), torch.tensor([0, 40000], dtype=torch.int32)
+    assert _sorted_by(first, second).tolist() == [1, 0]  # 70000 * 40001 overflows 32 bits

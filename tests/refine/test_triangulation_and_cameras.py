@@ -150,13 +150,24 @@ def test_a_triangulation_that_runs_out_of_device_memory_runs_on_the_cpu(
     points = np.random.default_rng(8).uniform([-1, -1, 4], [2, 1, 6], (20, 3))
     original, devices = triangulation._triangulate_tracks, []
 
-    def out_of_memory_at_first(cameras: CameraSet, model: SparseModel, **settings) -> SparseModel:
-        devices.append(model.point.device)
-        if len(devices) == 1:
-            raise torch.OutOfMemoryError("CUDA out of memory")
+    def out_of_memory_off_the_cpu(cameras: CameraSet, model: SparseModel, **settings) -> SparseModel:
+        devices.append(model.point.device.type)
+        if model.point.device != CPU:
+            raise torch.OutOfMemoryError("out of memory")
         return original(cameras, model, **settings)
 
-    monkeypatch.setattr(triangulation, "_triangulate_tracks", out_of_memory_at_first)
-    model = triangulate(cameras, *_observe(cameras, points), max_error=1.0, min_angle=1.0, device=CPU)
+    monkeypatch.setattr(triangulation, "_triangulate_tracks", out_of_memory_off_the_cpu)
+    # meta: a device other than the CPU, on any machine
+    model = triangulate(cameras, *_observe(cameras, points), max_error=1.0, min_angle=1.0, device=torch.device("meta"))
     np.testing.assert_allclose(model.xyz, points, atol=1e-6)
-    assert devices == [CPU, CPU] and "runs on the CPU instead" in caplog.text
+    assert devices == ["meta", "cpu"] and "runs on the CPU instead" in caplog.text
+
+
+def test_running_out_of_memory_on_the_cpu_is_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    def out_of_memory(*args, **kwargs) -> SparseModel:
+        raise torch.OutOfMemoryError("out of memory")
+
+    monkeypatch.setattr(triangulation, "_triangulate_tracks", out_of_memory)
+    cameras = _cameras()
+    with pytest.raises(torch.OutOfMemoryError):
+        triangulate(cameras, *_observe(cameras, np.array([[0.5, 0.2, 5.0]])), max_error=1.0, min_angle=1.0)

@@ -24,15 +24,15 @@ class CameraSet:
     OpenCV's model in normalised camera coordinates (zeros: none). numpy arrays, or float64 tensors
     (``to_tensors``) for the functions below."""
 
-    T_camera_world: np.ndarray
+    T_camera_world: Array
     """[S, 3, 4] float64."""
-    intrinsics: np.ndarray
+    intrinsics: Array
     """[S, 3, 3] float64."""
-    distortion: np.ndarray
+    distortion: Array
     """[S, 4] float64."""
 
     @property
-    def centres(self) -> np.ndarray:
+    def centres(self) -> Array:
         """[S, 3] camera centres in the world."""
         rotation, translation = self.T_camera_world[:, :, :3], self.T_camera_world[:, :, 3]
         return -array_namespace(rotation).einsum("sji,sj->si", rotation, translation)

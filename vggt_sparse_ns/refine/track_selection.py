@@ -96,7 +96,7 @@ def _sorted_by(*keys: torch.Tensor) -> torch.Tensor:
     combination would not fit."""
     import torch
 
-    combined = torch.zeros_like(keys[0])
+    combined = torch.zeros_like(keys[0], dtype=torch.int64)
     span = 1
     for key in keys:
         size = int(key.max()) + 1 if len(key) else 1
