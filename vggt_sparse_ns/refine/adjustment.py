@@ -14,7 +14,7 @@ import numpy as np
 from vggt_sparse_ns.camera_models import colmap_params, from_colmap_params, to_camera
 from vggt_sparse_ns.cpus import usable_cpus
 from vggt_sparse_ns.refine.cameras import CameraSet
-from vggt_sparse_ns.refine.config import CameraModelName, SolverChoice
+from vggt_sparse_ns.refine.config import CameraModelName, SolverChoice, float64_device
 from vggt_sparse_ns.refine.depth_prior import DepthPrior, depth_cost, virtual_camera
 from vggt_sparse_ns.refine.triangulation import SparseModel
 
@@ -92,7 +92,7 @@ def solver_device(
     if choice == "ceres":
         return None
     if choice == "torch":
-        return torch.device("cpu") if device.type == "mps" else device
+        return float64_device(device)
     if device.type != "cuda":
         return None
     size = frames * (6 + 8 if camera_model == "OPENCV" else 6 + 4)

@@ -168,8 +168,12 @@ class RefineConfig:
 
     def array_device(self) -> torch.device:
         """Where the work on all observations runs (triangulation, track selection, projections; float64):
-        ``device()``, or the CPU for mps, which has no float64."""
-        import torch
+        ``float64_device(device())``."""
+        return float64_device(self.device())
 
-        device = self.device()
-        return torch.device("cpu") if device.type == "mps" else device
+
+def float64_device(device: torch.device) -> torch.device:
+    """``device``, or the CPU for mps, which has no float64: where refinement's float64 work runs."""
+    import torch
+
+    return torch.device("cpu") if device.type == "mps" else device

@@ -133,7 +133,7 @@ def _refine(reconstruction: Reconstruction, config: RefineConfig) -> Reconstruct
         ),
         np.zeros((count, 4)) if reconstruction.distortion is None else reconstruction.distortion.astype(np.float64),
     )
-    device = config.device()
+    device, arrays = config.device(), config.array_device()
     extractor = feature_extractor(config.refine_features, device, config.refine_affine_features)
     with timer.stage("features"):
         features = extract_features(
@@ -174,7 +174,7 @@ def _refine(reconstruction: Reconstruction, config: RefineConfig) -> Reconstruct
             pixel,
             max_error=loose,
             min_angle=config.refine_min_triangulation_angle,
-            device=config.array_device(),
+            device=arrays,
         )
     error_before = float(initial.errors(predicted).mean()) if len(initial.point) else None
     summary = {
@@ -281,6 +281,7 @@ def _adjust(
     Returns the cameras, all points triangulated with the final cameras, the adjusted frames, the anchor frame and
     whether the depth prior was kept."""
     track, frame, keypoint, pixel = observations
+    arrays = config.array_device()
     sizes = [t.original_size for t in reconstruction.transforms]
     count = len(predicted.T_camera_world)
     frames = _enough(initial, count, config.refine_min_observations)
@@ -309,14 +310,13 @@ def _adjust(
             pixel[registered],
             max_error=config.refine_max_reprojection_error,
             min_angle=config.refine_min_triangulation_angle,
-            device=config.array_device(),
+            device=arrays,
         )
 
     def adjust_and_retriangulate(
         cameras: CameraSet, model: SparseModel, frames: np.ndarray, loss_scale: float
     ) -> tuple[CameraSet, SparseModel, np.ndarray]:
-        device = config.array_device()
-        problem = adjustment_tracks(model, model.errors(cameras, device), config.refine_points_per_frame, device)
+        problem = adjustment_tracks(model, model.errors(cameras, arrays), config.refine_points_per_frame, arrays)
         cameras, _ = bundle_adjust(cameras, problem, frames=frames, loss_scale=loss_scale, **settings)
         model = triangulate_frames(cameras, frames)
         frames = _enough(model, count, config.refine_min_observations, among=frames)
@@ -332,7 +332,7 @@ def _adjust(
                 break  # this pass lost frames: the previous one stands
             if len(refined[1].point) < len(model.point):
                 break  # fewer observations fit it: a worse account of the images than the previous pass
-            settled = _frame_shift(cameras, refined[0], refined[1], config.array_device()) <= SETTLED_PIXELS
+            settled = _frame_shift(cameras, refined[0], refined[1], arrays) <= SETTLED_PIXELS
             cameras, model, frames = refined
             if settled:
                 break
@@ -366,7 +366,7 @@ def _adjust(
     frames = adjusted
     # Then the same passes with the predicted depth held, kept only where the points they leave agree with it.
     settings["depth_prior"] = depth_prior(
-        reconstruction, config.refine_prior_depth, config.refine_depth_points_per_frame, config.array_device()
+        reconstruction, config.refine_prior_depth, config.refine_depth_points_per_frame, arrays
     )
     held = False
     if settings["depth_prior"] is not None:

@@ -1,7 +1,7 @@
 """Points from tracks with known cameras: a linear multi-view triangulation (DLT) of all tracks at once,
 then observations that do not fit (behind the camera, far from the projection) are dropped and the track
 triangulated again, and points seen under too small an angle are left out. In torch, on refinement's device: at
-1,000 views (2.1 M observations) numpy took 1.1-1.3 s per call in 16 processes."""
+1,000 views (2.1 M observations) numpy took 1.1-1.3 s per call in 16 processes, torch on an H100 0.24-0.30 s (its eigenproblems on the GPU then)."""
 
 from __future__ import annotations
 
